@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/server"
+)
+
+// serveConfig is every serve flag, typed.
+type serveConfig struct {
+	ProfilesDir    string
+	DataDir        string
+	AssetsDir      string
+	HTTPAddr       string
+	AdvertiseURL   string
+	DHCPInterface  string
+	TFTPRoot       string
+	IPXEDir        string
+	ReloadDebounce time.Duration
+	LogLevel       string
+	LogFormat      string
+}
+
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := newFlagSet("serve", stderr)
+	fs.StringVar(&c.ProfilesDir, "profiles", "", "profiles directory (a Git checkout) [required]")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the state database and generated secrets")
+	fs.StringVar(&c.AssetsDir, "assets", "", "directory served at /assets/ (default: <data-dir>/assets)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "base URL machines reach the HTTP server at (default: derived from --dhcp-interface or --http-addr)")
+	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "interface for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them")
+	fs.StringVar(&c.TFTPRoot, "tftp-root", "", "optional directory of extra files served over TFTP")
+	fs.StringVar(&c.IPXEDir, "ipxe-dir", "", "optional directory whose undionly.kpxe, ipxe.efi or snp.efi replace the embedded builds")
+	fs.DurationVar(&c.ReloadDebounce, "reload-debounce", 500*time.Millisecond, "quiet time after a profiles change before reloading")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return c, err
+	}
+	if len(pos) > 0 {
+		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+	}
+	if c.ProfilesDir == "" {
+		return c, fmt.Errorf("%w: --profiles is required", errUsage)
+	}
+	if c.AssetsDir == "" {
+		c.AssetsDir = filepath.Join(c.DataDir, "assets")
+	}
+	if c.AdvertiseURL == "" {
+		host, err := advertiseHost(c.HTTPAddr, c.DHCPInterface)
+		if err != nil {
+			return c, fmt.Errorf("%w: --advertise-url not given and %v", errUsage, err)
+		}
+		_, port, _ := net.SplitHostPort(c.HTTPAddr)
+		c.AdvertiseURL = "http://" + net.JoinHostPort(host, port)
+	}
+	c.AdvertiseURL = strings.TrimRight(c.AdvertiseURL, "/")
+	if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, fmt.Errorf("%w: --advertise-url %q must be an http(s) URL", errUsage, c.AdvertiseURL)
+	}
+	return c, nil
+}
+
+// advertiseHost picks the address machines will reach us at: the DHCP interface's
+// IPv4 address, else the host of --http-addr, else this host's first global IPv4.
+func advertiseHost(httpAddr, iface string) (string, error) {
+	if iface != "" {
+		ip, err := interfaceIPv4(iface)
+		if err != nil {
+			return "", err
+		}
+		return ip.String(), nil
+	}
+	host, _, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", fmt.Errorf("--http-addr %q: %v", httpAddr, err)
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return host, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("list addresses: %v", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String(), nil
+		}
+	}
+	return "127.0.0.1", nil
+}
+
+func interfaceIPv4(name string) (net.IP, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", name, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("interface %s addresses: %w", name, err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.To4(), nil
+		}
+	}
+	return nil, fmt.Errorf("interface %s has no IPv4 address", name)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
+}
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+// serve wires the pieces and runs them until ctx ends or one fails.
+func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.MkdirAll(cfg.AssetsDir, 0o755); err != nil {
+		return fmt.Errorf("create assets dir: %w", err)
+	}
+	assets, err := os.OpenRoot(cfg.AssetsDir)
+	if err != nil {
+		return fmt.Errorf("open assets dir: %w", err)
+	}
+	defer assets.Close()
+	binaries, err := ipxe.NewBinaries(cfg.IPXEDir)
+	if err != nil {
+		return err
+	}
+
+	core := boot.New(boot.Config{ProfilesDir: cfg.ProfilesDir, AdvertiseURL: cfg.AdvertiseURL, Logger: log})
+	// The first load must succeed: serving nothing while claiming to be up helps no one.
+	if err := core.Reload(); err != nil {
+		var probs profiles.Problems
+		if errors.As(err, &probs) {
+			return fmt.Errorf("profiles in %s do not validate:\n%w", cfg.ProfilesDir, err)
+		}
+		return err
+	}
+	log.Info("provisiond starting", "version", version, "advertise_url", cfg.AdvertiseURL, "profiles", cfg.ProfilesDir, "assets", cfg.AssetsDir, "data_dir", cfg.DataDir)
+
+	srv := server.New(server.Config{
+		Core:         core,
+		AdvertiseURL: cfg.AdvertiseURL,
+		Assets:       assets,
+		Binaries:     binaries,
+		Logger:       log,
+	})
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) })
+	g.Go(func() error {
+		return profiles.Watch(ctx, cfg.ProfilesDir, cfg.ReloadDebounce, log, func() { _ = core.Reload() })
+	})
+	return g.Wait()
+}

@@ -1,0 +1,243 @@
+// Package boot is the policy core every protocol asks: given a machine's identity,
+// what does it get now — a network boot or not, which iPXE script, which config.
+// It owns the live profile Set and swaps it atomically on reload; protocol servers
+// stay ignorant of profiles and state.
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/profiles"
+)
+
+// Sentinels the protocol servers map to their own answers.
+var (
+	// ErrNoIdentity: the request names neither a usable MAC nor a UUID.
+	ErrNoIdentity = errors.New("request names no usable mac or uuid")
+	// ErrUnknownMachine: no Machine matches and there is no Default.
+	ErrUnknownMachine = errors.New("unknown machine: no Machine matches it and there is no Default")
+	// ErrNoConfig: the machine's profile serves no config of the kind asked for.
+	ErrNoConfig = errors.New("the machine's profile has no config of this kind")
+	// ErrNotLoaded: no profile set has loaded successfully yet.
+	ErrNotLoaded = errors.New("no valid profiles loaded")
+)
+
+// Request identifies a machine asking for something. MAC and UUID are canonical
+// (package ident); at least one must be set.
+type Request struct {
+	MAC    string
+	UUID   string
+	Arch   string            // iPXE ${buildarch}, e.g. x86_64, arm64; informational
+	Labels map[string]string // extra selectors, e.g. from the query string
+}
+
+func (r Request) query() profiles.Query {
+	return profiles.Query{MAC: r.MAC, UUID: r.UUID, Labels: r.Labels}
+}
+
+// Config configures a Core.
+type Config struct {
+	ProfilesDir  string
+	AdvertiseURL string       // base URL machines reach the HTTP server at, no trailing slash
+	Logger       *slog.Logger // nil: discard
+}
+
+// Core is the policy core. Its zero value is not usable; call New.
+type Core struct {
+	dir    string
+	base   string
+	log    *slog.Logger
+	cache  *profiles.Cache
+	set    atomic.Pointer[profiles.Set]
+	status atomic.Pointer[ReloadStatus]
+	mu     sync.Mutex // serialises reloads
+}
+
+// ReloadStatus is the outcome of the latest profile load.
+type ReloadStatus struct {
+	Time     time.Time
+	Duration time.Duration
+	Err      error // nil on success; profiles.Problems when validation failed
+	Live     *profiles.Set
+}
+
+// New returns a Core with no profiles loaded; call Reload.
+func New(cfg Config) *Core {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Core{
+		dir:   cfg.ProfilesDir,
+		base:  strings.TrimRight(cfg.AdvertiseURL, "/"),
+		log:   log,
+		cache: profiles.NewCache(),
+	}
+}
+
+// Reload loads the profiles directory and, only if it validates, swaps it in
+// whole. A failed reload leaves the last good set serving.
+func (c *Core) Reload() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache})
+	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err, Live: c.set.Load()}
+	if err != nil {
+		var probs profiles.Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				c.log.Error("profile problem", "file", p.File, "line", p.Line, "msg", p.Msg, "at", p.String())
+			}
+		}
+		c.log.Error("profiles reload failed; last good set keeps serving", "dir", c.dir, "error_count", countProblems(err), "duration", st.Duration)
+		c.status.Store(st)
+		return err
+	}
+	c.set.Store(set)
+	st.Live = set
+	c.status.Store(st)
+	c.log.Info("profiles loaded", "dir", c.dir, "profiles", len(set.Profiles), "machines", len(set.Machines), "duration", st.Duration)
+	return nil
+}
+
+func countProblems(err error) int {
+	var probs profiles.Problems
+	if errors.As(err, &probs) {
+		return len(probs)
+	}
+	return 1
+}
+
+// Status returns the latest reload's outcome, or nil before the first.
+func (c *Core) Status() *ReloadStatus { return c.status.Load() }
+
+// Profiles returns the live set, or nil before the first successful load.
+func (c *Core) Profiles() *profiles.Set { return c.set.Load() }
+
+// Match finds what r matches in the live set.
+func (c *Core) Match(r Request) (profiles.Result, *profiles.Set, error) {
+	if r.MAC == "" && r.UUID == "" {
+		return profiles.Result{}, nil, ErrNoIdentity
+	}
+	set := c.set.Load()
+	if set == nil {
+		return profiles.Result{}, nil, ErrNotLoaded
+	}
+	res, err := set.Match(r.query())
+	if errors.Is(err, profiles.ErrNoMatch) {
+		return res, set, ErrUnknownMachine
+	}
+	return res, set, err
+}
+
+// BootPXE tells the proxyDHCP whether to offer a network boot: only machines that
+// have a profile, so provisiond stays silent towards machines another server owns.
+func (c *Core) BootPXE(_ context.Context, r Request) (bool, error) {
+	_, _, err := c.Match(r)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrUnknownMachine), errors.Is(err, ErrNotLoaded):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// Script returns the iPXE script machine r boots now.
+func (c *Core) Script(_ context.Context, r Request) (string, error) {
+	res, _, err := c.Match(r)
+	if err != nil {
+		return "", err
+	}
+	return ipxe.BootScript(c.bootFor(res, r)), nil
+}
+
+// Explain renders the decision for r for humans: why it matched and its script.
+func (c *Core) Explain(r Request) (profiles.Result, string, error) {
+	res, _, err := c.Match(r)
+	if err != nil {
+		return res, "", err
+	}
+	return res, ipxe.BootScript(c.bootFor(res, r)), nil
+}
+
+// bootFor assembles kernel, initrds and args, adding the config URL the
+// profile's config kind calls for.
+func (c *Core) bootFor(res profiles.Result, r Request) ipxe.Boot {
+	p := res.Profile
+	b := ipxe.Boot{
+		Comment: describe(res),
+		Kernel:  c.assetURL(p.Boot.Kernel),
+		Args:    append([]string(nil), p.Boot.Args...),
+	}
+	for _, i := range p.Boot.Initrd {
+		b.Initrds = append(b.Initrds, c.assetURL(i))
+	}
+	switch kind, _ := p.Config.Source(); kind {
+	case profiles.ConfigButane, profiles.ConfigIgnition:
+		b.Args = append(b.Args, "ignition.config.url="+c.configURL("/ignition", r))
+	case profiles.ConfigTalos:
+		b.Args = append(b.Args, "talos.config="+c.configURL("/config", r))
+	}
+	return b
+}
+
+func describe(res profiles.Result) string {
+	if res.Machine != nil {
+		return "machine " + res.Machine.Name + ", profile " + res.Profile.Name
+	}
+	return "no machine matches, Default profile " + res.Profile.Name
+}
+
+// assetURL turns a profile's boot reference into a URL the machine can fetch.
+func (c *Core) assetURL(ref string) string {
+	if strings.HasPrefix(ref, profiles.AssetPrefix) {
+		return c.base + ref
+	}
+	return ref
+}
+
+// configURL names the machine by its own identities, so the config server can
+// match it exactly as the script server did.
+func (c *Core) configURL(path string, r Request) string {
+	q := url.Values{}
+	if r.MAC != "" {
+		q.Set("mac", strings.ReplaceAll(r.MAC, ":", "-"))
+	}
+	if r.UUID != "" {
+		q.Set("uuid", r.UUID)
+	}
+	return c.base + path + "?" + q.Encode()
+}
+
+// Config returns the config of the machine r. ignition selects /ignition (Butane
+// and Ignition profiles) versus /config (Talos and generic templates).
+func (c *Core) Config(_ context.Context, r Request, ignition bool) (*profiles.Rendered, error) {
+	res, set, err := c.Match(r)
+	if err != nil {
+		return nil, err
+	}
+	kind, _ := res.Profile.Config.Source()
+	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
+		return nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
+	}
+	out, err := set.Config(res, r.query())
+	if err != nil {
+		return nil, fmt.Errorf("render config for profile %s: %w", res.Profile.Name, err)
+	}
+	if out == nil {
+		return nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
+	}
+	return out, nil
+}

@@ -1,0 +1,79 @@
+package ipxe
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// ChainScript is served at /boot.ipxe to any iPXE: it asks for this machine's own
+// script, naming it by the identities iPXE knows. ${uuid} is the SMBIOS UUID.
+func ChainScript(baseURL string) string {
+	return "#!ipxe\n" +
+		"chain --autofree " + baseURL + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&arch=${buildarch} || goto failed\n" +
+		"exit\n" +
+		":failed\n" +
+		"echo provisiond: could not fetch the script for this machine, retrying in 10 s\n" +
+		"sleep 10\n" +
+		"chain --autofree " + baseURL + "/boot.ipxe\n"
+}
+
+// Boot is what one machine boots now.
+type Boot struct {
+	Comment string   // one line, e.g. "machine node1, profile flatcar-worker"
+	Kernel  string   // URL
+	Initrds []string // URLs
+	Args    []string // kernel command line, without initrd=
+}
+
+// BootScript renders a script that boots on BIOS and UEFI alike. Each initrd is
+// loaded with --name and named again in initrd=<name> on the kernel command line:
+// a UEFI kernel booted through its EFI stub finds initrds only that way (without
+// it: "VFS: Unable to mount root fs"), and legacy BIOS boots ignore the argument.
+func BootScript(b Boot) string {
+	var s strings.Builder
+	s.WriteString("#!ipxe\n")
+	if b.Comment != "" {
+		fmt.Fprintf(&s, "# provisiond: %s\n", strings.ReplaceAll(b.Comment, "\n", " "))
+	}
+	names := initrdNames(b.Initrds)
+	s.WriteString("kernel " + b.Kernel)
+	for _, n := range names {
+		s.WriteString(" initrd=" + n)
+	}
+	for _, a := range b.Args {
+		s.WriteString(" " + a)
+	}
+	s.WriteString("\n")
+	for i, u := range b.Initrds {
+		fmt.Fprintf(&s, "initrd --name %s %s\n", names[i], u)
+	}
+	s.WriteString("boot\n")
+	return s.String()
+}
+
+// initrdNames gives each initrd a distinct, space-free name derived from its URL.
+func initrdNames(urls []string) []string {
+	names := make([]string, len(urls))
+	seen := map[string]bool{}
+	for i, u := range urls {
+		base := path.Base(strings.SplitN(u, "?", 2)[0])
+		if base == "." || base == "/" || base == "" {
+			base = "initrd"
+		}
+		name := base
+		for n := 1; seen[name]; n++ {
+			name = fmt.Sprintf("%d-%s", n, base)
+		}
+		seen[name] = true
+		names[i] = name
+	}
+	return names
+}
+
+// LocalBootScript makes iPXE give up network boot so the firmware boots the next
+// device, normally the installed disk. `exit` is the portable way: `sanboot` of a
+// local drive misbehaves on many UEFI firmwares.
+func LocalBootScript(comment string) string {
+	return "#!ipxe\n# provisiond: " + strings.ReplaceAll(comment, "\n", " ") + "\nexit\n"
+}

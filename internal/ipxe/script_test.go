@@ -1,0 +1,51 @@
+package ipxe
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from golden file:\n--- got\n%s--- want\n%s", name, got, want)
+	}
+}
+
+func TestScripts(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		script     string
+	}{
+		{"chain", "chain.ipxe", ChainScript("http://10.99.0.2:8080")},
+		// One script serves both firmware kinds: BIOS ignores initrd=, a UEFI
+		// EFI-stub kernel needs it to find the initrds loaded with --name.
+		{"boot with two initrds", "boot.ipxe", BootScript(Boot{
+			Comment: "machine node2, profile fcos-live",
+			Kernel:  "http://10.99.0.2:8080/assets/fcos/kernel",
+			Initrds: []string{"http://10.99.0.2:8080/assets/fcos/initramfs.img", "http://10.99.0.2:8080/assets/fcos/rootfs.img"},
+			Args:    []string{"console=ttyS0", "ignition.config.url=http://10.99.0.2:8080/ignition?mac=52-54-00-00-00-02"},
+		})},
+		{"duplicate initrd names", "dup-initrds.ipxe", BootScript(Boot{
+			Kernel:  "https://mirror.example/k",
+			Initrds: []string{"https://a.example/x/initrd.img?v=1", "https://b.example/y/initrd.img"},
+		})},
+		{"local boot", "local.ipxe", LocalBootScript("machine node1 is installed")},
+	} {
+		t.Run(tc.name, func(t *testing.T) { golden(t, tc.file, tc.script) })
+	}
+}

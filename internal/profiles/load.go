@@ -1,0 +1,319 @@
+package profiles
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// LoadOptions tunes Load. The zero value is ready to use.
+type LoadOptions struct {
+	// Cache carries translated configs from the previous Set, so a reload only
+	// translates what changed. Nil disables reuse.
+	Cache *Cache
+}
+
+// Load reads, validates, indexes and renders the profiles directory dir. It returns
+// either a complete Set or Problems listing everything wrong (file:line: message);
+// other errors mean the directory could not be read at all.
+func Load(dir string, opts LoadOptions) (*Set, error) {
+	start := time.Now()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open profiles directory: %w", err)
+	}
+	defer root.Close()
+
+	l := &loader{root: root, fsys: root.FS()}
+	docs, err := l.readDocuments()
+	if err != nil {
+		return nil, fmt.Errorf("read profiles directory %s: %w", dir, err)
+	}
+	set := l.decode(docs)
+	l.index(set)
+	if len(l.probs.list) == 0 {
+		l.render(set, opts.Cache)
+	}
+	if len(l.probs.list) > 0 {
+		return nil, l.probs.list.sorted()
+	}
+	set.Dir = dir
+	set.LoadedAt = time.Now()
+	set.LoadDuration = set.LoadedAt.Sub(start)
+	return set, nil
+}
+
+// loader holds the state of one Load.
+type loader struct {
+	root  *os.Root
+	fsys  fs.FS
+	probs problems
+	// broken names profiles whose documents did not decode, so machines using
+	// them are not also reported as using an unknown profile.
+	broken map[string]bool
+}
+
+// document is one YAML document of a profiles file.
+type document struct {
+	file string
+	node *yaml.Node // the document's top-level mapping
+	kind string
+}
+
+// readDocuments parses every *.yaml / *.yml file, skipping hidden entries (.git)
+// and the files Profiles name as their config source (a Talos machine config is
+// YAML too, and is not ours to interpret).
+func (l *loader) readDocuments() ([]document, error) {
+	var files []string
+	err := fs.WalkDir(l.fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != "." && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var docs []document
+	for _, f := range files {
+		data, err := fs.ReadFile(l.fsys, f)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, l.parseFile(f, data)...)
+	}
+
+	configFiles := map[string]bool{}
+	for _, d := range docs {
+		if d.kind != KindProfile {
+			continue
+		}
+		var p Profile
+		if d.node.Decode(&p) == nil {
+			if _, src := p.Config.Source(); src != "" {
+				configFiles[path.Clean(src)] = true
+			}
+		}
+	}
+	kept := docs[:0]
+	for _, d := range docs {
+		if !configFiles[d.file] {
+			kept = append(kept, d)
+		}
+	}
+	// Problems from files that turned out to be configs are not ours to report.
+	probs := l.probs.list[:0]
+	for _, p := range l.probs.list {
+		if !configFiles[p.File] {
+			probs = append(probs, p)
+		}
+	}
+	l.probs.list = probs
+	return kept, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+// parseFile splits a file into its YAML documents.
+func (l *loader) parseFile(file string, data []byte) []document {
+	var docs []document
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			line, msg := splitYAMLError(err)
+			l.probs.add(file, line, "invalid YAML: %s", msg)
+			return docs
+		}
+		if len(n.Content) == 0 || n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null" {
+			continue // an empty document, e.g. a trailing "---"
+		}
+		top := n.Content[0]
+		if top.Kind != yaml.MappingNode {
+			l.probs.add(file, top.Line, "document must be a mapping with a kind")
+			continue
+		}
+		kind := ""
+		if v := mappingValue(top, "kind"); v != nil {
+			kind = v.Value
+		}
+		docs = append(docs, document{file: file, node: top, kind: kind})
+	}
+}
+
+func splitYAMLError(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil {
+		line, _ := strconv.Atoi(msg[m[2]:m[3]])
+		return line, msg[:m[0]] + msg[m[1]:]
+	}
+	return 0, msg
+}
+
+// mappingValue returns the value node of key in a mapping node, or nil.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// keyLine returns the line of key in mapping m, or the mapping's own line.
+func keyLine(m *yaml.Node, key string) int {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i].Line
+		}
+	}
+	return m.Line
+}
+
+// decode turns documents into typed values, reporting unknown kinds and fields,
+// type errors and per-document mistakes.
+func (l *loader) decode(docs []document) *Set {
+	set := &Set{Profiles: map[string]*Profile{}}
+	for _, d := range docs {
+		var target any
+		switch d.kind {
+		case KindProfile:
+			target = &Profile{}
+		case KindMachine:
+			target = &Machine{}
+		case KindDefault:
+			target = &Default{}
+		case "":
+			l.probs.add(d.file, d.node.Line, "document has no kind (want %s, %s or %s)", KindProfile, KindMachine, KindDefault)
+			continue
+		default:
+			l.probs.add(d.file, keyLine(d.node, "kind"), "unknown kind %q (want %s, %s or %s)", d.kind, KindProfile, KindMachine, KindDefault)
+			continue
+		}
+		if !l.checkFields(d.file, d.node, reflect.TypeOf(target).Elem()) {
+			l.markBroken(d)
+			continue
+		}
+		if err := d.node.Decode(target); err != nil {
+			l.markBroken(d)
+			var te *yaml.TypeError
+			if errors.As(err, &te) {
+				for _, e := range te.Errors {
+					line, msg := splitYAMLError(errors.New(e))
+					l.probs.add(d.file, line, "%s", msg)
+				}
+			} else {
+				l.probs.add(d.file, d.node.Line, "%v", err)
+			}
+			continue
+		}
+		pos := Pos{File: d.file, Line: d.node.Line}
+		switch v := target.(type) {
+		case *Profile:
+			v.Pos = pos
+			l.checkProfile(set, v, d.node)
+		case *Machine:
+			v.Pos = pos
+			l.checkMachine(v, d.node)
+			set.Machines = append(set.Machines, v)
+		case *Default:
+			v.Pos = pos
+			if set.Default != nil {
+				l.probs.add(d.file, d.node.Line, "second Default (the first is at %s)", set.Default.Pos)
+				continue
+			}
+			if v.Profile == "" {
+				l.probs.add(d.file, d.node.Line, "Default needs a profile")
+			}
+			set.Default = v
+		}
+	}
+	return set
+}
+
+func (l *loader) markBroken(d document) {
+	if name := mappingValue(d.node, "name"); d.kind == KindProfile && name != nil {
+		if l.broken == nil {
+			l.broken = map[string]bool{}
+		}
+		l.broken[name.Value] = true
+	}
+}
+
+// checkFields reports mapping keys that no field of t (by yaml tag) accepts,
+// recursing into nested structs. yaml.v3 ignores unknown fields when decoding a
+// Node, and a typo such as "intrd:" must not silently boot without an initrd.
+func (l *loader) checkFields(file string, n *yaml.Node, t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+		if n.Kind == yaml.SequenceNode {
+			ok := true
+			for _, c := range n.Content {
+				ok = l.checkFields(file, c, t) && ok
+			}
+			return ok
+		}
+	}
+	if t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+		return true // scalars and free-form maps are checked by Decode
+	}
+	ok := true
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key := n.Content[i]
+		f, found := fieldByTag(t, key.Value)
+		if !found {
+			l.probs.add(file, key.Line, "unknown field %q in %s (known: %s)", key.Value, strings.ToLower(t.Name()), strings.Join(knownFields(t), ", "))
+			ok = false
+			continue
+		}
+		ok = l.checkFields(file, n.Content[i+1], f.Type) && ok
+	}
+	return ok
+}
+
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag := strings.Split(f.Tag.Get("yaml"), ",")[0]; tag == name && tag != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func knownFields(t reflect.Type) []string {
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+			names = append(names, tag)
+		}
+	}
+	sort.Strings(names)
+	return names
+}

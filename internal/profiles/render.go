@@ -1,0 +1,323 @@
+package profiles
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+
+	bconf "github.com/coreos/butane/config"
+	bcommon "github.com/coreos/butane/config/common"
+	ignutil "github.com/coreos/ignition/v2/config/util"
+	ign30 "github.com/coreos/ignition/v2/config/v3_0"
+	ign31 "github.com/coreos/ignition/v2/config/v3_1"
+	ign32 "github.com/coreos/ignition/v2/config/v3_2"
+	ign33 "github.com/coreos/ignition/v2/config/v3_3"
+	ign34 "github.com/coreos/ignition/v2/config/v3_4"
+	ign35 "github.com/coreos/ignition/v2/config/v3_5"
+	"github.com/coreos/vcontext/report"
+	"gopkg.in/yaml.v3"
+)
+
+// Rendered is a machine's config, ready to serve.
+type Rendered struct {
+	Kind        ConfigKind
+	Body        []byte
+	ContentType string
+}
+
+// renderer holds the parsed templates of one Set.
+type renderer struct {
+	templates map[string]*template.Template // by profile name
+	cache     *Cache
+	used      *sync.Map // cache keys Load relied on, for Cache.retain; nil after Load
+}
+
+// sampleMAC stands in for the requester when a Default profile's template is
+// checked at load time.
+const sampleMAC = "00:00:00:00:00:00"
+
+// render parses every profile's config template and renders the config of every
+// Machine, and of the Default for a sample machine, so a template or Butane error
+// is a load problem rather than a failed boot.
+func (l *loader) render(set *Set, cache *Cache) {
+	if cache == nil {
+		cache = NewCache()
+	}
+	r := &renderer{templates: map[string]*template.Template{}, cache: cache, used: &sync.Map{}}
+	set.render = r
+	set.configs = make(map[*Machine]*Rendered, len(set.Machines))
+	for name, p := range set.Profiles {
+		kind, src := p.Config.Source()
+		if kind == ConfigNone {
+			continue
+		}
+		clean, _ := localPath(src)
+		text, err := l.root.ReadFile(clean)
+		if err != nil {
+			l.probs.add(p.Pos.File, p.Pos.Line, "read config %s: %v", src, err)
+			continue
+		}
+		t, err := template.New(clean).Option("missingkey=error").Parse(string(text))
+		if err != nil {
+			line, msg := splitTemplateError(err)
+			l.probs.add(clean, line, "template: %s", msg)
+			continue
+		}
+		r.templates[name] = t
+	}
+	if len(l.probs.list) > 0 {
+		return
+	}
+
+	// Rendering is the one expensive step (Butane translation is ~1 ms per
+	// machine), so it runs on every core.
+	var mu sync.Mutex
+	work := make(chan *Machine)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				out, err := r.config(set.Profiles[m.Profile], m, m.Match.MAC, m.Match.UUID)
+				mu.Lock()
+				if err != nil {
+					l.probs.add(m.Pos.File, m.Pos.Line, "machine %q: %v", m.Name, err)
+				} else if out != nil {
+					set.configs[m] = out
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, m := range set.Machines {
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+
+	if d := set.Default; d != nil {
+		if _, err := r.config(set.Profiles[d.Profile], nil, sampleMAC, ""); err != nil {
+			l.probs.add(d.Pos.File, d.Pos.Line, "Default profile %q for a machine with no metadata: %v", d.Profile, err)
+		}
+	}
+	if len(l.probs.list) == 0 {
+		cache.retain(r.used)
+	}
+	r.used = nil
+}
+
+// Config returns the config served to the machine of res and q, or nil when its
+// profile has none. Machines from Git were rendered at load time; Default machines
+// are rendered on first request, then cached by content.
+func (s *Set) Config(res Result, q Query) (*Rendered, error) {
+	if res.Machine != nil {
+		return s.configs[res.Machine], nil
+	}
+	return s.render.config(res.Profile, nil, q.MAC, q.UUID)
+}
+
+// config renders profile p's config for machine m (nil for a Default match).
+func (r *renderer) config(p *Profile, m *Machine, mac, uuid string) (*Rendered, error) {
+	kind, src := p.Config.Source()
+	t := r.templates[p.Name]
+	if kind == ConfigNone || t == nil {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, templateData(p, m, mac, uuid)); err != nil {
+		return nil, fmt.Errorf("render %s: %w", src, err)
+	}
+	key := sha256.Sum256(append([]byte(kind+"\x00"), buf.Bytes()...))
+	if r.used != nil {
+		r.used.Store(key, true)
+	}
+	if out, ok := r.cache.get(key); ok {
+		return out, nil
+	}
+	out, err := produce(kind, buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", kind, src, err)
+	}
+	r.cache.put(key, out)
+	return out, nil
+}
+
+// templateData is what config templates see: .metadata, .machine and .profile.
+func templateData(p *Profile, m *Machine, mac, uuid string) map[string]any {
+	md := map[string]any{}
+	machine := map[string]any{"name": "", "mac": mac, "uuid": uuid, "labels": map[string]string{}}
+	if m != nil {
+		if m.Metadata != nil {
+			md = m.Metadata
+		}
+		machine["name"] = m.Name
+		if m.Match.Labels != nil {
+			machine["labels"] = m.Match.Labels
+		}
+	}
+	return map[string]any{
+		"metadata": md,
+		"machine":  machine,
+		"profile":  map[string]any{"name": p.Name, "once": p.Once},
+	}
+}
+
+// produce turns rendered source into what is served, validating it.
+func produce(kind ConfigKind, src []byte) (*Rendered, error) {
+	switch kind {
+	case ConfigButane:
+		out, rep, err := bconf.TranslateBytes(src, bcommon.TranslateBytesOptions{})
+		if err != nil {
+			return nil, reportError(rep, err)
+		}
+		// Warnings too: an unused key is a typo that would silently drop config.
+		if len(rep.Entries) > 0 {
+			return nil, reportError(rep, errors.New("butane reported problems"))
+		}
+		if err := validateIgnition(out); err != nil {
+			return nil, err
+		}
+		return &Rendered{Kind: kind, Body: out, ContentType: "application/vnd.coreos.ignition+json"}, nil
+	case ConfigIgnition:
+		if err := validateIgnition(src); err != nil {
+			return nil, err
+		}
+		return &Rendered{Kind: kind, Body: src, ContentType: "application/vnd.coreos.ignition+json"}, nil
+	case ConfigTalos:
+		if err := validateYAML(src); err != nil {
+			return nil, err
+		}
+		return &Rendered{Kind: kind, Body: src, ContentType: "application/yaml"}, nil
+	default:
+		return &Rendered{Kind: kind, Body: src, ContentType: "text/plain; charset=utf-8"}, nil
+	}
+}
+
+// ignitionParsers validate each released Ignition spec version. Picking the parser
+// by version avoids config.Parse's up-translation to the experimental spec, which
+// doubles the cost of a load.
+var ignitionParsers = map[string]func([]byte) (report.Report, error){
+	"3.0.0": func(b []byte) (report.Report, error) { _, r, err := ign30.Parse(b); return r, err },
+	"3.1.0": func(b []byte) (report.Report, error) { _, r, err := ign31.Parse(b); return r, err },
+	"3.2.0": func(b []byte) (report.Report, error) { _, r, err := ign32.Parse(b); return r, err },
+	"3.3.0": func(b []byte) (report.Report, error) { _, r, err := ign33.Parse(b); return r, err },
+	"3.4.0": func(b []byte) (report.Report, error) { _, r, err := ign34.Parse(b); return r, err },
+	"3.5.0": func(b []byte) (report.Report, error) { _, r, err := ign35.Parse(b); return r, err },
+}
+
+// validateIgnition checks an Ignition config with the upstream validator.
+func validateIgnition(b []byte) error {
+	v, rep, err := ignutil.GetConfigVersion(b)
+	if err != nil {
+		return reportError(rep, fmt.Errorf("ignition: %w", err))
+	}
+	parse, ok := ignitionParsers[v.String()]
+	if !ok {
+		return fmt.Errorf("ignition: unsupported spec version %s (want 3.0.0 to 3.5.0)", v)
+	}
+	rep, err = parse(b)
+	if err != nil {
+		return reportError(rep, fmt.Errorf("ignition: %w", err))
+	}
+	if rep.IsFatal() {
+		return reportError(rep, errors.New("ignition: invalid config"))
+	}
+	return nil
+}
+
+func validateYAML(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("invalid YAML: %w", err)
+		}
+	}
+}
+
+func reportError(rep report.Report, err error) error {
+	if s := strings.TrimSpace(rep.String()); s != "" {
+		return fmt.Errorf("%w: %s", err, strings.ReplaceAll(s, "\n", "; "))
+	}
+	return err
+}
+
+var templateLine = regexp.MustCompile(`^template: [^:]+:(\d+):\s*`)
+
+// splitTemplateError pulls the line number out of a text/template parse error.
+func splitTemplateError(err error) (int, string) {
+	msg := err.Error()
+	if m := templateLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return line, strings.TrimPrefix(msg, m[0])
+	}
+	return 0, msg
+}
+
+// defaultEntryLimit bounds the cache entries kept for Default machines, whose
+// configs are rendered per requester and could otherwise grow without bound.
+const defaultEntryLimit = 4096
+
+// Cache remembers produced configs by the hash of their rendered source, so
+// reloads and repeat Default requests translate nothing twice. Safe for
+// concurrent use.
+type Cache struct {
+	mu      sync.Mutex
+	entries map[[32]byte]*Rendered
+	pinned  map[[32]byte]bool // used by the live Set
+}
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache {
+	return &Cache{entries: map[[32]byte]*Rendered{}, pinned: map[[32]byte]bool{}}
+}
+
+func (c *Cache) get(k [32]byte) (*Rendered, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.entries[k]
+	return r, ok
+}
+
+func (c *Cache) put(k [32]byte, r *Rendered) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= len(c.pinned)+defaultEntryLimit {
+		for key := range c.entries {
+			if !c.pinned[key] {
+				delete(c.entries, key)
+			}
+		}
+	}
+	c.entries[k] = r
+}
+
+// retain drops every entry the newly loaded Set does not use.
+func (c *Cache) retain(used *sync.Map) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pinned := map[[32]byte]bool{}
+	used.Range(func(k, _ any) bool {
+		pinned[k.([32]byte)] = true
+		return true
+	})
+	for k := range c.entries {
+		if !pinned[k] {
+			delete(c.entries, k)
+		}
+	}
+	c.pinned = pinned
+}

@@ -1,0 +1,157 @@
+package profiles
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ErrNoMatch means no Machine matches a query and there is no Default.
+var ErrNoMatch = errors.New("no machine matches and there is no Default")
+
+// Set is one validated, rendered profiles directory. It is immutable once Load
+// returns it, so it may be shared by any number of goroutines.
+type Set struct {
+	Dir          string
+	LoadedAt     time.Time
+	LoadDuration time.Duration
+	Profiles     map[string]*Profile
+	Machines     []*Machine
+	Default      *Default
+
+	byName   map[string]*Machine
+	byMAC    map[string][]*Machine
+	byUUID   map[string][]*Machine
+	labelled []*Machine // label-only machines, most labels first
+
+	configs map[*Machine]*Rendered
+	render  *renderer
+}
+
+// Query is what a machine tells us about itself. MAC and UUID must be canonical
+// (see package ident); either may be empty.
+type Query struct {
+	MAC    string
+	UUID   string
+	Labels map[string]string
+}
+
+// Result is the outcome of matching a Query.
+type Result struct {
+	Machine *Machine // nil when the Default profile applies
+	Profile *Profile
+	Reason  string // why this Machine or the Default was chosen, for humans
+}
+
+// Match finds the most specific Machine for q: one matched by MAC or UUID beats one
+// matched by labels alone, and more labels beat fewer. A Machine matches only if
+// every criterion it gives matches. Without a match, the Default profile applies;
+// without a Default, ErrNoMatch.
+func (s *Set) Match(q Query) (Result, error) {
+	var best *Machine
+	bestScore := -1
+	consider := func(ms []*Machine) {
+		for _, m := range ms {
+			if sc, ok := score(m, q); ok && (sc > bestScore || sc == bestScore && m.Name < best.Name) {
+				best, bestScore = m, sc
+			}
+		}
+	}
+	if q.MAC != "" {
+		consider(s.byMAC[q.MAC])
+	}
+	if q.UUID != "" {
+		consider(s.byUUID[q.UUID])
+	}
+	if best == nil {
+		// Sorted most labels first: the first match is the most specific.
+		for _, m := range s.labelled {
+			if _, ok := score(m, q); ok {
+				best = m
+				break
+			}
+		}
+	}
+	if best != nil {
+		return Result{Machine: best, Profile: s.Profiles[best.Profile], Reason: "machine " + best.Name + " (" + best.Pos.String() + ") matches " + describeMatch(best.Match)}, nil
+	}
+	if s.Default != nil {
+		return Result{Profile: s.Profiles[s.Default.Profile], Reason: "no machine matches; Default (" + s.Default.Pos.String() + ") applies"}, nil
+	}
+	return Result{}, ErrNoMatch
+}
+
+// MachineByName returns the Machine called name, if any.
+func (s *Set) MachineByName(name string) (*Machine, bool) {
+	m, ok := s.byName[name]
+	return m, ok
+}
+
+// score reports whether m matches q and how specifically: an identity (MAC or
+// UUID) outweighs any number of labels.
+func score(m *Machine, q Query) (int, bool) {
+	sc := 0
+	if m.Match.MAC != "" {
+		if m.Match.MAC != q.MAC {
+			return 0, false
+		}
+		sc += 1000
+	}
+	if m.Match.UUID != "" {
+		if m.Match.UUID != q.UUID {
+			return 0, false
+		}
+		sc += 1000
+	}
+	for k, v := range m.Match.Labels {
+		if q.Labels[k] != v {
+			return 0, false
+		}
+		sc++
+	}
+	return sc, true
+}
+
+func describeMatch(m Match) string {
+	var parts []string
+	if m.MAC != "" {
+		parts = append(parts, "mac "+m.MAC)
+	}
+	if m.UUID != "" {
+		parts = append(parts, "uuid "+m.UUID)
+	}
+	if len(m.Labels) > 0 {
+		parts = append(parts, "labels "+labelKey(m.Labels))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// labelKey is a canonical string form of a label set.
+func labelKey(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%s", k, labels[k])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func sortLabelled(ms []*Machine) {
+	sort.Slice(ms, func(i, j int) bool {
+		if len(ms[i].Match.Labels) != len(ms[j].Match.Labels) {
+			return len(ms[i].Match.Labels) > len(ms[j].Match.Labels)
+		}
+		return ms[i].Name < ms[j].Name
+	})
+}

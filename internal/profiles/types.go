@@ -1,0 +1,114 @@
+package profiles
+
+import "fmt"
+
+// The document kinds of a profiles directory.
+const (
+	KindProfile = "Profile"
+	KindMachine = "Machine"
+	KindDefault = "Default"
+)
+
+// Profile says how a class of machines boots and which config it is served.
+type Profile struct {
+	Kind   string `yaml:"kind"`
+	Name   string `yaml:"name"`
+	Boot   Boot   `yaml:"boot"`
+	Config Config `yaml:"config"`
+	// Once makes the install boot-once: after the machine reports installed it boots
+	// from disk until it is reprovisioned.
+	Once bool `yaml:"once"`
+
+	Pos Pos `yaml:"-"`
+}
+
+// Boot is the kernel, initrds and kernel arguments of a Profile. Kernel and initrd
+// are either a path under the assets directory ("/assets/...") or an http(s) URL.
+type Boot struct {
+	Kernel string   `yaml:"kernel"`
+	Initrd []string `yaml:"initrd"`
+	Args   []string `yaml:"args"`
+}
+
+// Config names at most one config source, a path relative to the profiles directory.
+type Config struct {
+	Butane   string `yaml:"butane"`
+	Ignition string `yaml:"ignition"`
+	Talos    string `yaml:"talos"`
+	Template string `yaml:"template"`
+}
+
+// ConfigKind says how a config is produced and served.
+type ConfigKind string
+
+// The config kinds; ConfigNone means the profile serves no config.
+const (
+	ConfigNone     ConfigKind = ""
+	ConfigButane   ConfigKind = "butane"
+	ConfigIgnition ConfigKind = "ignition"
+	ConfigTalos    ConfigKind = "talos"
+	ConfigTemplate ConfigKind = "template"
+)
+
+// Source returns the config kind and its path; an error-free Profile has at most one.
+func (c Config) Source() (ConfigKind, string) {
+	switch {
+	case c.Butane != "":
+		return ConfigButane, c.Butane
+	case c.Ignition != "":
+		return ConfigIgnition, c.Ignition
+	case c.Talos != "":
+		return ConfigTalos, c.Talos
+	case c.Template != "":
+		return ConfigTemplate, c.Template
+	}
+	return ConfigNone, ""
+}
+
+// Ignition reports whether the config is served as Ignition JSON (at /ignition)
+// rather than as text (at /config).
+func (k ConfigKind) Ignition() bool { return k == ConfigButane || k == ConfigIgnition }
+
+// Machine binds machines that match its selector to a Profile, with metadata for
+// the Profile's templates.
+type Machine struct {
+	Kind     string         `yaml:"kind"`
+	Name     string         `yaml:"name"`
+	Match    Match          `yaml:"match"`
+	Profile  string         `yaml:"profile"`
+	Metadata map[string]any `yaml:"metadata"`
+	BMC      *BMC           `yaml:"bmc"`
+
+	Pos Pos `yaml:"-"`
+}
+
+// Match selects machines. Every given criterion must match. MAC and UUID are kept
+// in canonical form after Load.
+type Match struct {
+	MAC    string            `yaml:"mac"`
+	UUID   string            `yaml:"uuid"`
+	Labels map[string]string `yaml:"labels"`
+}
+
+// BMC locates a machine's baseboard management controller. Credentials are a
+// reference (env:VAR or file:PATH), never the secret itself.
+type BMC struct {
+	Address     string `yaml:"address"`
+	Credentials string `yaml:"credentials"`
+}
+
+// Default names the Profile for machines no Machine matches.
+type Default struct {
+	Kind    string `yaml:"kind"`
+	Profile string `yaml:"profile"`
+
+	Pos Pos `yaml:"-"`
+}
+
+// Pos is where a document starts in the profiles directory.
+type Pos struct {
+	File string
+	Line int
+}
+
+func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }

@@ -1,0 +1,215 @@
+package profiles
+
+import (
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/provisiond/provisiond/internal/ident"
+	"gopkg.in/yaml.v3"
+)
+
+// AssetPrefix starts a boot path served from the assets directory.
+const AssetPrefix = "/assets/"
+
+// automaticArgs are kernel arguments provisiond adds itself; a profile setting them
+// would boot with two conflicting values.
+var automaticArgs = []string{"ignition.config.url=", "talos.config=", "initrd="}
+
+func (l *loader) checkProfile(set *Set, p *Profile, n *yaml.Node) {
+	file := p.Pos.File
+	if !validName(p.Name) {
+		l.probs.add(file, keyLine(n, "name"), "profile needs a name of letters, digits, '.', '_' or '-' (got %q)", p.Name)
+	} else if prev, dup := set.Profiles[p.Name]; dup {
+		l.probs.add(file, keyLine(n, "name"), "profile %q is also defined at %s", p.Name, prev.Pos)
+	} else {
+		set.Profiles[p.Name] = p
+	}
+
+	boot := mappingValue(n, "boot")
+	if boot == nil {
+		l.probs.add(file, n.Line, "profile %q has no boot section", p.Name)
+		return
+	}
+	if p.Boot.Kernel == "" {
+		l.probs.add(file, keyLine(boot, "kernel"), "boot.kernel is required")
+	} else if msg := checkBootRef(p.Boot.Kernel); msg != "" {
+		l.probs.add(file, keyLine(boot, "kernel"), "boot.kernel: %s", msg)
+	}
+	for _, ref := range p.Boot.Initrd {
+		if msg := checkBootRef(ref); msg != "" {
+			l.probs.add(file, keyLine(boot, "initrd"), "boot.initrd: %s", msg)
+		}
+	}
+	for _, arg := range p.Boot.Args {
+		if arg == "" || strings.ContainsAny(arg, " \t\r\n") {
+			l.probs.add(file, keyLine(boot, "args"), "boot.args: %q must be one non-empty word (one list item per argument)", arg)
+		}
+		for _, auto := range automaticArgs {
+			if strings.HasPrefix(arg, auto) {
+				l.probs.add(file, keyLine(boot, "args"), "boot.args: %q is added by provisiond; remove it", arg)
+			}
+		}
+	}
+
+	cfg := mappingValue(n, "config")
+	var sources int
+	for _, s := range []string{p.Config.Butane, p.Config.Ignition, p.Config.Talos, p.Config.Template} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources > 1 {
+		l.probs.add(file, keyLine(n, "config"), "config names %d sources; at most one of butane, ignition, talos, template", sources)
+		return
+	}
+	if kind, src := p.Config.Source(); src != "" {
+		line := keyLine(cfg, string(kind))
+		if clean, ok := localPath(src); !ok {
+			l.probs.add(file, line, "config.%s: %q must be a relative path inside the profiles directory", kind, src)
+		} else if _, err := l.root.Stat(clean); err != nil {
+			l.probs.add(file, line, "config.%s: %s does not exist in the profiles directory", kind, src)
+		}
+	}
+}
+
+func (l *loader) checkMachine(m *Machine, n *yaml.Node) {
+	file := m.Pos.File
+	if !validName(m.Name) {
+		l.probs.add(file, keyLine(n, "name"), "machine needs a name of letters, digits, '.', '_' or '-' (got %q)", m.Name)
+	}
+	if m.Profile == "" {
+		l.probs.add(file, keyLine(n, "profile"), "machine %q needs a profile", m.Name)
+	}
+	match := mappingValue(n, "match")
+	if match == nil || m.Match.MAC == "" && m.Match.UUID == "" && len(m.Match.Labels) == 0 {
+		l.probs.add(file, keyLine(n, "match"), "machine %q needs a match with mac, uuid and/or labels", m.Name)
+		return
+	}
+	if m.Match.MAC != "" {
+		mac, err := ident.MAC(m.Match.MAC)
+		if err != nil {
+			l.probs.add(file, keyLine(match, "mac"), "match.mac: %q is not a MAC address", m.Match.MAC)
+		}
+		m.Match.MAC = mac
+	}
+	if m.Match.UUID != "" {
+		uuid, err := ident.UUID(m.Match.UUID)
+		if err != nil {
+			l.probs.add(file, keyLine(match, "uuid"), "match.uuid: %q is not a UUID", m.Match.UUID)
+		}
+		m.Match.UUID = uuid
+	}
+	if m.BMC != nil {
+		bmc := mappingValue(n, "bmc")
+		if u, err := url.Parse(m.BMC.Address); err != nil || (u.Scheme != "ipmi" && u.Scheme != "redfish") || u.Host == "" {
+			l.probs.add(file, keyLine(bmc, "address"), "bmc.address: %q must be ipmi://host[:port] or redfish://host[:port]", m.BMC.Address)
+		} else if u.User != nil {
+			l.probs.add(file, keyLine(bmc, "address"), "bmc.address must not carry credentials; use bmc.credentials: env:VAR or file:PATH")
+		}
+		c := m.BMC.Credentials
+		if !(strings.HasPrefix(c, "env:") && len(c) > 4 || strings.HasPrefix(c, "file:") && len(c) > 5) {
+			// Never echo the value: it may be an inline password.
+			l.probs.add(file, keyLine(bmc, "credentials"), "bmc.credentials must be env:VAR or file:PATH (secrets never go in Git)")
+		}
+	}
+}
+
+// checkBootRef returns why a kernel or initrd reference is unusable, or "".
+func checkBootRef(ref string) string {
+	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
+		u, err := url.Parse(ref)
+		if err != nil || u.Host == "" {
+			return "invalid URL " + ref
+		}
+		if strings.ContainsAny(ref, " \t\r\n") {
+			return "URL must not contain whitespace"
+		}
+		return ""
+	}
+	if !strings.HasPrefix(ref, AssetPrefix) {
+		return "must be " + AssetPrefix + "<path> or an http(s) URL (got " + ref + ")"
+	}
+	if _, ok := localPath(strings.TrimPrefix(ref, AssetPrefix)); !ok || strings.ContainsAny(ref, " \t\r\n") {
+		return "path " + ref + " escapes the assets directory or contains whitespace"
+	}
+	return ""
+}
+
+// localPath cleans a slash-separated relative path and reports whether it stays
+// inside its root.
+func localPath(p string) (string, bool) {
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {
+		return "", false
+	}
+	clean := path.Clean(p)
+	if clean == ".." || strings.HasPrefix(clean, "../") || clean == "." {
+		return "", false
+	}
+	return clean, true
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// index builds the lookup maps and reports cross-document problems: unknown
+// profiles, duplicate names and two Machines claiming one MAC, UUID or label set.
+func (l *loader) index(set *Set) {
+	set.byName = map[string]*Machine{}
+	set.byMAC = map[string][]*Machine{}
+	set.byUUID = map[string][]*Machine{}
+	byLabels := map[string]*Machine{}
+	byMACOnly, byUUIDOnly := map[string]*Machine{}, map[string]*Machine{}
+	for _, m := range set.Machines {
+		if prev, dup := set.byName[m.Name]; dup {
+			l.probs.add(m.Pos.File, m.Pos.Line, "machine name %q is also used at %s", m.Name, prev.Pos)
+		}
+		set.byName[m.Name] = m
+		if _, ok := set.Profiles[m.Profile]; !ok && m.Profile != "" && !l.broken[m.Profile] {
+			l.probs.add(m.Pos.File, m.Pos.Line, "machine %q uses unknown profile %q", m.Name, m.Profile)
+		}
+		switch {
+		case m.Match.MAC != "":
+			if prev, dup := byMACOnly[m.Match.MAC]; dup {
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims MAC %s, already claimed by machine %q at %s", m.Name, m.Match.MAC, prev.Name, prev.Pos)
+			}
+			byMACOnly[m.Match.MAC] = m
+			set.byMAC[m.Match.MAC] = append(set.byMAC[m.Match.MAC], m)
+			if m.Match.UUID != "" {
+				set.byUUID[m.Match.UUID] = append(set.byUUID[m.Match.UUID], m)
+			}
+		case m.Match.UUID != "":
+			set.byUUID[m.Match.UUID] = append(set.byUUID[m.Match.UUID], m)
+		default:
+			set.labelled = append(set.labelled, m)
+		}
+		if m.Match.UUID != "" {
+			if prev, dup := byUUIDOnly[m.Match.UUID]; dup {
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims UUID %s, already claimed by machine %q at %s", m.Name, m.Match.UUID, prev.Name, prev.Pos)
+			}
+			byUUIDOnly[m.Match.UUID] = m
+		}
+		if m.Match.MAC == "" && m.Match.UUID == "" {
+			key := labelKey(m.Match.Labels)
+			if prev, dup := byLabels[key]; dup {
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q has the same labels as machine %q at %s: which one wins would be a coin toss", m.Name, prev.Name, prev.Pos)
+			}
+			byLabels[key] = m
+		}
+	}
+	if d := set.Default; d != nil {
+		if _, ok := set.Profiles[d.Profile]; !ok && d.Profile != "" && !l.broken[d.Profile] {
+			l.probs.add(d.Pos.File, d.Pos.Line, "Default uses unknown profile %q", d.Profile)
+		}
+	}
+	sortLabelled(set.labelled)
+}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// assets serves files under --assets with Range support. Opening through os.Root
+// keeps every path, including symlinks, inside the assets directory.
+func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "*")
+	if s.cfg.Assets == nil || !fs.ValidPath(name) || strings.Contains(name, "\\") {
+		s.fail(w, r, fmt.Errorf("%w: asset %q", errNotFound, truncate(name)))
+		return
+	}
+	f, err := s.cfg.Assets.Open(name)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: asset %q", errNotFound, truncate(name)))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		s.fail(w, r, fmt.Errorf("%w: asset %q is not a file", errNotFound, truncate(name)))
+		return
+	}
+	s.log.Debug("asset served", "file", name, "range", r.Header.Get("Range"), "remote", r.RemoteAddr)
+	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// binary serves an iPXE binary at /nbp/{name} for UEFI HTTP Boot clients.
+func (s *Server) binary(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	if s.cfg.Binaries == nil {
+		s.fail(w, r, fmt.Errorf("%w: no iPXE binaries configured", errNotFound))
+		return
+	}
+	rs, _, err := s.cfg.Binaries.Open(name)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: iPXE binary %q", errNotFound, truncate(name)))
+		return
+	}
+	s.log.Info("ipxe binary served", "file", name, "remote", r.RemoteAddr)
+	w.Header().Set("Content-Type", "application/efi")
+	http.ServeContent(w, r, name, time.Time{}, rs)
+}

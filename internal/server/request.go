@@ -1,0 +1,71 @@
+package server
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/ident"
+)
+
+// reserved query parameters are never treated as labels.
+var reserved = map[string]bool{"mac": true, "uuid": true, "arch": true, "token": true}
+
+// Placeholder SMBIOS UUIDs that cheap boards ship on every unit: matching on them
+// would hand one machine's config to all of them.
+var placeholderUUIDs = map[string]bool{
+	"00000000-0000-0000-0000-000000000000": true,
+	"ffffffff-ffff-ffff-ffff-ffffffffffff": true,
+	"03000200-0400-0500-0006-000700080009": true,
+}
+
+// parseRequest reads a machine's identity from a boot-path query string. Empty
+// values are absent (iPXE expands an unknown ${uuid} to nothing); a value that is
+// present but malformed is a bad request rather than silently ignored.
+func parseRequest(q url.Values) (boot.Request, error) {
+	var r boot.Request
+	if v := q.Get("mac"); v != "" {
+		mac, err := ident.MAC(v)
+		if err != nil {
+			return r, fmt.Errorf("%w: mac %q is not a MAC address", errBadRequest, truncate(v))
+		}
+		r.MAC = mac
+	}
+	if v := q.Get("uuid"); v != "" {
+		uuid, err := ident.UUID(v)
+		if err != nil {
+			return r, fmt.Errorf("%w: uuid %q is not a UUID", errBadRequest, truncate(v))
+		}
+		if !placeholderUUIDs[uuid] {
+			r.UUID = uuid
+		}
+	}
+	if r.MAC == "" && r.UUID == "" {
+		return r, boot.ErrNoIdentity
+	}
+	r.Arch = q.Get("arch")
+	for k, vs := range q {
+		if reserved[k] || len(vs) == 0 {
+			continue
+		}
+		if r.Labels == nil {
+			r.Labels = map[string]string{}
+		}
+		r.Labels[k] = vs[0]
+	}
+	if r.Arch != "" {
+		if r.Labels == nil {
+			r.Labels = map[string]string{}
+		}
+		r.Labels["arch"] = r.Arch
+	}
+	return r, nil
+}
+
+// truncate keeps hostile input out of long error lines.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

@@ -1,0 +1,195 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/provisiond/provisiond/internal/boot"
+)
+
+const base = "http://10.99.0.2:8080"
+
+// newTestServer serves the repository's examples with a small assets tree.
+func newTestServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	core := boot.New(boot.Config{ProfilesDir: "../../examples", AdvertiseURL: base})
+	if err := core.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	assetsDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(assetsDir, "flatcar"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(assetsDir, "flatcar", "kernel"), []byte("0123456789abcdef"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A symlink pointing out of the assets root must not be followed.
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(assetsDir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(assetsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	ts := httptest.NewServer(New(Config{Core: core, AdvertiseURL: base, Assets: root, Binaries: fakeBinaries{}}).Handler())
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+type fakeBinaries struct{}
+
+func (fakeBinaries) Open(name string) (io.ReadSeeker, int64, error) {
+	if name != "ipxe.efi" {
+		return nil, 0, os.ErrNotExist
+	}
+	return strings.NewReader("MZ-efi"), 6, nil
+}
+
+func get(t *testing.T, ts *httptest.Server, path string, header ...string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header
+}
+
+func TestBootPath(t *testing.T) {
+	ts := newTestServer(t)
+	for _, tc := range []struct {
+		name, path string
+		code       int
+		contains   []string
+	}{
+		{"chain script", "/boot.ipxe", 200, []string{"#!ipxe", base + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&arch=${buildarch}"}},
+		{"machine script hexhyp", "/ipxe?mac=52-54-00-00-00-01&uuid=&arch=x86_64", 200, []string{
+			"kernel " + base + "/assets/flatcar/flatcar_production_pxe.vmlinuz initrd=flatcar_production_pxe_image.cpio.gz",
+			"ignition.config.url=" + base + "/ignition?mac=52-54-00-00-00-01",
+			"initrd --name flatcar_production_pxe_image.cpio.gz " + base + "/assets/flatcar/flatcar_production_pxe_image.cpio.gz",
+			"\nboot\n",
+		}},
+		{"machine script upper colons", "/ipxe?mac=52:54:00:00:00:02", 200, []string{"machine node2, profile fcos-live", "initrd=fedora-coreos-live-initramfs.x86_64.img initrd=fedora-coreos-live-rootfs.x86_64.img"}},
+		{"unknown machine gets default", "/ipxe?mac=52:54:00:00:00:99", 200, []string{"Default profile discovery"}},
+		{"no identity", "/ipxe?arch=x86_64", 400, []string{"no usable mac or uuid"}},
+		{"bad mac", "/ipxe?mac=zz", 400, []string{`mac "zz" is not a MAC address`}},
+		{"placeholder uuid only", "/ipxe?uuid=00000000-0000-0000-0000-000000000000", 400, []string{"no usable mac or uuid"}},
+		{"ignition", "/ignition?mac=52-54-00-00-00-01", 200, []string{`"version":"3.3.0"`, "node1.lab"}},
+		{"ignition of default machine", "/ignition?mac=52-54-00-00-00-99", 200, []string{"52%3A54%3A00%3A00%3A00%3A99"}},
+		{"config of ignition profile", "/config?mac=52-54-00-00-00-01", 404, []string{"no config of this kind"}},
+		{"asset", "/assets/flatcar/kernel", 200, []string{"0123456789abcdef"}},
+		{"asset traversal", "/assets/../../etc/passwd", 404, nil},
+		{"asset encoded traversal", "/assets/%2e%2e/%2e%2e/etc/passwd", 404, nil},
+		{"asset symlink escape", "/assets/escape", 404, nil},
+		{"asset directory", "/assets/flatcar", 404, nil},
+		{"nbp", "/nbp/ipxe.efi", 200, []string{"MZ-efi"}},
+		{"nbp unknown", "/nbp/evil.efi", 404, nil},
+		{"health", "/healthz", 200, []string{`"status":"ok"`, `"last_reload_ok":true`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, _ := get(t, ts, tc.path)
+			if code != tc.code {
+				t.Fatalf("GET %s = %d %q; want %d", tc.path, code, body, tc.code)
+			}
+			for _, c := range tc.contains {
+				if !strings.Contains(body, c) {
+					t.Errorf("GET %s body lacks %q:\n%s", tc.path, c, body)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownMachineWithoutDefault(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("kind: Profile\nname: x\nboot: {kernel: /assets/k}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base})
+	if err := core.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(New(Config{Core: core, AdvertiseURL: base}).Handler())
+	defer ts.Close()
+	code, body, _ := get(t, ts, "/ipxe?mac=52-54-00-00-00-01")
+	if code != 404 || strings.Count(strings.TrimSpace(body), "\n") != 0 || !strings.Contains(body, "unknown machine") {
+		t.Fatalf("GET /ipxe for unknown machine = %d %q; want 404 with a one-line reason", code, body)
+	}
+}
+
+func TestAssetRange(t *testing.T) {
+	ts := newTestServer(t)
+	code, body, h := get(t, ts, "/assets/flatcar/kernel", "Range", "bytes=4-7")
+	if code != http.StatusPartialContent || body != "4567" || h.Get("Content-Range") != "bytes 4-7/16" {
+		t.Fatalf("range GET = %d %q %q; want 206 \"4567\"", code, body, h.Get("Content-Range"))
+	}
+}
+
+// TestServedIgnitionPassesUpstreamValidator runs the real ignition-validate on
+// every Machine's served config.
+func TestServedIgnitionPassesUpstreamValidator(t *testing.T) {
+	validator, err := exec.LookPath("ignition-validate")
+	if err != nil {
+		t.Skip("ignition-validate not installed (Debian package ignition)")
+	}
+	ts := newTestServer(t)
+	for _, mac := range []string{"52-54-00-00-00-01", "52-54-00-00-00-02", "52-54-00-00-00-77"} {
+		code, body, _ := get(t, ts, "/ignition?mac="+mac)
+		if code != 200 {
+			t.Fatalf("GET /ignition?mac=%s = %d %s", mac, code, body)
+		}
+		f := filepath.Join(t.TempDir(), "config.ign")
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(validator, f).CombinedOutput(); err != nil {
+			t.Errorf("ignition-validate rejects the config for %s: %v\n%s\n%s", mac, err, out, body)
+		}
+	}
+}
+
+// FuzzBootQuery throws arbitrary query strings at the boot endpoints: nothing may
+// panic, and every answer is a deliberate status.
+func FuzzBootQuery(f *testing.F) {
+	for _, s := range []string{"mac=52-54-00-00-00-01", "mac=%zz", "uuid=" + strings.Repeat("a", 5000), "mac=&uuid=&arch=", "mac=52:54:00:00:00:01&mac=x", "a=b&c"} {
+		f.Add(s)
+	}
+	core := boot.New(boot.Config{ProfilesDir: "../../examples", AdvertiseURL: base})
+	if err := core.Reload(); err != nil {
+		f.Fatal(err)
+	}
+	h := New(Config{Core: core, AdvertiseURL: base}).Handler()
+	f.Fuzz(func(t *testing.T, q string) {
+		for _, p := range []string{"/ipxe", "/ignition", "/config"} {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.URL = &url.URL{Path: p, RawQuery: q}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			switch rec.Code {
+			case 200, 400, 404:
+			default:
+				t.Fatalf("GET %s?%s = %d %s", p, q, rec.Code, rec.Body)
+			}
+		}
+	})
+}
