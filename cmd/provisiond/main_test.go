@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidateCommand(t *testing.T) {
+	code, out, _ := runCmd("validate", "../../examples")
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("validate examples = %d %q; want 0 ok", code, out)
+	}
+
+	dir := t.TempDir()
+	broken := "kind: Profile\nname: p\nboot: {kernel: /assets/k}\n---\nkind: Machine\nname: a\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n---\nkind: Machine\nname: b\nmatch: {mac: \"52-54-00-00-00-01\"}\nprofile: nope\n"
+	if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd("validate", dir)
+	want := []string{
+		filepath.Join(dir, "all.yaml") + `:10: machine "b" claims MAC 52:54:00:00:00:01, already claimed by machine "a" at all.yaml:5`,
+		filepath.Join(dir, "all.yaml") + `:10: machine "b" uses unknown profile "nope"`,
+	}
+	if code != 1 {
+		t.Fatalf("validate broken = %d; want 1", code)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("validate output lacks %q:\n%s", w, out)
+		}
+	}
+	if !strings.Contains(errOut, "2 problem(s)") {
+		t.Errorf("stderr = %q; want a count", errOut)
+	}
+	if code, _, _ := runCmd("validate"); code != 2 {
+		t.Errorf("validate without DIR = %d; want usage exit 2", code)
+	}
+}
+
+func TestExplainCommand(t *testing.T) {
+	code, out, errOut := runCmd("explain", "../../examples", "--mac", "52:54:00:00:00:02")
+	if code != 0 {
+		t.Fatalf("explain = %d %s", code, errOut)
+	}
+	for _, w := range []string{"machine:  node2 (machines.yaml:", "profile:  fcos-live", "matches mac 52:54:00:00:00:02", "initrd --name fedora-coreos-live-rootfs.x86_64.img"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("explain output lacks %q:\n%s", w, out)
+		}
+	}
+	if code, _, _ := runCmd("explain", "../../examples"); code != 2 {
+		t.Errorf("explain without --mac = %d; want 2", code)
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("PROVISIOND_PROFILES", "/srv/profiles")
+	t.Setenv("PROVISIOND_HTTP_ADDR", "127.0.0.1:9999")
+	cfg, err := parseServe([]string{"--data-dir", "/tmp/d"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProfilesDir != "/srv/profiles" || cfg.HTTPAddr != "127.0.0.1:9999" || cfg.AdvertiseURL != "http://127.0.0.1:9999" || cfg.AssetsDir != "/tmp/d/assets" {
+		t.Fatalf("config from env = %+v", cfg)
+	}
+	// A flag on the command line beats the environment.
+	cfg, err = parseServe([]string{"--profiles", "/x"}, io.Discard)
+	if err != nil || cfg.ProfilesDir != "/x" {
+		t.Fatalf("flag over env = %+v, %v", cfg, err)
+	}
+}
+
+// TestBinaryHotReload starts the real binary, edits a profile on disk and sees the
+// change served; then a broken edit leaves the last good set serving.
+func TestBinaryHotReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "provisiond")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	profiles := t.TempDir()
+	write := func(content string) {
+		t.Helper()
+		// Write then rename, as git checkout does.
+		tmp := filepath.Join(profiles, ".tmp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(profiles, "all.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const good = "kind: Profile\nname: p\nboot: {kernel: /assets/%s}\n---\nkind: Machine\nname: a\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
+	write(fmt.Sprintf(good, "v1"))
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", t.TempDir(), "--http-addr", addr, "--reload-debounce", "200ms")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
+	base := "http://" + addr
+	script := func() string {
+		resp, err := http.Get(base + "/ipxe?mac=52-54-00-00-00-01")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	waitFor := func(what string, cond func() bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < 15*time.Second {
+			if cond() {
+				return time.Since(start)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("timed out waiting for %s", what)
+		return 0
+	}
+	waitFor("first script", func() bool { return strings.Contains(script(), "/assets/v1") })
+
+	write(fmt.Sprintf(good, "v2"))
+	took := waitFor("edited profile to be served", func() bool { return strings.Contains(script(), "/assets/v2") })
+	t.Logf("edit to served: %v (target: under 2 s)", took)
+
+	write(fmt.Sprintf(good, "v3") + "---\nkind: Machine\nname: b\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n")
+	var health struct {
+		Status   string
+		Profiles struct {
+			LastReloadErrors []string `json:"last_reload_errors"`
+		}
+	}
+	waitFor("failed reload in /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&health) == nil && health.Status == "degraded"
+	})
+	if len(health.Profiles.LastReloadErrors) != 1 || !strings.HasPrefix(health.Profiles.LastReloadErrors[0], "all.yaml:10: ") {
+		t.Errorf("healthz errors = %q; want one all.yaml:10: problem", health.Profiles.LastReloadErrors)
+	}
+	if s := script(); !strings.Contains(s, "/assets/v2") {
+		t.Errorf("after a broken edit /ipxe = %q; want the last good (v2) script", s)
+	}
+	if !strings.Contains(logs.String(), "all.yaml:10:") {
+		t.Errorf("the reload error is not logged with file:line")
+	}
+}

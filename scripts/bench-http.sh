@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# HTTP boot-path figures with wrk on loopback: a generated profiles directory of
+# N Machines (default 10,000, each with its own Butane-rendered Ignition), then
+# startup time, RSS, /ipxe and /ignition req/s at -c16, and a full reload.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-10000}
+DUR=${DUR:-10s}
+PORT=${PORT:-18080}
+command -v wrk >/dev/null || { echo "wrk not installed (apt-get install wrk)"; exit 1; }
+work=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+go run ./scripts/genprofiles -n "$N" -dir "$work/profiles"
+start=$(date +%s.%N)
+./bin/provisiond serve --profiles "$work/profiles" --data-dir "$work/data" --http-addr "127.0.0.1:$PORT" \
+  --advertise-url "http://127.0.0.1:$PORT" --log-level warn 2>"$work/log" &
+pid=$!
+until curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do
+  kill -0 $pid 2>/dev/null || { cat "$work/log"; exit 1; }
+  sleep 0.05
+done
+ready=$(date +%s.%N)
+printf 'machines: %d\nstartup to healthy: %.2f s\n' "$N" "$(echo "$ready - $start" | bc)"
+
+# Each request names a random one of the N machines.
+cat >"$work/rand.lua" <<LUA
+math.randomseed(os.time())
+request = function()
+  local i = math.random(0, $N - 1)
+  local mac = string.format("02-00-00-%02x-%02x-%02x", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+  return wrk.format("GET", wrk.path .. "?mac=" .. mac)
+end
+LUA
+for path in /ipxe /ignition; do
+  rps=$(wrk -t2 -c16 -d"$DUR" -s "$work/rand.lua" "http://127.0.0.1:$PORT$path" | awk '/Requests\/sec/ {print $2}')
+  non2xx=$(wrk -t2 -c16 -d1s -s "$work/rand.lua" "http://127.0.0.1:$PORT$path" | awk '/Non-2xx/ {print $4}')
+  printf '%-10s %s req/s (wrk -c16 %s)%s\n' "$path" "$rps" "$DUR" "${non2xx:+  NON-2xx: $non2xx}"
+done
+printf 'RSS after load: %s MiB\n' "$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
+printf 'peak RSS: %s MiB\n' "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
+
+# Full reload: change the template so every machine re-translates.
+before=$(curl -fsS "http://127.0.0.1:$PORT/healthz" | sed -n 's/.*"last_reload":"\([^"]*\)".*/\1/p')
+echo "# changed" >>"$work/profiles/worker.bu"
+until now=$(curl -fsS "http://127.0.0.1:$PORT/healthz" | sed -n 's/.*"last_reload":"\([^"]*\)".*/\1/p'); [ "$now" != "$before" ]; do sleep 0.05; done
+curl -fsS "http://127.0.0.1:$PORT/healthz" | sed -n 's/.*"last_reload_ms":\([0-9.]*\).*/full reload (every Butane re-translated): \1 ms/p'
+printf 'peak RSS after reload: %s MiB\n' "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
