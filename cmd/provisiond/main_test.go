@@ -11,9 +11,28 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func runCmd(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
@@ -116,7 +135,7 @@ func TestBinaryHotReload(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", t.TempDir(), "--http-addr", addr, "--reload-debounce", "200ms")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

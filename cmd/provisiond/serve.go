@@ -18,9 +18,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/server"
+	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/tftp"
 )
 
 // serveConfig is every serve flag, typed.
@@ -80,11 +83,36 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	return c, nil
 }
 
+// startPXE runs the proxyDHCP (67, 4011) and TFTP (69) on --dhcp-interface.
+func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, log *slog.Logger) error {
+	ip, err := dhcp.InterfaceIPv4(cfg.DHCPInterface)
+	if err != nil {
+		return err
+	}
+	proxy, err := dhcp.New(dhcp.Config{
+		Interface:    cfg.DHCPInterface,
+		ServerIP:     ip,
+		AdvertiseURL: cfg.AdvertiseURL,
+		Booter:       dhcpBooter{core},
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return proxy.ListenAndServe(ctx) })
+	g.Go(func() error { return tftpd.ListenAndServe(ctx, net.JoinHostPort(ip.String(), "69")) })
+	return nil
+}
+
 // advertiseHost picks the address machines will reach us at: the DHCP interface's
 // IPv4 address, else the host of --http-addr, else this host's first global IPv4.
 func advertiseHost(httpAddr, iface string) (string, error) {
 	if iface != "" {
-		ip, err := interfaceIPv4(iface)
+		ip, err := dhcp.InterfaceIPv4(iface)
 		if err != nil {
 			return "", err
 		}
@@ -107,23 +135,6 @@ func advertiseHost(httpAddr, iface string) (string, error) {
 		}
 	}
 	return "127.0.0.1", nil
-}
-
-func interfaceIPv4(name string) (net.IP, error) {
-	ifi, err := net.InterfaceByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", name, err)
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return nil, fmt.Errorf("interface %s addresses: %w", name, err)
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-			return n.IP.To4(), nil
-		}
-	}
-	return nil, fmt.Errorf("interface %s has no IPv4 address", name)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -172,8 +183,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, "provisiond.db"), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 
-	core := boot.New(boot.Config{ProfilesDir: cfg.ProfilesDir, AdvertiseURL: cfg.AdvertiseURL, Logger: log})
+	core := boot.New(boot.Config{ProfilesDir: cfg.ProfilesDir, AdvertiseURL: cfg.AdvertiseURL, Inventory: db, Logger: log})
 	// The first load must succeed: serving nothing while claiming to be up helps no one.
 	if err := core.Reload(); err != nil {
 		var probs profiles.Problems
@@ -192,7 +208,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		Logger:       log,
 	})
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return core.Run(ctx) })
 	g.Go(func() error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) })
+	if cfg.DHCPInterface != "" {
+		if err := startPXE(ctx, g, cfg, core, binaries, log); err != nil {
+			return err
+		}
+	}
 	g.Go(func() error {
 		return profiles.Watch(ctx, cfg.ProfilesDir, cfg.ReloadDebounce, log, func() { _ = core.Reload() })
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // Sentinels the protocol servers map to their own answers.
@@ -36,7 +37,8 @@ var (
 type Request struct {
 	MAC    string
 	UUID   string
-	Arch   string            // iPXE ${buildarch}, e.g. x86_64, arm64; informational
+	Arch   string            // e.g. x86_64, arm64, or a DHCP client arch such as efi-x86_64
+	IP     string            // the requester's address, when known
 	Labels map[string]string // extra selectors, e.g. from the query string
 }
 
@@ -48,6 +50,7 @@ func (r Request) query() profiles.Query {
 type Config struct {
 	ProfilesDir  string
 	AdvertiseURL string       // base URL machines reach the HTTP server at, no trailing slash
+	Inventory    Inventory    // where sightings are recorded; nil records nothing
 	Logger       *slog.Logger // nil: discard
 }
 
@@ -60,6 +63,7 @@ type Core struct {
 	set    atomic.Pointer[profiles.Set]
 	status atomic.Pointer[ReloadStatus]
 	mu     sync.Mutex // serialises reloads
+	seen   *sightings // nil without an Inventory
 }
 
 // ReloadStatus is the outcome of the latest profile load.
@@ -76,12 +80,27 @@ func New(cfg Config) *Core {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Core{
+	c := &Core{
 		dir:   cfg.ProfilesDir,
 		base:  strings.TrimRight(cfg.AdvertiseURL, "/"),
 		log:   log,
 		cache: profiles.NewCache(),
 	}
+	if cfg.Inventory != nil {
+		c.seen = newSightings(cfg.Inventory)
+	}
+	return c
+}
+
+// Run records sightings in the inventory until ctx ends. Without an Inventory
+// it just waits.
+func (c *Core) Run(ctx context.Context) error {
+	if c.seen == nil {
+		<-ctx.Done()
+		return nil
+	}
+	c.seen.run(ctx, c.log.Warn)
+	return nil
 }
 
 // Reload loads the profiles directory and, only if it validates, swaps it in
@@ -142,8 +161,9 @@ func (c *Core) Match(r Request) (profiles.Result, *profiles.Set, error) {
 
 // BootPXE tells the proxyDHCP whether to offer a network boot: only machines that
 // have a profile, so provisiond stays silent towards machines another server owns.
-func (c *Core) BootPXE(_ context.Context, r Request) (bool, error) {
-	_, _, err := c.Match(r)
+func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
+	res, _, err := c.Match(r)
+	c.record(ctx, r, res, err)
 	switch {
 	case err == nil:
 		return true, nil
@@ -155,8 +175,9 @@ func (c *Core) BootPXE(_ context.Context, r Request) (bool, error) {
 }
 
 // Script returns the iPXE script machine r boots now.
-func (c *Core) Script(_ context.Context, r Request) (string, error) {
+func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 	res, _, err := c.Match(r)
+	c.record(ctx, r, res, err)
 	if err != nil {
 		return "", err
 	}
@@ -191,6 +212,24 @@ func (c *Core) bootFor(res profiles.Result, r Request) ipxe.Boot {
 		b.Args = append(b.Args, "talos.config="+c.configURL("/config", r))
 	}
 	return b
+}
+
+// record notes that machine r was seen, known or not: unknown machines appear
+// as discovered, matched ones as ready.
+func (c *Core) record(ctx context.Context, r Request, res profiles.Result, matchErr error) {
+	if c.seen == nil || errors.Is(matchErr, ErrNoIdentity) || errors.Is(matchErr, ErrNotLoaded) {
+		return
+	}
+	m := store.Machine{MAC: r.MAC, UUID: r.UUID, Arch: r.Arch, LastIP: r.IP, State: store.StateDiscovered}
+	if res.Profile != nil {
+		m.Profile = res.Profile.Name
+	}
+	if res.Machine != nil {
+		m.Name = res.Machine.Name
+		m.Labels = res.Machine.Match.Labels
+		m.State = store.StateReady
+	}
+	c.seen.record(ctx, m)
 }
 
 func describe(res profiles.Result) string {

@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 func write(t *testing.T, dir, name, content string) {
@@ -107,5 +110,64 @@ profile: plain
 	}
 	if _, err := c.Config(context.Background(), Request{MAC: "52:54:00:00:00:08"}, false); !errors.Is(err, ErrNoConfig) {
 		t.Fatalf("Config for a profile without config = %v; want ErrNoConfig", err)
+	}
+}
+
+// fakeInventory is a map-backed Inventory.
+type fakeInventory struct {
+	mu     sync.Mutex
+	writes int
+	byMAC  map[string]store.Machine
+}
+
+func (f *fakeInventory) Seen(_ context.Context, m store.Machine) (store.Machine, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	f.byMAC[m.MAC] = m
+	return m, nil
+}
+
+func TestSightingsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", good+"---\nkind: Default\nprofile: p\n")
+	inv := &fakeInventory{byMAC: map[string]store.Machine{}}
+	c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1", Inventory: inv})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+
+	for range 5 { // a boot asks many times; one write is enough
+		if _, err := c.Script(ctx, Request{MAC: "52:54:00:00:00:01", Arch: "x86_64", IP: "10.0.0.5"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := c.BootPXE(ctx, Request{MAC: "52:54:00:00:00:99", Arch: "efi-x86_64"}); !ok || err != nil {
+		t.Fatalf("BootPXE of an unknown machine with a Default = %v, %v", ok, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		inv.mu.Lock()
+		n := len(inv.byMAC)
+		inv.mu.Unlock()
+		if n == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	known, unknown := inv.byMAC["52:54:00:00:00:01"], inv.byMAC["52:54:00:00:00:99"]
+	if known.State != store.StateReady || known.Name != "n1" || known.Profile != "p" || known.LastIP != "10.0.0.5" {
+		t.Errorf("known machine recorded as %+v; want ready n1/p from 10.0.0.5", known)
+	}
+	if unknown.State != store.StateDiscovered || unknown.Name != "" || unknown.Arch != "efi-x86_64" {
+		t.Errorf("unknown machine recorded as %+v; want discovered", unknown)
+	}
+	if inv.writes != 2 {
+		t.Errorf("%d inventory writes for 2 machines; want repeats dropped", inv.writes)
 	}
 }

@@ -1,0 +1,102 @@
+// Package dhcp is provisiond's proxyDHCP responder. Its one job is to answer PXE and UEFI
+// HTTP Boot clients with boot file information; it never hands out addresses, so it can
+// run beside the site's own DHCP server.
+//
+// It listens on UDP 67 (DISCOVER -> OFFER, REQUEST -> ACK) and on UDP 4011, where EDK2 and
+// iPXE send their PXE boot-server REQUESTs. A packet is parsed, classified once (Classify),
+// offered to the Booter, and answered with a reply built by a pure function (Decide).
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+)
+
+// Booter is the policy the responder asks before answering; cmd/provisiond adapts the
+// boot core to it.
+type Booter interface {
+	// BootPXE records that this PXE client was seen (MAC, UUID, arch, time) and reports
+	// whether provisiond will boot it (false: stay silent, another PXE server may own it).
+	BootPXE(ctx context.Context, c Client) (bool, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Interface is the network interface to answer on (SO_BINDTODEVICE); ListenAndServe needs it.
+	Interface string
+	// ServerIP is this server's IPv4 address on Interface: siaddr (next server) and option 54.
+	// Nil: New looks it up on Interface.
+	ServerIP net.IP
+	// AdvertiseURL is the base URL clients reach provisiond's HTTP server at,
+	// e.g. http://10.99.0.2:8080. iPXE gets <AdvertiseURL>/boot.ipxe, UEFI HTTP Boot
+	// <AdvertiseURL>/nbp/<program>.
+	AdvertiseURL string
+	// Booter decides which clients are answered; nil answers every PXE client.
+	Booter Booter
+	// Logger receives one info line per reply and debug lines for ignored packets; nil discards.
+	Logger *slog.Logger
+}
+
+// longestBootFile is the longest suffix Decide appends to AdvertiseURL.
+const longestBootFile = "/nbp/" + nbpX8664
+
+// validate checks cfg and returns it with the defaults filled in.
+func (cfg Config) validate() (Config, error) {
+	if cfg.ServerIP == nil && cfg.Interface != "" {
+		ip, err := InterfaceIPv4(cfg.Interface)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.ServerIP = ip
+	}
+	if cfg.ServerIP.To4() == nil {
+		return cfg, fmt.Errorf("dhcp config: server IP %v is not an IPv4 address", cfg.ServerIP)
+	}
+	cfg.ServerIP = cfg.ServerIP.To4()
+
+	u, err := url.Parse(cfg.AdvertiseURL)
+	if err != nil {
+		return cfg, fmt.Errorf("dhcp config: advertise URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cfg, fmt.Errorf("dhcp config: advertise URL %q is not an absolute http(s) URL", cfg.AdvertiseURL)
+	}
+	// Boot URLs travel in the 128-byte BOOTP file field.
+	if n := len(cfg.AdvertiseURL) + len(longestBootFile); n > maxFileLen {
+		return cfg, fmt.Errorf("dhcp config: advertise URL %q is too long: boot URLs would be %d bytes, the file field holds %d", cfg.AdvertiseURL, n, maxFileLen)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// InterfaceIPv4 returns the first global unicast IPv4 address of the named interface:
+// the address PXE clients on that link reach this server at.
+func InterfaceIPv4(name string) (net.IP, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp interface %q: %w", name, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("dhcp interface %q: addresses: %w", name, err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		if ip := ipn.IP.To4(); ip != nil && ip.IsGlobalUnicast() {
+			return ip, nil
+		}
+	}
+	return nil, fmt.Errorf("dhcp interface %q: %w", name, ErrNoIPv4)
+}
+
+// ErrNoIPv4 reports an interface without an address to advertise as the server.
+var ErrNoIPv4 = errors.New("no global unicast IPv4 address")

@@ -1,0 +1,110 @@
+package dhcp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// Network boot programs, as named by the TFTP server and under <AdvertiseURL>/nbp/.
+const (
+	nbpBIOS  = "undionly.kpxe"
+	nbpX8664 = "ipxe.efi"
+	nbpARM64 = "snp.efi"
+)
+
+// maxFileLen is the BOOTP file field (128 bytes) minus its terminating NUL.
+const maxFileLen = 127
+
+// pxeVendorOptions is option 43 with PXE sub-option 6 (PXE_DISCOVERY_CONTROL) = 8:
+// "boot the file in this offer". Without option 43 EDK2 takes a PXEClient offer as a
+// boot-server pointer and asks again on port 4011; with it, the first offer is enough.
+func pxeVendorOptions() []byte {
+	return []byte{6, 1, 8, 255}
+}
+
+// bootProgram names the iPXE build a firmware can run, by its architecture and
+// whether it boots over HTTP (UEFI HTTP Boot) or TFTP (PXE).
+func bootProgram(arch iana.Arch, http bool) (string, bool) {
+	switch {
+	case !http && arch == iana.INTEL_X86PC:
+		return nbpBIOS, true
+	// 6 is IA32 by RFC 4578, but x86-64 firmware has been seen sending it, and 7/9
+	// were swapped in the RFC's first version: all three get the x86-64 build.
+	case !http && (arch == iana.EFI_IA32 || arch == iana.EFI_X86_64 || arch == iana.EFI_BC),
+		http && arch == iana.EFI_X86_64_HTTP:
+		return nbpX8664, true
+	case !http && arch == iana.EFI_ARM64, http && arch == iana.EFI_ARM64_HTTP:
+		return nbpARM64, true
+	}
+	return "", false
+}
+
+// bootFile is what goes in the reply's file field for c: the chain script URL for iPXE,
+// the NBP's URL for UEFI HTTP Boot, the NBP's TFTP name for PXE firmware.
+func bootFile(c Client, advertiseURL string) (string, error) {
+	base := strings.TrimSuffix(advertiseURL, "/")
+	if c.IPXE {
+		return base + "/boot.ipxe", nil
+	}
+	nbp, ok := bootProgram(c.Arch, c.HTTP)
+	if !ok {
+		return "", fmt.Errorf("no boot program for client arch %d (%s)", c.Arch, c.Arch)
+	}
+	if c.HTTP {
+		return base + "/nbp/" + nbp, nil
+	}
+	return nbp, nil
+}
+
+// Decide builds the proxyDHCP answer to req from client c: an OFFER to a DISCOVER, an
+// ACK to a REQUEST, carrying boot information and never an address (yiaddr stays 0).
+func Decide(req *dhcpv4.DHCPv4, c Client, cfg Config) (*dhcpv4.DHCPv4, error) {
+	serverIP := cfg.ServerIP.To4()
+	if serverIP == nil {
+		return nil, errors.New("decide: server IP is not an IPv4 address")
+	}
+	file, err := bootFile(c, cfg.AdvertiseURL)
+	if err != nil {
+		return nil, fmt.Errorf("decide: %w", err)
+	}
+	if len(file) > maxFileLen {
+		return nil, fmt.Errorf("decide: boot file %q is longer than the %d-byte file field", file, maxFileLen)
+	}
+
+	msgType, ciaddr := dhcpv4.MessageTypeOffer, net.IPv4zero
+	if c.MessageType == dhcpv4.MessageTypeRequest {
+		// RFC 2131 table 3: an ACK echoes the request's ciaddr (set in 4011 requests).
+		msgType, ciaddr = dhcpv4.MessageTypeAck, req.ClientIPAddr
+	}
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(msgType),
+		dhcpv4.WithClientIP(ciaddr),
+		dhcpv4.WithServerIP(serverIP),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
+		// PXE spec: the client matches the reply to itself by its GUID.
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier),
+		func(d *dhcpv4.DHCPv4) { d.BootFileName = file },
+	}
+	if c.HTTP && !c.IPXE {
+		// UEFI HTTP Boot wants option 60 "HTTPClient", an http URL in the file field and
+		// no PXE option 43; it never asks port 4011.
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorHTTP)))
+	} else {
+		// PXE ROMs, EDK2 and iPXE (whatever its own vendor class) all recognise a proxy
+		// offer by "PXEClient" and no yiaddr.
+		mods = append(mods,
+			dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorPXE)),
+			dhcpv4.WithGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions()),
+		)
+	}
+	reply, err := dhcpv4.NewReplyFromRequest(req, mods...)
+	if err != nil {
+		return nil, fmt.Errorf("decide: build reply: %w", err)
+	}
+	return reply, nil
+}

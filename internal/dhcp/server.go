@@ -1,0 +1,260 @@
+package dhcp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/sync/errgroup"
+)
+
+const (
+	// bootServerPort is where PXE clients send boot-server REQUESTs (PXE spec 2.1).
+	bootServerPort = 4011
+	// maxPacketSize is UDP's maximum: a datagram is never cut into something that parses.
+	maxPacketSize = 1 << 16
+	// maxInFlight bounds concurrent handlers (and Booter calls); when all are busy the
+	// loop stops reading and the kernel socket buffer absorbs the burst.
+	maxInFlight = 64
+	// booterTimeout keeps a stuck Booter from holding a handler; a PXE ROM's first
+	// DISCOVER waits 4 s, so an answer later than this is of no use anyway.
+	booterTimeout = 3 * time.Second
+	// readBuffer is the socket receive buffer asked for, sized for a boot storm.
+	readBuffer = 4 << 20
+)
+
+// service says which port a packet arrived on; the two differ in what they accept and
+// where the reply goes.
+type service int
+
+const (
+	serviceDHCP       service = iota // UDP 67
+	serviceBootServer                // UDP 4011
+)
+
+func (s service) String() string {
+	if s == serviceBootServer {
+		return "boot-server"
+	}
+	return "dhcp"
+}
+
+// ports are the destination ports of replies; tests move them off the privileged ones.
+type ports struct {
+	client int // 68: where clients listen
+	relay  int // 67: where relay agents listen
+}
+
+// Server answers PXE and UEFI HTTP Boot clients. It is safe for concurrent use.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	ports ports
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		ports: ports{client: dhcpv4.ClientPort, relay: dhcpv4.ServerPort},
+	}, nil
+}
+
+// ListenAndServe answers on UDP 67 and 4011 of cfg.Interface until ctx is done.
+// The sockets are bound to 0.0.0.0 with SO_BINDTODEVICE: Linux does not deliver broadcast
+// DISCOVERs to a socket bound to a unicast address.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if s.cfg.Interface == "" {
+		return errors.New("dhcp listen: no interface configured")
+	}
+	dhcpConn, err := s.listen(dhcpv4.ServerPort)
+	if err != nil {
+		return err
+	}
+	defer dhcpConn.Close()
+	bootConn, err := s.listen(bootServerPort)
+	if err != nil {
+		return err
+	}
+	defer bootConn.Close()
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Serve(ctx, dhcpConn) })
+	g.Go(func() error { return s.ServeBootServer(ctx, bootConn) })
+	return g.Wait()
+}
+
+func (s *Server) listen(port int) (*net.UDPConn, error) {
+	conn, err := server4.NewIPv4UDPConn(s.cfg.Interface, &net.UDPAddr{Port: port})
+	if err != nil {
+		return nil, fmt.Errorf("dhcp listen on %s port %d: %w", s.cfg.Interface, port, err)
+	}
+	if err := conn.SetReadBuffer(readBuffer); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dhcp listen on %s port %d: read buffer: %w", s.cfg.Interface, port, err)
+	}
+	return conn, nil
+}
+
+// Serve answers DHCP (port 67 semantics) on conn until ctx is done, then returns nil
+// once in-flight replies are sent. The caller owns conn.
+func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+	return s.serve(ctx, conn, serviceDHCP)
+}
+
+// ServeBootServer answers PXE boot-server REQUESTs (port 4011 semantics) on conn until
+// ctx is done. The caller owns conn.
+func (s *Server) ServeBootServer(ctx context.Context, conn net.PacketConn) error {
+	return s.serve(ctx, conn, serviceBootServer)
+}
+
+func (s *Server) serve(ctx context.Context, conn net.PacketConn, svc service) error {
+	// A past deadline wakes the blocked ReadFrom without closing the caller's conn.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	s.log.Info("dhcp listening", "service", svc.String(), "addr", conn.LocalAddr().String())
+	sem := make(chan struct{}, maxInFlight)
+	buf := make([]byte, maxPacketSize)
+	for {
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dhcp %s: read: %w", svc, err)
+		}
+		pkt := bytes.Clone(buf[:n])
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.handle(ctx, conn, svc, pkt, peer)
+		})
+	}
+}
+
+// handle answers one packet, or logs why not. Every failure stays inside this packet.
+func (s *Server) handle(ctx context.Context, conn net.PacketConn, svc service, pkt []byte, peer net.Addr) {
+	req, err := dhcpv4.FromBytes(pkt)
+	if err != nil {
+		s.log.Debug("dhcp ignored", "service", svc.String(), "peer", peer.String(), "reason", "malformed packet: "+err.Error())
+		return
+	}
+	log := s.log.With("service", svc.String(), "xid", req.TransactionID.String(), "mac", req.ClientHWAddr.String())
+	c, err := Classify(req)
+	if err != nil {
+		log.Debug("dhcp ignored", "reason", err.Error())
+		return
+	}
+	log = log.With("uuid", c.UUID, "arch", int(c.Arch))
+	if err := accepts(svc, req, c, s.cfg.ServerIP); err != nil {
+		log.Debug("dhcp ignored", "reason", err.Error())
+		return
+	}
+	dst, err := replyAddr(svc, req, peer, s.ports)
+	if err != nil {
+		log.Debug("dhcp ignored", "reason", err.Error())
+		return
+	}
+	ok, err := s.boots(ctx, c)
+	if err != nil {
+		log.Error("dhcp booter failed, not answering", "err", err)
+		return
+	}
+	if !ok {
+		log.Debug("dhcp ignored", "reason", "booter declined the client")
+		return
+	}
+	reply, err := Decide(req, c, s.cfg)
+	if err != nil {
+		log.Error("dhcp reply not built", "err", err)
+		return
+	}
+	if _, err := conn.WriteTo(reply.ToBytes(), dst); err != nil {
+		log.Warn("dhcp reply not sent", "dst", dst.String(), "err", err)
+		return
+	}
+	msg := "dhcp offer"
+	if reply.MessageType() == dhcpv4.MessageTypeAck {
+		msg = "dhcp ack"
+	}
+	log.Info(msg, "file", reply.BootFileName, "dst", dst.String(), "ipxe", c.IPXE)
+}
+
+func (s *Server) boots(ctx context.Context, c Client) (bool, error) {
+	if s.cfg.Booter == nil {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, booterTimeout)
+	defer cancel()
+	ok, err := s.cfg.Booter.BootPXE(ctx, c)
+	if err != nil {
+		return false, fmt.Errorf("boot pxe %s: %w", c.MAC, err)
+	}
+	return ok, nil
+}
+
+// accepts applies the per-port rules to an already classified request.
+func accepts(svc service, req *dhcpv4.DHCPv4, c Client, serverIP net.IP) error {
+	mt := c.MessageType
+	if svc == serviceBootServer {
+		if mt != dhcpv4.MessageTypeRequest {
+			return fmt.Errorf("boot-server port answers REQUEST, not %s", mt)
+		}
+		return nil
+	}
+	// A REQUEST naming another server completes the client's lease with the site's DHCP
+	// server; a proxy ACK to it (yiaddr 0) could only confuse the client.
+	if mt == dhcpv4.MessageTypeRequest {
+		if id := req.ServerIdentifier(); id != nil && !id.Equal(serverIP) {
+			return fmt.Errorf("REQUEST is for server %s", id)
+		}
+	}
+	return nil
+}
+
+// replyAddr is where the reply to req goes.
+func replyAddr(svc service, req *dhcpv4.DHCPv4, peer net.Addr, p ports) (*net.UDPAddr, error) {
+	if svc == serviceBootServer {
+		// Reply to the source address and port the client used: EDK2 arm64 sends from
+		// 4011, iPXE from 68.
+		src, ok := peer.(*net.UDPAddr)
+		if !ok {
+			return nil, fmt.Errorf("peer %v is not a UDP address", peer)
+		}
+		if !isSet(src.IP) {
+			return &net.UDPAddr{IP: net.IPv4bcast, Port: src.Port}, nil
+		}
+		return src, nil
+	}
+	switch {
+	case isSet(req.GatewayIPAddr):
+		return &net.UDPAddr{IP: req.GatewayIPAddr, Port: p.relay}, nil
+	case isSet(req.ClientIPAddr):
+		return &net.UDPAddr{IP: req.ClientIPAddr, Port: p.client}, nil
+	}
+	// The client has no address yet, and a proxy gives none: broadcast.
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: p.client}, nil
+}
+
+func isSet(ip net.IP) bool {
+	return ip != nil && !ip.IsUnspecified()
+}

@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// BenchmarkSeenParallel measures discovery throughput: each op is one durable
+// sighting of a new machine, concurrent callers sharing fsyncs through db.Batch.
+func BenchmarkSeenParallel(b *testing.B) {
+	db := mustOpen(b, Options{})
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ReportAllocs()
+	// A discovery storm is many concurrent requests, not GOMAXPROCS of them.
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := db.Seen(ctx, Machine{MAC: testMACn(int(next.Add(1))), Arch: "x86_64"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkMachineLookup measures the per-request read path over 10,000 machines.
+func BenchmarkMachineLookup(b *testing.B) {
+	db := mustOpen(b, Options{})
+	const machines = 10_000
+	now := time.Now().UTC()
+	err := db.bdb.Update(func(tx *bolt.Tx) error {
+		for i := range machines {
+			s := Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "x86_64", Labels: map[string]string{"rack": "r1"}}
+			if _, err := seen(tx, s, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		key  func(int) string
+	}{
+		{"MAC", testMACn},
+		{"UUID", testUUIDn},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := db.Machine(ctx, bc.key(i%machines)); err != nil {
+					b.Fatal(err)
+				}
+				i += 7919 // a prime stride, so lookups wander the B+tree
+			}
+		})
+	}
+}

@@ -1,0 +1,162 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Event is one entry of the append-only event log.
+type Event struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	MAC     string            `json:"mac,omitempty"` // canonical; "" for events about no machine
+	Type    string            `json:"type"`
+	Message string            `json:"message,omitempty"`
+	Actor   string            `json:"actor,omitempty"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// EventQuery selects events; zero fields do not filter.
+type EventQuery struct {
+	MAC      string    // only this machine's events (any spelling)
+	Since    time.Time // only events at or after Since
+	AfterSeq uint64    // only events with Seq > AfterSeq: resume where a previous page ended
+	Limit    int       // at most this many; 0 = all
+}
+
+// ageCheckEvery is how often (in appends) the age cap is checked: it costs a
+// decode of the oldest event, the count cap does not.
+const ageCheckEvery = 64
+
+// AppendEvent implements Store. It goes through db.Batch so that concurrent
+// appends share fsyncs; the closure is idempotent because NextSequence and the
+// trimming roll back with a failed batch and it overwrites, not accumulates, e.Seq.
+func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
+	if err := ctx.Err(); err != nil {
+		return Event{}, err
+	}
+	if e.MAC != "" {
+		mac, err := canonicalMAC(e.MAC)
+		if err != nil {
+			return Event{}, fmt.Errorf("store: append event: %w", err)
+		}
+		e.MAC = mac
+	}
+	now := time.Now().UTC()
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+		b := bucket(tx, bucketEvents)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		v, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(seq), v); err != nil {
+			return err
+		}
+		return db.trimEvents(b, seq, now)
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("store: append event %s: %w", e.Type, err)
+	}
+	return e, nil
+}
+
+// trimEvents keeps the log within MaxEvents and MaxEventAge after appending
+// seq. Keys come from NextSequence and are only ever deleted from the front,
+// so the count is seq-first+1 without a scan. Over the count cap it deletes a
+// further 1% so that the following appends have nothing to trim: each append
+// stays O(1) amortized.
+func (db *DB) trimEvents(b *bolt.Bucket, seq uint64, now time.Time) error {
+	c := b.Cursor()
+	k, v := c.First() // never nil: seq was just put
+	var drop uint64
+	if n := seq - binary.BigEndian.Uint64(k) + 1; n > uint64(db.maxEvents) {
+		drop = n - uint64(db.maxEvents) + uint64(db.maxEvents/100)
+	}
+	checkAge := seq%ageCheckEvery == 0
+	cutoff := now.Add(-db.maxEventAge)
+	for ; k != nil && (drop > 0 || checkAge); k, v = c.First() {
+		if drop > 0 {
+			drop--
+		} else {
+			var e struct {
+				Time time.Time `json:"time"`
+			}
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if !e.Time.Before(cutoff) {
+				break
+			}
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Events implements Store.
+func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.AfterSeq == math.MaxUint64 {
+		return nil, nil // nothing can come after; AfterSeq+1 would wrap to the start
+	}
+	var needle []byte
+	if q.MAC != "" {
+		mac, err := canonicalMAC(q.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("store: events: %w", err)
+		}
+		q.MAC = mac
+		needle = []byte(`"mac":"` + mac + `"`)
+	}
+	var es []Event
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		c := bucket(tx, bucketEvents).Cursor()
+		for k, v := c.Seek(seqKey(q.AfterSeq + 1)); k != nil; k, v = c.Next() {
+			// Skipping other machines' events before decoding keeps a
+			// per-machine query over a full log cheap.
+			if needle != nil && !bytes.Contains(v, needle) {
+				continue
+			}
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if (q.MAC != "" && e.MAC != q.MAC) || e.Time.Before(q.Since) {
+				continue
+			}
+			es = append(es, e)
+			if q.Limit > 0 && len(es) == q.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: events: %w", err)
+	}
+	return es, nil
+}
+
+// seqKey encodes big-endian so that byte order is sequence order.
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, seq)
+}

@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func mustAppend(tb testing.TB, db *DB, e Event) Event {
+	tb.Helper()
+	got, err := db.AppendEvent(context.Background(), e)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return got
+}
+
+func TestAppendEvent(t *testing.T) {
+	db := mustOpen(t, Options{})
+	before := time.Now()
+	e1 := mustAppend(t, db, Event{MAC: "52-54-00-AB-CD-01", Type: "discovered"})
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	e2 := mustAppend(t, db, Event{Type: "reload", Time: at})
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"sequence starts at 1", e1.Seq == 1},
+		{"sequence increases", e2.Seq == 2},
+		{"MAC is canonicalised", e1.MAC == testMAC},
+		{"zero time becomes now", !e1.Time.Before(before) && !e1.Time.After(time.Now())},
+		{"given time is kept", e2.Time.Equal(at)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.ok {
+				t.Errorf("e1 %+v, e2 %+v", e1, e2)
+			}
+		})
+	}
+	if _, err := db.AppendEvent(context.Background(), Event{MAC: "nope", Type: "x"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad MAC: err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	db := mustOpen(t, Options{})
+	t0 := time.Now().UTC().Add(-time.Hour)
+	const other = "52:54:00:00:00:02"
+	// seq: 1 testMAC t0, 2 other t0+1m, 3 testMAC t0+2m, 4 none t0+3m, 5 testMAC t0+4m
+	for i, mac := range []string{testMAC, other, testMAC, "", testMAC} {
+		mustAppend(t, db, Event{MAC: mac, Type: "t", Time: t0.Add(time.Duration(i) * time.Minute)})
+	}
+	for _, tc := range []struct {
+		name    string
+		q       EventQuery
+		want    []uint64
+		wantErr error
+	}{
+		{name: "all", q: EventQuery{}, want: []uint64{1, 2, 3, 4, 5}},
+		{name: "by MAC", q: EventQuery{MAC: "52-54-00-ab-cd-01"}, want: []uint64{1, 3, 5}},
+		{name: "by other MAC", q: EventQuery{MAC: other}, want: []uint64{2}},
+		{name: "since is inclusive", q: EventQuery{Since: t0.Add(2 * time.Minute)}, want: []uint64{3, 4, 5}},
+		{name: "after seq", q: EventQuery{AfterSeq: 3}, want: []uint64{4, 5}},
+		{name: "after last seq", q: EventQuery{AfterSeq: 5}},
+		{name: "after max seq", q: EventQuery{AfterSeq: ^uint64(0)}},
+		{name: "limit", q: EventQuery{Limit: 2}, want: []uint64{1, 2}},
+		{name: "combined", q: EventQuery{MAC: testMAC, Since: t0.Add(time.Minute), AfterSeq: 1, Limit: 1}, want: []uint64{3}},
+		{name: "unknown MAC", q: EventQuery{MAC: "52:54:00:00:00:99"}},
+		{name: "bad MAC", q: EventQuery{MAC: "nope"}, wantErr: ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es, err := db.Events(context.Background(), tc.q)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got := seqs(es); !slices.Equal(got, tc.want) {
+				t.Errorf("seqs = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEventCap(t *testing.T) {
+	old := time.Now().UTC().Add(-2 * time.Hour)
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		old     int // events appended first, timestamped 2h ago
+		fresh   int // events appended after, timestamped now
+		wantMax int // the log never holds more than this
+		wantMin int // and the newest ones are kept
+		noOld   bool
+	}{
+		{name: "by count", opts: Options{MaxEvents: 100}, fresh: 300, wantMax: 100, wantMin: 99},
+		{name: "by count, trimming in batches", opts: Options{MaxEvents: 400}, fresh: 1000, wantMax: 400, wantMin: 396},
+		{name: "by age", opts: Options{MaxEventAge: time.Hour}, old: 100, fresh: 2 * ageCheckEvery, wantMax: 2 * ageCheckEvery, wantMin: 2 * ageCheckEvery, noOld: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each append waits for an fsync; let them overlap
+			db := mustOpen(t, tc.opts)
+			var last Event
+			for i := range tc.old + tc.fresh {
+				e := Event{Type: "t"}
+				if i < tc.old {
+					e.Time = old
+				}
+				last = mustAppend(t, db, e)
+				if n := countEvents(t, db); n > tc.wantMax {
+					t.Fatalf("after %d appends the log holds %d events, cap %d", i+1, n, tc.wantMax)
+				}
+			}
+			es, err := db.Events(context.Background(), EventQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(es) < tc.wantMin || es[len(es)-1].Seq != last.Seq {
+				t.Errorf("kept %d events ending at %d, want at least %d ending at %d", len(es), es[len(es)-1].Seq, tc.wantMin, last.Seq)
+			}
+			for _, e := range es {
+				if tc.noOld && e.Time.Equal(old) {
+					t.Fatalf("event %d older than MaxEventAge survived", e.Seq)
+				}
+			}
+		})
+	}
+}
+
+// countEvents counts keys without decoding, so checking after every append stays cheap.
+func countEvents(tb testing.TB, db *DB) int {
+	tb.Helper()
+	n := 0
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		c := bucket(tx, bucketEvents).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func seqs(es []Event) []uint64 {
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.Seq)
+	}
+	return out
+}

@@ -1,0 +1,330 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// State is where a machine is in its lifecycle.
+type State string
+
+// The lifecycle states.
+const (
+	StateDiscovered   State = "discovered"
+	StateReady        State = "ready"
+	StateProvisioning State = "provisioning"
+	StateInstalled    State = "installed"
+	StateWiping       State = "wiping"
+	StateWiped        State = "wiped"
+)
+
+// Valid reports whether s is one of the lifecycle states.
+func (s State) Valid() bool {
+	switch s {
+	case StateDiscovered, StateReady, StateProvisioning, StateInstalled, StateWiping, StateWiped:
+		return true
+	}
+	return false
+}
+
+// Machine is what provisiond remembers about one machine, keyed by its MAC.
+type Machine struct {
+	MAC       string            `json:"mac"` // canonical: aa:bb:cc:dd:ee:ff
+	UUID      string            `json:"uuid,omitempty"`
+	Arch      string            `json:"arch,omitempty"`
+	LastIP    string            `json:"last_ip,omitempty"`
+	Name      string            `json:"name,omitempty"`    // matched Machine (Git), "" if none
+	Profile   string            `json:"profile,omitempty"` // matched Profile
+	State     State             `json:"state"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	FirstSeen time.Time         `json:"first_seen"`
+	LastSeen  time.Time         `json:"last_seen"`
+}
+
+// Provisioning is per-machine data for the current provisioning round.
+type Provisioning struct {
+	Token         string    `json:"token,omitempty"`
+	IssuedAt      time.Time `json:"issued_at,omitzero"`
+	ConfigFetches int       `json:"config_fetches,omitempty"`
+	Installed     time.Time `json:"installed,omitzero"`
+}
+
+// Seen implements Store. It goes through db.Batch so that a burst of
+// discoveries shares fsyncs; see seen for why that is safe.
+func (db *DB) Seen(ctx context.Context, s Machine) (Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return Machine{}, err
+	}
+	mac, err := canonicalMAC(s.MAC)
+	if err != nil {
+		return Machine{}, fmt.Errorf("store: seen: %w", err)
+	}
+	s.MAC = mac
+	if s.UUID != "" {
+		if s.UUID, err = canonicalUUID(s.UUID); err != nil {
+			return Machine{}, fmt.Errorf("store: machine %s: %w", mac, err)
+		}
+	}
+	if s.State != "" && !s.State.Valid() {
+		return Machine{}, fmt.Errorf("store: machine %s: state %q: %w", mac, s.State, ErrInvalid)
+	}
+	now := time.Now().UTC() // taken once so a re-run batch stores the same time
+	var out Machine
+	err = db.bdb.Batch(func(tx *bolt.Tx) error {
+		var err error
+		out, err = seen(tx, s, now)
+		return err
+	})
+	if err != nil {
+		return Machine{}, fmt.Errorf("store: machine %s: %w", mac, err)
+	}
+	return out, nil
+}
+
+// seen applies a sighting with canonical MAC and UUID. db.Batch may run it
+// more than once (a rolled-back batch is retried); it is idempotent because it
+// reads the current record, leaves s untouched and returns its result rather
+// than accumulating it.
+func seen(tx *bolt.Tx, s Machine, now time.Time) (Machine, error) {
+	m, err := getMachine(tx, s.MAC)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Machine{}, err
+	}
+	if m.FirstSeen.IsZero() {
+		m.MAC, m.FirstSeen = s.MAC, now
+	}
+	if m.State == "" {
+		m.State = cmp.Or(s.State, StateDiscovered)
+	}
+	if s.UUID != "" {
+		if m.UUID != "" && m.UUID != s.UUID {
+			if err := unindexUUID(tx, m.UUID, m.MAC); err != nil {
+				return Machine{}, err
+			}
+		}
+		// Last sighting wins: several NICs of one machine share its UUID.
+		if err := bucket(tx, bucketUUIDs).Put([]byte(s.UUID), []byte(m.MAC)); err != nil {
+			return Machine{}, err
+		}
+		m.UUID = s.UUID
+	}
+	m.Arch = cmp.Or(s.Arch, m.Arch)
+	m.LastIP = cmp.Or(s.LastIP, m.LastIP)
+	m.Name = cmp.Or(s.Name, m.Name)
+	m.Profile = cmp.Or(s.Profile, m.Profile)
+	if len(s.Labels) > 0 {
+		m.Labels = maps.Clone(s.Labels) // the stored machine must not alias the caller's map
+	}
+	m.LastSeen = now
+	return m, putMachine(tx, m)
+}
+
+// unindexUUID drops uuid from the index unless another MAC has claimed it since.
+func unindexUUID(tx *bolt.Tx, uuid, mac string) error {
+	b := bucket(tx, bucketUUIDs)
+	if string(b.Get([]byte(uuid))) != mac {
+		return nil
+	}
+	return b.Delete([]byte(uuid))
+}
+
+// Machine implements Store.
+func (db *DB) Machine(ctx context.Context, key string) (Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return Machine{}, err
+	}
+	var m Machine
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		mac, err := resolve(tx, key)
+		if err != nil {
+			return err
+		}
+		m, err = getMachine(tx, mac)
+		return err
+	})
+	if err != nil {
+		return Machine{}, fmt.Errorf("store: machine %s: %w", key, err)
+	}
+	return m, nil
+}
+
+// resolve turns a MAC or UUID in any spelling into the canonical MAC key.
+func resolve(tx *bolt.Tx, key string) (string, error) {
+	if mac, err := canonicalMAC(key); err == nil {
+		return mac, nil
+	}
+	uuid, err := canonicalUUID(key)
+	if err != nil {
+		return "", fmt.Errorf("neither a MAC nor a UUID: %w", ErrInvalid)
+	}
+	mac := bucket(tx, bucketUUIDs).Get([]byte(uuid))
+	if mac == nil {
+		return "", ErrNotFound
+	}
+	return string(mac), nil // string() copies out of the mmap
+}
+
+// Machines implements Store.
+func (db *DB) Machines(ctx context.Context) ([]Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var ms []Machine
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketMachines).ForEach(func(k, v []byte) error {
+			var m Machine
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode machine %s: %w", k, err)
+			}
+			ms = append(ms, m)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: machines: %w", err)
+	}
+	return ms, nil
+}
+
+// Transition implements Store. It uses Update, not Batch, because fn is the
+// caller's and may have side effects that must not run twice.
+func (db *DB) Transition(ctx context.Context, mac string, from []State, to State, fn func(*Provisioning) error) (Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return Machine{}, err
+	}
+	mac, err := canonicalMAC(mac)
+	if err != nil {
+		return Machine{}, fmt.Errorf("store: transition: %w", err)
+	}
+	if !to.Valid() {
+		return Machine{}, fmt.Errorf("store: machine %s: state %q: %w", mac, to, ErrInvalid)
+	}
+	var out Machine
+	err = db.bdb.Update(func(tx *bolt.Tx) error {
+		m, err := getMachine(tx, mac)
+		if err != nil {
+			return err
+		}
+		if len(from) > 0 && !slices.Contains(from, m.State) {
+			return fmt.Errorf("state %s, want one of %v: %w", m.State, from, ErrConflict)
+		}
+		if fn != nil {
+			if _, err := updateProvisioning(tx, mac, fn); err != nil {
+				return err
+			}
+		}
+		m.State = to
+		out = m
+		return putMachine(tx, m)
+	})
+	if err != nil {
+		return Machine{}, fmt.Errorf("store: machine %s: transition to %s: %w", mac, to, err)
+	}
+	return out, nil
+}
+
+// Provisioning implements Store.
+func (db *DB) Provisioning(ctx context.Context, mac string) (Provisioning, error) {
+	if err := ctx.Err(); err != nil {
+		return Provisioning{}, err
+	}
+	mac, err := canonicalMAC(mac)
+	if err != nil {
+		return Provisioning{}, fmt.Errorf("store: provisioning: %w", err)
+	}
+	var p Provisioning
+	err = db.bdb.View(func(tx *bolt.Tx) error {
+		if bucket(tx, bucketMachines).Get([]byte(mac)) == nil {
+			return ErrNotFound
+		}
+		var err error
+		p, err = getProvisioning(tx, mac)
+		return err
+	})
+	if err != nil {
+		return Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", mac, err)
+	}
+	return p, nil
+}
+
+// UpdateProvisioning implements Store. Update, not Batch: fn is the caller's.
+func (db *DB) UpdateProvisioning(ctx context.Context, mac string, fn func(*Provisioning) error) (Provisioning, error) {
+	if err := ctx.Err(); err != nil {
+		return Provisioning{}, err
+	}
+	mac, err := canonicalMAC(mac)
+	if err != nil {
+		return Provisioning{}, fmt.Errorf("store: provisioning: %w", err)
+	}
+	var p Provisioning
+	err = db.bdb.Update(func(tx *bolt.Tx) error {
+		if bucket(tx, bucketMachines).Get([]byte(mac)) == nil {
+			return ErrNotFound
+		}
+		var err error
+		p, err = updateProvisioning(tx, mac, fn)
+		return err
+	})
+	if err != nil {
+		return Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", mac, err)
+	}
+	return p, nil
+}
+
+func updateProvisioning(tx *bolt.Tx, mac string, fn func(*Provisioning) error) (Provisioning, error) {
+	p, err := getProvisioning(tx, mac)
+	if err != nil {
+		return Provisioning{}, err
+	}
+	if err := fn(&p); err != nil {
+		return Provisioning{}, err
+	}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return Provisioning{}, err
+	}
+	return p, bucket(tx, bucketProvisioning).Put([]byte(mac), v)
+}
+
+// getProvisioning returns the zero value for a machine with no data yet.
+func getProvisioning(tx *bolt.Tx, mac string) (Provisioning, error) {
+	var p Provisioning
+	v := bucket(tx, bucketProvisioning).Get([]byte(mac))
+	if v == nil {
+		return p, nil
+	}
+	if err := json.Unmarshal(v, &p); err != nil {
+		return p, fmt.Errorf("decode provisioning: %w", err)
+	}
+	return p, nil
+}
+
+// getMachine decodes the record for a canonical MAC; decoding copies it out of
+// the mmap, so the result outlives the transaction.
+func getMachine(tx *bolt.Tx, mac string) (Machine, error) {
+	var m Machine
+	v := bucket(tx, bucketMachines).Get([]byte(mac))
+	if v == nil {
+		return m, ErrNotFound
+	}
+	if err := json.Unmarshal(v, &m); err != nil {
+		return m, fmt.Errorf("decode machine: %w", err)
+	}
+	return m, nil
+}
+
+func putMachine(tx *bolt.Tx, m Machine) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return bucket(tx, bucketMachines).Put([]byte(m.MAC), v)
+}

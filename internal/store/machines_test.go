@@ -1,0 +1,365 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+const (
+	testMAC  = "52:54:00:ab:cd:01"
+	testUUID = "8a0c4f2e-1b3d-4e5f-9a6b-7c8d9e0f1a2b"
+)
+
+func TestSeen(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sightings []Machine
+		want      Machine // FirstSeen and LastSeen are checked separately
+	}{
+		{
+			name:      "insert defaults to discovered",
+			sightings: []Machine{{MAC: "52-54-00-AB-CD-01", Arch: "x86_64"}},
+			want:      Machine{MAC: testMAC, Arch: "x86_64", State: StateDiscovered},
+		},
+		{
+			name:      "insert takes the sighting's state",
+			sightings: []Machine{{MAC: testMAC, State: StateReady}},
+			want:      Machine{MAC: testMAC, State: StateReady},
+		},
+		{
+			name: "update keeps the stored state",
+			sightings: []Machine{
+				{MAC: testMAC, State: StateInstalled},
+				{MAC: testMAC, State: StateDiscovered},
+			},
+			want: Machine{MAC: testMAC, State: StateInstalled},
+		},
+		{
+			name: "update overwrites non-empty fields",
+			sightings: []Machine{
+				{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", Labels: map[string]string{"rack": "r1"}},
+				{MAC: testMAC, Arch: "arm64", LastIP: "10.0.0.6", Name: "node2", Profile: "p2", Labels: map[string]string{"rack": "r2"}},
+			},
+			want: Machine{MAC: testMAC, UUID: testUUID, Arch: "arm64", LastIP: "10.0.0.6", Name: "node2", Profile: "p2", State: StateDiscovered, Labels: map[string]string{"rack": "r2"}},
+		},
+		{
+			name: "update keeps fields the sighting leaves empty",
+			sightings: []Machine{
+				{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", Labels: map[string]string{"rack": "r1"}},
+				{MAC: "52:54:00:ab:cd:01"},
+			},
+			want: Machine{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", State: StateDiscovered, Labels: map[string]string{"rack": "r1"}},
+		},
+		{
+			name:      "UUID is canonicalised",
+			sightings: []Machine{{MAC: testMAC, UUID: "8A0C4F2E1B3D4E5F9A6B7C8D9E0F1A2B"}},
+			want:      Machine{MAC: testMAC, UUID: testUUID, State: StateDiscovered},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := mustOpen(t, Options{})
+			var first Machine
+			var got Machine
+			for i, s := range tc.sightings {
+				got = mustSeen(t, db, s)
+				if i == 0 {
+					first = got
+				}
+			}
+			if got.FirstSeen.IsZero() || !got.FirstSeen.Equal(first.FirstSeen) {
+				t.Errorf("FirstSeen = %v, want the first sighting's %v", got.FirstSeen, first.FirstSeen)
+			}
+			if got.LastSeen.Before(got.FirstSeen) {
+				t.Errorf("LastSeen %v before FirstSeen %v", got.LastSeen, got.FirstSeen)
+			}
+			stored, err := db.Machine(context.Background(), testMAC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(stored, got) {
+				t.Errorf("stored %+v, Seen returned %+v", stored, got)
+			}
+			got.FirstSeen, got.LastSeen = time.Time{}, time.Time{}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSeenRejects(t *testing.T) {
+	db := mustOpen(t, Options{})
+	for _, tc := range []struct {
+		name     string
+		sighting Machine
+	}{
+		{"no MAC", Machine{}},
+		{"bad MAC", Machine{MAC: "52:54:00:00:00"}},
+		{"bad UUID", Machine{MAC: testMAC, UUID: "not-a-uuid"}},
+		{"unknown state", Machine{MAC: testMAC, State: "exploded"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := db.Seen(context.Background(), tc.sighting); !errors.Is(err, ErrInvalid) {
+				t.Errorf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// db.Batch may run a closure more than once in one transaction's lifetime;
+// running seen twice must store what running it once does.
+func TestSeenIdempotent(t *testing.T) {
+	db := mustOpen(t, Options{})
+	mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
+	s := Machine{MAC: testMAC, UUID: "00000000-0000-0000-0000-000000000002", Labels: map[string]string{"a": "b"}}
+	now := time.Now().UTC()
+	err := db.bdb.Update(func(tx *bolt.Tx) error {
+		once, err := seen(tx, s, now)
+		if err != nil {
+			return err
+		}
+		twice, err := seen(tx, s, now)
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(once, twice) {
+			t.Errorf("second run %+v, first %+v", twice, once)
+		}
+		if v := bucket(tx, bucketUUIDs).Get([]byte(testUUID)); v != nil {
+			t.Errorf("old UUID still indexed to %s", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMachineLookup(t *testing.T) {
+	db := mustOpen(t, Options{})
+	mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
+	// A re-imaged board reporting a new UUID must drop the old index entry.
+	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000a"})
+	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000b"})
+	for _, tc := range []struct {
+		name    string
+		key     string
+		wantMAC string
+		wantErr error
+	}{
+		{name: "canonical MAC", key: "52:54:00:ab:cd:01", wantMAC: testMAC},
+		{name: "upper-case hyphenated MAC", key: "52-54-00-AB-CD-01", wantMAC: testMAC},
+		{name: "bare upper-case MAC", key: "525400ABCD01", wantMAC: testMAC},
+		{name: "mixed-case colon MAC", key: "52:54:00:Ab:cD:01", wantMAC: testMAC},
+		{name: "upper-case UUID", key: "8A0C4F2E-1B3D-4E5F-9A6B-7C8D9E0F1A2B", wantMAC: testMAC},
+		{name: "UUID without hyphens", key: "8a0c4f2e1b3d4e5f9a6b7c8d9e0f1a2b", wantMAC: testMAC},
+		{name: "new UUID", key: "00000000-0000-0000-0000-00000000000b", wantMAC: "52:54:00:00:00:02"},
+		{name: "replaced UUID", key: "00000000-0000-0000-0000-00000000000a", wantErr: ErrNotFound},
+		{name: "unknown MAC", key: "52:54:00:00:00:99", wantErr: ErrNotFound},
+		{name: "unknown UUID", key: "ffffffff-0000-0000-0000-000000000000", wantErr: ErrNotFound},
+		{name: "neither", key: "node1", wantErr: ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := db.Machine(context.Background(), tc.key)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if m.MAC != tc.wantMAC {
+				t.Errorf("MAC = %q, want %q", m.MAC, tc.wantMAC)
+			}
+		})
+	}
+}
+
+func TestMachinesOrderedByMAC(t *testing.T) {
+	db := mustOpen(t, Options{})
+	for _, mac := range []string{"52:54:00:00:00:03", "52:54:00:ab:cd:01", "52:54:00:00:00:02"} {
+		mustSeen(t, db, Machine{MAC: mac})
+	}
+	ms, err := db.Machines(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, m.MAC)
+	}
+	want := []string{"52:54:00:00:00:02", "52:54:00:00:00:03", "52:54:00:ab:cd:01"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("MACs = %v, want %v", got, want)
+	}
+}
+
+func TestTransition(t *testing.T) {
+	errBoom := errors.New("boom")
+	issue := func(p *Provisioning) error {
+		p.Token, p.ConfigFetches = "t1", 0
+		return nil
+	}
+	for _, tc := range []struct {
+		name      string
+		mac       string
+		from      []State
+		to        State
+		fn        func(*Provisioning) error
+		wantErr   error
+		wantState State  // stored state afterwards
+		wantToken string // stored token afterwards
+	}{
+		{name: "any state", mac: testMAC, to: StateReady, wantState: StateReady},
+		{name: "from allowed state", mac: testMAC, from: []State{StateWiped, StateDiscovered}, to: StateProvisioning, fn: issue, wantState: StateProvisioning, wantToken: "t1"},
+		{name: "other MAC spelling", mac: "52-54-00-AB-CD-01", to: StateReady, wantState: StateReady},
+		{name: "conflict", mac: testMAC, from: []State{StateInstalled}, to: StateWiping, fn: issue, wantErr: ErrConflict, wantState: StateDiscovered},
+		{name: "fn error rolls back", mac: testMAC, to: StateProvisioning, fn: func(p *Provisioning) error { p.Token = "leaked"; return errBoom }, wantErr: errBoom, wantState: StateDiscovered},
+		{name: "unknown machine", mac: "52:54:00:00:00:99", to: StateReady, wantErr: ErrNotFound, wantState: StateDiscovered},
+		{name: "unknown state", mac: testMAC, to: "exploded", wantErr: ErrInvalid, wantState: StateDiscovered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := mustOpen(t, Options{})
+			ctx := context.Background()
+			mustSeen(t, db, Machine{MAC: testMAC})
+			m, err := db.Transition(ctx, tc.mac, tc.from, tc.to, tc.fn)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && m.State != tc.to {
+				t.Errorf("returned state %s, want %s", m.State, tc.to)
+			}
+			stored, err := db.Machine(ctx, testMAC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.State != tc.wantState {
+				t.Errorf("stored state %s, want %s", stored.State, tc.wantState)
+			}
+			p, err := db.Provisioning(ctx, testMAC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Token != tc.wantToken {
+				t.Errorf("stored token %q, want %q", p.Token, tc.wantToken)
+			}
+		})
+	}
+}
+
+func TestProvisioning(t *testing.T) {
+	db := mustOpen(t, Options{})
+	ctx := context.Background()
+	mustSeen(t, db, Machine{MAC: testMAC})
+	errBoom := errors.New("boom")
+	for _, tc := range []struct {
+		name    string
+		mac     string
+		fn      func(*Provisioning) error // nil: read only
+		wantErr error
+		want    Provisioning
+	}{
+		{name: "zero before any update", mac: testMAC},
+		{name: "update", mac: testMAC, fn: func(p *Provisioning) error { p.Token = "t1"; return nil }, want: Provisioning{Token: "t1"}},
+		{name: "read back", mac: "52-54-00-AB-CD-01", want: Provisioning{Token: "t1"}},
+		{name: "failed update writes nothing", mac: testMAC, fn: func(p *Provisioning) error { p.Token = "t2"; return errBoom }, wantErr: errBoom},
+		{name: "after failed update", mac: testMAC, want: Provisioning{Token: "t1"}},
+		{name: "read unknown machine", mac: "52:54:00:00:00:99", wantErr: ErrNotFound},
+		{name: "update unknown machine", mac: "52:54:00:00:00:99", fn: func(*Provisioning) error { return nil }, wantErr: ErrNotFound},
+		{name: "bad MAC", mac: "x", wantErr: ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got Provisioning
+			var err error
+			if tc.fn == nil {
+				got, err = db.Provisioning(ctx, tc.mac)
+			} else {
+				got, err = db.UpdateProvisioning(ctx, tc.mac, tc.fn)
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUpdateProvisioningConcurrent(t *testing.T) {
+	db := mustOpen(t, Options{})
+	ctx := context.Background()
+	mustSeen(t, db, Machine{MAC: testMAC})
+	const n = 50
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := db.UpdateProvisioning(ctx, testMAC, func(p *Provisioning) error {
+				p.ConfigFetches++
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	p, err := db.Provisioning(ctx, testMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ConfigFetches != n {
+		t.Errorf("ConfigFetches = %d, want %d", p.ConfigFetches, n)
+	}
+}
+
+// 10,000 machines discovered at once through batched writes: none may be lost.
+func TestSeenConcurrent(t *testing.T) {
+	db := mustOpen(t, Options{})
+	ctx := context.Background()
+	const machines, workers = 10_000, 64
+	macs := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range macs {
+				if _, err := db.Seen(ctx, Machine{MAC: testMACn(i), UUID: testUUIDn(i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for i := range machines {
+		macs <- i
+	}
+	close(macs)
+	wg.Wait()
+
+	ms, err := db.Machines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != machines {
+		t.Fatalf("%d machines stored, want %d", len(ms), machines)
+	}
+	for _, i := range []int{0, machines / 2, machines - 1} {
+		m, err := db.Machine(ctx, testUUIDn(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.MAC != testMACn(i) {
+			t.Errorf("UUID %s -> %s, want %s", testUUIDn(i), m.MAC, testMACn(i))
+		}
+	}
+}
+
+func testMACn(i int) string {
+	return fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+}
+
+func testUUIDn(i int) string {
+	return fmt.Sprintf("00000000-0000-4000-8000-%012x", i)
+}

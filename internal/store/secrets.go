@@ -1,0 +1,64 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// PutSecret implements Store. The machine need not be known yet: credentials
+// may be stored before it is first seen.
+func (db *DB) PutSecret(ctx context.Context, mac, name string, blob []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := secretKey(mac, name)
+	if err != nil {
+		return fmt.Errorf("store: put secret: %w", err)
+	}
+	err = db.bdb.Update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketSecrets).Put(key, blob)
+	})
+	if err != nil {
+		return fmt.Errorf("store: secret %s: %w", key, err)
+	}
+	return nil
+}
+
+// Secret implements Store.
+func (db *DB) Secret(ctx context.Context, mac, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key, err := secretKey(mac, name)
+	if err != nil {
+		return nil, fmt.Errorf("store: secret: %w", err)
+	}
+	var blob []byte
+	err = db.bdb.View(func(tx *bolt.Tx) error {
+		v := bucket(tx, bucketSecrets).Get(key)
+		if v == nil {
+			return ErrNotFound
+		}
+		blob = bytes.Clone(v) // v points into the mmap, which is invalid after the transaction
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: secret %s: %w", key, err)
+	}
+	return blob, nil
+}
+
+// secretKey is "mac/name"; a canonical MAC has fixed length, so the key is unambiguous.
+func secretKey(mac, name string) ([]byte, error) {
+	mac, err := canonicalMAC(mac)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, fmt.Errorf("empty secret name: %w", ErrInvalid)
+	}
+	return []byte(mac + "/" + name), nil
+}

@@ -1,0 +1,176 @@
+// Package store is bbolt-backed state for machines, events and per-machine
+// provisioning data, behind a small interface so an etcd backend can slot in later.
+//
+// *DB is the only owner of the *bolt.DB: every access happens inside a
+// View/Update/Batch closure and every value leaves the closure decoded or copied.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid marks malformed input (a MAC, UUID, state or secret name), so
+	// callers can tell a bad request from a missing record.
+	ErrInvalid      = errors.New("invalid")
+	ErrLocked       = errors.New("locked by another process (is another provisiond running on this data dir?)")
+	ErrSchemaTooNew = errors.New("schema too new")
+)
+
+// Store is what the rest of provisiond needs from persistent state. *DB
+// implements it on bbolt; keep it domain-shaped so another backend can too.
+type Store interface {
+	// Seen upserts a machine from a sighting (DHCP or HTTP): sets FirstSeen on
+	// insert, updates LastSeen, and overwrites the non-empty fields of the
+	// sighting (UUID, Arch, LastIP, Name, Profile, Labels); keeps State unless it
+	// is empty (insert -> the State given in the sighting, default
+	// StateDiscovered). Returns the stored machine.
+	Seen(ctx context.Context, sighting Machine) (Machine, error)
+	// Machine looks a machine up by MAC (any spelling) or UUID (any case,
+	// with or without hyphens). ErrNotFound if there is none.
+	Machine(ctx context.Context, key string) (Machine, error)
+	// Machines lists all machines ordered by MAC.
+	Machines(ctx context.Context) ([]Machine, error)
+	// Transition atomically moves a machine from one of from (empty = any) to
+	// to, calling fn (may be nil) inside the same transaction to update its
+	// Provisioning data. ErrNotFound, ErrConflict (state not in from).
+	Transition(ctx context.Context, mac string, from []State, to State, fn func(*Provisioning) error) (Machine, error)
+	// Provisioning returns a machine's provisioning data (zero if none yet).
+	// ErrNotFound if the machine is unknown.
+	Provisioning(ctx context.Context, mac string) (Provisioning, error)
+	// UpdateProvisioning is an atomic read-modify-write of a machine's
+	// provisioning data; nothing is written if fn fails.
+	UpdateProvisioning(ctx context.Context, mac string, fn func(*Provisioning) error) (Provisioning, error)
+	// AppendEvent appends to the capped event log, assigning Seq, and Time if zero.
+	AppendEvent(ctx context.Context, e Event) (Event, error)
+	// Events returns the events matching q, oldest first.
+	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// PutSecret stores an opaque blob under (mac, name); the caller encrypts.
+	PutSecret(ctx context.Context, mac, name string, blob []byte) error
+	// Secret returns the blob stored under (mac, name). ErrNotFound.
+	Secret(ctx context.Context, mac, name string) ([]byte, error)
+}
+
+var _ Store = (*DB)(nil)
+
+// Options tune Open. Zero values mean the defaults.
+type Options struct {
+	Timeout     time.Duration // how long Open waits for the file lock; default 1s
+	MaxEvents   int           // event log cap by count; default 100,000
+	MaxEventAge time.Duration // events older than this are trimmed; default 30 days
+}
+
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.MaxEvents <= 0 {
+		o.MaxEvents = 100_000
+	}
+	if o.MaxEventAge <= 0 {
+		o.MaxEventAge = 30 * 24 * time.Hour
+	}
+	return o
+}
+
+// DB is the bbolt implementation of Store. It is safe for concurrent use.
+type DB struct {
+	bdb         *bolt.DB
+	maxEvents   int
+	maxEventAge time.Duration
+}
+
+const (
+	bucketMeta         = "meta"
+	bucketMachines     = "machines"     // canonical MAC -> Machine JSON
+	bucketUUIDs        = "uuids"        // canonical UUID -> canonical MAC
+	bucketEvents       = "events"       // big-endian uint64 seq -> Event JSON
+	bucketProvisioning = "provisioning" // canonical MAC -> Provisioning JSON
+	bucketSecrets      = "secrets"      // canonical MAC "/" name -> opaque blob
+
+	keySchema = "schema"
+)
+
+// migrations[v-1] upgrades a schema-v database to v+1 inside the opening
+// transaction. Appending one bumps schemaVersion.
+var migrations = [...]func(*bolt.Tx) error{}
+
+// schemaVersion is the version this binary writes and understands.
+const schemaVersion = len(migrations) + 1
+
+// Open opens (creating if needed) the database file at path. It waits up to
+// opts.Timeout for the file lock and then fails with ErrLocked, so a second
+// daemon on the same data dir fails loudly instead of hanging.
+func Open(path string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// bbolt's 10ms default makes a lone sighting wait 10ms for company; 1ms
+	// measured best here both alone (~1.8ms/op vs ~11ms) and with 64
+	// concurrent callers (~30k vs ~5k sightings/s), since blocked callers
+	// rejoin the next batch together anyway.
+	bdb.MaxBatchDelay = time.Millisecond
+	if err := bdb.Update(prepareSchema); err != nil {
+		_ = bdb.Close() // the schema error is the one worth reporting
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &DB{bdb: bdb, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge}, nil
+}
+
+// Close releases the file lock. Outstanding transactions finish first.
+func (db *DB) Close() error {
+	return db.bdb.Close()
+}
+
+// prepareSchema stamps a fresh database, migrates an older one, and refuses a
+// newer one: a downgraded binary must not rewrite records it does not understand.
+func prepareSchema(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
+	if err != nil {
+		return err
+	}
+	v := 0 // no stamp: a fresh database
+	if raw := meta.Get([]byte(keySchema)); raw != nil {
+		if v, err = strconv.Atoi(string(raw)); err != nil || v < 1 {
+			return fmt.Errorf("unreadable schema version %q", raw)
+		}
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("%w: the database has schema version %d, this provisiond knows up to %d; run a newer provisiond", ErrSchemaTooNew, v, schemaVersion)
+	}
+	for ; v >= 1 && v < schemaVersion; v++ {
+		if err := migrations[v-1](tx); err != nil {
+			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+		}
+	}
+	for _, name := range [...]string{bucketMachines, bucketUUIDs, bucketEvents, bucketProvisioning, bucketSecrets} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
+}
+
+// bucket returns one of the buckets prepareSchema guarantees.
+func bucket(tx *bolt.Tx, name string) *bolt.Bucket {
+	return tx.Bucket([]byte(name))
+}

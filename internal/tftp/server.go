@@ -1,0 +1,298 @@
+// Package tftp serves files read-only over TFTP: the iPXE boot programs a PXE
+// ROM fetches before it can speak HTTP, and optionally a directory of files.
+package tftp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/pin/tftp/v3"
+)
+
+// MaxBlockSize is the largest blksize (RFC 2348) granted: a 1500-byte
+// Ethernet MTU minus IP, UDP and TFTP headers, the size EDK2 and iPXE ask for.
+// pin/tftp further lowers it to the MTU of the interface a request arrived
+// on; clients that do not ask get RFC 1350's 512.
+const MaxBlockSize = 1468
+
+// Defaults for the zero values in Config.
+const (
+	DefaultTimeout         = 5 * time.Second
+	DefaultRetries         = 5
+	DefaultMaxTransferTime = 10 * time.Minute
+)
+
+// ErrReadOnly is why every write request is refused.
+var ErrReadOnly = errors.New("access violation: read-only server")
+
+// errTransferTooLong ends a transfer that outlived Config.MaxTransferTime.
+var errTransferTooLong = errors.New("transfer took too long")
+
+// errShuttingDown ends transfers still running when Serve's context is done.
+var errShuttingDown = errors.New("server shutting down")
+
+// Config configures a Server. Only one of Files and Root is needed.
+type Config struct {
+	// Files is searched first, e.g. the embedded iPXE binaries.
+	Files Files
+	// Root is a directory served after Files ("" for none). Nothing outside
+	// it is served, whatever the request or the symlinks in it say.
+	Root string
+	// Logger gets one line per transfer; nil discards.
+	Logger *slog.Logger
+	// Timeout is how long to wait for an ACK before retransmitting
+	// (DefaultTimeout if zero).
+	Timeout time.Duration
+	// Retries is how many times a packet is retransmitted before the
+	// transfer is given up (DefaultRetries if zero), so a client that
+	// vanishes holds its transfer for about Timeout*(Retries+1).
+	Retries int
+	// MaxTransferTime bounds a whole transfer, so a client that ACKs just
+	// often enough cannot hold one forever (DefaultMaxTransferTime if zero).
+	MaxTransferTime time.Duration
+	// OnTransfer, if set, is called once per read request when it ends,
+	// e.g. to feed metrics. It must not block.
+	OnTransfer func(Transfer)
+}
+
+// Transfer describes one finished read request.
+type Transfer struct {
+	Client   string // client address, host:port
+	File     string // the name as requested
+	Bytes    int64  // bytes of the file sent
+	Duration time.Duration
+	Err      error // nil when the client received the whole file
+}
+
+// Outcome classifies the transfer for logs and metric labels: "ok",
+// "not_found", "denied" or "error".
+func (t Transfer) Outcome() string {
+	switch {
+	case t.Err == nil:
+		return "ok"
+	case errors.Is(t.Err, fs.ErrNotExist):
+		return "not_found"
+	case errors.Is(t.Err, ErrInvalidName):
+		return "denied"
+	default:
+		return "error"
+	}
+}
+
+// Server is a read-only TFTP server. It is safe to Serve several
+// connections at once.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and fills in defaults. A Root that is not a readable
+// directory is an error now rather than on the first request.
+func New(cfg Config) (*Server, error) {
+	if cfg.Files == nil && cfg.Root == "" {
+		return nil, errors.New("tftp: nothing to serve: no Files and no Root")
+	}
+	if cfg.Root != "" {
+		root, err := os.OpenRoot(cfg.Root)
+		if err != nil {
+			return nil, fmt.Errorf("tftp root: %w", err)
+		}
+		root.Close()
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = DefaultRetries
+	}
+	if cfg.MaxTransferTime <= 0 {
+		cfg.MaxTransferTime = DefaultMaxTransferTime
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// ListenAndServe listens on the UDP address addr (":69" for the standard
+// port) and serves until ctx is done.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	conn, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("tftp listen: %w", err)
+	}
+	return s.Serve(ctx, conn)
+}
+
+// Serve answers requests arriving on conn until ctx is done, then closes conn
+// and waits for the transfers in flight: one that is sending stops at its
+// next block, one whose client stopped ACKing after its retransmissions
+// (about Timeout*(Retries+1)). Each transfer runs on its own ephemeral port,
+// as TFTP requires.
+//
+// conn should be a *net.UDPConn: pin/tftp learns the arrival interface's MTU
+// only from one, and without it grants no blksize above 512.
+func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+	defer conn.Close()
+	if _, ok := conn.(*net.UDPConn); !ok {
+		s.log.Warn("tftp: not a *net.UDPConn, blksize limited to 512", "conn", fmt.Sprintf("%T", conn))
+	}
+	srv := tftp.NewServer(
+		func(name string, rf io.ReaderFrom) error { return s.read(ctx, name, rf) },
+		s.refuseWrite,
+	)
+	srv.SetTimeout(s.cfg.Timeout)
+	srv.SetRetries(s.cfg.Retries)
+	srv.SetBlockSize(MaxBlockSize)
+	srv.SetHook(ignoredPackets{s.log})
+	// pin/tftp v3.1.0 has no RFC 7440 windowsize: it leaves the option out
+	// of its OACK, which clients (EDK2 asks for 4) take as lock-step. Its
+	// SetAnticipate is a non-negotiated imitation and stays off.
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(conn) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("tftp serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Shutdown closes conn and waits for transfers; boundedReader fails
+	// theirs once ctx is done, so this is bounded.
+	srv.Shutdown()
+	<-errc
+	return nil
+}
+
+// read serves one read request.
+func (s *Server) read(ctx context.Context, requested string, rf io.ReaderFrom) error {
+	start := time.Now()
+	t := Transfer{File: requested}
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		addr := ot.RemoteAddr()
+		t.Client = addr.String()
+	}
+	defer func() {
+		t.Duration = time.Since(start)
+		s.report(t)
+	}()
+
+	name, err := Resolve(requested)
+	if err != nil {
+		t.Err = err
+		return ErrInvalidName
+	}
+	r, size, err := open(s.cfg.Files, s.cfg.Root, name)
+	if err != nil {
+		t.Err = err
+		// The client gets a short reason, not our paths.
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("file not found")
+		}
+		return errors.New("cannot read file")
+	}
+	if c, ok := r.(io.Closer); ok {
+		defer c.Close()
+	}
+	// SetSize only fills tsize when the client asked for it (RFC 2349).
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		ot.SetSize(size)
+	}
+	t.Bytes, t.Err = rf.ReadFrom(&boundedReader{
+		r:        r,
+		ctx:      ctx,
+		deadline: start.Add(s.cfg.MaxTransferTime),
+	})
+	// ReadFrom has already sent the client an ERROR if it failed.
+	return t.Err
+}
+
+func (s *Server) report(t Transfer) {
+	attrs := []any{
+		"client", t.Client, "file", t.File, "bytes", t.Bytes,
+		"duration", t.Duration, "outcome", t.Outcome(),
+	}
+	if t.Err != nil {
+		attrs = append(attrs, "error", t.Err)
+	}
+	s.log.Info("tftp transfer", attrs...)
+	if s.cfg.OnTransfer != nil {
+		s.cfg.OnTransfer(t)
+	}
+}
+
+// boundedReader fails the transfer once it runs past its deadline or the
+// server shuts down. pin/tftp reads once per block, so the check runs
+// between blocks.
+type boundedReader struct {
+	r        io.Reader
+	ctx      context.Context
+	deadline time.Time
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.ctx.Err() != nil {
+		return 0, errShuttingDown
+	}
+	if time.Now().After(b.deadline) {
+		return 0, errTransferTooLong
+	}
+	return b.r.Read(p)
+}
+
+// refuseWrite answers a write request with ERROR code 2, access violation.
+// pin/tftp sends every error as code 1 (file not found), so the code-2
+// ERROR goes out first from a socket of our own, a new TID as RFC 1350
+// wants; pin's own code-1 ERROR follows when the handler returns.
+func (s *Server) refuseWrite(name string, wt io.WriterTo) error {
+	var client net.UDPAddr
+	if it, ok := wt.(tftp.IncomingTransfer); ok {
+		client = it.RemoteAddr()
+	}
+	var local net.IP
+	if info, ok := wt.(tftp.RequestPacketInfo); ok {
+		local = info.LocalIP()
+	}
+	s.log.Info("tftp write refused", "client", client.String(), "file", name)
+	if err := sendError(local, &client, 2, ErrReadOnly.Error()); err != nil {
+		s.log.Warn("tftp write refusal not sent", "client", client.String(), "error", err)
+	}
+	return ErrReadOnly
+}
+
+// sendError sends one TFTP ERROR packet from a fresh port on local.
+func sendError(local net.IP, to *net.UDPAddr, code uint16, msg string) error {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: local})
+	if err != nil {
+		return fmt.Errorf("send tftp error: %w", err)
+	}
+	defer conn.Close()
+	pkt := binary.BigEndian.AppendUint16(nil, 5) // opcode ERROR
+	pkt = binary.BigEndian.AppendUint16(pkt, code)
+	pkt = append(append(pkt, msg...), 0)
+	if _, err := conn.WriteToUDP(pkt, to); err != nil {
+		return fmt.Errorf("send tftp error: %w", err)
+	}
+	return nil
+}
+
+// ignoredPackets logs the packets pin/tftp drops before a transfer exists
+// (garbage, stray ACKs on port 69). It reports those with no remote address;
+// transfer failures, which have one, are logged by read.
+type ignoredPackets struct{ log *slog.Logger }
+
+func (h ignoredPackets) OnSuccess(tftp.TransferStats) {}
+
+func (h ignoredPackets) OnFailure(stats tftp.TransferStats, err error) {
+	if stats.RemoteAddr == nil {
+		h.log.Debug("tftp packet ignored", "error", err)
+	}
+}
