@@ -49,21 +49,25 @@ func (r Request) query() profiles.Query {
 // Config configures a Core.
 type Config struct {
 	ProfilesDir  string
-	AdvertiseURL string       // base URL machines reach the HTTP server at, no trailing slash
-	Inventory    Inventory    // where sightings are recorded; nil records nothing
-	Logger       *slog.Logger // nil: discard
+	AdvertiseURL string    // base URL machines reach the HTTP server at, no trailing slash
+	Inventory    Inventory // where sightings are recorded; nil records nothing
+	// CacheFile persists rendered configs between runs so a restart does not
+	// translate every machine's Butane again; "" keeps them in memory only.
+	CacheFile string
+	Logger    *slog.Logger // nil: discard
 }
 
 // Core is the policy core. Its zero value is not usable; call New.
 type Core struct {
-	dir    string
-	base   string
-	log    *slog.Logger
-	cache  *profiles.Cache
-	set    atomic.Pointer[profiles.Set]
-	status atomic.Pointer[ReloadStatus]
-	mu     sync.Mutex // serialises reloads
-	seen   *sightings // nil without an Inventory
+	dir       string
+	base      string
+	log       *slog.Logger
+	cache     *profiles.Cache
+	set       atomic.Pointer[profiles.Set]
+	status    atomic.Pointer[ReloadStatus]
+	mu        sync.Mutex // serialises reloads
+	seen      *sightings // nil without an Inventory
+	cacheFile string
 }
 
 // ReloadStatus is the outcome of the latest profile load.
@@ -81,10 +85,16 @@ func New(cfg Config) *Core {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Core{
-		dir:   cfg.ProfilesDir,
-		base:  strings.TrimRight(cfg.AdvertiseURL, "/"),
-		log:   log,
-		cache: profiles.NewCache(),
+		dir:       cfg.ProfilesDir,
+		base:      strings.TrimRight(cfg.AdvertiseURL, "/"),
+		log:       log,
+		cache:     profiles.NewCache(),
+		cacheFile: cfg.CacheFile,
+	}
+	if c.cacheFile != "" {
+		if err := c.cache.LoadFile(c.cacheFile); err != nil {
+			log.Warn("translation cache unusable; translating everything", "error", err)
+		}
 	}
 	if cfg.Inventory != nil {
 		c.seen = newSightings(cfg.Inventory)
@@ -125,6 +135,11 @@ func (c *Core) Reload() error {
 	c.set.Store(set)
 	st.Live = set
 	c.status.Store(st)
+	if c.cacheFile != "" {
+		if err := c.cache.SaveFile(c.cacheFile); err != nil {
+			c.log.Warn("persist translation cache", "error", err)
+		}
+	}
 	c.log.Info("profiles loaded", "dir", c.dir, "profiles", len(set.Profiles), "machines", len(set.Machines), "duration", st.Duration)
 	return nil
 }

@@ -286,3 +286,41 @@ func TestReloadReusesTranslations(t *testing.T) {
 		t.Fatalf("cache holds %d entries after two identical loads; want 1", len(cache.entries))
 	}
 }
+
+func TestCacheFileRoundTrip(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"p.yaml": baseProfile, "worker.bu": workerButane,
+		"m.yaml": "kind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: worker\nmetadata: {hostname: one.lab}\n",
+	})
+	file := filepath.Join(t.TempDir(), "translations.cache")
+	cache := NewCache()
+	if _, err := Load(dir, LoadOptions{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.SaveFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file %v, %v; want mode 0600", fi, err)
+	}
+	restored := NewCache()
+	if err := restored.LoadFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if len(restored.entries) != 1 {
+		t.Fatalf("restored %d entries; want 1", len(restored.entries))
+	}
+	set, err := Load(dir, LoadOptions{Cache: restored})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.configs[set.Machines[0]]; !strings.Contains(string(got.Body), "one.lab") {
+		t.Fatalf("config from restored cache = %s", got.Body)
+	}
+	if err := os.WriteFile(file, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewCache().LoadFile(file); err == nil {
+		t.Fatal("a corrupt cache file loaded without error")
+	}
+}

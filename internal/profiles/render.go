@@ -136,7 +136,7 @@ func (r *renderer) config(p *Profile, m *Machine, mac, uuid string) (*Rendered, 
 	if err := t.Execute(&buf, templateData(p, m, mac, uuid)); err != nil {
 		return nil, fmt.Errorf("render %s: %w", src, err)
 	}
-	key := sha256.Sum256(append([]byte(kind+"\x00"), buf.Bytes()...))
+	key := sha256.Sum256(append(append(append([]byte(nil), translatorSalt...), kind+"\x00"...), buf.Bytes()...))
 	if r.used != nil {
 		r.used.Store(key, true)
 	}
@@ -278,6 +278,7 @@ type Cache struct {
 	mu      sync.Mutex
 	entries map[[32]byte]*Rendered
 	pinned  map[[32]byte]bool // used by the live Set
+	dirty   bool              // pinned entries changed since SaveFile
 }
 
 // NewCache returns an empty Cache.
@@ -303,6 +304,7 @@ func (c *Cache) put(k [32]byte, r *Rendered) {
 		}
 	}
 	c.entries[k] = r
+	c.dirty = true
 }
 
 // retain drops every entry the newly loaded Set does not use.
@@ -318,6 +320,9 @@ func (c *Cache) retain(used *sync.Map) {
 		if !pinned[k] {
 			delete(c.entries, k)
 		}
+	}
+	if len(pinned) != len(c.pinned) {
+		c.dirty = true
 	}
 	c.pinned = pinned
 }
