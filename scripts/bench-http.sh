@@ -28,13 +28,14 @@ cat >"$work/rand.lua" <<LUA
 math.randomseed(os.time())
 request = function()
   local i = math.random(0, $N - 1)
-  local mac = string.format("02-00-00-%02x-%02x-%02x", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+  -- wrk embeds LuaJIT (Lua 5.1): no bitwise operators.
+  local mac = string.format("02-00-00-%02x-%02x-%02x", math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256)
   return wrk.format("GET", wrk.path .. "?mac=" .. mac)
 end
 LUA
 for path in /ipxe /ignition; do
   rps=$(wrk -t2 -c16 -d"$DUR" -s "$work/rand.lua" "http://127.0.0.1:$PORT$path" | awk '/Requests\/sec/ {print $2}')
-  non2xx=$(wrk -t2 -c16 -d1s -s "$work/rand.lua" "http://127.0.0.1:$PORT$path" | awk '/Non-2xx/ {print $4}')
+  non2xx=$(wrk -t2 -c16 -d1s -s "$work/rand.lua" "http://127.0.0.1:$PORT$path" | awk '/Non-2xx/ {print $NF}')
   printf '%-10s %s req/s (wrk -c16 %s)%s\n' "$path" "$rps" "$DUR" "${non2xx:+  NON-2xx: $non2xx}"
 done
 printf 'RSS after load: %s MiB\n' "$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)"

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -162,24 +161,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serve(ctx, cfg, log)
 }
 
-// tuneGC trades memory headroom for load speed unless the operator set GOGC or
-// GOMEMLIMIT: Butane translation allocates ~1 MiB of short-lived compressor state
-// per machine, and at the default GOGC=100 a 10,000-machine load spends most of its
-// time collecting it. A soft limit keeps the heap near the same ceiling.
-func tuneGC() {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(400)
-	}
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		debug.SetMemoryLimit(96 << 20)
-	}
-}
 
 // serve wires the pieces and runs them until ctx ends or one fails.
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
