@@ -27,12 +27,15 @@ test: vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBootQuery$$' -fuzztime $(FUZZTIME) ./internal/server
 	$(GO) test -run '^$$' -fuzz '^FuzzMAC$$' -fuzztime $(FUZZTIME) ./internal/ident
+	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./internal/dhcp
+	$(GO) test -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME) ./internal/tftp
 
 # Figures for the closing notes: Go benchmarks, then wrk against a generated
 # 10,000-machine profiles directory.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/profiles ./internal/boot
 	./scripts/bench-http.sh
+	./scripts/bench-tftp.sh
 
 clean:
 	rm -rf bin

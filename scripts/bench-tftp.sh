@@ -42,9 +42,11 @@ ip -n "$ns" link set lo up
 in_ns() { ip netns exec "$ns" "$@"; }
 
 # Both servers are killed by cleanup, and by timeout should this script hang.
-in_ns timeout 600 "$work/benchserver" -addr "127.0.0.1:$PORT_OURS" -root "$work/root" &
+# Started without the in_ns function: backgrounding a function forks a
+# subshell, and $! would be that subshell, not timeout (ip netns exec execs).
+ip netns exec "$ns" timeout 600 "$work/benchserver" -addr "127.0.0.1:$PORT_OURS" -root "$work/root" &
 pids+=($!)
-in_ns timeout 600 dnsmasq --keep-in-foreground --port=0 --enable-tftp \
+ip netns exec "$ns" timeout 600 dnsmasq --keep-in-foreground --port=0 --enable-tftp \
 	--tftp-root="$work/root" --listen-address=127.0.0.1 --bind-interfaces \
 	--user=root --pid-file="$work/dnsmasq.pid" --log-facility="$work/dnsmasq.log" &
 pids+=($!)

@@ -8,13 +8,15 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/provisiond/provisiond/internal/ipxe"
 )
 
 // Network boot programs, as named by the TFTP server and under <AdvertiseURL>/nbp/.
 const (
-	nbpBIOS  = "undionly.kpxe"
-	nbpX8664 = "ipxe.efi"
-	nbpARM64 = "snp.efi"
+	nbpBIOS  = ipxe.UndionlyKPXE
+	nbpX8664 = ipxe.IPXEEFI
+	nbpARM64 = ipxe.SNPEFI
 )
 
 // maxFileLen is the BOOTP file field (128 bytes) minus its terminating NUL.

@@ -124,9 +124,12 @@ func New(cfg Config) (*Server, error) {
 }
 
 // ListenAndServe listens on the UDP address addr (":69" for the standard
-// port) and serves until ctx is done.
+// port) and serves until ctx is done. It listens on IPv4 only, like the
+// proxyDHCP: on Go's default dual-stack socket for ":69", Linux reports IPv4
+// arrivals with interface index 0 and pin/tftp then grants no blksize above
+// 512.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	conn, err := net.ListenPacket("udp", addr)
+	conn, err := net.ListenPacket("udp4", addr)
 	if err != nil {
 		return fmt.Errorf("tftp listen: %w", err)
 	}
@@ -139,12 +142,14 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // (about Timeout*(Retries+1)). Each transfer runs on its own ephemeral port,
 // as TFTP requires.
 //
-// conn should be a *net.UDPConn: pin/tftp learns the arrival interface's MTU
-// only from one, and without it grants no blksize above 512.
+// conn should be an IPv4 *net.UDPConn: pin/tftp grants a blksize above 512
+// only when it learns the arrival interface's MTU, which it reads from the
+// packet info of one (see ListenAndServe).
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	defer conn.Close()
-	if _, ok := conn.(*net.UDPConn); !ok {
-		s.log.Warn("tftp: not a *net.UDPConn, blksize limited to 512", "conn", fmt.Sprintf("%T", conn))
+	if udp, ok := conn.(*net.UDPConn); !ok || udp.LocalAddr().(*net.UDPAddr).IP.To4() == nil {
+		s.log.Warn("tftp: not an IPv4 UDP socket, IPv4 clients limited to blksize 512",
+			"conn", fmt.Sprintf("%T", conn), "addr", conn.LocalAddr().String())
 	}
 	srv := tftp.NewServer(
 		func(name string, rf io.ReaderFrom) error { return s.read(ctx, name, rf) },
