@@ -166,7 +166,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, cfg, log)
 }
 
-
 // serve wires the pieces and runs them until ctx ends or one fails.
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
