@@ -47,3 +47,16 @@ echo "# changed" >>"$work/profiles/worker.bu"
 until now=$(curl -fsS "http://127.0.0.1:$PORT/healthz" | sed -n 's/.*"last_reload":"\([^"]*\)".*/\1/p'); [ "$now" != "$before" ]; do sleep 0.05; done
 curl -fsS "http://127.0.0.1:$PORT/healthz" | sed -n 's/.*"last_reload_ms":\([0-9.]*\).*/full reload (every Butane re-translated): \1 ms/p'
 printf 'peak RSS after reload: %s MiB\n' "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
+
+# Restart on the same data dir: translations come from the persisted cache.
+kill "$pid"; wait "$pid" 2>/dev/null || true
+start=$(date +%s.%N)
+./bin/provisiond serve --profiles "$work/profiles" --data-dir "$work/data" --http-addr "127.0.0.1:$PORT" \
+  --advertise-url "http://127.0.0.1:$PORT" --log-level warn 2>>"$work/log" &
+pid=$!
+until curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do
+  kill -0 $pid 2>/dev/null || { cat "$work/log"; exit 1; }
+  sleep 0.05
+done
+printf 'restart to healthy (translation cache warm): %.2f s\n' "$(echo "$(date +%s.%N) - $start" | bc)"
+printf 'RSS after warm start: %s MiB\n' "$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)"

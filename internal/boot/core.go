@@ -71,8 +71,25 @@ type Core struct {
 	cacheFile string
 }
 
-// loadGCPercent is the GOGC in force while a profile set loads.
-const loadGCPercent = 800
+// loadHeap is the heap a profile load may grow to before the collector runs.
+const loadHeap = 256 << 20
+
+// loadGC switches the collector to a fixed heap ceiling for the duration of a
+// load and returns the function that restores it. Butane translation allocates
+// ~1 MiB of short-lived compressor state per machine; at the default GOGC a
+// 10,000-machine load spends most of its time collecting it, while a ceiling
+// collects rarely and bounds the peak. An operator's lower GOMEMLIMIT wins.
+// Afterwards the garbage is handed back to the OS at once.
+func loadGC() (restore func()) {
+	limit := debug.SetMemoryLimit(-1)
+	percent := debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(min(limit, loadHeap))
+	return func() {
+		debug.SetMemoryLimit(limit)
+		debug.SetGCPercent(percent)
+		debug.FreeOSMemory()
+	}
+}
 
 // ReloadStatus is the outcome of the latest profile load.
 type ReloadStatus struct {
@@ -122,11 +139,7 @@ func (c *Core) Run(ctx context.Context) error {
 func (c *Core) Reload() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Butane translation allocates ~1 MiB of short-lived compressor state per
-	// machine; at the default GOGC a 10,000-machine load spends most of its time
-	// collecting it. Afterwards the garbage is handed back to the OS at once.
-	defer debug.FreeOSMemory()
-	defer debug.SetGCPercent(debug.SetGCPercent(loadGCPercent))
+	defer loadGC()()
 	start := time.Now()
 	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache})
 	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err, Live: c.set.Load()}
