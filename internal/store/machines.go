@@ -233,30 +233,19 @@ func (db *DB) Transition(ctx context.Context, mac string, from []State, to State
 
 // Provisioning implements Store.
 func (db *DB) Provisioning(ctx context.Context, mac string) (Provisioning, error) {
-	if err := ctx.Err(); err != nil {
-		return Provisioning{}, err
-	}
-	mac, err := canonicalMAC(mac)
-	if err != nil {
-		return Provisioning{}, fmt.Errorf("store: provisioning: %w", err)
-	}
-	var p Provisioning
-	err = db.bdb.View(func(tx *bolt.Tx) error {
-		if bucket(tx, bucketMachines).Get([]byte(mac)) == nil {
-			return ErrNotFound
-		}
-		var err error
-		p, err = getProvisioning(tx, mac)
-		return err
-	})
-	if err != nil {
-		return Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", mac, err)
-	}
-	return p, nil
+	return db.withProvisioning(ctx, mac, db.bdb.View, getProvisioning)
 }
 
 // UpdateProvisioning implements Store. Update, not Batch: fn is the caller's.
 func (db *DB) UpdateProvisioning(ctx context.Context, mac string, fn func(*Provisioning) error) (Provisioning, error) {
+	return db.withProvisioning(ctx, mac, db.bdb.Update, func(tx *bolt.Tx, mac string) (Provisioning, error) {
+		return updateProvisioning(tx, mac, fn)
+	})
+}
+
+// withProvisioning runs op on an existing machine's provisioning data inside a
+// transaction started by txn (db.bdb.View or db.bdb.Update).
+func (db *DB) withProvisioning(ctx context.Context, mac string, txn func(func(*bolt.Tx) error) error, op func(*bolt.Tx, string) (Provisioning, error)) (Provisioning, error) {
 	if err := ctx.Err(); err != nil {
 		return Provisioning{}, err
 	}
@@ -265,12 +254,12 @@ func (db *DB) UpdateProvisioning(ctx context.Context, mac string, fn func(*Provi
 		return Provisioning{}, fmt.Errorf("store: provisioning: %w", err)
 	}
 	var p Provisioning
-	err = db.bdb.Update(func(tx *bolt.Tx) error {
+	err = txn(func(tx *bolt.Tx) error {
 		if bucket(tx, bucketMachines).Get([]byte(mac)) == nil {
 			return ErrNotFound
 		}
 		var err error
-		p, err = updateProvisioning(tx, mac, fn)
+		p, err = op(tx, mac)
 		return err
 	})
 	if err != nil {
