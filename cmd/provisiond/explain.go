@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/provisiond/provisiond/internal/boot"
-	"github.com/provisiond/provisiond/internal/ident"
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/server"
 )
 
 // labelFlags collects repeated --label k=v flags.
@@ -44,28 +45,17 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: want exactly one profiles directory", errUsage)
 	}
-	req := boot.Request{Arch: *arch}
-	if len(labels) > 0 {
-		req.Labels = labels
+	// The same parsing the /ipxe endpoint does, so explain answers exactly as it.
+	q := url.Values{}
+	for k, v := range labels {
+		q.Set(k, v)
 	}
-	if *arch != "" {
-		if req.Labels == nil {
-			req.Labels = map[string]string{}
-		}
-		req.Labels["arch"] = *arch
-	}
-	if *mac != "" {
-		if req.MAC, err = ident.MAC(*mac); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-	}
-	if *uuid != "" {
-		if req.UUID, err = ident.UUID(*uuid); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-	}
-	if req.MAC == "" && req.UUID == "" {
-		return fmt.Errorf("%w: give --mac and/or --uuid", errUsage)
+	q.Set("mac", *mac)
+	q.Set("uuid", *uuid)
+	q.Set("arch", *arch)
+	req, err := server.ParseRequest(q)
+	if err != nil {
+		return fmt.Errorf("%w: %v (give --mac and/or --uuid)", errUsage, err)
 	}
 
 	core := boot.New(boot.Config{ProfilesDir: pos[0], AdvertiseURL: *base})

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -199,5 +200,18 @@ func TestBinaryHotReload(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "all.yaml:10:") {
 		t.Errorf("the reload error is not logged with file:line")
+	}
+}
+
+func TestServeFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{}, // no --profiles
+		{"--profiles", "x", "--http-addr", "8080"}, // not host:port
+		{"--profiles", "x", "--advertise-url", "ftp://h"},
+		{"--profiles", "x", "extra"},
+	} {
+		if _, err := parseServe(args, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("parseServe(%q) = %v; want a usage error", args, err)
+		}
 	}
 }

@@ -68,13 +68,16 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.AssetsDir == "" {
 		c.AssetsDir = filepath.Join(c.DataDir, "assets")
 	}
+	host, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		return c, fmt.Errorf("%w: --http-addr %q: %v", errUsage, c.HTTPAddr, err)
+	}
 	if c.AdvertiseURL == "" {
-		host, err := advertiseHost(c.HTTPAddr, c.DHCPInterface)
+		adv, err := advertiseHost(host, c.DHCPInterface)
 		if err != nil {
 			return c, fmt.Errorf("%w: --advertise-url not given and %v", errUsage, err)
 		}
-		_, port, _ := net.SplitHostPort(c.HTTPAddr)
-		c.AdvertiseURL = "http://" + net.JoinHostPort(host, port)
+		c.AdvertiseURL = "http://" + net.JoinHostPort(adv, port)
 	}
 	c.AdvertiseURL = strings.TrimRight(c.AdvertiseURL, "/")
 	if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -110,17 +113,13 @@ func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boo
 
 // advertiseHost picks the address machines will reach us at: the DHCP interface's
 // IPv4 address, else the host of --http-addr, else this host's first global IPv4.
-func advertiseHost(httpAddr, iface string) (string, error) {
+func advertiseHost(host, iface string) (string, error) {
 	if iface != "" {
 		ip, err := dhcp.InterfaceIPv4(iface)
 		if err != nil {
 			return "", err
 		}
 		return ip.String(), nil
-	}
-	host, _, err := net.SplitHostPort(httpAddr)
-	if err != nil {
-		return "", fmt.Errorf("--http-addr %q: %v", httpAddr, err)
 	}
 	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
 		return host, nil

@@ -96,7 +96,6 @@ type ReloadStatus struct {
 	Time     time.Time
 	Duration time.Duration
 	Err      error // nil on success; profiles.Problems when validation failed
-	Live     *profiles.Set
 }
 
 // New returns a Core with no profiles loaded; call Reload.
@@ -142,7 +141,7 @@ func (c *Core) Reload() error {
 	defer loadGC()()
 	start := time.Now()
 	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache})
-	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err, Live: c.set.Load()}
+	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err}
 	if err != nil {
 		var probs profiles.Problems
 		if errors.As(err, &probs) {
@@ -155,7 +154,6 @@ func (c *Core) Reload() error {
 		return err
 	}
 	c.set.Store(set)
-	st.Live = set
 	c.status.Store(st)
 	if c.cacheFile != "" {
 		if err := c.cache.SaveFile(c.cacheFile); err != nil {
@@ -198,13 +196,17 @@ func (c *Core) Match(r Request) (profiles.Result, *profiles.Set, error) {
 
 // BootPXE tells the proxyDHCP whether to offer a network boot: only machines that
 // have a profile, so provisiond stays silent towards machines another server owns.
+// A DHCP packet carries no labels, so while labels-only Machines exist an
+// unmatched machine is booted too: its iPXE request may present their labels.
 func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
-	res, _, err := c.Match(r)
+	res, set, err := c.Match(r)
 	c.record(ctx, r, res, err)
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, ErrUnknownMachine), errors.Is(err, ErrNotLoaded):
+	case errors.Is(err, ErrUnknownMachine):
+		return set.HasLabelled(), nil
+	case errors.Is(err, ErrNotLoaded):
 		return false, nil
 	default:
 		return false, err
@@ -213,12 +215,9 @@ func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
 
 // Script returns the iPXE script machine r boots now.
 func (c *Core) Script(ctx context.Context, r Request) (string, error) {
-	res, _, err := c.Match(r)
+	res, script, err := c.Explain(r)
 	c.record(ctx, r, res, err)
-	if err != nil {
-		return "", err
-	}
-	return ipxe.BootScript(c.bootFor(res, r)), nil
+	return script, err
 }
 
 // Explain renders the decision for r for humans: why it matched and its script.

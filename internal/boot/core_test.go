@@ -39,8 +39,8 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	if !errors.As(err, &probs) || len(probs) != 2 {
 		t.Fatalf("Reload of a broken tree = %v; want 2 problems", err)
 	}
-	if st := c.Status(); st.Err == nil || st.Live == nil {
-		t.Fatalf("Status after failed reload = %+v; want the error and the live set", st)
+	if st := c.Status(); st.Err == nil || c.Profiles() == nil {
+		t.Fatalf("Status after failed reload = %+v; want the error, and the last good set still live", st)
 	}
 	script, err := c.Script(context.Background(), req)
 	if err != nil || !strings.Contains(script, "http://h:1/assets/v1") {
@@ -169,5 +169,34 @@ func TestSightingsRecorded(t *testing.T) {
 	}
 	if inv.writes != 2 {
 		t.Errorf("%d inventory writes for 2 machines; want repeats dropped", inv.writes)
+	}
+}
+
+func TestBootPXE(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		mac         string
+		want        bool
+	}{
+		{"matched machine", "", "52:54:00:00:00:01", true},
+		{"unknown machine, no Default", "", "52:54:00:00:00:02", false},
+		{"unknown machine, Default", "---\nkind: Default\nprofile: p\n", "52:54:00:00:00:02", true},
+		// DHCP carries no labels: the iPXE request may still match by them.
+		{"unknown machine, labels-only Machines exist", "---\nkind: Machine\nname: rack\nmatch: {labels: {rack: r1}}\nprofile: p\n", "52:54:00:00:00:02", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, "p.yaml", good+tc.extra)
+			c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1"})
+			if err := c.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.BootPXE(context.Background(), Request{MAC: tc.mac}); got != tc.want || err != nil {
+				t.Fatalf("BootPXE = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if ok, err := New(Config{ProfilesDir: t.TempDir()}).BootPXE(context.Background(), Request{MAC: "52:54:00:00:00:01"}); ok || err != nil {
+		t.Fatalf("BootPXE before any load = %v, %v; want false", ok, err)
 	}
 }

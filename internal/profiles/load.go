@@ -29,7 +29,6 @@ type LoadOptions struct {
 // either a complete Set or Problems listing everything wrong (file:line: message);
 // other errors mean the directory could not be read at all.
 func Load(dir string, opts LoadOptions) (*Set, error) {
-	start := time.Now()
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open profiles directory: %w", err)
@@ -51,7 +50,6 @@ func Load(dir string, opts LoadOptions) (*Set, error) {
 	}
 	set.Dir = dir
 	set.LoadedAt = time.Now()
-	set.LoadDuration = set.LoadedAt.Sub(start)
 	return set, nil
 }
 

@@ -14,12 +14,11 @@ var ErrNoMatch = errors.New("no machine matches and there is no Default")
 // Set is one validated, rendered profiles directory. It is immutable once Load
 // returns it, so it may be shared by any number of goroutines.
 type Set struct {
-	Dir          string
-	LoadedAt     time.Time
-	LoadDuration time.Duration
-	Profiles     map[string]*Profile
-	Machines     []*Machine
-	Default      *Default
+	Dir      string
+	LoadedAt time.Time
+	Profiles map[string]*Profile
+	Machines []*Machine
+	Default  *Default
 
 	byName   map[string]*Machine
 	byMAC    map[string][]*Machine
@@ -83,11 +82,9 @@ func (s *Set) Match(q Query) (Result, error) {
 	return Result{}, ErrNoMatch
 }
 
-// MachineByName returns the Machine called name, if any.
-func (s *Set) MachineByName(name string) (*Machine, bool) {
-	m, ok := s.byName[name]
-	return m, ok
-}
+// HasLabelled reports whether some Machine is selected by labels alone, so a
+// request that brings no labels (a DHCP packet) cannot be ruled out.
+func (s *Set) HasLabelled() bool { return len(s.labelled) > 0 }
 
 // score reports whether m matches q and how specifically: an identity (MAC or
 // UUID) outweighs any number of labels.

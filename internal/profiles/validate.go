@@ -168,7 +168,7 @@ func (l *loader) index(set *Set) {
 	set.byMAC = map[string][]*Machine{}
 	set.byUUID = map[string][]*Machine{}
 	byLabels := map[string]*Machine{}
-	byMACOnly, byUUIDOnly := map[string]*Machine{}, map[string]*Machine{}
+	macOwner, uuidOwner := map[string]*Machine{}, map[string]*Machine{}
 	for _, m := range set.Machines {
 		if prev, dup := set.byName[m.Name]; dup {
 			l.probs.add(m.Pos.File, m.Pos.Line, "machine name %q is also used at %s", m.Name, prev.Pos)
@@ -179,10 +179,10 @@ func (l *loader) index(set *Set) {
 		}
 		switch {
 		case m.Match.MAC != "":
-			if prev, dup := byMACOnly[m.Match.MAC]; dup {
+			if prev, dup := macOwner[m.Match.MAC]; dup {
 				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims MAC %s, already claimed by machine %q at %s", m.Name, m.Match.MAC, prev.Name, prev.Pos)
 			}
-			byMACOnly[m.Match.MAC] = m
+			macOwner[m.Match.MAC] = m
 			set.byMAC[m.Match.MAC] = append(set.byMAC[m.Match.MAC], m)
 			if m.Match.UUID != "" {
 				set.byUUID[m.Match.UUID] = append(set.byUUID[m.Match.UUID], m)
@@ -193,10 +193,10 @@ func (l *loader) index(set *Set) {
 			set.labelled = append(set.labelled, m)
 		}
 		if m.Match.UUID != "" {
-			if prev, dup := byUUIDOnly[m.Match.UUID]; dup {
+			if prev, dup := uuidOwner[m.Match.UUID]; dup {
 				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims UUID %s, already claimed by machine %q at %s", m.Name, m.Match.UUID, prev.Name, prev.Pos)
 			}
-			byUUIDOnly[m.Match.UUID] = m
+			uuidOwner[m.Match.UUID] = m
 		}
 		if m.Match.MAC == "" && m.Match.UUID == "" {
 			key := labelKey(m.Match.Labels)

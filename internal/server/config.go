@@ -9,7 +9,7 @@ import (
 // config, produced at load time.
 func (s *Server) config(ignition bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		req, err := parseRequest(r.URL.Query())
+		req, err := ParseRequest(r.URL.Query())
 		if err != nil {
 			s.fail(w, r, err)
 			return

@@ -16,7 +16,7 @@ func (s *Server) chainScript(w http.ResponseWriter, r *http.Request) {
 
 // machineScript serves /ipxe: this machine's boot script.
 func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
-	req, err := parseRequest(r.URL.Query())
+	req, err := ParseRequest(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, err)
 		return

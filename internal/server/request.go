@@ -19,10 +19,10 @@ var placeholderUUIDs = map[string]bool{
 	"03000200-0400-0500-0006-000700080009": true,
 }
 
-// parseRequest reads a machine's identity from a boot-path query string. Empty
+// ParseRequest reads a machine's identity from a boot-path query string. Empty
 // values are absent (iPXE expands an unknown ${uuid} to nothing); a value that is
 // present but malformed is a bad request rather than silently ignored.
-func parseRequest(q url.Values) (boot.Request, error) {
+func ParseRequest(q url.Values) (boot.Request, error) {
 	var r boot.Request
 	if v := q.Get("mac"); v != "" {
 		mac, err := ident.MAC(v)
