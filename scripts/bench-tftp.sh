@@ -9,6 +9,8 @@
 # Needs root, ip (iproute2), atftp, dnsmasq (dnsmasq-base) and go.
 # Usage: scripts/bench-tftp.sh        (RUNS=N to change the run count, default 5)
 set -euo pipefail
+# Command substitutions must fail the script too: each figure comes from one.
+shopt -s inherit_errexit
 
 RUNS=${RUNS:-5}
 CONCURRENT=20

@@ -1,14 +1,18 @@
 package dhcp
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/provisiond/provisiond/internal/ident"
 )
 
 // Client is what a PXE or HTTP-boot request says about the machine that sent it.
@@ -102,15 +106,24 @@ func clientArch(req *dhcpv4.DHCPv4, vendor string) (iana.Arch, error) {
 	return 0, errors.New("no client architecture: option 93 missing or malformed and no Arch in option 60")
 }
 
-// clientUUID formats option 97 (RFC 4578: type 0 followed by a 16-byte GUID) the way
-// iPXE prints ${uuid}, so the same machine has one UUID in DHCP and HTTP requests.
+// clientUUID reads option 97 (RFC 4578: type 0 followed by a 16-byte GUID) into the
+// canonical SMBIOS UUID that iPXE prints as ${uuid}, so one machine has one UUID in
+// DHCP and HTTP requests. EDK2 and iPXE send the GUID in EFI byte order (iPXE's
+// uuid_mangle): the first three fields little-endian, so they are swapped back.
 // Firmware that sends a malformed or empty GUID is still booted, just without a UUID.
 func clientUUID(opt []byte) string {
 	if len(opt) != 17 || opt[0] != 0 {
 		return ""
 	}
-	g := opt[1:]
-	return fmt.Sprintf("%x-%x-%x-%x-%x", g[0:4], g[4:6], g[6:8], g[8:10], g[10:16])
+	g := slices.Clone(opt[1:])
+	slices.Reverse(g[0:4])
+	slices.Reverse(g[4:6])
+	slices.Reverse(g[6:8])
+	uuid, err := ident.UUID(hex.EncodeToString(g))
+	if err != nil {
+		return ""
+	}
+	return uuid
 }
 
 // isIPXEUserClass accepts option 77 in both encodings seen on the wire: raw bytes

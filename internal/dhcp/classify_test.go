@@ -164,7 +164,10 @@ func TestClientUUID(t *testing.T) {
 		opt  []byte
 		want string
 	}{
-		{name: "canonical lower case", opt: testGUID, want: testUUID},
+		{name: "EFI byte order swapped to canonical", opt: testGUID, want: testUUID},
+		// A real pair: dmidecode / iPXE ${uuid} of a QEMU VM started with -uuid, and
+		// the option 97 bytes its iPXE ROM sends.
+		{name: "qemu -uuid", opt: []byte{0, 0x78, 0x56, 0x34, 0x12, 0x34, 0x12, 0x78, 0x56, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0}, want: "12345678-1234-5678-1234-56789abcdef0"},
 		{name: "leading zero bytes kept", opt: make([]byte, 17), want: "00000000-0000-0000-0000-000000000000"},
 		{name: "absent", opt: nil, want: ""},
 		{name: "too long", opt: append(append([]byte{}, testGUID...), 0), want: ""},

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+
+	"github.com/provisiond/provisiond/internal/ipxe"
 )
 
 // Booter is the policy the responder asks before answering; cmd/provisiond adapts the
@@ -42,7 +44,7 @@ type Config struct {
 }
 
 // longestBootFile is the longest suffix Decide appends to AdvertiseURL.
-const longestBootFile = "/nbp/" + nbpX8664
+const longestBootFile = "/nbp/" + ipxe.IPXEEFI
 
 // validate checks cfg and returns it with the defaults filled in.
 func (cfg Config) validate() (Config, error) {

@@ -14,7 +14,8 @@ const (
 	vcEDK2x64  = "PXEClient:Arch:00007:UNDI:003016" // OVMF
 	vcEDK2ARM  = "PXEClient:Arch:00011:UNDI:003000" // QEMU_EFI.fd aarch64
 	vcHTTPBoot = "HTTPClient:Arch:00016:UNDI:003000"
-	testUUID   = "00112233-4455-6677-8899-aabbccddeeff"
+	// testGUID on the wire, in EFI byte order, is testUUID as iPXE prints ${uuid}.
+	testUUID = "33221100-5544-7766-8899-aabbccddeeff"
 )
 
 var (

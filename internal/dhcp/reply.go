@@ -12,13 +12,6 @@ import (
 	"github.com/provisiond/provisiond/internal/ipxe"
 )
 
-// Network boot programs, as named by the TFTP server and under <AdvertiseURL>/nbp/.
-const (
-	nbpBIOS  = ipxe.UndionlyKPXE
-	nbpX8664 = ipxe.IPXEEFI
-	nbpARM64 = ipxe.SNPEFI
-)
-
 // maxFileLen is the BOOTP file field (128 bytes) minus its terminating NUL.
 const maxFileLen = 127
 
@@ -34,14 +27,14 @@ func pxeVendorOptions() []byte {
 func bootProgram(arch iana.Arch, http bool) (string, bool) {
 	switch {
 	case !http && arch == iana.INTEL_X86PC:
-		return nbpBIOS, true
+		return ipxe.UndionlyKPXE, true
 	// 6 is IA32 by RFC 4578, but x86-64 firmware has been seen sending it, and 7/9
 	// were swapped in the RFC's first version: all three get the x86-64 build.
 	case !http && (arch == iana.EFI_IA32 || arch == iana.EFI_X86_64 || arch == iana.EFI_BC),
 		http && arch == iana.EFI_X86_64_HTTP:
-		return nbpX8664, true
+		return ipxe.IPXEEFI, true
 	case !http && arch == iana.EFI_ARM64, http && arch == iana.EFI_ARM64_HTTP:
-		return nbpARM64, true
+		return ipxe.SNPEFI, true
 	}
 	return "", false
 }

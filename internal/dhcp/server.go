@@ -221,11 +221,14 @@ func accepts(svc service, req *dhcpv4.DHCPv4, c Client, serverIP net.IP) error {
 		}
 		return nil
 	}
-	// A REQUEST naming another server completes the client's lease with the site's DHCP
-	// server; a proxy ACK to it (yiaddr 0) could only confuse the client.
+	// On 67 only a REQUEST that names us is ours. One naming another server completes
+	// the client's lease with the site's DHCP server, and one naming no server is an
+	// INIT-REBOOT or renewal for the site server too: a proxy ACK (yiaddr 0) could beat
+	// that server's answer and only confuse the client. PXE clients that want more from
+	// a proxy ask on 4011.
 	if mt == dhcpv4.MessageTypeRequest {
-		if id := req.ServerIdentifier(); id != nil && !id.Equal(serverIP) {
-			return fmt.Errorf("REQUEST is for server %s", id)
+		if id := req.ServerIdentifier(); id == nil || !id.Equal(serverIP) {
+			return fmt.Errorf("REQUEST on port 67 is for server %v, not us", id)
 		}
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 func canonicalMAC(s string) (string, error) {
 	mac, err := ident.MAC(s)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return mac, nil
 }
@@ -19,7 +19,7 @@ func canonicalMAC(s string) (string, error) {
 func canonicalUUID(s string) (string, error) {
 	uuid, err := ident.UUID(s)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return uuid, nil
 }

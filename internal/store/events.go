@@ -96,10 +96,9 @@ func (db *DB) trimEvents(b *bolt.Bucket, seq uint64, now time.Time) error {
 			var e struct {
 				Time time.Time `json:"time"`
 			}
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			if !e.Time.Before(cutoff) {
+			// An event that no longer decodes goes as if expired: failing here
+			// would fail every later age check, and with it every append.
+			if err := json.Unmarshal(v, &e); err == nil && !e.Time.Before(cutoff) {
 				break
 			}
 		}

@@ -153,3 +153,26 @@ func seqs(es []Event) []uint64 {
 	}
 	return out
 }
+
+// An event that no longer decodes at the head of the log must not make the age
+// check, and so every 64th append after it, fail.
+func TestEventCapSurvivesUndecodableHead(t *testing.T) {
+	db := mustOpen(t, Options{MaxEventAge: time.Hour})
+	err := db.bdb.Update(func(tx *bolt.Tx) error {
+		b := bucket(tx, bucketEvents)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		return b.Put(seqKey(seq), []byte("not json"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * ageCheckEvery {
+		mustAppend(t, db, Event{Type: "t"})
+	}
+	if n := countEvents(t, db); n != 2*ageCheckEvery {
+		t.Fatalf("%d events; want the %d appended, the undecodable one trimmed", n, 2*ageCheckEvery)
+	}
+}

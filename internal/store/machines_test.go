@@ -79,6 +79,9 @@ func TestSeen(t *testing.T) {
 			if got.LastSeen.Before(got.FirstSeen) {
 				t.Errorf("LastSeen %v before FirstSeen %v", got.LastSeen, got.FirstSeen)
 			}
+			if len(tc.sightings) > 1 && !got.LastSeen.After(first.LastSeen) {
+				t.Errorf("LastSeen %v did not move past the first sighting's %v", got.LastSeen, first.LastSeen)
+			}
 			stored, err := db.Machine(context.Background(), testMAC)
 			if err != nil {
 				t.Fatal(err)
@@ -148,6 +151,11 @@ func TestMachineLookup(t *testing.T) {
 	// A re-imaged board reporting a new UUID must drop the old index entry.
 	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000a"})
 	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000b"})
+	// A UUID another MAC has claimed since stays with that MAC when the first
+	// one moves on (NICs of one board share its UUID).
+	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:03", UUID: "00000000-0000-0000-0000-00000000000c"})
+	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:04", UUID: "00000000-0000-0000-0000-00000000000c"})
+	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:03", UUID: "00000000-0000-0000-0000-00000000000d"})
 	for _, tc := range []struct {
 		name    string
 		key     string
@@ -162,6 +170,7 @@ func TestMachineLookup(t *testing.T) {
 		{name: "UUID without hyphens", key: "8a0c4f2e1b3d4e5f9a6b7c8d9e0f1a2b", wantMAC: testMAC},
 		{name: "new UUID", key: "00000000-0000-0000-0000-00000000000b", wantMAC: "52:54:00:00:00:02"},
 		{name: "replaced UUID", key: "00000000-0000-0000-0000-00000000000a", wantErr: ErrNotFound},
+		{name: "UUID claimed by another MAC since", key: "00000000-0000-0000-0000-00000000000c", wantMAC: "52:54:00:00:00:04"},
 		{name: "unknown MAC", key: "52:54:00:00:00:99", wantErr: ErrNotFound},
 		{name: "unknown UUID", key: "ffffffff-0000-0000-0000-000000000000", wantErr: ErrNotFound},
 		{name: "neither", key: "node1", wantErr: ErrInvalid},

@@ -111,6 +111,10 @@ func (l *lab) cleanupIP(args ...string) {
 func (l *lab) command(ctx context.Context, ns string, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...)
 	cmd.WaitDelay = 5 * time.Second
+	// If the test binary dies without running its cleanups (a -timeout panic,
+	// SIGKILL), its processes die too; `ip netns exec` execs the command, so the
+	// signal reaches dnsmasq, provisiond or QEMU itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 

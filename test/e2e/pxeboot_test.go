@@ -16,7 +16,9 @@ import (
 // profiles so each must get its own config.
 var labVMs = []vm{
 	{Name: "vm-bios", MAC: "52:54:00:e2:e0:01", Hostname: "vm-bios.e2e"},
-	{Name: "vm-uefi", MAC: "52:54:00:e2:e0:02", Hostname: "vm-uefi.e2e", UEFI: true},
+	// Matched by SMBIOS UUID alone: the proxyDHCP must read it from option 97
+	// (EFI byte order) and iPXE's ${uuid} must agree, or this VM gets no offer.
+	{Name: "vm-uefi", MAC: "52:54:00:e2:e0:02", UUID: "12345678-1234-5678-1234-56789abcdef0", Hostname: "vm-uefi.e2e", UEFI: true},
 }
 
 // Power-on to config fetched, both VMs at once under TCG on 2 cores, measured
@@ -48,10 +50,15 @@ func runPXEBoot(t *testing.T, start stack) {
 	start(t, l, tos, labVMs)
 
 	// Both VMs at once: one emulated CPU each on the 2 cores.
+	// Every machine is wired up before any boots, so a failure while wiring
+	// one cannot leave another's QEMU running.
+	machines := make([]*machine, len(labVMs))
+	for i, v := range labVMs {
+		machines[i] = l.addMachine(v)
+	}
 	results := make([]bootResult, len(labVMs))
 	var wg sync.WaitGroup
-	for i, v := range labVMs {
-		m := l.addMachine(v)
+	for i, m := range machines {
 		wg.Go(func() { results[i] = m.boot(bootTimeout) })
 	}
 	wg.Wait()
@@ -199,13 +206,17 @@ config:
   butane: e2e.bu
 `, tos.Kernel, tos.Initrd)
 	for _, v := range vms {
+		match := fmt.Sprintf("{mac: %q}", v.MAC)
+		if v.UUID != "" {
+			match = fmt.Sprintf("{uuid: %q}", v.UUID)
+		}
 		fmt.Fprintf(&b, `---
 kind: Machine
 name: %s
-match: {mac: %q}
+match: %s
 profile: e2e
 metadata: {hostname: %s}
-`, v.Name, v.MAC, v.Hostname)
+`, v.Name, match, v.Hostname)
 	}
 	for name, data := range map[string][]byte{"e2e.bu": bu, "e2e.yaml": []byte(b.String())} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

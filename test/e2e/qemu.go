@@ -18,11 +18,12 @@ import (
 // ovmf is the UEFI firmware of Debian's ovmf package.
 const ovmf = "/usr/share/qemu/OVMF.fd"
 
-// vm is one machine of the lab: its NIC's MAC is what the stack under test
+// vm is one machine of the lab: its NIC's MAC (or SMBIOS UUID) is what the stack under test
 // matches, and Hostname what its templated config must carry.
 type vm struct {
 	Name     string
 	MAC      string
+	UUID     string // SMBIOS UUID (QEMU -uuid); when set, the Machine matches by it alone
 	Hostname string
 	UEFI     bool
 }
@@ -65,6 +66,9 @@ func (m *machine) boot(timeout time.Duration) bootResult {
 		// The test OS ends with poweroff -f, a panic reboots: both end QEMU.
 		"-no-reboot",
 		"-netdev", "tap,id=n0,ifname=" + m.tap + ",script=no,downscript=no",
+	}
+	if m.UUID != "" {
+		args = append(args, "-uuid", m.UUID)
 	}
 	if m.UEFI {
 		// An empty romfile leaves the NIC without its iPXE option ROM, so
