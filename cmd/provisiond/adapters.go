@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/insomniacslk/dhcp/iana"
+
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 )
@@ -20,7 +22,19 @@ func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (bool, error) {
 	})
 }
 
-// dhcpArch names a client's architecture for the inventory, e.g. "efi-x86_64".
+// dhcpArch names a client's architecture in the inventory's vocabulary (boot.Arch).
 func dhcpArch(c dhcp.Client) string {
+	switch c.Arch {
+	case iana.INTEL_X86PC:
+		return boot.Arch("pcbios", "i386")
+	case iana.EFI_IA32:
+		return boot.Arch("efi", "i386")
+	case iana.EFI_BC, iana.EFI_X86_64, iana.EFI_X86_64_HTTP:
+		return boot.Arch("efi", "x86_64")
+	case iana.EFI_ARM32, iana.EFI_ARM32_HTTP:
+		return boot.Arch("efi", "arm32")
+	case iana.EFI_ARM64, iana.EFI_ARM64_HTTP:
+		return boot.Arch("efi", "arm64")
+	}
 	return strings.ToLower(strings.ReplaceAll(c.Arch.String(), " ", "-"))
 }

@@ -17,9 +17,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/neigh"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
@@ -39,6 +41,8 @@ type serveConfig struct {
 	ReloadDebounce time.Duration
 	LogLevel       string
 	LogFormat      string
+	APITokenFile   string
+	Policy         boot.Policy
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -55,6 +59,10 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ReloadDebounce, "reload-debounce", 500*time.Millisecond, "quiet time after a profiles change before reloading")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.APITokenFile, "api-token-file", "", "file holding the /api/v1 bearer token (default: <data-dir>/api-token, generated on first start)")
+	fs.BoolVar(&c.Policy.AllowConfigWithoutToken, "allow-config-without-token", false, "RISK: serve /ignition and /config without the session token, to anyone who names a booting machine's MAC")
+	fs.BoolVar(&c.Policy.AllowConfigRefetch, "allow-config-refetch", false, "RISK: serve a config more than once per provisioning, so a leaked config URL works until the session ends")
+	fs.BoolVar(&c.Policy.SkipNeighborCheck, "skip-neighbor-check", false, "RISK: do not check that an on-link requester's IP resolves to the MAC it claims (needed behind a reverse proxy on the same L2)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return c, err
@@ -187,14 +195,24 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	token, err := apiToken(cfg, log)
+	if err != nil {
+		return err
+	}
 
 	core := boot.New(boot.Config{
 		ProfilesDir:  cfg.ProfilesDir,
 		AdvertiseURL: cfg.AdvertiseURL,
-		Inventory:    db,
+		Store:        db,
+		Neighbors:    neigh.New(),
+		Policy:       cfg.Policy,
 		CacheFile:    filepath.Join(cfg.DataDir, "translations.cache"),
 		Logger:       log,
 	})
+	if cfg.Policy != (boot.Policy{}) {
+		log.Warn("config secrecy checks relaxed by flag", "allow_config_without_token", cfg.Policy.AllowConfigWithoutToken,
+			"allow_config_refetch", cfg.Policy.AllowConfigRefetch, "skip_neighbor_check", cfg.Policy.SkipNeighborCheck)
+	}
 	// The first load must succeed: serving nothing while claiming to be up helps no one.
 	if err := core.Reload(); err != nil {
 		var probs profiles.Problems
@@ -210,6 +228,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		AdvertiseURL: cfg.AdvertiseURL,
 		Assets:       assets,
 		Binaries:     binaries,
+		API:          api.New(api.Config{Backend: core, Token: token, Logger: log}),
 		Logger:       log,
 	})
 	g, ctx := errgroup.WithContext(ctx)

@@ -5,10 +5,12 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"runtime/debug"
 	"strings"
@@ -31,7 +33,20 @@ var (
 	ErrNoConfig = errors.New("the machine's profile has no config of this kind")
 	// ErrNotLoaded: no profile set has loaded successfully yet.
 	ErrNotLoaded = errors.New("no valid profiles loaded")
+	// ErrNotFound: no machine in the inventory has this id.
+	ErrNotFound = errors.New("no such machine")
+	// ErrAmbiguous: a Machine name that several inventoried machines share.
+	ErrAmbiguous = errors.New("ambiguous machine name")
+	// ErrState: the machine's lifecycle state does not allow the operation.
+	ErrState = errors.New("not allowed in this state")
+	// ErrUnauthorized: a phone-home without this machine's current session token.
+	ErrUnauthorized = errors.New("unauthorized")
 )
+
+// RefusedError is a config request that failed a secrecy check (HTTP 403).
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "config refused: " + e.Reason }
 
 // Request identifies a machine asking for something. MAC and UUID are canonical
 // (package ident); at least one must be set.
@@ -41,17 +56,27 @@ type Request struct {
 	Arch   string            // e.g. x86_64, arm64, or a DHCP client arch such as efi-x86_64
 	IP     string            // the requester's address, when known
 	Labels map[string]string // extra selectors, e.g. from the query string
+	Token  string            // the session token a config request presents
 }
 
 func (r Request) query() profiles.Query {
 	return profiles.Query{MAC: r.MAC, UUID: r.UUID, Labels: r.Labels}
 }
 
+// Neighbors tells which MAC the kernel's neighbour table holds for an on-link
+// requester; internal/neigh implements it.
+type Neighbors interface {
+	// Lookup returns onLink false for routed, loopback and local addresses.
+	Lookup(ip netip.Addr) (mac string, onLink bool, err error)
+}
+
 // Config configures a Core.
 type Config struct {
 	ProfilesDir  string
-	AdvertiseURL string    // base URL machines reach the HTTP server at, no trailing slash
-	Inventory    Inventory // where sightings are recorded; nil records nothing
+	AdvertiseURL string      // base URL machines reach the HTTP server at, no trailing slash
+	Store        store.Store // inventory, sessions and events; required
+	Neighbors    Neighbors   // nil skips the neighbour check
+	Policy       Policy      // relaxations of the config secrecy checks
 	// CacheFile persists rendered configs between runs so a restart does not
 	// translate every machine's Butane again; "" keeps them in memory only.
 	CacheFile string
@@ -67,7 +92,10 @@ type Core struct {
 	set       atomic.Pointer[profiles.Set]
 	status    atomic.Pointer[ReloadStatus]
 	mu        sync.Mutex // serialises reloads
-	seen      *sightings // nil without an Inventory
+	store     store.Store
+	seen      *sightings
+	neighbors Neighbors
+	policy    Policy
 	cacheFile string
 }
 
@@ -109,26 +137,25 @@ func New(cfg Config) *Core {
 		base:      strings.TrimRight(cfg.AdvertiseURL, "/"),
 		log:       log,
 		cache:     profiles.NewCache(),
+		store:     cfg.Store,
+		seen:      newSightings(cfg.Store),
+		neighbors: cfg.Neighbors,
+		policy:    cfg.Policy,
 		cacheFile: cfg.CacheFile,
+	}
+	if c.policy.SkipNeighborCheck {
+		c.neighbors = nil
 	}
 	if c.cacheFile != "" {
 		if err := c.cache.LoadFile(c.cacheFile); err != nil {
 			log.Warn("translation cache unusable; translating everything", "error", err)
 		}
 	}
-	if cfg.Inventory != nil {
-		c.seen = newSightings(cfg.Inventory)
-	}
 	return c
 }
 
-// Run records sightings in the inventory until ctx ends. Without an Inventory
-// it just waits.
+// Run records queued sightings in the store until ctx ends.
 func (c *Core) Run(ctx context.Context) error {
-	if c.seen == nil {
-		<-ctx.Done()
-		return nil
-	}
 	c.seen.run(ctx, c.log.Warn)
 	return nil
 }
@@ -140,7 +167,7 @@ func (c *Core) Reload() error {
 	defer c.mu.Unlock()
 	defer loadGC()()
 	start := time.Now()
-	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache})
+	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache, BaseURL: c.base})
 	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err}
 	if err != nil {
 		var probs profiles.Problems
@@ -200,7 +227,7 @@ func (c *Core) Match(r Request) (profiles.Result, *profiles.Set, error) {
 // unmatched machine is booted too: its iPXE request may present their labels.
 func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
 	res, set, err := c.Match(r)
-	c.record(ctx, r, res, err)
+	c.sighting(ctx, r, res, err)
 	switch {
 	case err == nil:
 		return true, nil
@@ -213,11 +240,111 @@ func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
 	}
 }
 
-// Script returns the iPXE script machine r boots now.
+// Script returns the iPXE script machine r boots now, and records the visit
+// before answering: a machine with a profile gets a new provisioning session
+// whose token the script's config URL carries, or, if it is an installed
+// machine on a boot-once profile, the script that boots its disk.
 func (c *Core) Script(ctx context.Context, r Request) (string, error) {
-	res, script, err := c.Explain(r)
-	c.record(ctx, r, res, err)
-	return script, err
+	res, _, err := c.Match(r)
+	if errors.Is(err, ErrNoIdentity) || errors.Is(err, ErrNotLoaded) {
+		return "", err
+	}
+	log := c.log.With(machineAttrs(r, res)...)
+	if err != nil {
+		if _, _, serr := c.record(ctx, r, res, sighted); serr != nil {
+			return "", serr
+		}
+		log.Info("script refused: no profile for this machine", "error", err)
+		return "", err
+	}
+	if err := c.checkNeighbor(r); err != nil {
+		c.refuse(ctx, r, err)
+		log.Warn("script refused", "reason", err.Reason, "ip", r.IP)
+		return "", err
+	}
+	token := newToken()
+	var plan bootPlan
+	m, _, err := c.record(ctx, r, res, planBoot(res, hashToken(token), time.Now().UTC(), &plan))
+	if err != nil {
+		return "", err
+	}
+	if plan.local {
+		log.Info("script: boot from disk", "state", m.State)
+		return ipxe.LocalBootScript(describe(res) + ", installed: booting from disk"), nil
+	}
+	log.Info("script: boot profile", "state", m.State)
+	return ipxe.BootScript(c.bootFor(res, r, token)), nil
+}
+
+// record writes a sighting of r and applies fn in the same transaction.
+func (c *Core) record(ctx context.Context, r Request, res profiles.Result, fn store.Change) (store.Machine, store.Provisioning, error) {
+	if r.MAC == "" {
+		// The store keys machines by MAC: a UUID-only request can only update a
+		// machine already seen with its MAC.
+		m, p, err := c.store.Update(ctx, r.UUID, fn)
+		if errors.Is(err, store.ErrNotFound) {
+			return m, p, fmt.Errorf("%w: the uuid is not in the inventory yet, so the request needs a mac", ErrNoIdentity)
+		}
+		return m, p, err
+	}
+	return c.store.Seen(ctx, c.sightingOf(r, res), fn)
+}
+
+// sightingOf is what a request tells the inventory about its machine.
+func (c *Core) sightingOf(r Request, res profiles.Result) store.Machine {
+	m := store.Machine{MAC: r.MAC, UUID: r.UUID, Arch: r.Arch, LastIP: r.IP}
+	if res.Profile != nil {
+		m.Profile = res.Profile.Name
+	}
+	if res.Machine != nil {
+		m.Name = res.Machine.Name
+		m.Labels = res.Machine.Match.Labels
+	}
+	return m
+}
+
+// machineAttrs are the log fields that let an operator grep one machine's boot.
+func machineAttrs(r Request, res profiles.Result) []any {
+	attrs := []any{"mac", r.MAC, "uuid", r.UUID}
+	if res.Machine != nil {
+		attrs = append(attrs, "machine", res.Machine.Name)
+	}
+	if res.Profile != nil {
+		attrs = append(attrs, "profile", res.Profile.Name)
+	}
+	return attrs
+}
+
+// checkNeighbor refuses an on-link requester whose address the kernel resolves
+// to another MAC than the one it claims: another host on the VLAN asking for
+// this machine's script or config.
+func (c *Core) checkNeighbor(r Request) *RefusedError {
+	if c.neighbors == nil || r.IP == "" || r.MAC == "" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(r.IP)
+	if err != nil {
+		return nil
+	}
+	mac, onLink, err := c.neighbors.Lookup(ip.Unmap())
+	if !onLink || (err == nil && mac == r.MAC) {
+		return nil
+	}
+	return &RefusedError{Reason: ReasonNeighbor}
+}
+
+// refuse records a refusal on the claimed machine, if the inventory knows it.
+func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) {
+	key := cmp.Or(r.MAC, r.UUID)
+	ev := refusal(e.Reason)
+	ev.MAC = key
+	ev.Fields["ip"] = r.IP
+	if _, err := c.store.Machine(ctx, key); err != nil {
+		return
+	}
+	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
+		c.log.Warn("record refusal", "mac", r.MAC, "error", err)
+	}
 }
 
 // Explain renders the decision for r for humans: why it matched and its script.
@@ -226,12 +353,12 @@ func (c *Core) Explain(r Request) (profiles.Result, string, error) {
 	if err != nil {
 		return res, "", err
 	}
-	return res, ipxe.BootScript(c.bootFor(res, r)), nil
+	return res, ipxe.BootScript(c.bootFor(res, r, "TOKEN")), nil
 }
 
 // bootFor assembles kernel, initrds and args, adding the config URL the
-// profile's config kind calls for.
-func (c *Core) bootFor(res profiles.Result, r Request) ipxe.Boot {
+// profile's config kind calls for, with the session token.
+func (c *Core) bootFor(res profiles.Result, r Request, token string) ipxe.Boot {
 	p := res.Profile
 	b := ipxe.Boot{
 		Comment: describe(res),
@@ -243,29 +370,20 @@ func (c *Core) bootFor(res profiles.Result, r Request) ipxe.Boot {
 	}
 	switch kind, _ := p.Config.Source(); kind {
 	case profiles.ConfigButane, profiles.ConfigIgnition:
-		b.Args = append(b.Args, "ignition.config.url="+c.configURL("/ignition", r))
+		b.Args = append(b.Args, "ignition.config.url="+c.configURL("/ignition", r, token))
 	case profiles.ConfigTalos:
-		b.Args = append(b.Args, "talos.config="+c.configURL("/config", r))
+		b.Args = append(b.Args, "talos.config="+c.configURL("/config", r, token))
 	}
 	return b
 }
 
-// record notes that machine r was seen, known or not: unknown machines appear
-// as discovered, matched ones as ready.
-func (c *Core) record(ctx context.Context, r Request, res profiles.Result, matchErr error) {
-	if c.seen == nil || errors.Is(matchErr, ErrNoIdentity) || errors.Is(matchErr, ErrNotLoaded) {
+// sighting queues a record of r that nothing waits for: DHCP must answer at
+// once, and the machine's /ipxe request records it synchronously anyway.
+func (c *Core) sighting(ctx context.Context, r Request, res profiles.Result, matchErr error) {
+	if errors.Is(matchErr, ErrNoIdentity) || errors.Is(matchErr, ErrNotLoaded) {
 		return
 	}
-	m := store.Machine{MAC: r.MAC, UUID: r.UUID, Arch: r.Arch, LastIP: r.IP, State: store.StateDiscovered}
-	if res.Profile != nil {
-		m.Profile = res.Profile.Name
-	}
-	if res.Machine != nil {
-		m.Name = res.Machine.Name
-		m.Labels = res.Machine.Match.Labels
-		m.State = store.StateReady
-	}
-	c.seen.record(ctx, m)
+	c.seen.record(ctx, c.sightingOf(r, res))
 }
 
 func describe(res profiles.Result) string {
@@ -285,7 +403,7 @@ func (c *Core) assetURL(ref string) string {
 
 // configURL names the machine by its own identities, so the config server can
 // match it exactly as the script server did.
-func (c *Core) configURL(path string, r Request) string {
+func (c *Core) configURL(path string, r Request, token string) string {
 	q := url.Values{}
 	if r.MAC != "" {
 		q.Set("mac", strings.ReplaceAll(r.MAC, ":", "-"))
@@ -293,26 +411,48 @@ func (c *Core) configURL(path string, r Request) string {
 	if r.UUID != "" {
 		q.Set("uuid", r.UUID)
 	}
+	q.Set("token", token)
 	return c.base + path + "?" + q.Encode()
 }
 
-// Config returns the config of the machine r. ignition selects /ignition (Butane
-// and Ignition profiles) versus /config (Talos and generic templates).
-func (c *Core) Config(_ context.Context, r Request, ignition bool) (*profiles.Rendered, error) {
+// Config returns the config body of the machine r. ignition selects /ignition
+// (Butane and Ignition profiles) versus /config (Talos and generic templates).
+// Configs may hold secrets, so r must come from the machine itself, during
+// the session its /ipxe script opened, with that session's token, and by
+// default only once; see Policy.
+func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.Rendered, []byte, error) {
 	res, set, err := c.Match(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	log := c.log.With(machineAttrs(r, res)...)
 	kind, _ := res.Profile.Config.Source()
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
-		return nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
+		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
+	}
+	if e := c.checkNeighbor(r); e != nil {
+		c.refuse(ctx, r, e)
+		log.Warn("config refused", "reason", e.Reason, "ip", r.IP)
+		return nil, nil, e
 	}
 	out, err := set.Config(res, r.query())
 	if err != nil {
-		return nil, fmt.Errorf("render config for profile %s: %w", res.Profile.Name, err)
+		return nil, nil, fmt.Errorf("render config for profile %s: %w", res.Profile.Name, err)
 	}
 	if out == nil {
-		return nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
+		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
-	return out, nil
+	var refused string
+	m, _, err := c.store.Update(ctx, cmp.Or(r.MAC, r.UUID), admitConfig(r.Token, c.policy, time.Now().UTC(), &refused))
+	if errors.Is(err, store.ErrNotFound) {
+		refused = ReasonNoSession
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if refused != "" {
+		log.Warn("config refused", "reason", refused, "ip", r.IP)
+		return nil, nil, &RefusedError{Reason: refused}
+	}
+	log.Info("config served", "kind", string(kind), "ip", r.IP)
+	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), r.Token), nil
 }

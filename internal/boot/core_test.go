@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,12 +20,27 @@ func write(t *testing.T, dir, name, content string) {
 	}
 }
 
+// newCore returns a Core on profiles dir with a fresh store, loaded.
+func newCore(t *testing.T, dir string, cfg Config) (*Core, *store.DB) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cfg.ProfilesDir, cfg.Store = dir, db
+	if cfg.AdvertiseURL == "" {
+		cfg.AdvertiseURL = "http://h:1"
+	}
+	return New(cfg), db
+}
+
 const good = "kind: Profile\nname: p\nboot: {kernel: /assets/v1}\n---\nkind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
 
 func TestReloadKeepsLastGood(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "p.yaml", good)
-	c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1"})
+	c, _ := newCore(t, dir, Config{})
 	if err := c.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +93,7 @@ kind: Default
 profile: plain
 `)
 	write(t, dir, "worker.yaml", "version: v1alpha1\nmachine: {type: worker}\n")
-	c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1"})
+	c, _ := newCore(t, dir, Config{})
 	if err := c.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +104,7 @@ profile: plain
 		wantNone string
 	}{
 		{"talos by uuid", Request{MAC: "52:54:00:00:00:09", UUID: "11111111-2222-3333-4444-555555555555"},
-			[]string{"kernel http://h:1/assets/talos/vmlinuz initrd=initramfs.xz talos.platform=metal talos.config=http://h:1/config?mac=52-54-00-00-00-09&uuid=11111111-2222-3333-4444-555555555555"}, "ignition.config.url"},
+			[]string{"kernel http://h:1/assets/talos/vmlinuz initrd=initramfs.xz talos.platform=metal talos.config=http://h:1/config?mac=52-54-00-00-00-09&token="}, "ignition.config.url"},
 		{"remote kernel, no config", Request{MAC: "52:54:00:00:00:08"}, []string{"kernel https://mirror.example/vmlinuz\n"}, "config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,31 +122,15 @@ profile: plain
 			}
 		})
 	}
-	if _, err := c.Config(context.Background(), Request{MAC: "52:54:00:00:00:08"}, false); !errors.Is(err, ErrNoConfig) {
+	if _, _, err := c.Config(context.Background(), Request{MAC: "52:54:00:00:00:08"}, false); !errors.Is(err, ErrNoConfig) {
 		t.Fatalf("Config for a profile without config = %v; want ErrNoConfig", err)
 	}
-}
-
-// fakeInventory is a map-backed Inventory.
-type fakeInventory struct {
-	mu     sync.Mutex
-	writes int
-	byMAC  map[string]store.Machine
-}
-
-func (f *fakeInventory) Seen(_ context.Context, m store.Machine) (store.Machine, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.writes++
-	f.byMAC[m.MAC] = m
-	return m, nil
 }
 
 func TestSightingsRecorded(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "p.yaml", good+"---\nkind: Default\nprofile: p\n")
-	inv := &fakeInventory{byMAC: map[string]store.Machine{}}
-	c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1", Inventory: inv})
+	c, db := newCore(t, dir, Config{})
 	if err := c.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,35 +138,29 @@ func TestSightingsRecorded(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
 
-	for range 5 { // a boot asks many times; one write is enough
-		if _, err := c.Script(ctx, Request{MAC: "52:54:00:00:00:01", Arch: "x86_64", IP: "10.0.0.5"}); err != nil {
-			t.Fatal(err)
+	// DHCP sightings are queued; the unknown one matches only the Default.
+	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:99"} {
+		if ok, err := c.BootPXE(ctx, Request{MAC: mac, Arch: "efi-x86_64"}); !ok || err != nil {
+			t.Fatalf("BootPXE %s = %v, %v", mac, ok, err)
 		}
-	}
-	if ok, err := c.BootPXE(ctx, Request{MAC: "52:54:00:00:00:99", Arch: "efi-x86_64"}); !ok || err != nil {
-		t.Fatalf("BootPXE of an unknown machine with a Default = %v, %v", ok, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		inv.mu.Lock()
-		n := len(inv.byMAC)
-		inv.mu.Unlock()
-		if n == 2 || time.Now().After(deadline) {
+		ms, _ := db.Machines(ctx)
+		if len(ms) == 2 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	known, unknown := inv.byMAC["52:54:00:00:00:01"], inv.byMAC["52:54:00:00:00:99"]
-	if known.State != store.StateReady || known.Name != "n1" || known.Profile != "p" || known.LastIP != "10.0.0.5" {
-		t.Errorf("known machine recorded as %+v; want ready n1/p from 10.0.0.5", known)
+	known, err := db.Machine(context.Background(), "52:54:00:00:00:01")
+	if err != nil || known.State != store.StateReady || known.Name != "n1" || known.Profile != "p" || known.Arch != "efi-x86_64" {
+		t.Errorf("known machine recorded as %+v, %v; want ready n1/p", known, err)
 	}
-	if unknown.State != store.StateDiscovered || unknown.Name != "" || unknown.Arch != "efi-x86_64" {
-		t.Errorf("unknown machine recorded as %+v; want discovered", unknown)
-	}
-	if inv.writes != 2 {
-		t.Errorf("%d inventory writes for 2 machines; want repeats dropped", inv.writes)
+	unknown, err := db.Machine(context.Background(), "52:54:00:00:00:99")
+	if err != nil || unknown.State != store.StateDiscovered || unknown.Name != "" {
+		t.Errorf("unknown machine recorded as %+v, %v; want discovered", unknown, err)
 	}
 }
 
@@ -187,7 +179,7 @@ func TestBootPXE(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			write(t, dir, "p.yaml", good+tc.extra)
-			c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1"})
+			c, _ := newCore(t, dir, Config{})
 			if err := c.Reload(); err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +188,8 @@ func TestBootPXE(t *testing.T) {
 			}
 		})
 	}
-	if ok, err := New(Config{ProfilesDir: t.TempDir()}).BootPXE(context.Background(), Request{MAC: "52:54:00:00:00:01"}); ok || err != nil {
+	c, _ := newCore(t, t.TempDir(), Config{})
+	if ok, err := c.BootPXE(context.Background(), Request{MAC: "52:54:00:00:00:01"}); ok || err != nil {
 		t.Fatalf("BootPXE before any load = %v, %v; want false", ok, err)
 	}
 }

@@ -8,11 +8,6 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-// Inventory records machine sightings; the bbolt store backs it.
-type Inventory interface {
-	Seen(ctx context.Context, sighting store.Machine) (store.Machine, error)
-}
-
 const (
 	// refreshSighting is how stale a machine's LastSeen may get before a repeat
 	// sighting with nothing new is written again. A boot touches DHCP, TFTP and HTTP
@@ -26,7 +21,7 @@ const (
 // sightings queues writes to the inventory off the request path and drops
 // repeats that would change nothing.
 type sightings struct {
-	inv   Inventory
+	inv   store.Store
 	queue chan store.Machine
 	mu    sync.Mutex
 	last  map[string]written // by MAC
@@ -37,7 +32,7 @@ type written struct {
 	at  time.Time
 }
 
-func newSightings(inv Inventory) *sightings {
+func newSightings(inv store.Store) *sightings {
 	return &sightings{inv: inv, queue: make(chan store.Machine, 4096), last: map[string]written{}}
 }
 
@@ -74,7 +69,7 @@ func (s *sightings) run(ctx context.Context, log func(msg string, args ...any)) 
 				case <-ctx.Done():
 					return
 				case m := <-s.queue:
-					if _, err := s.inv.Seen(context.WithoutCancel(ctx), m); err != nil {
+					if _, _, err := s.inv.Seen(context.WithoutCancel(ctx), m, sighted); err != nil {
 						s.forget(m.MAC)
 						log("record machine sighting", "mac", m.MAC, "error", err)
 					}

@@ -10,7 +10,7 @@ import (
 // script, naming it by the identities iPXE knows. ${uuid} is the SMBIOS UUID.
 func ChainScript(baseURL string) string {
 	return "#!ipxe\n" +
-		"chain --autofree " + baseURL + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&arch=${buildarch} || goto failed\n" +
+		"chain --autofree " + baseURL + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&arch=${buildarch}&platform=${platform} || goto failed\n" +
 		"exit\n" +
 		":failed\n" +
 		"echo provisiond: could not fetch the script for this machine, retrying in 10 s\n" +

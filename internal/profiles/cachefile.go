@@ -20,7 +20,7 @@ type cacheFileEntry struct {
 // translatorSalt is mixed into every cache key: a persisted translation made by
 // another Butane or Ignition version must not be served after an upgrade.
 var translatorSalt = func() []byte {
-	var deps []string
+	deps := []string{translateOptions}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
 			if strings.HasPrefix(d.Path, "github.com/coreos/") {

@@ -23,6 +23,9 @@ type LoadOptions struct {
 	// Cache carries translated configs from the previous Set, so a reload only
 	// translates what changed. Nil disables reuse.
 	Cache *Cache
+	// BaseURL is the URL machines reach provisiond at, for .provisiond.url and
+	// .provisiond.installed_url in templates; "" renders them as paths only.
+	BaseURL string
 }
 
 // Load reads, validates, indexes and renders the profiles directory dir. It returns
@@ -43,7 +46,7 @@ func Load(dir string, opts LoadOptions) (*Set, error) {
 	set := l.decode(docs)
 	l.index(set)
 	if len(l.probs.list) == 0 {
-		l.render(set, opts.Cache)
+		l.render(set, opts.Cache, strings.TrimRight(opts.BaseURL, "/"))
 	}
 	if len(l.probs.list) > 0 {
 		return nil, l.probs.list.sorted()

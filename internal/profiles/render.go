@@ -26,15 +26,37 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Rendered is a machine's config, ready to serve.
+// Rendered is a machine's config, ready to serve once For fills in the
+// session values.
 type Rendered struct {
 	Kind        ConfigKind
-	Body        []byte
+	Body        []byte // may hold the session markers
 	ContentType string
+}
+
+// Session values are known only when a machine boots, long after its config was
+// rendered and translated at load time, so templates render markers in their
+// place and For substitutes them per request. The markers use only characters
+// that JSON strings, YAML and data URLs carry unescaped, so they survive Butane
+// translation verbatim.
+const (
+	tokenMarker = "PROVISIOND_SESSION_TOKEN_6f1d2b9c"
+	idMarker    = "PROVISIOND_MACHINE_ID_8e3a7c15"
+)
+
+// For returns the body served to the machine named id (its hyphenated MAC)
+// holding session token token.
+func (r *Rendered) For(id, token string) []byte {
+	if !bytes.Contains(r.Body, []byte("PROVISIOND_")) {
+		return r.Body
+	}
+	b := bytes.ReplaceAll(r.Body, []byte(tokenMarker), []byte(token))
+	return bytes.ReplaceAll(b, []byte(idMarker), []byte(id))
 }
 
 // renderer holds the parsed templates of one Set.
 type renderer struct {
+	base      string                        // LoadOptions.BaseURL
 	templates map[string]*template.Template // by profile name
 	cache     *Cache
 	used      *sync.Map // cache keys Load relied on, for Cache.retain; nil after Load
@@ -47,11 +69,11 @@ const sampleMAC = "00:00:00:00:00:00"
 // render parses every profile's config template and renders the config of every
 // Machine, and of the Default for a sample machine, so a template or Butane error
 // is a load problem rather than a failed boot.
-func (l *loader) render(set *Set, cache *Cache) {
+func (l *loader) render(set *Set, cache *Cache, base string) {
 	if cache == nil {
 		cache = NewCache()
 	}
-	r := &renderer{templates: map[string]*template.Template{}, cache: cache, used: &sync.Map{}}
+	r := &renderer{base: base, templates: map[string]*template.Template{}, cache: cache, used: &sync.Map{}}
 	set.render = r
 	set.configs = make(map[*Machine]*Rendered, len(set.Machines))
 	for name, p := range set.Profiles {
@@ -133,7 +155,7 @@ func (r *renderer) config(p *Profile, m *Machine, mac, uuid string) (*Rendered, 
 		return nil, nil
 	}
 	var buf bytes.Buffer
-	if err := t.Execute(&buf, templateData(p, m, mac, uuid)); err != nil {
+	if err := t.Execute(&buf, r.templateData(p, m, mac, uuid)); err != nil {
 		return nil, fmt.Errorf("render %s: %w", src, err)
 	}
 	key := sha256.Sum256(append(append(append([]byte(nil), translatorSalt...), kind+"\x00"...), buf.Bytes()...))
@@ -151,8 +173,9 @@ func (r *renderer) config(p *Profile, m *Machine, mac, uuid string) (*Rendered, 
 	return out, nil
 }
 
-// templateData is what config templates see: .metadata, .machine and .profile.
-func templateData(p *Profile, m *Machine, mac, uuid string) map[string]any {
+// templateData is what config templates see: .metadata, .machine, .profile and
+// .provisiond (the server's URL, and this boot's session token and phone-home URL).
+func (r *renderer) templateData(p *Profile, m *Machine, mac, uuid string) map[string]any {
 	md := map[string]any{}
 	machine := map[string]any{"name": "", "mac": mac, "uuid": uuid, "labels": map[string]string{}}
 	if m != nil {
@@ -168,14 +191,29 @@ func templateData(p *Profile, m *Machine, mac, uuid string) map[string]any {
 		"metadata": md,
 		"machine":  machine,
 		"profile":  map[string]any{"name": p.Name, "once": p.Once},
+		"provisiond": map[string]any{
+			"url":           r.base,
+			"token":         tokenMarker,
+			"installed_url": r.base + "/api/v1/machines/" + idMarker + "/installed",
+		},
 	}
 }
+
+// translateOptions names the translation settings in the cache key, so that
+// changing them invalidates persisted translations.
+const translateOptions = "butane:no-auto-compression"
 
 // produce turns rendered source into what is served, validating it.
 func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 	switch kind {
 	case ConfigButane:
-		out, rep, err := bconf.TranslateBytes(src, bcommon.TranslateBytesOptions{})
+		out, rep, err := bconf.TranslateBytes(src, bcommon.TranslateBytesOptions{
+			// Gzipping inline files would hide the session markers from For, and
+			// is most of Butane's cost per machine. PXE configs travel over HTTP
+			// with no size limit, so nothing is lost; an explicit
+			// `compression: gzip` in the Butane is still honoured.
+			TranslateOptions: bcommon.TranslateOptions{NoResourceAutoCompression: true},
+		})
 		if err != nil {
 			return nil, reportError(rep, err)
 		}

@@ -16,7 +16,7 @@ func (s *Server) chainScript(w http.ResponseWriter, r *http.Request) {
 
 // machineScript serves /ipxe: this machine's boot script.
 func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
-	req, err := ParseRequest(r.URL.Query())
+	req, err := machineRequest(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -26,7 +26,7 @@ func (s *Server) machineScript(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("ipxe script served", "mac", req.MAC, "uuid", req.UUID, "arch", req.Arch, "remote", r.RemoteAddr)
+	w.Header().Set("Cache-Control", "no-store") // it carries a one-boot token
 	w.Header().Set("Content-Type", ipxeContentType)
 	_, _ = w.Write([]byte(script))
 }

@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"net/http"
+	"net/netip"
 	"net/url"
 
 	"github.com/provisiond/provisiond/internal/boot"
@@ -9,7 +11,7 @@ import (
 )
 
 // reserved query parameters are never treated as labels.
-var reserved = map[string]bool{"mac": true, "uuid": true, "arch": true, "token": true}
+var reserved = map[string]bool{"mac": true, "uuid": true, "arch": true, "platform": true, "token": true}
 
 // Placeholder SMBIOS UUIDs that cheap boards ship on every unit: matching on them
 // would hand one machine's config to all of them.
@@ -43,7 +45,11 @@ func ParseRequest(q url.Values) (boot.Request, error) {
 	if r.MAC == "" && r.UUID == "" {
 		return r, boot.ErrNoIdentity
 	}
-	r.Arch = q.Get("arch")
+	// Labels match on iPXE's ${buildarch} as sent; the inventory records the
+	// firmware too.
+	buildarch := q.Get("arch")
+	r.Arch = boot.Arch(q.Get("platform"), buildarch)
+	r.Token = q.Get("token")
 	for k, vs := range q {
 		if reserved[k] || len(vs) == 0 {
 			continue
@@ -53,11 +59,24 @@ func ParseRequest(q url.Values) (boot.Request, error) {
 		}
 		r.Labels[k] = vs[0]
 	}
-	if r.Arch != "" {
+	if buildarch != "" {
 		if r.Labels == nil {
 			r.Labels = map[string]string{}
 		}
-		r.Labels["arch"] = r.Arch
+		r.Labels["arch"] = buildarch
+	}
+	return r, nil
+}
+
+// machineRequest is ParseRequest plus what the connection says: the
+// requester's IP, which the boot core checks against the neighbour table.
+func machineRequest(hr *http.Request) (boot.Request, error) {
+	r, err := ParseRequest(hr.URL.Query())
+	if err != nil {
+		return r, err
+	}
+	if ap, err := netip.ParseAddrPort(hr.RemoteAddr); err == nil {
+		r.IP = ap.Addr().Unmap().String()
 	}
 	return r, nil
 }

@@ -1,6 +1,6 @@
 // Package server assembles every HTTP route provisiond serves on its one listener:
 // the boot path machines use (/boot.ipxe, /ipxe, /ignition, /config, /assets, /nbp)
-// and the operator's (/healthz, later /api/v1 and /metrics). Handlers parse the
+// and the operator's (/healthz, /api/v1, later /metrics). Handlers parse the
 // request, ask the boot core and render its answer; they decide nothing.
 package server
 
@@ -29,9 +29,10 @@ type Files interface {
 // Config wires a Server.
 type Config struct {
 	Core         *boot.Core
-	AdvertiseURL string   // base URL machines reach us at, no trailing slash
-	Assets       *os.Root // --assets; nil serves no assets
-	Binaries     Files    // iPXE binaries for UEFI HTTP Boot at /nbp/; nil serves none
+	AdvertiseURL string       // base URL machines reach us at, no trailing slash
+	Assets       *os.Root     // --assets; nil serves no assets
+	Binaries     Files        // iPXE binaries for UEFI HTTP Boot at /nbp/; nil serves none
+	API          http.Handler // mounted at /api/v1; nil serves no API
 	Logger       *slog.Logger
 }
 
@@ -58,6 +59,9 @@ func New(cfg Config) *Server {
 	r.Head("/assets/*", s.assets)
 	r.Get("/nbp/{name}", s.binary)
 	r.Get("/healthz", s.health)
+	if cfg.API != nil {
+		r.Mount("/api/v1", cfg.API)
+	}
 	s.handler = r
 	return s
 }
@@ -109,6 +113,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, boot.ErrNotLoaded):
 		code = http.StatusServiceUnavailable
+	case errors.As(err, new(*boot.RefusedError)):
+		code = http.StatusForbidden
 	}
 	if code == http.StatusInternalServerError {
 		s.log.Error("http request failed", "path", r.URL.Path, "error", err)

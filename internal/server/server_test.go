@@ -8,21 +8,49 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 const base = "http://10.99.0.2:8080"
 
+// newCore loads profiles dir into a core with a fresh store.
+func newCore(tb testing.TB, dir string) *boot.Core {
+	tb.Helper()
+	db, err := store.Open(filepath.Join(tb.TempDir(), "provisiond.db"), store.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base, Store: db})
+	if err := core.Reload(); err != nil {
+		tb.Fatal(err)
+	}
+	return core
+}
+
+var configURL = regexp.MustCompile(`(?:ignition\.config\.url|talos\.config)=` + regexp.QuoteMeta(base) + `(/\S+)`)
+
+// boot fetches a machine's /ipxe script the way iPXE does and returns the path
+// of the config URL it carries, token included.
+func bootPath(t *testing.T, ts *httptest.Server, mac string) string {
+	t.Helper()
+	code, body, _ := get(t, ts, "/ipxe?mac="+mac)
+	m := configURL.FindStringSubmatch(body)
+	if code != 200 || m == nil {
+		t.Fatalf("GET /ipxe?mac=%s = %d, no config URL:\n%s", mac, code, body)
+	}
+	return m[1]
+}
+
 // newTestServer serves the repository's examples with a small assets tree.
 func newTestServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	core := boot.New(boot.Config{ProfilesDir: "../../examples", AdvertiseURL: base})
-	if err := core.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	core := newCore(t, "../../examples")
 	assetsDir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(assetsDir, "flatcar"), 0o755); err != nil {
 		t.Fatal(err)
@@ -94,8 +122,9 @@ func TestBootPath(t *testing.T) {
 		{"no identity", "/ipxe?arch=x86_64", 400, []string{"no usable mac or uuid"}},
 		{"bad mac", "/ipxe?mac=zz", 400, []string{`mac "zz" is not a MAC address`}},
 		{"placeholder uuid only", "/ipxe?uuid=00000000-0000-0000-0000-000000000000", 400, []string{"no usable mac or uuid"}},
-		{"ignition", "/ignition?mac=52-54-00-00-00-01", 200, []string{`"version":"3.3.0"`, "node1.lab"}},
-		{"ignition of default machine", "/ignition?mac=52-54-00-00-00-99", 200, []string{"52%3A54%3A00%3A00%3A00%3A99"}},
+		{"ignition without a token", "/ignition?mac=52-54-00-00-00-01", 403, []string{"config refused: token-missing"}},
+		{"ignition with a forged token", "/ignition?mac=52-54-00-00-00-01&token=AAAA", 403, []string{"config refused: token-mismatch"}},
+		{"ignition of a machine that never booted", "/ignition?mac=52-54-00-00-00-55&token=AAAA", 403, []string{"config refused: no-session"}},
 		{"config of ignition profile", "/config?mac=52-54-00-00-00-01", 404, []string{"no config of this kind"}},
 		{"asset", "/assets/flatcar/kernel", 200, []string{"0123456789abcdef"}},
 		{"asset traversal", "/assets/../../etc/passwd", 404, nil},
@@ -120,16 +149,40 @@ func TestBootPath(t *testing.T) {
 	}
 }
 
+// The config URL an /ipxe script carries works once, for that machine only.
+func TestConfigSecrecy(t *testing.T) {
+	ts := newTestServer(t)
+	bootPath(t, ts, "52-54-00-00-00-02") // node2 has a session of its own
+	node1 := bootPath(t, ts, "52-54-00-00-00-01")
+	unknown := bootPath(t, ts, "52-54-00-00-00-99")
+	for _, tc := range []struct {
+		name, path string
+		code       int
+		contains   string
+	}{
+		{"own config", node1, 200, "node1.lab"},
+		{"fetched twice", node1, 403, "already-served"},
+		{"Default machine's own config", unknown, 200, "52%3A54%3A00%3A00%3A00%3A99"},
+		{"node1's token for node2", strings.Replace(node1, "52-54-00-00-00-01", "52-54-00-00-00-02", 1), 403, "token-mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, h := get(t, ts, tc.path)
+			if code != tc.code || !strings.Contains(body, tc.contains) {
+				t.Fatalf("GET %s = %d %q; want %d with %q", tc.path, code, body, tc.code, tc.contains)
+			}
+			if code == 200 && h.Get("Cache-Control") != "no-store" {
+				t.Errorf("config served with Cache-Control %q; want no-store", h.Get("Cache-Control"))
+			}
+		})
+	}
+}
+
 func TestUnknownMachineWithoutDefault(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("kind: Profile\nname: x\nboot: {kernel: /assets/k}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base})
-	if err := core.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(New(Config{Core: core, AdvertiseURL: base}).Handler())
+	ts := httptest.NewServer(New(Config{Core: newCore(t, dir), AdvertiseURL: base}).Handler())
 	defer ts.Close()
 	code, body, _ := get(t, ts, "/ipxe?mac=52-54-00-00-00-01")
 	if code != 404 || strings.Count(strings.TrimSpace(body), "\n") != 0 || !strings.Contains(body, "unknown machine") {
@@ -154,7 +207,7 @@ func TestServedIgnitionPassesUpstreamValidator(t *testing.T) {
 	}
 	ts := newTestServer(t)
 	for _, mac := range []string{"52-54-00-00-00-01", "52-54-00-00-00-02", "52-54-00-00-00-77"} {
-		code, body, _ := get(t, ts, "/ignition?mac="+mac)
+		code, body, _ := get(t, ts, bootPath(t, ts, mac))
 		if code != 200 {
 			t.Fatalf("GET /ignition?mac=%s = %d %s", mac, code, body)
 		}
@@ -174,11 +227,7 @@ func FuzzBootQuery(f *testing.F) {
 	for _, s := range []string{"mac=52-54-00-00-00-01", "mac=%zz", "uuid=" + strings.Repeat("a", 5000), "mac=&uuid=&arch=", "mac=52:54:00:00:00:01&mac=x", "a=b&c"} {
 		f.Add(s)
 	}
-	core := boot.New(boot.Config{ProfilesDir: "../../examples", AdvertiseURL: base})
-	if err := core.Reload(); err != nil {
-		f.Fatal(err)
-	}
-	h := New(Config{Core: core, AdvertiseURL: base}).Handler()
+	h := New(Config{Core: newCore(f, "../../examples"), AdvertiseURL: base}).Handler()
 	f.Fuzz(func(t *testing.T, q string) {
 		for _, p := range []string{"/ipxe", "/ignition", "/config"} {
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -186,7 +235,7 @@ func FuzzBootQuery(f *testing.F) {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			switch rec.Code {
-			case 200, 400, 404:
+			case 200, 400, 403, 404:
 			default:
 				t.Fatalf("GET %s?%s = %d %s", p, q, rec.Code, rec.Body)
 			}

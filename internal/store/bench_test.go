@@ -20,7 +20,7 @@ func BenchmarkSeenParallel(b *testing.B) {
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := db.Seen(ctx, Machine{MAC: testMACn(int(next.Add(1))), Arch: "x86_64"}); err != nil {
+			if _, _, err := db.Seen(ctx, Machine{MAC: testMACn(int(next.Add(1))), Arch: "x86_64"}, nil); err != nil {
 				b.Error(err)
 				return
 			}

@@ -49,30 +49,36 @@ func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
 		}
 		e.MAC = mac
 	}
-	now := time.Now().UTC()
-	if e.Time.IsZero() {
-		e.Time = now
-	}
+	now := db.now()
+	var out Event
 	err := db.bdb.Batch(func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketEvents)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		v, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(seqKey(seq), v); err != nil {
-			return err
-		}
-		return db.trimEvents(b, seq, now)
+		var err error
+		out, err = db.appendEvent(tx, e, now)
+		return err
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("store: append event %s: %w", e.Type, err)
 	}
-	return e, nil
+	return out, nil
+}
+
+// appendEvent stamps e with the next Seq and now, and trims the log. The store
+// stamps the time itself so that age trimming can trust it.
+func (db *DB) appendEvent(tx *bolt.Tx, e Event, now time.Time) (Event, error) {
+	b := bucket(tx, bucketEvents)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return Event{}, err
+	}
+	e.Seq, e.Time = seq, now
+	v, err := json.Marshal(e)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
+		return Event{}, err
+	}
+	return e, db.trimEvents(b, seq, now)
 }
 
 // trimEvents keeps the log within MaxEvents and MaxEventAge after appending

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,19 @@ func mustAppend(tb testing.TB, db *DB, e Event) Event {
 	return got
 }
 
+// stepClock returns a clock starting at t0 that moves on by step at each reading.
+func stepClock(t0 time.Time, step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	next := t0
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t := next
+		next = next.Add(step)
+		return t
+	}
+}
+
 func TestAppendEvent(t *testing.T) {
 	db := mustOpen(t, Options{})
 	before := time.Now()
@@ -32,8 +47,8 @@ func TestAppendEvent(t *testing.T) {
 		{"sequence starts at 1", e1.Seq == 1},
 		{"sequence increases", e2.Seq == 2},
 		{"MAC is canonicalised", e1.MAC == testMAC},
-		{"zero time becomes now", !e1.Time.Before(before) && !e1.Time.After(time.Now())},
-		{"given time is kept", e2.Time.Equal(at)},
+		{"the store stamps the time", !e1.Time.Before(before) && !e1.Time.After(time.Now())},
+		{"a caller's time is not trusted", !e2.Time.Equal(at) && !e2.Time.Before(e1.Time)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.ok {
@@ -47,12 +62,12 @@ func TestAppendEvent(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	db := mustOpen(t, Options{})
 	t0 := time.Now().UTC().Add(-time.Hour)
+	db := mustOpen(t, Options{Clock: stepClock(t0, time.Minute)})
 	const other = "52:54:00:00:00:02"
 	// seq: 1 testMAC t0, 2 other t0+1m, 3 testMAC t0+2m, 4 none t0+3m, 5 testMAC t0+4m
-	for i, mac := range []string{testMAC, other, testMAC, "", testMAC} {
-		mustAppend(t, db, Event{MAC: mac, Type: "t", Time: t0.Add(time.Duration(i) * time.Minute)})
+	for _, mac := range []string{testMAC, other, testMAC, "", testMAC} {
+		mustAppend(t, db, Event{MAC: mac, Type: "t"})
 	}
 	for _, tc := range []struct {
 		name    string
@@ -101,14 +116,18 @@ func TestEventCap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each append waits for an fsync; let them overlap
+			var appended atomic.Int64
+			tc.opts.Clock = func() time.Time {
+				if appended.Load() < int64(tc.old) {
+					return old
+				}
+				return time.Now()
+			}
 			db := mustOpen(t, tc.opts)
 			var last Event
 			for i := range tc.old + tc.fresh {
-				e := Event{Type: "t"}
-				if i < tc.old {
-					e.Time = old
-				}
-				last = mustAppend(t, db, e)
+				last = mustAppend(t, db, Event{Type: "t"})
+				appended.Add(1)
 				if n := countEvents(t, db); n > tc.wantMax {
 					t.Fatalf("after %d appends the log holds %d events, cap %d", i+1, n, tc.wantMax)
 				}

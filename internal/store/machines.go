@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -49,47 +48,121 @@ type Machine struct {
 	LastSeen  time.Time         `json:"last_seen"`
 }
 
-// Provisioning is per-machine data for the current provisioning round.
+// Provisioning is a machine's current provisioning round: the session its
+// /ipxe script opened. Only a hash of the session token is kept, so the
+// database never holds a credential a machine could be impersonated with.
 type Provisioning struct {
-	Token         string    `json:"token,omitempty"`
+	TokenHash     string    `json:"token_hash,omitempty"` // hex SHA-256 of the session token; "" = no open session
+	Profile       string    `json:"profile,omitempty"`    // the profile the session boots
 	IssuedAt      time.Time `json:"issued_at,omitzero"`
+	ConfigServed  time.Time `json:"config_served,omitzero"` // first time the config was served this session
 	ConfigFetches int       `json:"config_fetches,omitempty"`
-	Installed     time.Time `json:"installed,omitzero"`
+	Installed     time.Time `json:"installed,omitzero"` // phone-home of the last session
 }
+
+// Change edits a machine and its provisioning data inside one transaction and
+// returns the events to append in that same transaction. It may run more than
+// once (a failed batch is retried), so it must compute only from its
+// arguments and whatever it captured before the call.
+type Change func(m *Machine, p *Provisioning) ([]Event, error)
 
 // Seen implements Store. It goes through db.Batch so that a burst of
 // discoveries shares fsyncs; see seen for why that is safe.
-func (db *DB) Seen(ctx context.Context, s Machine) (Machine, error) {
+func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisioning, error) {
 	if err := ctx.Err(); err != nil {
-		return Machine{}, err
+		return Machine{}, Provisioning{}, err
 	}
 	mac, err := canonicalMAC(s.MAC)
 	if err != nil {
-		return Machine{}, fmt.Errorf("store: seen: %w", err)
+		return Machine{}, Provisioning{}, fmt.Errorf("store: seen: %w", err)
 	}
 	s.MAC = mac
 	if s.UUID != "" {
 		if s.UUID, err = canonicalUUID(s.UUID); err != nil {
-			return Machine{}, fmt.Errorf("store: machine %s: %w", mac, err)
+			return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
 		}
 	}
 	if s.State != "" && !s.State.Valid() {
-		return Machine{}, fmt.Errorf("store: machine %s: state %q: %w", mac, s.State, ErrInvalid)
+		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: state %q: %w", mac, s.State, ErrInvalid)
 	}
-	now := time.Now().UTC() // taken once so a re-run batch stores the same time
+	now := db.now()
 	var out Machine
+	var prov Provisioning
 	err = db.bdb.Batch(func(tx *bolt.Tx) error {
-		var err error
-		out, err = seen(tx, s, now)
+		m, err := seen(tx, s, now)
+		if err != nil {
+			return err
+		}
+		out, prov, err = db.apply(tx, m, fn, now)
 		return err
 	})
 	if err != nil {
-		return Machine{}, fmt.Errorf("store: machine %s: %w", mac, err)
+		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
 	}
-	return out, nil
+	return out, prov, nil
 }
 
-// seen applies a sighting with canonical MAC and UUID. db.Batch may run it
+// Update implements Store. Batch, like Seen: Change is required to be safe to re-run.
+func (db *DB) Update(ctx context.Context, key string, fn Change) (Machine, Provisioning, error) {
+	if err := ctx.Err(); err != nil {
+		return Machine{}, Provisioning{}, err
+	}
+	now := db.now()
+	var out Machine
+	var prov Provisioning
+	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+		mac, err := resolve(tx, key)
+		if err != nil {
+			return err
+		}
+		m, err := getMachine(tx, mac)
+		if err != nil {
+			return err
+		}
+		out, prov, err = db.apply(tx, m, fn, now)
+		return err
+	})
+	if err != nil {
+		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", key, err)
+	}
+	return out, prov, nil
+}
+
+// apply runs fn on m and its provisioning data and writes what it changed,
+// with its events, in tx. fn may not rename the machine or give it an
+// unknown state.
+func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, Provisioning, error) {
+	p, err := getProvisioning(tx, m.MAC)
+	if err != nil {
+		return Machine{}, Provisioning{}, err
+	}
+	if fn == nil {
+		return m, p, putMachine(tx, m)
+	}
+	mac := m.MAC
+	events, err := fn(&m, &p)
+	if err != nil {
+		return Machine{}, Provisioning{}, err
+	}
+	if m.MAC != mac || !m.State.Valid() {
+		return Machine{}, Provisioning{}, fmt.Errorf("change to mac %q state %q: %w", m.MAC, m.State, ErrInvalid)
+	}
+	if err := putMachine(tx, m); err != nil {
+		return Machine{}, Provisioning{}, err
+	}
+	if err := putProvisioning(tx, mac, p); err != nil {
+		return Machine{}, Provisioning{}, err
+	}
+	for _, e := range events {
+		e.MAC = mac
+		if _, err := db.appendEvent(tx, e, now); err != nil {
+			return Machine{}, Provisioning{}, err
+		}
+	}
+	return m, p, nil
+}
+
+// seen applies a sighting with canonical MAC and UUID; the caller writes the result. db.Batch may run it
 // more than once (a rolled-back batch is retried); it is idempotent because it
 // reads the current record, leaves s untouched and returns its result rather
 // than accumulating it.
@@ -124,7 +197,7 @@ func seen(tx *bolt.Tx, s Machine, now time.Time) (Machine, error) {
 		m.Labels = maps.Clone(s.Labels) // the stored machine must not alias the caller's map
 	}
 	m.LastSeen = now
-	return m, putMachine(tx, m)
+	return m, nil
 }
 
 // unindexUUID drops uuid from the index unless another MAC has claimed it since.
@@ -194,93 +267,35 @@ func (db *DB) Machines(ctx context.Context) ([]Machine, error) {
 	return ms, nil
 }
 
-// Transition implements Store. It uses Update, not Batch, because fn is the
-// caller's and may have side effects that must not run twice.
-func (db *DB) Transition(ctx context.Context, mac string, from []State, to State, fn func(*Provisioning) error) (Machine, error) {
-	if err := ctx.Err(); err != nil {
-		return Machine{}, err
-	}
-	mac, err := canonicalMAC(mac)
-	if err != nil {
-		return Machine{}, fmt.Errorf("store: transition: %w", err)
-	}
-	if !to.Valid() {
-		return Machine{}, fmt.Errorf("store: machine %s: state %q: %w", mac, to, ErrInvalid)
-	}
-	var out Machine
-	err = db.bdb.Update(func(tx *bolt.Tx) error {
-		m, err := getMachine(tx, mac)
-		if err != nil {
-			return err
-		}
-		if len(from) > 0 && !slices.Contains(from, m.State) {
-			return fmt.Errorf("state %s, want one of %v: %w", m.State, from, ErrConflict)
-		}
-		if fn != nil {
-			if _, err := updateProvisioning(tx, mac, fn); err != nil {
-				return err
-			}
-		}
-		m.State = to
-		out = m
-		return putMachine(tx, m)
-	})
-	if err != nil {
-		return Machine{}, fmt.Errorf("store: machine %s: transition to %s: %w", mac, to, err)
-	}
-	return out, nil
-}
-
 // Provisioning implements Store.
-func (db *DB) Provisioning(ctx context.Context, mac string) (Provisioning, error) {
-	return db.withProvisioning(ctx, mac, db.bdb.View, getProvisioning)
-}
-
-// UpdateProvisioning implements Store. Update, not Batch: fn is the caller's.
-func (db *DB) UpdateProvisioning(ctx context.Context, mac string, fn func(*Provisioning) error) (Provisioning, error) {
-	return db.withProvisioning(ctx, mac, db.bdb.Update, func(tx *bolt.Tx, mac string) (Provisioning, error) {
-		return updateProvisioning(tx, mac, fn)
-	})
-}
-
-// withProvisioning runs op on an existing machine's provisioning data inside a
-// transaction started by txn (db.bdb.View or db.bdb.Update).
-func (db *DB) withProvisioning(ctx context.Context, mac string, txn func(func(*bolt.Tx) error) error, op func(*bolt.Tx, string) (Provisioning, error)) (Provisioning, error) {
+func (db *DB) Provisioning(ctx context.Context, key string) (Provisioning, error) {
 	if err := ctx.Err(); err != nil {
 		return Provisioning{}, err
 	}
-	mac, err := canonicalMAC(mac)
-	if err != nil {
-		return Provisioning{}, fmt.Errorf("store: provisioning: %w", err)
-	}
 	var p Provisioning
-	err = txn(func(tx *bolt.Tx) error {
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		mac, err := resolve(tx, key)
+		if err != nil {
+			return err
+		}
 		if bucket(tx, bucketMachines).Get([]byte(mac)) == nil {
 			return ErrNotFound
 		}
-		var err error
-		p, err = op(tx, mac)
+		p, err = getProvisioning(tx, mac)
 		return err
 	})
 	if err != nil {
-		return Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", mac, err)
+		return Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", key, err)
 	}
 	return p, nil
 }
 
-func updateProvisioning(tx *bolt.Tx, mac string, fn func(*Provisioning) error) (Provisioning, error) {
-	p, err := getProvisioning(tx, mac)
-	if err != nil {
-		return Provisioning{}, err
-	}
-	if err := fn(&p); err != nil {
-		return Provisioning{}, err
-	}
+func putProvisioning(tx *bolt.Tx, mac string, p Provisioning) error {
 	v, err := json.Marshal(p)
 	if err != nil {
-		return Provisioning{}, err
+		return err
 	}
-	return p, bucket(tx, bucketProvisioning).Put([]byte(mac), v)
+	return bucket(tx, bucketProvisioning).Put([]byte(mac), v)
 }
 
 // getProvisioning returns the zero value for a machine with no data yet.

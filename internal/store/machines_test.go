@@ -109,7 +109,7 @@ func TestSeenRejects(t *testing.T) {
 		{"unknown state", Machine{MAC: testMAC, State: "exploded"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := db.Seen(context.Background(), tc.sighting); !errors.Is(err, ErrInvalid) {
+			if _, _, err := db.Seen(context.Background(), tc.sighting, nil); !errors.Is(err, ErrInvalid) {
 				t.Errorf("err = %v, want ErrInvalid", err)
 			}
 		})
@@ -206,40 +206,50 @@ func TestMachinesOrderedByMAC(t *testing.T) {
 	}
 }
 
-func TestTransition(t *testing.T) {
+func TestUpdate(t *testing.T) {
 	errBoom := errors.New("boom")
-	issue := func(p *Provisioning) error {
-		p.Token, p.ConfigFetches = "t1", 0
-		return nil
+	open := func(m *Machine, p *Provisioning) ([]Event, error) {
+		m.State, p.TokenHash = StateProvisioning, "h1"
+		return []Event{{Type: "provisioning", Message: "opened"}}, nil
 	}
 	for _, tc := range []struct {
-		name      string
-		mac       string
-		from      []State
-		to        State
-		fn        func(*Provisioning) error
-		wantErr   error
-		wantState State  // stored state afterwards
-		wantToken string // stored token afterwards
+		name       string
+		key        string
+		fn         Change
+		wantErr    error
+		wantState  State  // stored state afterwards
+		wantHash   string // stored token hash afterwards
+		wantEvents int
 	}{
-		{name: "any state", mac: testMAC, to: StateReady, wantState: StateReady},
-		{name: "from allowed state", mac: testMAC, from: []State{StateWiped, StateDiscovered}, to: StateProvisioning, fn: issue, wantState: StateProvisioning, wantToken: "t1"},
-		{name: "other MAC spelling", mac: "52-54-00-AB-CD-01", to: StateReady, wantState: StateReady},
-		{name: "conflict", mac: testMAC, from: []State{StateInstalled}, to: StateWiping, fn: issue, wantErr: ErrConflict, wantState: StateDiscovered},
-		{name: "fn error rolls back", mac: testMAC, to: StateProvisioning, fn: func(p *Provisioning) error { p.Token = "leaked"; return errBoom }, wantErr: errBoom, wantState: StateDiscovered},
-		{name: "unknown machine", mac: "52:54:00:00:00:99", to: StateReady, wantErr: ErrNotFound, wantState: StateDiscovered},
-		{name: "unknown state", mac: testMAC, to: "exploded", wantErr: ErrInvalid, wantState: StateDiscovered},
+		{name: "nil change", key: testMAC, wantState: StateDiscovered},
+		{name: "state, provisioning and event together", key: testMAC, fn: open, wantState: StateProvisioning, wantHash: "h1", wantEvents: 1},
+		{name: "other MAC spelling", key: "52-54-00-AB-CD-01", fn: open, wantState: StateProvisioning, wantHash: "h1", wantEvents: 1},
+		{name: "by UUID", key: testUUID, fn: open, wantState: StateProvisioning, wantHash: "h1", wantEvents: 1},
+		{name: "error rolls everything back", key: testMAC, fn: func(m *Machine, p *Provisioning) ([]Event, error) {
+			m.State, p.TokenHash = StateInstalled, "leaked"
+			return []Event{{Type: "x"}}, errBoom
+		}, wantErr: errBoom, wantState: StateDiscovered},
+		{name: "renaming is refused", key: testMAC, fn: func(m *Machine, _ *Provisioning) ([]Event, error) {
+			m.MAC = "52:54:00:00:00:77"
+			return nil, nil
+		}, wantErr: ErrInvalid, wantState: StateDiscovered},
+		{name: "unknown state is refused", key: testMAC, fn: func(m *Machine, _ *Provisioning) ([]Event, error) {
+			m.State = "exploded"
+			return nil, nil
+		}, wantErr: ErrInvalid, wantState: StateDiscovered},
+		{name: "unknown machine", key: "52:54:00:00:00:99", fn: open, wantErr: ErrNotFound, wantState: StateDiscovered},
+		{name: "neither MAC nor UUID", key: "node1", fn: open, wantErr: ErrInvalid, wantState: StateDiscovered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := mustOpen(t, Options{})
 			ctx := context.Background()
-			mustSeen(t, db, Machine{MAC: testMAC})
-			m, err := db.Transition(ctx, tc.mac, tc.from, tc.to, tc.fn)
+			mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
+			m, _, err := db.Update(ctx, tc.key, tc.fn)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
-			if err == nil && m.State != tc.to {
-				t.Errorf("returned state %s, want %s", m.State, tc.to)
+			if err == nil && m.State != tc.wantState {
+				t.Errorf("returned state %s, want %s", m.State, tc.wantState)
 			}
 			stored, err := db.Machine(ctx, testMAC)
 			if err != nil {
@@ -252,42 +262,70 @@ func TestTransition(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Token != tc.wantToken {
-				t.Errorf("stored token %q, want %q", p.Token, tc.wantToken)
+			if p.TokenHash != tc.wantHash {
+				t.Errorf("stored token hash %q, want %q", p.TokenHash, tc.wantHash)
+			}
+			es, err := db.Events(ctx, EventQuery{MAC: testMAC})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(es) != tc.wantEvents {
+				t.Errorf("%d events, want %d", len(es), tc.wantEvents)
 			}
 		})
+	}
+}
+
+// A sighting and its Change land in one transaction: the change sees the
+// sighting's fields and the result is what is stored.
+func TestSeenWithChange(t *testing.T) {
+	db := mustOpen(t, Options{})
+	ctx := context.Background()
+	ready := func(m *Machine, _ *Provisioning) ([]Event, error) {
+		if m.Name != "" && m.State == StateDiscovered {
+			m.State = StateReady
+			return []Event{{Type: "ready"}}, nil
+		}
+		return nil, nil
+	}
+	if m, _, err := db.Seen(ctx, Machine{MAC: testMAC}, ready); err != nil || m.State != StateDiscovered {
+		t.Fatalf("unnamed sighting: state %s, err %v; want discovered", m.State, err)
+	}
+	m, _, err := db.Seen(ctx, Machine{MAC: testMAC, Name: "node1"}, ready)
+	if err != nil || m.State != StateReady {
+		t.Fatalf("named sighting: state %s, err %v; want ready", m.State, err)
+	}
+	if stored, _ := db.Machine(ctx, testMAC); stored.State != StateReady {
+		t.Errorf("stored state %s, want ready", stored.State)
+	}
+	if es, _ := db.Events(ctx, EventQuery{MAC: testMAC}); len(es) != 1 || es[0].Type != "ready" || es[0].MAC != testMAC {
+		t.Errorf("events %+v, want one ready event for %s", es, testMAC)
 	}
 }
 
 func TestProvisioning(t *testing.T) {
 	db := mustOpen(t, Options{})
 	ctx := context.Background()
-	mustSeen(t, db, Machine{MAC: testMAC})
-	errBoom := errors.New("boom")
+	mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
+	if p, err := db.Provisioning(ctx, testMAC); err != nil || p != (Provisioning{}) {
+		t.Fatalf("before any update: %+v, %v; want zero", p, err)
+	}
+	set := func(_ *Machine, p *Provisioning) ([]Event, error) { p.TokenHash = "h1"; return nil, nil }
+	if _, _, err := db.Update(ctx, testMAC, set); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name    string
-		mac     string
-		fn      func(*Provisioning) error // nil: read only
-		wantErr error
-		want    Provisioning
+		name, key string
+		want      Provisioning
+		wantErr   error
 	}{
-		{name: "zero before any update", mac: testMAC},
-		{name: "update", mac: testMAC, fn: func(p *Provisioning) error { p.Token = "t1"; return nil }, want: Provisioning{Token: "t1"}},
-		{name: "read back", mac: "52-54-00-AB-CD-01", want: Provisioning{Token: "t1"}},
-		{name: "failed update writes nothing", mac: testMAC, fn: func(p *Provisioning) error { p.Token = "t2"; return errBoom }, wantErr: errBoom},
-		{name: "after failed update", mac: testMAC, want: Provisioning{Token: "t1"}},
-		{name: "read unknown machine", mac: "52:54:00:00:00:99", wantErr: ErrNotFound},
-		{name: "update unknown machine", mac: "52:54:00:00:00:99", fn: func(*Provisioning) error { return nil }, wantErr: ErrNotFound},
-		{name: "bad MAC", mac: "x", wantErr: ErrInvalid},
+		{name: "other MAC spelling", key: "52-54-00-AB-CD-01", want: Provisioning{TokenHash: "h1"}},
+		{name: "by UUID", key: testUUID, want: Provisioning{TokenHash: "h1"}},
+		{name: "unknown machine", key: "52:54:00:00:00:99", wantErr: ErrNotFound},
+		{name: "bad key", key: "x", wantErr: ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var got Provisioning
-			var err error
-			if tc.fn == nil {
-				got, err = db.Provisioning(ctx, tc.mac)
-			} else {
-				got, err = db.UpdateProvisioning(ctx, tc.mac, tc.fn)
-			}
+			got, err := db.Provisioning(ctx, tc.key)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -298,7 +336,8 @@ func TestProvisioning(t *testing.T) {
 	}
 }
 
-func TestUpdateProvisioningConcurrent(t *testing.T) {
+// Concurrent read-modify-writes through batched transactions lose nothing.
+func TestUpdateConcurrent(t *testing.T) {
 	db := mustOpen(t, Options{})
 	ctx := context.Background()
 	mustSeen(t, db, Machine{MAC: testMAC})
@@ -306,9 +345,9 @@ func TestUpdateProvisioningConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			_, err := db.UpdateProvisioning(ctx, testMAC, func(p *Provisioning) error {
+			_, _, err := db.Update(ctx, testMAC, func(_ *Machine, p *Provisioning) ([]Event, error) {
 				p.ConfigFetches++
-				return nil
+				return nil, nil
 			})
 			if err != nil {
 				t.Error(err)
@@ -335,7 +374,7 @@ func TestSeenConcurrent(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for i := range macs {
-				if _, err := db.Seen(ctx, Machine{MAC: testMACn(i), UUID: testUUIDn(i)}); err != nil {
+				if _, _, err := db.Seen(ctx, Machine{MAC: testMACn(i), UUID: testUUIDn(i)}, nil); err != nil {
 					t.Error(err)
 				}
 			}

@@ -35,24 +35,21 @@ type Store interface {
 	// insert, updates LastSeen, and overwrites the non-empty fields of the
 	// sighting (UUID, Arch, LastIP, Name, Profile, Labels); keeps State unless it
 	// is empty (insert -> the State given in the sighting, default
-	// StateDiscovered). Returns the stored machine.
-	Seen(ctx context.Context, sighting Machine) (Machine, error)
+	// StateDiscovered). Then fn (nil: none) edits the result in the same
+	// transaction. Returns the stored machine and its provisioning data.
+	Seen(ctx context.Context, sighting Machine, fn Change) (Machine, Provisioning, error)
+	// Update runs fn on an existing machine, by MAC (any spelling) or UUID,
+	// in one transaction. ErrNotFound; fn's own errors come back wrapped.
+	Update(ctx context.Context, key string, fn Change) (Machine, Provisioning, error)
 	// Machine looks a machine up by MAC (any spelling) or UUID (any case,
 	// with or without hyphens). ErrNotFound if there is none.
 	Machine(ctx context.Context, key string) (Machine, error)
 	// Machines lists all machines ordered by MAC.
 	Machines(ctx context.Context) ([]Machine, error)
-	// Transition atomically moves a machine from one of from (empty = any) to
-	// to, calling fn (may be nil) inside the same transaction to update its
-	// Provisioning data. ErrNotFound, ErrConflict (state not in from).
-	Transition(ctx context.Context, mac string, from []State, to State, fn func(*Provisioning) error) (Machine, error)
 	// Provisioning returns a machine's provisioning data (zero if none yet).
 	// ErrNotFound if the machine is unknown.
-	Provisioning(ctx context.Context, mac string) (Provisioning, error)
-	// UpdateProvisioning is an atomic read-modify-write of a machine's
-	// provisioning data; nothing is written if fn fails.
-	UpdateProvisioning(ctx context.Context, mac string, fn func(*Provisioning) error) (Provisioning, error)
-	// AppendEvent appends to the capped event log, assigning Seq, and Time if zero.
+	Provisioning(ctx context.Context, key string) (Provisioning, error)
+	// AppendEvent appends to the capped event log, assigning Seq and Time.
 	AppendEvent(ctx context.Context, e Event) (Event, error)
 	// Events returns the events matching q, oldest first.
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
@@ -66,9 +63,10 @@ var _ Store = (*DB)(nil)
 
 // Options tune Open. Zero values mean the defaults.
 type Options struct {
-	Timeout     time.Duration // how long Open waits for the file lock; default 1s
-	MaxEvents   int           // event log cap by count; default 100,000
-	MaxEventAge time.Duration // events older than this are trimmed; default 30 days
+	Timeout     time.Duration    // how long Open waits for the file lock; default 1s
+	MaxEvents   int              // event log cap by count; default 100,000
+	MaxEventAge time.Duration    // events older than this are trimmed; default 30 days
+	Clock       func() time.Time // stamps records and events; default time.Now (tests fake it)
 }
 
 func (o Options) withDefaults() Options {
@@ -81,6 +79,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxEventAge <= 0 {
 		o.MaxEventAge = 30 * 24 * time.Hour
 	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
 	return o
 }
 
@@ -89,7 +90,11 @@ type DB struct {
 	bdb         *bolt.DB
 	maxEvents   int
 	maxEventAge time.Duration
+	clock       func() time.Time
 }
+
+// now is the store's UTC time, taken once per call so a re-run batch stores the same.
+func (db *DB) now() time.Time { return db.clock().UTC() }
 
 const (
 	bucketMeta         = "meta"
@@ -133,7 +138,7 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = bdb.Close() // the schema error is the one worth reporting
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &DB{bdb: bdb, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge}, nil
+	return &DB{bdb: bdb, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge, clock: opts.Clock}, nil
 }
 
 // Close releases the file lock. Outstanding transactions finish first.

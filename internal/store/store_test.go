@@ -31,7 +31,7 @@ func mustOpen(tb testing.TB, opts Options) *DB {
 // mustSeen records a sighting or fails the test.
 func mustSeen(tb testing.TB, db *DB, m Machine) Machine {
 	tb.Helper()
-	got, err := db.Seen(context.Background(), m)
+	got, _, err := db.Seen(context.Background(), m, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,17 +159,16 @@ func TestContextCanceled(t *testing.T) {
 	mustSeen(t, db, Machine{MAC: mac})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	noop := func(*Provisioning) error { return nil }
+	noop := func(*Machine, *Provisioning) ([]Event, error) { return nil, nil }
 	for _, tc := range []struct {
 		name string
 		call func() error
 	}{
-		{"Seen", func() error { _, err := db.Seen(ctx, Machine{MAC: mac}); return err }},
+		{"Seen", func() error { _, _, err := db.Seen(ctx, Machine{MAC: mac}, nil); return err }},
+		{"Update", func() error { _, _, err := db.Update(ctx, mac, noop); return err }},
 		{"Machine", func() error { _, err := db.Machine(ctx, mac); return err }},
 		{"Machines", func() error { _, err := db.Machines(ctx); return err }},
-		{"Transition", func() error { _, err := db.Transition(ctx, mac, nil, StateReady, nil); return err }},
 		{"Provisioning", func() error { _, err := db.Provisioning(ctx, mac); return err }},
-		{"UpdateProvisioning", func() error { _, err := db.UpdateProvisioning(ctx, mac, noop); return err }},
 		{"AppendEvent", func() error { _, err := db.AppendEvent(ctx, Event{Type: "x"}); return err }},
 		{"Events", func() error { _, err := db.Events(ctx, EventQuery{}); return err }},
 		{"PutSecret", func() error { return db.PutSecret(ctx, mac, "bmc", []byte("x")) }},

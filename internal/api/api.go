@@ -1,0 +1,180 @@
+// Package api serves /api/v1: the machine inventory, lifecycle actions and the
+// event log as JSON, behind a bearer token. Handlers parse, ask the Backend
+// (the boot core) and render; openapi.yaml documents every route.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// Backend is what the API asks; *boot.Core implements it.
+type Backend interface {
+	Machines(ctx context.Context) ([]store.Machine, error)
+	Machine(ctx context.Context, id string) (store.Machine, error)
+	Provisioning(ctx context.Context, id string) (store.Provisioning, error)
+	Reprovision(ctx context.Context, id, actor, reason string) (store.Machine, error)
+	Installed(ctx context.Context, id, token string, viaAPI bool) (store.Machine, error)
+	Events(ctx context.Context, q store.EventQuery) ([]store.Event, error)
+	Status() *boot.ReloadStatus
+	Profiles() *profiles.Set
+}
+
+// Config wires the API.
+type Config struct {
+	Backend Backend
+	Token   string // the operator's bearer token; required
+	Logger  *slog.Logger
+}
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns the OpenAPI 3 document describing the routes.
+func OpenAPI() []byte { return openAPI }
+
+type api struct {
+	b     Backend
+	token []byte
+	log   *slog.Logger
+}
+
+// New returns the /api/v1 handler, to be mounted at /api/v1.
+func New(cfg Config) http.Handler {
+	a := &api{b: cfg.Backend, token: []byte(cfg.Token), log: cfg.Logger}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	r := chi.NewRouter()
+	// A machine phones home with its own session token, not the operator's.
+	r.Post("/machines/{id}/installed", a.installed)
+	r.Group(func(r chi.Router) {
+		r.Use(a.authenticate)
+		r.Get("/openapi.yaml", serveOpenAPI)
+		r.Get("/machines", a.listMachines)
+		r.Get("/machines/{id}", a.getMachine)
+		r.Post("/machines/{id}/reprovision", a.reprovision)
+		r.Get("/events", a.events)
+		r.Get("/profiles", a.profiles)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		if !a.operator(r) {
+			writeError(w, http.StatusUnauthorized, errUnauthorized)
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on %s", r.Method, r.URL.Path))
+	})
+	return r
+}
+
+var errUnauthorized = errors.New("unauthorized: send Authorization: Bearer <token>")
+
+// bearer returns the request's bearer token, or "".
+func bearer(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+// operator reports whether r carries the API token.
+func (a *api) operator(r *http.Request) bool {
+	t := bearer(r)
+	return t != "" && subtle.ConstantTimeCompare([]byte(t), a.token) == 1
+}
+
+// authenticate admits only the operator's token. The refusal is the same for
+// every route and id, so it tells a caller nothing about what exists.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.operator(r) {
+			a.log.Warn("api request without a valid token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, errUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(openAPI)
+}
+
+type errorJSON struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, errorJSON{Error: err.Error()})
+}
+
+var errBadRequest = errors.New("bad request")
+
+// fail maps the core's sentinels to statuses; anything else is a 500, logged,
+// with a body that does not leak internals.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, errBadRequest):
+		code = http.StatusBadRequest
+	case errors.Is(err, boot.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, boot.ErrAmbiguous), errors.Is(err, boot.ErrState):
+		code = http.StatusConflict
+	case errors.Is(err, boot.ErrUnauthorized):
+		code = http.StatusUnauthorized
+		err = errUnauthorized
+	case errors.Is(err, boot.ErrNotLoaded):
+		code = http.StatusServiceUnavailable
+	}
+	if code == http.StatusInternalServerError {
+		a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		err = errors.New("internal error; see the server log")
+	}
+	writeError(w, code, err)
+}
+
+// maxBody bounds request bodies: they are a few short fields.
+const maxBody = 64 << 10
+
+// decodeBody reads an optional JSON body into v. Unknown fields are an error:
+// a typo must not be silently ignored.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: request body: more than one JSON value", errBadRequest)
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+type eventList struct {
+	Events []store.Event `json:"events"`
+}
+
+// maxEvents caps one page; clients page on with ?after=<last seq>.
+const maxEvents = 1000
+
+// events serves GET /events?machine=&since=&after=&limit=. since is an RFC 3339
+// time or a duration back from now ("1h").
+func (a *api) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	eq := store.EventQuery{MAC: q.Get("machine"), Limit: maxEvents}
+	if v := q.Get("since"); v != "" {
+		since, err := parseSince(v, time.Now())
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		eq.Since = since
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			a.fail(w, r, fmt.Errorf("%w: after %q: want an event seq", errBadRequest, v))
+			return
+		}
+		eq.AfterSeq = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxEvents {
+			a.fail(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", errBadRequest, v, maxEvents))
+			return
+		}
+		eq.Limit = n
+	}
+	es, err := a.b.Events(r.Context(), eq)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if es == nil {
+		es = []store.Event{}
+	}
+	writeJSON(w, http.StatusOK, eventList{Events: es})
+}
+
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%w: since %q: want an RFC 3339 time or a duration such as 1h", errBadRequest, v)
+}

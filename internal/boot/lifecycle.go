@@ -1,0 +1,209 @@
+package boot
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// The lifecycle as pure store.Change functions: each reads the stored machine
+// and its provisioning session and decides the next state, with the events
+// that explain it. They run inside one store transaction and may run twice,
+// so they compute only from their arguments.
+
+// Event types written by the lifecycle.
+const (
+	EventReady         = "ready"          // a discovered machine now matches a Machine
+	EventProvisioning  = "provisioning"   // /ipxe opened a session and served the install script
+	EventLocalBoot     = "boot-local"     // /ipxe told an installed boot-once machine to boot from disk
+	EventConfigServed  = "config-served"  // the session's config was handed out
+	EventConfigRefused = "config-refused" // a config request failed a secrecy check
+	EventInstalled     = "installed"      // phone-home closed the session
+	EventPhoneHomeDeny = "phone-home-refused"
+	EventReprovision   = "reprovision" // an operator sent the machine back to provisioning
+)
+
+// Refusal reasons for configs, also metric label values: keep the set small.
+const (
+	ReasonNoSession = "no-session"     // the machine has not booted through /ipxe, or its session closed
+	ReasonNoToken   = "token-missing"  // the request carries no token
+	ReasonBadToken  = "token-mismatch" // a replayed token or another machine's
+	ReasonRefetch   = "already-served" // the session's config was already served once
+	ReasonNeighbor  = "neighbor-mismatch"
+)
+
+// Policy relaxes the config secrecy checks. The zero value is the safe default:
+// every check on.
+type Policy struct {
+	// AllowConfigWithoutToken serves /ignition and /config to a request with no
+	// token while the machine has an open session. A wrong token is still refused.
+	AllowConfigWithoutToken bool
+	// AllowConfigRefetch serves a session's config more than once.
+	AllowConfigRefetch bool
+	// SkipNeighborCheck trusts the claimed MAC of an on-link requester without
+	// asking the kernel's neighbour table.
+	SkipNeighborCheck bool
+}
+
+// newToken returns a fresh session token: 128 random bits, hex.
+func newToken() string {
+	return rand.Text()
+}
+
+// hashToken is what the store keeps of a token.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// tokenMatches compares a presented token with a stored hash in constant time.
+func tokenMatches(token, hash string) bool {
+	if token == "" || hash == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(hash)) == 1
+}
+
+// settle moves a discovered machine to ready once a Machine in Git claims it.
+func settle(m *store.Machine) []store.Event {
+	if m.Name != "" && m.State == store.StateDiscovered {
+		m.State = store.StateReady
+		return []store.Event{{Type: EventReady, Message: "matched Machine " + m.Name, Actor: "system"}}
+	}
+	return nil
+}
+
+// sighted is the Change for a plain sighting (DHCP, /boot.ipxe, an unmatched /ipxe).
+func sighted(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
+	return settle(m), nil
+}
+
+// bootPlan is what /ipxe decided for a machine.
+type bootPlan struct {
+	local bool // boot from disk: a boot-once profile whose machine is installed
+}
+
+// planBoot decides what a matched machine boots now, writing the decision to
+// plan. A boot-once profile boots an installed machine from disk; anything
+// else opens a new provisioning session under tokenHash, so the config URL in
+// the script works for this boot only. A machine claimed by a Machine goes to
+// provisioning; one booted by the Default profile stays discovered.
+func planBoot(res profiles.Result, tokenHash string, now time.Time, plan *bootPlan) store.Change {
+	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		events := settle(m)
+		*plan = bootPlan{}
+		if res.Profile.Once && m.State == store.StateInstalled {
+			plan.local = true
+			return append(events, store.Event{Type: EventLocalBoot, Message: "profile " + res.Profile.Name + " is boot-once and the machine is installed", Actor: "system"}), nil
+		}
+		*p = store.Provisioning{TokenHash: tokenHash, Profile: res.Profile.Name, IssuedAt: now, Installed: p.Installed}
+		if res.Machine != nil {
+			m.State = store.StateProvisioning
+		}
+		return append(events, store.Event{Type: EventProvisioning, Message: "served the boot script of profile " + res.Profile.Name, Actor: "system",
+			Fields: map[string]string{"profile": res.Profile.Name}}), nil
+	}
+}
+
+// admitConfig checks a config request against the machine's session and, if it
+// passes, counts the fetch. A refusal is recorded as an event and reported in
+// *refused; it is not an error, so the event commits.
+func admitConfig(token string, pol Policy, now time.Time, refused *string) store.Change {
+	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		*refused = ""
+		switch {
+		case p.TokenHash == "":
+			*refused = ReasonNoSession
+		case token == "" && !pol.AllowConfigWithoutToken:
+			*refused = ReasonNoToken
+		case token != "" && !tokenMatches(token, p.TokenHash):
+			*refused = ReasonBadToken
+		case p.ConfigFetches > 0 && !pol.AllowConfigRefetch:
+			*refused = ReasonRefetch
+		}
+		if *refused != "" {
+			return []store.Event{refusal(*refused)}, nil
+		}
+		if p.ConfigServed.IsZero() {
+			p.ConfigServed = now
+		}
+		p.ConfigFetches++
+		return []store.Event{{Type: EventConfigServed, Message: "config of profile " + p.Profile + " served", Actor: "system",
+			Fields: map[string]string{"profile": p.Profile, "fetch": fmt.Sprint(p.ConfigFetches)}}}, nil
+	}
+}
+
+func refusal(reason string) store.Event {
+	return store.Event{Type: EventConfigRefused, Message: "config refused: " + reason, Actor: "system", Fields: map[string]string{"reason": reason}}
+}
+
+// installed closes the session on phone-home: provisioning becomes installed and
+// wiping becomes wiped. viaAPI is an operator with the API token; otherwise
+// the machine must present its session token. A bad token is recorded and
+// reported in *denied, committing the event.
+func installed(token string, viaAPI bool, now time.Time, denied *bool) store.Change {
+	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		*denied = false
+		actor := "api"
+		if !viaAPI {
+			actor = "machine"
+			if !tokenMatches(token, p.TokenHash) {
+				*denied = true
+				return []store.Event{{Type: EventPhoneHomeDeny, Message: "phone-home with a token that is not this machine's current one", Actor: actor}}, nil
+			}
+		}
+		var to store.State
+		switch m.State {
+		case store.StateProvisioning:
+			to = store.StateInstalled
+		case store.StateWiping:
+			to = store.StateWiped
+		default:
+			return nil, fmt.Errorf("%w: machine is %s, not provisioning or wiping", ErrState, m.State)
+		}
+		from := m.State
+		m.State = to
+		p.TokenHash, p.Installed = "", now
+		return []store.Event{{Type: EventInstalled, Message: fmt.Sprintf("%s -> %s by phone-home", from, to), Actor: actor}}, nil
+	}
+}
+
+// reprovision sends a machine claimed by a Machine back to provisioning; its
+// next /ipxe serves the install script again under a new session. Any open
+// session is closed so that its token stops working.
+func reprovision(actor, reason string) store.Change {
+	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		if m.State == store.StateDiscovered {
+			return nil, fmt.Errorf("%w: no Machine in the profiles claims it; add one before reprovisioning", ErrState)
+		}
+		from := m.State
+		m.State = store.StateProvisioning
+		p.TokenHash = ""
+		msg := fmt.Sprintf("%s -> provisioning", from)
+		if reason != "" {
+			msg += ": " + reason
+		}
+		return []store.Event{{Type: EventReprovision, Message: msg, Actor: actor}}, nil
+	}
+}
+
+// Arch names the firmware and CPU a machine boots with, in one vocabulary for
+// DHCP and iPXE requests alike: "bios", "efi-x86_64", "efi-arm64", "efi-i386",
+// "efi-arm32". Power control picks legacy or EFI network boot from it. platform
+// is iPXE's ${platform} ("pcbios" or "efi"), cpu its ${buildarch} or the DHCP
+// client arch's CPU; unknown combinations pass cpu through.
+func Arch(platform, cpu string) string {
+	switch platform {
+	case "pcbios":
+		return "bios" // undionly reports buildarch i386 even on x86_64 hardware
+	case "efi":
+		return "efi-" + cpu
+	}
+	return cpu
+}

@@ -1,0 +1,389 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// The secrecy checks as a pure function of the session, the request and the policy.
+func TestAdmitConfig(t *testing.T) {
+	const tok = "TOKEN1"
+	open := store.Provisioning{TokenHash: hashToken(tok), Profile: "p"}
+	served := open
+	served.ConfigFetches = 1
+	for _, tc := range []struct {
+		name   string
+		p      store.Provisioning
+		token  string
+		pol    Policy
+		reason string // "" = admitted
+	}{
+		{name: "own token, first fetch", p: open, token: tok},
+		{name: "no session", p: store.Provisioning{}, token: tok, reason: ReasonNoSession},
+		{name: "no token", p: open, reason: ReasonNoToken},
+		{name: "no token, allowed by policy", p: open, pol: Policy{AllowConfigWithoutToken: true}},
+		{name: "wrong token", p: open, token: "OTHER", reason: ReasonBadToken},
+		{name: "wrong token even when tokens are optional", p: open, token: "OTHER", pol: Policy{AllowConfigWithoutToken: true}, reason: ReasonBadToken},
+		{name: "second fetch", p: served, token: tok, reason: ReasonRefetch},
+		{name: "second fetch, allowed by policy", p: served, token: tok, pol: Policy{AllowConfigRefetch: true}},
+		{name: "no session beats a relaxed policy", p: store.Provisioning{}, pol: Policy{AllowConfigWithoutToken: true, AllowConfigRefetch: true}, reason: ReasonNoSession},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var refused string
+			m, p := store.Machine{MAC: "52:54:00:00:00:01", State: store.StateProvisioning}, tc.p
+			events, err := admitConfig(tc.token, tc.pol, time.Unix(1, 0), &refused)(&m, &p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if refused != tc.reason {
+				t.Fatalf("refused = %q, want %q", refused, tc.reason)
+			}
+			wantType, wantFetches := EventConfigServed, tc.p.ConfigFetches+1
+			if tc.reason != "" {
+				wantType, wantFetches = EventConfigRefused, tc.p.ConfigFetches
+			}
+			if len(events) != 1 || events[0].Type != wantType || p.ConfigFetches != wantFetches {
+				t.Errorf("events %+v, fetches %d; want one %s and %d fetches", events, p.ConfigFetches, wantType, wantFetches)
+			}
+		})
+	}
+}
+
+// What /ipxe decides, per state and profile, as a pure function.
+func TestPlanBoot(t *testing.T) {
+	once := &profiles.Profile{Name: "install", Once: true}
+	every := &profiles.Profile{Name: "stateless"}
+	machine := &profiles.Machine{Name: "n1"}
+	for _, tc := range []struct {
+		name      string
+		state     store.State
+		res       profiles.Result
+		wantLocal bool
+		wantState store.State
+	}{
+		{"boot-once, installed: disk", store.StateInstalled, profiles.Result{Profile: once, Machine: machine}, true, store.StateInstalled},
+		{"boot-once, ready: install", store.StateReady, profiles.Result{Profile: once, Machine: machine}, false, store.StateProvisioning},
+		{"boot-once, reprovisioned: install", store.StateProvisioning, profiles.Result{Profile: once, Machine: machine}, false, store.StateProvisioning},
+		{"boot-once, discovered and now matched: install", store.StateDiscovered, profiles.Result{Profile: once, Machine: machine}, false, store.StateProvisioning},
+		{"every boot, installed: netboot again", store.StateInstalled, profiles.Result{Profile: every, Machine: machine}, false, store.StateProvisioning},
+		{"Default profile: stays discovered", store.StateDiscovered, profiles.Result{Profile: every}, false, store.StateDiscovered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := store.Machine{MAC: "52:54:00:00:00:01", State: tc.state}
+			if tc.res.Machine != nil {
+				m.Name = tc.res.Machine.Name
+			}
+			p := store.Provisioning{TokenHash: "old", ConfigFetches: 1}
+			var plan bootPlan
+			if _, err := planBoot(tc.res, "new", time.Unix(1, 0), &plan)(&m, &p); err != nil {
+				t.Fatal(err)
+			}
+			if plan.local != tc.wantLocal || m.State != tc.wantState {
+				t.Fatalf("local %v state %s; want %v %s", plan.local, m.State, tc.wantLocal, tc.wantState)
+			}
+			wantHash, wantFetches := "new", 0
+			if tc.wantLocal {
+				wantHash, wantFetches = "old", 1
+			}
+			if p.TokenHash != wantHash || p.ConfigFetches != wantFetches {
+				t.Errorf("session %+v; want hash %s and %d fetches", p, wantHash, wantFetches)
+			}
+		})
+	}
+}
+
+const lifecycleProfiles = `kind: Profile
+name: install
+boot: {kernel: /assets/k}
+config: {butane: install.bu}
+once: true
+---
+kind: Profile
+name: live
+boot: {kernel: /assets/k}
+config: {butane: install.bu}
+---
+kind: Machine
+name: n1
+match: {mac: "52:54:00:00:00:01"}
+profile: install
+---
+kind: Machine
+name: n2
+match: {mac: "52:54:00:00:00:02"}
+profile: live
+---
+kind: Default
+profile: live
+`
+
+// The phone-home unit shows how a template reaches the session values.
+const lifecycleButane = `variant: flatcar
+version: 1.0.0
+systemd:
+  units:
+    - name: phone-home.service
+      enabled: true
+      contents: |
+        [Service]
+        Type=oneshot
+        ExecStart=/usr/bin/curl -fsS -X POST -H "Authorization: Bearer {{ .provisiond.token }}" {{ .provisiond.installed_url }}
+        [Install]
+        WantedBy=multi-user.target
+`
+
+var tokenInScript = regexp.MustCompile(`token=([A-Z0-9]+)`)
+
+// script fetches r's script and returns it with the session token it carries.
+func script(t *testing.T, c *Core, r Request) (string, string) {
+	t.Helper()
+	s, err := c.Script(context.Background(), r)
+	if err != nil {
+		t.Fatalf("Script(%s): %v", r.MAC, err)
+	}
+	m := tokenInScript.FindStringSubmatch(s)
+	if m == nil {
+		return s, ""
+	}
+	return s, m[1]
+}
+
+func state(t *testing.T, db *store.DB, mac string) store.State {
+	t.Helper()
+	m, err := db.Machine(context.Background(), mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.State
+}
+
+func refusedFor(err error) string {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return ""
+}
+
+// One machine through the whole boot-once lifecycle, with the secrecy checks
+// on the way.
+func TestBootOnceLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	c, db := newCore(t, dir, Config{})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
+	withToken := func(tok string) Request { r := n1; r.Token = tok; return r }
+
+	s, tok := script(t, c, n1)
+	if tok == "" || !strings.Contains(s, "ignition.config.url=http://h:1/ignition?mac=52-54-00-00-00-01&token="+tok) {
+		t.Fatalf("install script lacks the session's config URL:\n%s", s)
+	}
+	if st := state(t, db, n1.MAC); st != store.StateProvisioning {
+		t.Fatalf("after the script: %s, want provisioning", st)
+	}
+	// An earlier script's token is replaced by each new session.
+	_, tok2 := script(t, c, n1)
+	if tok2 == tok {
+		t.Fatal("a second boot reused the session token")
+	}
+	if _, _, err := c.Config(ctx, withToken(tok), true); refusedFor(err) != ReasonBadToken {
+		t.Fatalf("replayed token: %v, want %s", err, ReasonBadToken)
+	}
+	if _, _, err := c.Config(ctx, n1, true); refusedFor(err) != ReasonNoToken {
+		t.Fatalf("no token: %v, want %s", err, ReasonNoToken)
+	}
+	_, body, err := c.Config(ctx, withToken(tok2), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Units are not data URLs, so their text sits in the JSON as is.
+	for _, want := range []string{"Bearer " + tok2, "http://h:1/api/v1/machines/52-54-00-00-00-01/installed"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("config lacks %q:\n%s", want, body)
+		}
+	}
+	if _, _, err := c.Config(ctx, withToken(tok2), true); refusedFor(err) != ReasonRefetch {
+		t.Fatalf("second fetch: %v, want %s", err, ReasonRefetch)
+	}
+
+	if _, err := c.Installed(ctx, "n1", tok, false); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("phone-home with an old token: %v, want ErrUnauthorized", err)
+	}
+	if m, err := c.Installed(ctx, "52-54-00-00-00-01", tok2, false); err != nil || m.State != store.StateInstalled {
+		t.Fatalf("phone-home: %+v, %v; want installed", m, err)
+	}
+	if _, err := c.Installed(ctx, "n1", tok2, false); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("replayed phone-home: %v, want ErrUnauthorized (the session closed)", err)
+	}
+	if s, tok := script(t, c, n1); tok != "" || !strings.Contains(s, "\nexit\n") {
+		t.Fatalf("installed boot-once machine got:\n%s\nwant the boot-from-disk script", s)
+	}
+
+	if m, err := c.Reprovision(ctx, "n1", "test", "disk replaced"); err != nil || m.State != store.StateProvisioning {
+		t.Fatalf("reprovision: %+v, %v", m, err)
+	}
+	s, tok3 := script(t, c, n1)
+	if tok3 == "" || strings.Contains(s, "\nexit\n") {
+		t.Fatalf("reprovisioned machine got:\n%s\nwant the install script", s)
+	}
+	if _, _, err := c.Config(ctx, withToken(tok3), true); err != nil {
+		t.Fatalf("config after reprovision: %v", err)
+	}
+
+	es, err := c.Events(ctx, store.EventQuery{MAC: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range es {
+		types = append(types, e.Type)
+	}
+	want := []string{EventReady, EventProvisioning, EventProvisioning, EventConfigRefused, EventConfigRefused, EventConfigServed, EventConfigRefused,
+		EventPhoneHomeDeny, EventInstalled, EventPhoneHomeDeny, EventLocalBoot, EventReprovision, EventProvisioning, EventConfigServed}
+	if strings.Join(types, " ") != strings.Join(want, " ") {
+		t.Errorf("events\n got %v\nwant %v", types, want)
+	}
+}
+
+func TestLifecycleEdges(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	c, db := newCore(t, dir, Config{})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	t.Run("a profile without once netboots again after install", func(t *testing.T) {
+		n2 := Request{MAC: "52:54:00:00:00:02"}
+		script(t, c, n2)
+		if _, err := c.Installed(ctx, "n2", "", true); err != nil {
+			t.Fatal(err)
+		}
+		if _, tok := script(t, c, n2); tok == "" || state(t, db, n2.MAC) != store.StateProvisioning {
+			t.Fatalf("second boot: token %q state %s; want a new session", tok, state(t, db, n2.MAC))
+		}
+	})
+	t.Run("a Default machine stays discovered and gets its config", func(t *testing.T) {
+		r := Request{MAC: "52:54:00:00:00:99"}
+		_, tok := script(t, c, r)
+		if st := state(t, db, r.MAC); st != store.StateDiscovered {
+			t.Fatalf("state %s, want discovered", st)
+		}
+		r.Token = tok
+		if _, _, err := c.Config(ctx, r, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Reprovision(ctx, r.MAC, "test", ""); !errors.Is(err, ErrState) {
+			t.Fatalf("reprovision of a discovered machine: %v, want ErrState", err)
+		}
+	})
+	t.Run("another machine's token is refused", func(t *testing.T) {
+		_, tokA := script(t, c, Request{MAC: "52:54:00:00:00:01"})
+		script(t, c, Request{MAC: "52:54:00:00:00:02"})
+		if _, _, err := c.Config(ctx, Request{MAC: "52:54:00:00:00:02", Token: tokA}, true); refusedFor(err) != ReasonBadToken {
+			t.Fatalf("foreign token: %v, want %s", err, ReasonBadToken)
+		}
+	})
+	t.Run("a machine that never booted has no session", func(t *testing.T) {
+		if _, _, err := c.Config(ctx, Request{MAC: "52:54:00:00:00:77", Token: "X"}, true); refusedFor(err) != ReasonNoSession {
+			t.Fatalf("config: %v, want %s", err, ReasonNoSession)
+		}
+	})
+	t.Run("unknown and ambiguous ids", func(t *testing.T) {
+		if _, err := c.Machine(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unknown name: %v", err)
+		}
+		if _, err := c.Machine(ctx, "52:54:00:00:00:55"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unknown MAC: %v", err)
+		}
+		if _, err := c.Installed(ctx, "n2", "", true); !errors.Is(err, ErrState) && err != nil {
+			t.Errorf("installed twice: %v", err)
+		}
+	})
+}
+
+// fakeNeighbors is a map-backed neighbour table; addresses absent are routed.
+type fakeNeighbors map[string]string
+
+func (f fakeNeighbors) Lookup(ip netip.Addr) (string, bool, error) {
+	mac, ok := f[ip.String()]
+	return mac, ok, nil
+}
+
+func TestNeighborCheck(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	nb := fakeNeighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66"}
+	for _, tc := range []struct {
+		name   string
+		ip     string
+		pol    Policy
+		reason string
+	}{
+		{name: "on-link, MAC matches", ip: "10.0.0.5"},
+		{name: "on-link, another host", ip: "10.0.0.6", reason: ReasonNeighbor},
+		{name: "on-link, IPv4-mapped", ip: "::ffff:10.0.0.6", reason: ReasonNeighbor},
+		{name: "on-link, another host, check skipped", ip: "10.0.0.6", pol: Policy{SkipNeighborCheck: true}},
+		{name: "routed: nothing to check", ip: "192.0.2.7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newCore(t, dir, Config{Neighbors: nb, Policy: tc.pol})
+			if err := c.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			r := Request{MAC: "52:54:00:00:00:01", IP: tc.ip}
+			_, err := c.Script(context.Background(), r)
+			if refusedFor(err) != tc.reason {
+				t.Fatalf("script: %v, want refusal %q", err, tc.reason)
+			}
+			if tc.reason != "" {
+				return
+			}
+			_, tok := script(t, c, r)
+			r.Token = tok
+			if _, _, err := c.Config(context.Background(), r, true); err != nil {
+				t.Fatalf("config: %v", err)
+			}
+		})
+	}
+}
+
+// Explain shows the script with a placeholder, never a live token.
+func TestExplainOpensNoSession(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	c, db := newCore(t, dir, Config{})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, s, err := c.Explain(Request{MAC: "52:54:00:00:00:01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s[strings.Index(s, "http://h:1/ignition"):]
+	u = u[:strings.IndexAny(u, " \n")]
+	if q, _ := url.Parse(u); q.Query().Get("token") != "TOKEN" {
+		t.Errorf("explain config URL %s; want token=TOKEN", u)
+	}
+	if _, err := db.Machine(context.Background(), "52:54:00:00:00:01"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("explain recorded the machine: %v", err)
+	}
+}

@@ -1,0 +1,122 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/ident"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// Inventory operations for the API. An id is a MAC in any spelling, a UUID,
+// or the name of a Machine in the profiles.
+
+// Machines lists the inventory ordered by MAC.
+func (c *Core) Machines(ctx context.Context) ([]store.Machine, error) {
+	return c.store.Machines(ctx)
+}
+
+// Machine looks up one machine by id.
+func (c *Core) Machine(ctx context.Context, id string) (store.Machine, error) {
+	key, err := c.key(ctx, id)
+	if err != nil {
+		return store.Machine{}, err
+	}
+	m, err := c.store.Machine(ctx, key)
+	return m, notFound(id, err)
+}
+
+// Provisioning returns machine id's current provisioning session.
+func (c *Core) Provisioning(ctx context.Context, id string) (store.Provisioning, error) {
+	key, err := c.key(ctx, id)
+	if err != nil {
+		return store.Provisioning{}, err
+	}
+	p, err := c.store.Provisioning(ctx, key)
+	return p, notFound(id, err)
+}
+
+// Reprovision sends machine id back to provisioning.
+func (c *Core) Reprovision(ctx context.Context, id, actor, reason string) (store.Machine, error) {
+	key, err := c.key(ctx, id)
+	if err != nil {
+		return store.Machine{}, err
+	}
+	m, _, err := c.store.Update(ctx, key, reprovision(actor, reason))
+	if err != nil {
+		return m, notFound(id, err)
+	}
+	c.log.Info("reprovision requested", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "actor", actor)
+	return m, nil
+}
+
+// Installed records a phone-home. viaAPI is a caller holding the API token;
+// anyone else must present the machine's current session token.
+func (c *Core) Installed(ctx context.Context, id, token string, viaAPI bool) (store.Machine, error) {
+	key, err := c.key(ctx, id)
+	if err != nil {
+		return store.Machine{}, err
+	}
+	var denied bool
+	m, _, err := c.store.Update(ctx, key, installed(token, viaAPI, time.Now().UTC(), &denied))
+	if err != nil {
+		return m, notFound(id, err)
+	}
+	if denied {
+		c.log.Warn("phone-home refused: wrong token", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name)
+		return store.Machine{}, ErrUnauthorized
+	}
+	c.log.Info("phone-home: installed", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "state", m.State)
+	return m, nil
+}
+
+// Events returns events, oldest first. q.MAC may be any machine id.
+func (c *Core) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	if q.MAC != "" {
+		m, err := c.Machine(ctx, q.MAC)
+		if err != nil {
+			return nil, err
+		}
+		q.MAC = m.MAC
+	}
+	return c.store.Events(ctx, q)
+}
+
+// key turns an id into a store key: MACs and UUIDs as they are, a Machine name
+// into the MAC of the one inventoried machine it matched.
+func (c *Core) key(ctx context.Context, id string) (string, error) {
+	if _, err := ident.MAC(id); err == nil {
+		return id, nil
+	}
+	if _, err := ident.UUID(id); err == nil {
+		return id, nil
+	}
+	ms, err := c.store.Machines(ctx)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, m := range ms {
+		if m.Name == id {
+			found = append(found, m.MAC)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("machine %q: %w", id, ErrNotFound)
+	case 1:
+		return found[0], nil
+	default:
+		return "", fmt.Errorf("%w: %d machines matched Machine %q; use a MAC", ErrAmbiguous, len(found), id)
+	}
+}
+
+// notFound maps the store's not-found to the core's.
+func notFound(id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("machine %q: %w", id, ErrNotFound)
+	}
+	return err
+}
