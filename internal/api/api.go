@@ -129,6 +129,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a -> b" reads better than "a -\u003e b"; nothing here is HTML
 	_ = enc.Encode(v)
 }
 

@@ -370,9 +370,13 @@ func (c *Core) bootFor(res profiles.Result, r Request, token string) ipxe.Boot {
 	}
 	switch kind, _ := p.Config.Source(); kind {
 	case profiles.ConfigButane, profiles.ConfigIgnition:
-		b.Args = append(b.Args, "ignition.config.url="+c.configURL("/ignition", r, token))
+		b.ConfigURL = c.configURL("/ignition", r, token)
+		b.Args = append(b.Args, "ignition.config.url="+b.ConfigURL)
 	case profiles.ConfigTalos:
-		b.Args = append(b.Args, "talos.config="+c.configURL("/config", r, token))
+		b.ConfigURL = c.configURL("/config", r, token)
+		b.Args = append(b.Args, "talos.config="+b.ConfigURL)
+	case profiles.ConfigTemplate:
+		b.ConfigURL = c.configURL("/config", r, token) // the profile's args name it as ${config-url}
 	}
 	return b
 }

@@ -24,6 +24,10 @@ type Boot struct {
 	Kernel  string   // URL
 	Initrds []string // URLs
 	Args    []string // kernel command line, without initrd=
+	// ConfigURL, if set, is this boot's config URL, token included. The script
+	// sets it as ${config-url} so that profile args can name it, e.g. for a
+	// cloud-init datasource; iPXE expands it on the kernel line.
+	ConfigURL string
 }
 
 // BootScript renders a script that boots on BIOS and UEFI alike. Each initrd is
@@ -35,6 +39,9 @@ func BootScript(b Boot) string {
 	s.WriteString("#!ipxe\n")
 	if b.Comment != "" {
 		fmt.Fprintf(&s, "# provisiond: %s\n", strings.ReplaceAll(b.Comment, "\n", " "))
+	}
+	if b.ConfigURL != "" {
+		s.WriteString("set config-url " + b.ConfigURL + "\n")
 	}
 	names := initrdNames(b.Initrds)
 	s.WriteString("kernel " + b.Kernel)

@@ -38,7 +38,12 @@ func TestScripts(t *testing.T) {
 			Comment: "machine node2, profile fcos-live",
 			Kernel:  "http://10.99.0.2:8080/assets/fcos/kernel",
 			Initrds: []string{"http://10.99.0.2:8080/assets/fcos/initramfs.img", "http://10.99.0.2:8080/assets/fcos/rootfs.img"},
-			Args:    []string{"console=ttyS0", "ignition.config.url=http://10.99.0.2:8080/ignition?mac=52-54-00-00-00-02"},
+			Args:    []string{"console=ttyS0", "ignition.config.url=http://10.99.0.2:8080/ignition?mac=52-54-00-00-00-02&token=T"},
+		})},
+		{"generic config named by the args", "template.ipxe", BootScript(Boot{
+			Kernel:    "http://10.99.0.2:8080/assets/debian/linux",
+			Args:      []string{"ds=nocloud-net;s=${config-url}&f="},
+			ConfigURL: "http://10.99.0.2:8080/config?mac=52-54-00-00-00-03&token=T",
 		})},
 		{"duplicate initrd names", "dup-initrds.ipxe", BootScript(Boot{
 			Kernel:  "https://mirror.example/k",
