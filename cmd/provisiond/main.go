@@ -30,6 +30,8 @@ func commands() []command {
 		{"serve", "run the daemon: HTTP boot path, proxyDHCP and TFTP", runServe},
 		{"validate", "check a profiles directory; exit 1 listing every problem", runValidate},
 		{"explain", "show which Machine and Profile a machine matches, and its iPXE script", runExplain},
+		{"machines", "list, show or reprovision machines through the daemon's API", runMachines},
+		{"events", "show the event log through the daemon's API", runEvents},
 		{"version", "print version information", runVersion},
 	}
 }

@@ -19,7 +19,11 @@ const apiTokenName = "api-token"
 // The token itself is never logged; its path is.
 func apiToken(cfg serveConfig, log *slog.Logger) (string, error) {
 	if cfg.APITokenFile != "" {
-		return readToken(cfg.APITokenFile)
+		tok, err := readToken(cfg.APITokenFile)
+		if err == nil && len(tok) < 16 {
+			err = fmt.Errorf("token file %s: token shorter than 16 characters; use a random one", cfg.APITokenFile)
+		}
+		return tok, err
 	}
 	path := filepath.Join(cfg.DataDir, apiTokenName)
 	tok, err := readToken(path)
@@ -42,18 +46,23 @@ func apiToken(cfg serveConfig, log *slog.Logger) (string, error) {
 	return tok, nil
 }
 
-// readToken reads a token file: one line, surrounding space ignored.
+// readToken reads a token file: one line, surrounding space ignored. Its
+// errors name the file, never the token.
 func readToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("read token file %s: %w", path, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", path)
+		return "", fmt.Errorf("read token file %s: the file is empty", path)
 	}
-	if len(tok) < 16 {
-		return "", fmt.Errorf("token file %s: token shorter than 16 characters; use a random one", path)
+	if strings.ContainsAny(tok, "\r\n") {
+		return "", fmt.Errorf("read token file %s: more than one line", path)
 	}
 	return tok, nil
 }

@@ -13,15 +13,17 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-func write(t *testing.T, dir, name, content string) {
-	t.Helper()
+func write(t *testing.T, dir, name, content string) { writeB(t, dir, name, content) }
+
+func writeB(tb testing.TB, dir, name, content string) {
+	tb.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 
 // newCore returns a Core on profiles dir with a fresh store, loaded.
-func newCore(t *testing.T, dir string, cfg Config) (*Core, *store.DB) {
+func newCore(t testing.TB, dir string, cfg Config) (*Core, *store.DB) {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
 	if err != nil {

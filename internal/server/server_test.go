@@ -206,7 +206,7 @@ func TestServedIgnitionPassesUpstreamValidator(t *testing.T) {
 		t.Skip("ignition-validate not installed (Debian package ignition)")
 	}
 	ts := newTestServer(t)
-	for _, mac := range []string{"52-54-00-00-00-01", "52-54-00-00-00-02", "52-54-00-00-00-77"} {
+	for _, mac := range []string{"52-54-00-00-00-01", "52-54-00-00-00-02", "52-54-00-00-00-03", "52-54-00-00-00-77"} {
 		code, body, _ := get(t, ts, bootPath(t, ts, mac))
 		if code != 200 {
 			t.Fatalf("GET /ignition?mac=%s = %d %s", mac, code, body)

@@ -1,0 +1,710 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+const (
+	testToken = "0123456789abcdef0123"
+	node1MAC  = "52:54:00:00:00:01"
+	node1UUID = "11111111-2222-3333-4444-555555555555"
+	strayMAC  = "52:54:00:00:00:99"
+)
+
+const testProfiles = `kind: Profile
+name: p
+boot: {kernel: /assets/v1}
+---
+kind: Profile
+name: live
+boot: {kernel: /assets/live}
+---
+kind: Machine
+name: node1
+match: {mac: "52:54:00:00:00:01", labels: {rack: r1}}
+profile: p
+---
+kind: Default
+profile: live
+`
+
+// testDaemon is the real API over the real boot core and store, on loopback.
+type testDaemon struct {
+	url       string
+	core      *boot.Core
+	tokenFile string
+
+	mu       sync.Mutex
+	requests []*http.Request // what the client sent, in order
+}
+
+func (d *testDaemon) sent() []*http.Request {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*http.Request(nil), d.requests...)
+}
+
+func (d *testDaemon) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.requests = nil
+}
+
+// args is the client flags that reach d, then extra.
+func (d *testDaemon) args(cmd []string, extra ...string) []string {
+	out := append(append([]string{}, cmd...), "--server", d.url, "--token-file", d.tokenFile)
+	return append(out, extra...)
+}
+
+// newTestDaemon serves /api/v1 with node1 booted (provisioning, with a UUID)
+// and a stray machine the Default profile booted (discovered).
+func newTestDaemon(t *testing.T) *testDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	profiles := filepath.Join(dir, "profiles")
+	if err := os.Mkdir(profiles, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(profiles, "all.yaml"), []byte(testProfiles), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	core := boot.New(boot.Config{ProfilesDir: profiles, AdvertiseURL: "http://127.0.0.1:1", Store: db})
+	if err := core.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := core.Script(ctx, boot.Request{MAC: node1MAC, UUID: node1UUID, Arch: "x86_64", IP: "10.0.0.5", Labels: map[string]string{"rack": "r1"}}); err != nil {
+		t.Fatalf("script for node1: %v", err)
+	}
+	if _, err := core.Script(ctx, boot.Request{MAC: strayMAC, IP: "10.0.0.9"}); err != nil {
+		t.Fatalf("script for the stray: %v", err)
+	}
+
+	d := &testDaemon{core: core, tokenFile: filepath.Join(dir, "api-token")}
+	if err := os.WriteFile(d.tokenFile, []byte("  "+testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := chi.NewRouter()
+	r.Mount("/api/v1", api.New(api.Config{Backend: core, Token: testToken}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		d.mu.Lock()
+		d.requests = append(d.requests, req.Clone(context.Background()))
+		d.mu.Unlock()
+		r.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	d.url = srv.URL
+	return d
+}
+
+// writeFile writes content to a new file in a temporary directory.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+type cliCase struct {
+	name     string
+	args     []string
+	code     int
+	out      []string // substrings of stdout
+	notOut   []string // must not be in stdout
+	errOut   []string // substrings of stderr
+	check    func(t *testing.T, out string)
+	requests func(t *testing.T, sent []*http.Request)
+}
+
+func runCases(t *testing.T, d *testDaemon, cases []cliCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if d != nil {
+				d.reset()
+			}
+			code, out, errOut := runCmd(tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d; want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, out, errOut)
+			}
+			for _, w := range tc.out {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notOut {
+				if strings.Contains(out, w) {
+					t.Errorf("stdout has %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.errOut {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if strings.Contains(out+errOut, testToken) {
+				t.Errorf("the token is in the output:\n%s\n%s", out, errOut)
+			}
+			if tc.check != nil {
+				tc.check(t, out)
+			}
+			if tc.requests != nil && d != nil {
+				tc.requests(t, d.sent())
+			}
+		})
+	}
+}
+
+func decodeJSON[T any](t *testing.T, out string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out)
+	}
+	return v
+}
+
+// rowOf returns the table row of stdout that contains s, split in columns.
+func rowOf(t *testing.T, out, s string) []string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return strings.Fields(l)
+		}
+	}
+	t.Fatalf("no row with %q in:\n%s", s, out)
+	return nil
+}
+
+func TestClientMachinesReadOnly(t *testing.T) {
+	d := newTestDaemon(t)
+	list := []string{"machines", "list"}
+	show := func(id string) []string { return []string{"machines", "show", id} }
+	wrongToken := writeFile(t, "token", "not-the-token-0123456789\n")
+	emptyToken := writeFile(t, "token", " \n")
+
+	runCases(t, d, []cliCase{
+		{
+			name: "list table",
+			args: d.args(list),
+			out:  []string{"NAME", "MAC", "UUID", "ARCH", "IP", "PROFILE", "STATE", "LAST-SEEN"},
+			check: func(t *testing.T, out string) {
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				if len(lines) != 3 {
+					t.Fatalf("want a header and 2 rows:\n%s", out)
+				}
+				if h := strings.Fields(lines[0]); strings.Join(h, " ") != "NAME MAC UUID ARCH IP PROFILE STATE LAST-SEEN" {
+					t.Errorf("header = %q", h)
+				}
+				row := rowOf(t, out, node1MAC)
+				want := []string{"node1", node1MAC, node1UUID, "x86_64", "10.0.0.5", "p", "provisioning"}
+				if len(row) != 9 || strings.Join(row[:7], " ") != strings.Join(want, " ") || !strings.HasSuffix(row[7], "s") || row[8] != "ago" {
+					t.Errorf("node1 row = %q; want %q then an age", row, want)
+				}
+				row = rowOf(t, out, strayMAC)
+				want = []string{"-", strayMAC, "-", "-", "10.0.0.9", "live", "discovered"}
+				if len(row) != 9 || strings.Join(row[:7], " ") != strings.Join(want, " ") {
+					t.Errorf("stray row = %q; want %q then an age", row, want)
+				}
+			},
+		},
+		{
+			name: "list json",
+			args: d.args(list, "-o", "json"),
+			check: func(t *testing.T, out string) {
+				v := decodeJSON[struct {
+					Machines []map[string]any `json:"machines"`
+				}](t, out)
+				if len(v.Machines) != 2 || v.Machines[0]["mac"] != node1MAC || v.Machines[0]["state"] != "provisioning" ||
+					v.Machines[0]["machine"] != "node1" || v.Machines[1]["mac"] != strayMAC || v.Machines[1]["state"] != "discovered" {
+					t.Errorf("machines = %v", v.Machines)
+				}
+				if !strings.Contains(out, "\n  \"machines\": [") {
+					t.Errorf("json is not indented:\n%s", out)
+				}
+			},
+		},
+		{
+			name:   "list by state",
+			args:   d.args(list, "--state", "discovered"),
+			out:    []string{strayMAC},
+			notOut: []string{node1MAC},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 1 || sent[0].URL.RawQuery != "state=discovered" {
+					t.Errorf("requests = %v", sent)
+				}
+			},
+		},
+		{
+			name:   "list by labels",
+			args:   d.args(list, "-l", "rack=r1", "--label", "rack=r1"),
+			out:    []string{node1MAC},
+			notOut: []string{strayMAC},
+		},
+		{
+			name:   "list by a label nobody has",
+			args:   d.args(list, "-l", "rack=r2"),
+			notOut: []string{node1MAC, strayMAC},
+			errOut: []string{"no machines"},
+		},
+		{
+			name: "list json with no match is an empty list",
+			args: d.args(list, "-l", "rack=r2", "-o", "json"),
+			check: func(t *testing.T, out string) {
+				v := decodeJSON[map[string][]any](t, out)
+				if m, ok := v["machines"]; !ok || len(m) != 0 {
+					t.Errorf("json = %v; want machines: []", v)
+				}
+			},
+		},
+		{
+			name: "show by name",
+			args: d.args(show("node1")),
+			out: []string{"machine:", "node1", "mac:", node1MAC, "uuid:", node1UUID, "ip:", "10.0.0.5", "state:", "provisioning",
+				"labels:", "rack=r1", "provisioning:", "session open:", "yes", "config fetches:", "ago)"},
+			check: func(t *testing.T, out string) {
+				if r := rowOf(t, out, "state:"); strings.Join(r, " ") != "state: provisioning" {
+					t.Errorf("state line = %q", r)
+				}
+				if r := rowOf(t, out, "session open:"); strings.Join(r, " ") != "session open: yes" {
+					t.Errorf("session line = %q", r)
+				}
+				for l := range strings.Lines(out) {
+					if strings.TrimRight(l, "\n") != strings.TrimRight(l, " \n") {
+						t.Errorf("trailing space in %q", l)
+					}
+				}
+			},
+		},
+		{
+			name: "show by another MAC spelling",
+			args: d.args(show("52-54-00-00-00-01")),
+			out:  []string{node1MAC, "node1"},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 1 || sent[0].URL.Path != "/api/v1/machines/52-54-00-00-00-01" {
+					t.Errorf("requests = %v", sent)
+				}
+				if got := sent[0].Header.Get("Authorization"); got != "Bearer "+testToken {
+					t.Errorf("Authorization = %q", got)
+				}
+			},
+		},
+		{
+			name: "show by UUID",
+			args: d.args(show(strings.ToUpper(node1UUID))),
+			out:  []string{node1MAC, "node1"},
+		},
+		{
+			name: "show a discovered machine",
+			args: d.args(show(strayMAC)),
+			check: func(t *testing.T, out string) {
+				if r := rowOf(t, out, "machine:"); strings.Join(r, " ") != "machine: -" {
+					t.Errorf("machine line = %q", r)
+				}
+				if r := rowOf(t, out, "state:"); strings.Join(r, " ") != "state: discovered" {
+					t.Errorf("state line = %q", r)
+				}
+			},
+		},
+		{
+			name: "show json",
+			args: d.args(show(node1MAC), "-o", "json"),
+			check: func(t *testing.T, out string) {
+				v := decodeJSON[machineView](t, out)
+				if v.MAC != node1MAC || v.Machine != "node1" || v.Provisioning == nil || !v.Provisioning.SessionOpen || v.Provisioning.Profile != "p" {
+					t.Errorf("machine = %+v", v)
+				}
+			},
+		},
+		{
+			name:   "show an unknown id",
+			args:   d.args(show("nope")),
+			code:   1,
+			errOut: []string{`provisiond machines: show nope: 404 Not Found: machine "nope": no such machine`},
+		},
+		{
+			name:   "show escapes the id",
+			args:   d.args(show("a/b?c")),
+			code:   1,
+			errOut: []string{"show a/b?c: 404 Not Found"},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 1 || sent[0].URL.EscapedPath() != "/api/v1/machines/a%2Fb%3Fc" || sent[0].URL.RawQuery != "" {
+					t.Errorf("request = %v; want the id escaped", sent[0].URL)
+				}
+			},
+		},
+		{
+			name:   "flags after the id",
+			args:   append([]string{"machines", "show", "node1", "-o", "json"}, d.args(nil)...),
+			out:    []string{`"machine": "node1"`},
+			notOut: []string{"session open:"},
+		},
+		{
+			name:   "wrong token",
+			args:   []string{"machines", "list", "--server", d.url, "--token-file", wrongToken},
+			code:   1,
+			errOut: []string{"provisiond machines: list: 401 Unauthorized: unauthorized", "check that --token-file " + wrongToken + " holds the API token"},
+		},
+		{
+			name:   "missing token file",
+			args:   []string{"machines", "list", "--server", d.url, "--token-file", filepath.Join(t.TempDir(), "nope")},
+			code:   1,
+			errOut: []string{"read token file ", "no such file or directory; pass --token-file"},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 0 {
+					t.Errorf("sent %d requests without a token", len(sent))
+				}
+			},
+		},
+		{
+			name:   "empty token file",
+			args:   []string{"events", "--server", d.url, "--token-file", emptyToken},
+			code:   1,
+			errOut: []string{"read token file " + emptyToken + ": the file is empty; pass --token-file"},
+		},
+		{
+			name:   "daemon not running",
+			args:   []string{"machines", "show", "node1", "--server", "http://" + closedAddr(t) + "/", "--token-file", d.tokenFile},
+			code:   1,
+			errOut: []string{"provisiond machines: show node1: cannot reach provisiond at http://127.0.0.1:", "connection refused"},
+		},
+		{
+			name:   "server that is not provisiond",
+			args:   []string{"machines", "list", "--server", d.url + "/elsewhere", "--token-file", d.tokenFile},
+			code:   1,
+			errOut: []string{"list: 404 Not Found (not an answer of the provisiond API; check --server " + d.url + "/elsewhere)"},
+		},
+	})
+}
+
+func TestClientUsageErrors(t *testing.T) {
+	d := newTestDaemon(t)
+	runCases(t, d, []cliCase{
+		{name: "machines without a verb", args: []string{"machines"}, code: 2,
+			errOut: []string{"list", "show", "reprovision", "provisiond machines: usage: want a verb: list, show, reprovision"}},
+		{name: "unknown verb", args: []string{"machines", "delete", "node1"}, code: 2,
+			errOut: []string{`unknown verb "delete"; want list, show, reprovision`}},
+		{name: "flags before the verb", args: []string{"machines", "-o", "json", "list"}, code: 2,
+			errOut: []string{"the verb (list, show, reprovision) comes before flags"}},
+		{name: "machines help", args: []string{"machines", "help"}, code: 0, errOut: []string{"reprovision"}},
+		{name: "verb help", args: []string{"machines", "list", "-h"}, code: 0, errOut: []string{"usage: provisiond machines list", "-token-file"}},
+		{name: "bad output", args: d.args([]string{"machines", "list"}, "-o", "yaml"), code: 2,
+			errOut: []string{`provisiond machines: usage: -o "yaml": want table or json`}},
+		{name: "bad output on events", args: d.args([]string{"events"}, "-o", "wide"), code: 2},
+		{name: "bad output beats a missing token file", args: []string{"machines", "list", "-o", "yaml", "--token-file", "/nonexistent"}, code: 2},
+		{name: "bad server", args: []string{"machines", "list", "--server", "localhost:8080", "--token-file", d.tokenFile}, code: 2,
+			errOut: []string{`--server "localhost:8080": want an http:// or https:// URL`}},
+		{name: "show without an id", args: d.args([]string{"machines", "show"}), code: 2, errOut: []string{"want exactly one machine ID"}},
+		{name: "show with two ids", args: d.args([]string{"machines", "show", "a", "b"}), code: 2},
+		{name: "reprovision without an id", args: d.args([]string{"machines", "reprovision"}), code: 2},
+		{name: "list with an argument", args: d.args([]string{"machines", "list", "node1"}), code: 2},
+		{name: "bad state", args: d.args([]string{"machines", "list", "--state", "broken"}), code: 2,
+			errOut: []string{`--state "broken": want one of discovered, ready, provisioning, installed, wiping, wiped`}},
+		{name: "bad label", args: d.args([]string{"machines", "list", "-l", "rack"}), code: 2, errOut: []string{"want key=value"}},
+		{name: "bad since", args: d.args([]string{"events", "--since", "yesterday"}), code: 2, errOut: []string{`--since "yesterday"`}},
+		{name: "negative limit", args: d.args([]string{"events", "--limit", "-1"}), code: 2},
+		{name: "unknown flag", args: d.args([]string{"events", "--follow"}), code: 2},
+	})
+	if n := len(d.sent()); n != 0 {
+		t.Errorf("usage errors sent %d requests", n)
+	}
+}
+
+func TestMachinesReprovision(t *testing.T) {
+	d := newTestDaemon(t)
+	// Take node1 to installed through the real phone-home, so that the
+	// reprovision is a visible change.
+	if _, err := d.core.Installed(context.Background(), node1MAC, "", true); err != nil {
+		t.Fatal(err)
+	}
+	runCases(t, d, []cliCase{
+		{
+			name: "shown installed first",
+			args: d.args([]string{"machines", "show", "node1"}),
+			out:  []string{"installed"},
+		},
+		{
+			name: "reprovision by name",
+			args: d.args([]string{"machines", "reprovision", "node1", "--reason", "disk swapped"}),
+			check: func(t *testing.T, out string) {
+				if out != "node1 ("+node1MAC+"): provisioning\n" {
+					t.Errorf("stdout = %q", out)
+				}
+			},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 1 || sent[0].Method != http.MethodPost || sent[0].URL.Path != "/api/v1/machines/node1/reprovision" {
+					t.Errorf("requests = %v", sent)
+				}
+			},
+		},
+		{
+			name: "the event records the reason",
+			args: d.args([]string{"events", "--machine", "node1"}),
+			check: func(t *testing.T, out string) {
+				row := rowOf(t, out, "reprovision")
+				if len(row) < 6 || row[2] != node1MAC || row[3] != "reprovision" || row[4] != "api" ||
+					strings.Join(row[5:], " ") != "installed -> provisioning: disk swapped" {
+					t.Errorf("reprovision event row = %q", row)
+				}
+			},
+		},
+		{
+			name: "reprovision json",
+			args: d.args([]string{"machines", "reprovision", node1UUID, "-o", "json"}),
+			check: func(t *testing.T, out string) {
+				if v := decodeJSON[machineView](t, out); v.MAC != node1MAC || v.State != "provisioning" {
+					t.Errorf("machine = %+v", v)
+				}
+			},
+		},
+		{
+			name:   "reprovision a machine no Machine claims",
+			args:   d.args([]string{"machines", "reprovision", strayMAC}),
+			code:   1,
+			errOut: []string{"provisiond machines: reprovision " + strayMAC + ": 409 Conflict: ", "no Machine in the profiles claims it"},
+		},
+		{
+			name:   "reprovision an unknown machine",
+			args:   d.args([]string{"machines", "reprovision", "nope"}),
+			code:   1,
+			errOut: []string{`reprovision nope: 404 Not Found: machine "nope": no such machine`},
+		},
+	})
+}
+
+func TestEventsCommand(t *testing.T) {
+	d := newTestDaemon(t)
+	// More events than a page holds below, so that paging is seen.
+	for i := range 3 {
+		if _, err := d.core.Reprovision(context.Background(), node1MAC, "test", "round "+string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := d.core.Events(context.Background(), store.EventQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 5 {
+		t.Fatalf("only %d events to page through", len(all))
+	}
+	var node1Events int
+	for _, e := range all {
+		if e.MAC == node1MAC {
+			node1Events++
+		}
+	}
+
+	runCases(t, d, []cliCase{
+		{
+			name: "all events table",
+			args: d.args([]string{"events"}),
+			check: func(t *testing.T, out string) {
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				if h := strings.Join(strings.Fields(lines[0]), " "); h != "TIME SEQ MAC TYPE ACTOR MESSAGE" {
+					t.Errorf("header = %q", h)
+				}
+				if len(lines) != len(all)+1 {
+					t.Errorf("%d rows; want %d:\n%s", len(lines)-1, len(all), out)
+				}
+				row := rowOf(t, out, "round c")
+				if _, err := time.Parse(time.RFC3339, row[0]); err != nil {
+					t.Errorf("time column %q: %v", row[0], err)
+				}
+				if row[2] != node1MAC || row[3] != "reprovision" || row[4] != "test" {
+					t.Errorf("row = %q", row)
+				}
+			},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 1 || sent[0].URL.Query().Get("limit") != "1000" || sent[0].URL.Query().Has("after") {
+					t.Errorf("requests = %v; want one page of 1000", sent)
+				}
+			},
+		},
+		{
+			name: "one machine's events as json",
+			args: d.args([]string{"events", "--machine", "52-54-00-00-00-01", "--since", "1h", "-o", "json"}),
+			check: func(t *testing.T, out string) {
+				v := decodeJSON[struct {
+					Events []eventView `json:"events"`
+				}](t, out)
+				if len(v.Events) != node1Events {
+					t.Fatalf("%d events; want %d", len(v.Events), node1Events)
+				}
+				for i, e := range v.Events {
+					if e.MAC != node1MAC || (i > 0 && e.Seq <= v.Events[i-1].Seq) {
+						t.Errorf("event %d = %+v", i, e)
+					}
+				}
+			},
+			requests: func(t *testing.T, sent []*http.Request) {
+				q := sent[0].URL.Query()
+				if q.Get("machine") != "52-54-00-00-00-01" || q.Get("since") != "1h" {
+					t.Errorf("query = %v", q)
+				}
+			},
+		},
+		{
+			name:   "since a time in the future",
+			args:   d.args([]string{"events", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}),
+			errOut: []string{"no events"},
+			check: func(t *testing.T, out string) {
+				if out != "" {
+					t.Errorf("stdout = %q", out)
+				}
+			},
+		},
+		{
+			name: "limit",
+			args: d.args([]string{"events", "--limit", "2", "-o", "json"}),
+			check: func(t *testing.T, out string) {
+				v := decodeJSON[struct {
+					Events []eventView `json:"events"`
+				}](t, out)
+				if len(v.Events) != 2 || v.Events[0].Seq != all[0].Seq || v.Events[1].Seq != all[1].Seq {
+					t.Errorf("events = %+v; want the first 2", v.Events)
+				}
+			},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if len(sent) != 1 || sent[0].URL.Query().Get("limit") != "2" {
+					t.Errorf("requests = %v; want one with limit=2", sent)
+				}
+			},
+		},
+		{
+			name:   "unknown machine",
+			args:   d.args([]string{"events", "--machine", "nope"}),
+			code:   1,
+			errOut: []string{`provisiond events: 404 Not Found: machine "nope": no such machine`},
+		},
+	})
+
+	// Paging, against the same API with a small page.
+	t.Run("pages", func(t *testing.T) {
+		c, err := (&clientFlags{server: d.url, tokenFile: d.tokenFile, output: "table"}).client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name                  string
+			pageSize, limit       int
+			wantEvents, wantPages int
+		}{
+			{"full pages then a short one", 2, 0, len(all), len(all)/2 + 1},
+			{"limit across pages", 2, 3, 3, 2},
+			{"limit on a page boundary", 2, 4, 4, 2},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				d.reset()
+				es, raw, err := fetchEventsPaged(c, map[string][]string{}, tc.limit, tc.pageSize)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(es) != tc.wantEvents || len(raw) != tc.wantEvents {
+					t.Fatalf("%d events; want %d", len(es), tc.wantEvents)
+				}
+				for i, e := range es {
+					if e.Seq != all[i].Seq {
+						t.Errorf("event %d has seq %d; want %d", i, e.Seq, all[i].Seq)
+					}
+				}
+				sent := d.sent()
+				if len(sent) != tc.wantPages {
+					t.Fatalf("%d requests; want %d", len(sent), tc.wantPages)
+				}
+				for i, r := range sent[1:] {
+					if got, want := r.URL.Query().Get("after"), es[(i+1)*tc.pageSize-1].Seq; got != strconv.FormatUint(want, 10) {
+						t.Errorf("page %d after=%s; want %d", i+2, got, want)
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestClientFlagsFromEnvironment(t *testing.T) {
+	d := newTestDaemon(t)
+	t.Setenv("PROVISIOND_SERVER", d.url)
+	t.Setenv("PROVISIOND_TOKEN_FILE", d.tokenFile)
+	t.Setenv("PROVISIOND_O", "json")
+	code, out, errOut := runCmd("machines", "list")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	decodeJSON[map[string]any](t, out)
+	// The command line beats the environment.
+	code, out, errOut = runCmd("machines", "list", "-o", "table", "--token-file", filepath.Join(t.TempDir(), "none"))
+	if code != 1 || !strings.Contains(errOut, "read token file") {
+		t.Fatalf("exit %d %q %q; want the flag's missing token file", code, out, errOut)
+	}
+}
+
+func TestClientAge(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		ago  time.Duration
+		want string
+	}{
+		{"now", 0, "0s ago"},
+		{"seconds", 12*time.Second + 900*time.Millisecond, "12s ago"},
+		{"just under a minute", 59 * time.Second, "59s ago"},
+		{"minutes", 3*time.Minute + 59*time.Second, "3m ago"},
+		{"hours", 2*time.Hour + 30*time.Minute, "2h ago"},
+		{"a day", 24 * time.Hour, "1d ago"},
+		{"days", 4*24*time.Hour + 23*time.Hour, "4d ago"},
+		{"clock skew", -5 * time.Second, "0s ago"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ageString(now.Add(-tc.ago), now); got != tc.want {
+				t.Errorf("ageString(now - %v) = %q; want %q", tc.ago, got, tc.want)
+			}
+		})
+	}
+	if got := ageString(time.Time{}, now); got != "-" {
+		t.Errorf("ageString(zero) = %q; want -", got)
+	}
+}
+
+func TestClientTableCell(t *testing.T) {
+	for in, want := range map[string]string{"": "-", "node1": "node1", "a\tb\nc\x1b[31m": "a b c [31m"} {
+		if got := tableCell(in); got != want {
+			t.Errorf("tableCell(%q) = %q; want %q", in, got, want)
+		}
+	}
+}

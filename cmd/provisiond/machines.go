@@ -1,0 +1,312 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// The operator's subcommands over the daemon's API: machines list|show|
+// reprovision and events. Their flags are in clientFlags (client.go).
+
+var machineVerbs = []struct{ name, args, summary string }{
+	{"list", "[--state S] [-l key=value]...", "the inventory, filtered by state and labels"},
+	{"show", "ID", "one machine and its provisioning session"},
+	{"reprovision", "ID [--reason TEXT]", "send a machine back to provisioning on its next boot"},
+}
+
+const clientFlagsHelp = "Flags for every verb: --server URL (default " + defaultServer + "), --token-file PATH\n(default " + defaultTokenFile + "), -o table|json. ID is a MAC, an SMBIOS UUID or a Machine name."
+
+func machinesUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: provisiond machines <verb> [flags]\n\nverbs:")
+	for _, v := range machineVerbs {
+		fmt.Fprintf(w, "  %-12s %s\n", v.name, v.summary)
+	}
+	fmt.Fprintln(w, "\n"+clientFlagsHelp)
+}
+
+func verbNames() string {
+	names := make([]string, len(machineVerbs))
+	for i, v := range machineVerbs {
+		names[i] = v.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func runMachines(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		machinesUsage(stderr)
+		return fmt.Errorf("%w: want a verb: %s", errUsage, verbNames())
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		machinesUsage(stderr)
+		return flag.ErrHelp
+	case "list":
+		return runMachinesList(args[1:], stdout, stderr)
+	case "show":
+		return runMachinesShow(args[1:], stdout, stderr)
+	case "reprovision":
+		return runMachinesReprovision(args[1:], stdout, stderr)
+	}
+	machinesUsage(stderr)
+	if strings.HasPrefix(args[0], "-") {
+		return fmt.Errorf("%w: the verb (%s) comes before flags", errUsage, verbNames())
+	}
+	return fmt.Errorf("%w: unknown verb %q; want %s", errUsage, args[0], verbNames())
+}
+
+// verbFlagSet is the flag set of `machines <verb>`.
+func verbFlagSet(verb string, stderr io.Writer) *flag.FlagSet {
+	fs := newFlagSet("machines "+verb, stderr)
+	fs.Usage = func() {
+		for _, v := range machineVerbs {
+			if v.name == verb {
+				fmt.Fprintf(stderr, "usage: provisiond machines %s %s\n\n%s.\n\n", verb, v.args, v.summary)
+			}
+		}
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// oneID returns the single positional ID.
+func oneID(pos []string) (string, error) {
+	if len(pos) != 1 || pos[0] == "" {
+		return "", fmt.Errorf("%w: want exactly one machine ID (a MAC, UUID or Machine name)", errUsage)
+	}
+	return pos[0], nil
+}
+
+func runMachinesList(args []string, stdout, stderr io.Writer) error {
+	fs := verbFlagSet("list", stderr)
+	cf := addClientFlags(fs)
+	state := fs.String("state", "", "only machines in this lifecycle state")
+	labels := labelFlags{}
+	fs.Var(labels, "l", "only machines with label key=value (repeatable; all must match)")
+	fs.Var(labels, "label", "same as -l")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("%w: list takes no arguments, got %q", errUsage, pos)
+	}
+	if *state != "" && !store.State(*state).Valid() {
+		return fmt.Errorf("%w: --state %q: want one of %s", errUsage, *state, states())
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *state != "" {
+		q.Set("state", *state)
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		q.Add("label", k+"="+labels[k])
+	}
+	var list struct {
+		Machines []machineView `json:"machines"`
+	}
+	b, err := c.get("/machines", q, &list)
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	if cf.wantJSON() {
+		return printAPIJSON(stdout, b)
+	}
+	if len(list.Machines) == 0 {
+		fmt.Fprintln(stderr, "no machines")
+		return nil
+	}
+	return machineTable(stdout, list.Machines, time.Now())
+}
+
+func states() string {
+	all := []store.State{store.StateDiscovered, store.StateReady, store.StateProvisioning, store.StateInstalled, store.StateWiping, store.StateWiped}
+	s := make([]string, len(all))
+	for i, st := range all {
+		s[i] = string(st)
+	}
+	return strings.Join(s, ", ")
+}
+
+func runMachinesShow(args []string, stdout, stderr io.Writer) error {
+	fs := verbFlagSet("show", stderr)
+	cf := addClientFlags(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := oneID(pos)
+	if err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var m machineView
+	b, err := c.get("/machines/"+url.PathEscape(id), nil, &m)
+	if err != nil {
+		return fmt.Errorf("show %s: %w", printable(id), err)
+	}
+	if cf.wantJSON() {
+		return printAPIJSON(stdout, b)
+	}
+	return machineDetail(stdout, m, time.Now())
+}
+
+func runMachinesReprovision(args []string, stdout, stderr io.Writer) error {
+	fs := verbFlagSet("reprovision", stderr)
+	cf := addClientFlags(fs)
+	reason := fs.String("reason", "", "why, recorded in the reprovision event")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := oneID(pos)
+	if err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	body := struct {
+		Reason string `json:"reason,omitempty"`
+	}{*reason}
+	b, err := c.do(http.MethodPost, "/machines/"+url.PathEscape(id)+"/reprovision", nil, body)
+	if err != nil {
+		return fmt.Errorf("reprovision %s: %w", printable(id), err)
+	}
+	if cf.wantJSON() {
+		return printAPIJSON(stdout, b)
+	}
+	var m machineView
+	if err := decodeAnswer(b, &m); err != nil {
+		return fmt.Errorf("reprovision %s: %w", printable(id), err)
+	}
+	_, err = fmt.Fprintf(stdout, "%s: %s\n", machineName(m), printable(m.State))
+	return err
+}
+
+// eventsPageSize is how many events one request asks for: the API's maximum.
+const eventsPageSize = 1000
+
+func runEvents(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("events", stderr)
+	cf := addClientFlags(fs)
+	machine := fs.String("machine", "", "only this machine's events (a MAC, UUID or Machine name)")
+	since := fs.String("since", "", "only events since an RFC 3339 time or a duration ago, e.g. 1h")
+	limit := fs.Int("limit", 0, "at most this many events, oldest first (default: all)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: provisiond events [--machine ID] [--since 1h|RFC3339] [--limit N]\n\nThe event log, oldest first.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("%w: events takes no arguments, got %q", errUsage, pos)
+	}
+	if *since != "" {
+		if _, err := time.Parse(time.RFC3339, *since); err != nil {
+			if d, err := time.ParseDuration(*since); err != nil || d < 0 {
+				return fmt.Errorf("%w: --since %q: want an RFC 3339 time or a duration such as 1h", errUsage, *since)
+			}
+		}
+	}
+	if *limit < 0 {
+		return fmt.Errorf("%w: --limit %d: want a positive count, or 0 for all", errUsage, *limit)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *machine != "" {
+		q.Set("machine", *machine)
+	}
+	if *since != "" {
+		q.Set("since", *since)
+	}
+	events, raw, err := fetchEvents(c, q, *limit)
+	if err != nil {
+		return err
+	}
+	if cf.wantJSON() {
+		b, err := json.Marshal(map[string]any{"events": raw})
+		if err != nil {
+			return err
+		}
+		return printAPIJSON(stdout, b)
+	}
+	if len(events) == 0 {
+		fmt.Fprintln(stderr, "no events")
+		return nil
+	}
+	return eventTable(stdout, events)
+}
+
+// fetchEvents pages through /events with after=<last seq> until a page comes
+// back short or limit (0: no limit) events are in. It returns each event
+// decoded and as the API sent it.
+func fetchEvents(c *apiClient, q url.Values, limit int) ([]eventView, []json.RawMessage, error) {
+	return fetchEventsPaged(c, q, limit, eventsPageSize)
+}
+
+func fetchEventsPaged(c *apiClient, q url.Values, limit, pageSize int) ([]eventView, []json.RawMessage, error) {
+	var (
+		events []eventView
+		raw    = []json.RawMessage{}
+		after  uint64
+	)
+	for {
+		page := pageSize
+		if limit > 0 {
+			page = min(page, limit-len(events))
+		}
+		q.Set("limit", strconv.Itoa(page))
+		if after > 0 {
+			q.Set("after", strconv.FormatUint(after, 10))
+		}
+		var list struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		if _, err := c.get("/events", q, &list); err != nil {
+			return nil, nil, err
+		}
+		for _, r := range list.Events {
+			var e eventView
+			if err := decodeAnswer(r, &e); err != nil {
+				return nil, nil, err
+			}
+			if e.Seq <= after && after > 0 {
+				return nil, nil, fmt.Errorf("the API sent event %d after asking for events after %d; not paging on", e.Seq, after)
+			}
+			events = append(events, e)
+			raw = append(raw, r)
+		}
+		if len(list.Events) < page || (limit > 0 && len(events) >= limit) {
+			return events, raw, nil
+		}
+		after = events[len(events)-1].Seq
+	}
+}
