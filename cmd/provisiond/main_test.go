@@ -137,7 +137,8 @@ func TestBinaryHotReload(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	var logs lockedBuffer
-	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", t.TempDir(), "--http-addr", addr, "--reload-debounce", "200ms")
+	dataDir := t.TempDir()
+	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir, "--http-addr", addr, "--reload-debounce", "200ms")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -201,6 +202,27 @@ func TestBinaryHotReload(t *testing.T) {
 	if !strings.Contains(logs.String(), "all.yaml:10:") {
 		t.Errorf("the reload error is not logged with file:line")
 	}
+
+	// A second daemon on the same data dir fails fast and says why.
+	start := time.Now()
+	out, err := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir, "--http-addr", "127.0.0.1:0").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "is another provisiond running on this data dir?") {
+		t.Errorf("second daemon on the same data dir: %v\n%s\nwant exit 1 naming the lock", err, out)
+	}
+	t.Logf("second daemon gave up after %v", time.Since(start).Round(time.Millisecond))
+	if strings.Contains(logs.String(), "api-token") && strings.Contains(logs.String(), readFile(t, filepath.Join(dataDir, "api-token"))) {
+		t.Error("the daemon logged its API token")
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func TestServeFlagErrors(t *testing.T) {

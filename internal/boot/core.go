@@ -226,8 +226,7 @@ func (c *Core) Match(r Request) (profiles.Result, *profiles.Set, error) {
 // A DHCP packet carries no labels, so while labels-only Machines exist an
 // unmatched machine is booted too: its iPXE request may present their labels.
 func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
-	res, set, err := c.Match(r)
-	c.sighting(ctx, r, res, err)
+	_, set, err := c.Sighted(ctx, r)
 	switch {
 	case err == nil:
 		return true, nil
@@ -381,13 +380,15 @@ func (c *Core) bootFor(res profiles.Result, r Request, token string) ipxe.Boot {
 	return b
 }
 
-// sighting queues a record of r that nothing waits for: DHCP must answer at
-// once, and the machine's /ipxe request records it synchronously anyway.
-func (c *Core) sighting(ctx context.Context, r Request, res profiles.Result, matchErr error) {
-	if errors.Is(matchErr, ErrNoIdentity) || errors.Is(matchErr, ErrNotLoaded) {
-		return
+// Sighted matches r and queues a record of it that nothing waits for: DHCP and
+// /boot.ipxe must answer at once, and the machine's /ipxe request records it
+// synchronously anyway.
+func (c *Core) Sighted(ctx context.Context, r Request) (profiles.Result, *profiles.Set, error) {
+	res, set, err := c.Match(r)
+	if !errors.Is(err, ErrNoIdentity) && !errors.Is(err, ErrNotLoaded) {
+		c.seen.record(ctx, c.sightingOf(r, res))
 	}
-	c.seen.record(ctx, c.sightingOf(r, res))
+	return res, set, err
 }
 
 func describe(res profiles.Result) string {

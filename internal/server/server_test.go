@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
@@ -241,4 +243,31 @@ func FuzzBootQuery(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A chain request that names its machine puts it in the inventory.
+func TestChainScriptRecordsMachine(t *testing.T) {
+	core := newCore(t, "../../examples")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = core.Run(ctx) }()
+	ts := httptest.NewServer(New(Config{Core: core, AdvertiseURL: base}).Handler())
+	defer ts.Close()
+	if code, body, _ := get(t, ts, "/boot.ipxe?mac=52-54-00-00-00-42&platform=efi&arch=x86_64"); code != 200 {
+		t.Fatalf("GET /boot.ipxe = %d %s", code, body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := core.Machine(ctx, "52:54:00:00:00:42")
+		if err == nil {
+			if m.State != store.StateDiscovered || m.Arch != "efi-x86_64" {
+				t.Errorf("recorded %+v; want discovered efi-x86_64", m)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("machine not recorded: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
