@@ -256,7 +256,7 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 		log.Info("script refused: no profile for this machine", "error", err)
 		return "", err
 	}
-	if err := c.checkNeighbor(r); err != nil {
+	if err := c.checkNeighbor(ctx, r); err != nil {
 		c.refuse(ctx, r, err)
 		log.Warn("script refused", "reason", err.Reason, "ip", r.IP)
 		return "", err
@@ -317,8 +317,9 @@ func machineAttrs(r Request, res profiles.Result) []any {
 // checkNeighbor refuses an on-link requester whose address the kernel resolves
 // to another MAC than the one it claims: another host on the VLAN asking for
 // this machine's script or config.
-func (c *Core) checkNeighbor(r Request) *RefusedError {
-	if c.neighbors == nil || r.IP == "" || r.MAC == "" {
+// A request naming only a UUID is held to the MAC the inventory has for it.
+func (c *Core) checkNeighbor(ctx context.Context, r Request) *RefusedError {
+	if c.neighbors == nil || r.IP == "" {
 		return nil
 	}
 	ip, err := netip.ParseAddr(r.IP)
@@ -326,7 +327,16 @@ func (c *Core) checkNeighbor(r Request) *RefusedError {
 		return nil
 	}
 	mac, onLink, err := c.neighbors.Lookup(ip.Unmap())
-	if !onLink || (err == nil && mac == r.MAC) {
+	if !onLink {
+		return nil
+	}
+	claimed := r.MAC
+	if claimed == "" {
+		if m, merr := c.store.Machine(ctx, r.UUID); merr == nil {
+			claimed = m.MAC
+		}
+	}
+	if err == nil && claimed != "" && mac == claimed {
 		return nil
 	}
 	return &RefusedError{Reason: ReasonNeighbor}
@@ -334,13 +344,13 @@ func (c *Core) checkNeighbor(r Request) *RefusedError {
 
 // refuse records a refusal on the claimed machine, if the inventory knows it.
 func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) {
-	key := cmp.Or(r.MAC, r.UUID)
-	ev := refusal(e.Reason)
-	ev.MAC = key
-	ev.Fields["ip"] = r.IP
-	if _, err := c.store.Machine(ctx, key); err != nil {
+	m, err := c.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
+	if err != nil {
 		return
 	}
+	ev := refusal(e.Reason)
+	ev.MAC = m.MAC
+	ev.Fields["ip"] = r.IP
 	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
 		c.log.Warn("record refusal", "mac", r.MAC, "error", err)
 	}
@@ -435,7 +445,7 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
 		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
-	if e := c.checkNeighbor(r); e != nil {
+	if e := c.checkNeighbor(ctx, r); e != nil {
 		c.refuse(ctx, r, e)
 		log.Warn("config refused", "reason", e.Reason, "ip", r.IP)
 		return nil, nil, e

@@ -332,16 +332,18 @@ func TestNeighborCheck(t *testing.T) {
 	write(t, dir, "install.bu", lifecycleButane)
 	nb := fakeNeighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66"}
 	for _, tc := range []struct {
-		name   string
-		ip     string
-		pol    Policy
-		reason string
+		name     string
+		ip       string
+		pol      Policy
+		uuidOnly bool
+		reason   string
 	}{
 		{name: "on-link, MAC matches", ip: "10.0.0.5"},
 		{name: "on-link, another host", ip: "10.0.0.6", reason: ReasonNeighbor},
 		{name: "on-link, IPv4-mapped", ip: "::ffff:10.0.0.6", reason: ReasonNeighbor},
 		{name: "on-link, another host, check skipped", ip: "10.0.0.6", pol: Policy{SkipNeighborCheck: true}},
 		{name: "routed: nothing to check", ip: "192.0.2.7"},
+		{name: "on-link, UUID only, not in the inventory", ip: "10.0.0.5", uuidOnly: true, reason: ReasonNeighbor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newCore(t, dir, Config{Neighbors: nb, Policy: tc.pol})
@@ -349,6 +351,9 @@ func TestNeighborCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := Request{MAC: "52:54:00:00:00:01", IP: tc.ip}
+			if tc.uuidOnly {
+				r = Request{UUID: "11111111-2222-3333-4444-555555555555", IP: tc.ip}
+			}
 			_, err := c.Script(context.Background(), r)
 			if refusedFor(err) != tc.reason {
 				t.Fatalf("script: %v, want refusal %q", err, tc.reason)
