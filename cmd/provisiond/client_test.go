@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 const (
@@ -127,18 +127,6 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 type cliCase struct {
@@ -400,7 +388,7 @@ func TestClientMachinesReadOnly(t *testing.T) {
 		},
 		{
 			name:   "daemon not running",
-			args:   []string{"machines", "show", "node1", "--server", "http://" + closedAddr(t) + "/", "--token-file", d.tokenFile},
+			args:   []string{"machines", "show", "node1", "--server", "http://" + testutil.FreeAddr(t) + "/", "--token-file", d.tokenFile},
 			code:   1,
 			errOut: []string{"provisiond machines: show node1: cannot reach provisiond at http://127.0.0.1:", "connection refused"},
 		},

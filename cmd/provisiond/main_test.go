@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // lockedBuffer collects a child's output while the test reads it.
@@ -130,12 +131,7 @@ func TestBinaryHotReload(t *testing.T) {
 	const good = "kind: Profile\nname: p\nboot: {kernel: /assets/%s}\n---\nkind: Machine\nname: a\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
 	write(fmt.Sprintf(good, "v1"))
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t)
 	var logs lockedBuffer
 	dataDir := t.TempDir()
 	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir, "--http-addr", addr, "--reload-debounce", "200ms")

@@ -4,11 +4,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/provisiond/provisiond/internal/atomicfile"
 )
 
 // apiTokenName is the generated token's file in the data dir.
@@ -31,16 +34,14 @@ func apiToken(cfg serveConfig, log *slog.Logger) (string, error) {
 		return tok, err
 	}
 	tok = rand.Text() + rand.Text() // 256 bits
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Atomic: a crash while generating must not leave an empty token file
+	// that every later start refuses.
+	err = atomicfile.Write(path, func(w io.Writer) error {
+		_, err := io.WriteString(w, tok+"\n")
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("generate API token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("generate API token %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("generate API token %s: %w", path, err)
 	}
 	log.Info("generated an API token; clients read it with --token-file", "path", path)
 	return tok, nil

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/gob"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
+
+	"github.com/provisiond/provisiond/internal/atomicfile"
 )
 
 // cacheFileEntry is one persisted translation.
@@ -50,24 +52,8 @@ func (c *Cache) SaveFile(path string) error {
 	c.dirty = false
 	c.mu.Unlock()
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".translations-*")
+	err := atomicfile.Write(path, func(w io.Writer) error { return gob.NewEncoder(w).Encode(entries) })
 	if err != nil {
-		return fmt.Errorf("save translation cache: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	if err := gob.NewEncoder(w).Encode(entries); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save translation cache: %w", err)
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save translation cache: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save translation cache: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("save translation cache: %w", err)
 	}
 	return nil

@@ -1,0 +1,250 @@
+//go:build linux
+
+package reliability
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/testutil"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// binary builds ./cmd/provisiond of this module once per test binary. It is
+// built WITHOUT -race on purpose, even when the tests run under -race: the
+// race detector slows the daemon several times over, and the figures these
+// tests report must be the daemon's, not the detector's. (A -race in GOFLAGS
+// would still reach it.)
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		gomod, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = fmt.Errorf("go env GOMOD: %v", err)
+			return
+		}
+		if buildDir, err = os.MkdirTemp("", "provisiond-reliability-"); err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(buildDir, "provisiond")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/provisiond")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/provisiond: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// daemon is one run of `provisiond serve`.
+type daemon struct {
+	cmd     *exec.Cmd
+	base    string // http://127.0.0.1:PORT
+	logPath string // stdout and stderr
+	started time.Time
+	done    chan struct{} // closed once the process has exited
+	waitErr error         // valid after done
+}
+
+// startDaemon starts the binary on a fresh loopback port, logging to logPath.
+// The process dies with the test (Pdeathsig) and is killed in t.Cleanup.
+func startDaemon(t *testing.T, bin, profiles, dataDir, logPath string) *daemon {
+	t.Helper()
+	addr := testutil.FreeAddr(t)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close() // the child holds its own descriptor
+	d := &daemon{base: "http://" + addr, logPath: logPath, done: make(chan struct{})}
+	d.cmd = exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir,
+		"--http-addr", addr, "--advertise-url", d.base)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d.started = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start provisiond: %v", err)
+	}
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(d.kill)
+	return d
+}
+
+// kill SIGKILLs the daemon (if it still runs) and waits until it is gone.
+func (d *daemon) kill() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+// stop asks the daemon to shut down (SIGTERM) and waits up to timeout.
+func (d *daemon) stop(timeout time.Duration) error {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		return d.waitErr
+	case <-time.After(timeout):
+		d.kill()
+		return fmt.Errorf("did not exit within %v of SIGTERM", timeout)
+	}
+}
+
+// log returns what the daemon has written so far.
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+// waitHealthy polls /healthz until it answers 200 with status ok and returns
+// how long the daemon took from exec to healthy. The daemon exiting first,
+// or the timeout, is an error carrying its log.
+func (d *daemon) waitHealthy(timeout time.Duration) (time.Duration, error) {
+	c := &http.Client{Timeout: time.Second}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-d.done:
+			return 0, fmt.Errorf("provisiond exited before it was healthy (%v); its log:\n%s", d.waitErr, d.log())
+		default:
+		}
+		if resp, err := c.Get(d.base + "/healthz"); err == nil {
+			var h struct{ Status string }
+			err := json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK && h.Status == "ok" {
+				return time.Since(d.started), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("provisiond not healthy within %v; its log:\n%s", timeout, d.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// logProblems returns the daemon's log lines at level WARN and ERROR.
+func logProblems(log string) (warns, errs []string) {
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		switch line := sc.Text(); {
+		case strings.Contains(line, "level=ERROR"):
+			errs = append(errs, line)
+		case strings.Contains(line, "level=WARN"):
+			warns = append(warns, line)
+		}
+	}
+	return warns, errs
+}
+
+// apiToken reads the token the daemon generated in its data dir on first start.
+func apiToken(t *testing.T, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "api-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// apiMachine is the part of the API's machine object the tests check.
+type apiMachine struct {
+	MAC     string `json:"mac"`
+	State   string `json:"state"`
+	Machine string `json:"machine"`
+	Profile string `json:"profile"`
+}
+
+// listMachines returns GET /api/v1/machines by MAC.
+func listMachines(c *http.Client, base, token string) (map[string]apiMachine, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/api/v1/machines", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/machines: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var list struct{ Machines []apiMachine }
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("GET /api/v1/machines: %v", err)
+	}
+	out := make(map[string]apiMachine, len(list.Machines))
+	for _, m := range list.Machines {
+		if _, dup := out[m.MAC]; dup {
+			return nil, fmt.Errorf("GET /api/v1/machines lists %s twice", m.MAC)
+		}
+		out[m.MAC] = m
+	}
+	return out, nil
+}
+
+// isRefused reports whether err is a connection that never reached a server,
+// as opposed to a request cut off in flight.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// percentile of sorted durations, nearest rank.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
