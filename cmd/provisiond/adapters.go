@@ -8,6 +8,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/ident"
 )
 
 // dhcpBooter adapts the boot core to the proxyDHCP's Booter, so internal/dhcp
@@ -15,11 +16,19 @@ import (
 type dhcpBooter struct{ core *boot.Core }
 
 func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (bool, error) {
-	return b.core.BootPXE(ctx, boot.Request{
+	return b.core.BootPXE(ctx, dhcpRequest(c))
+}
+
+// dhcpRequest is what a DHCP client tells the boot core about itself.
+func dhcpRequest(c dhcp.Client) boot.Request {
+	r := boot.Request{
 		MAC:  c.MAC.String(), // net.HardwareAddr prints the canonical lower-case colon form
-		UUID: c.UUID,
 		Arch: dhcpArch(c),
-	})
+	}
+	if !ident.PlaceholderUUID(c.UUID) {
+		r.UUID = c.UUID
+	}
+	return r
 }
 
 // dhcpArch names a client's architecture in the inventory's vocabulary (boot.Arch).

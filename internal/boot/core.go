@@ -43,10 +43,13 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 )
 
-// RefusedError is a config request that failed a secrecy check (HTTP 403).
-type RefusedError struct{ Reason string }
+// RefusedError is a script or config request that failed a secrecy check (HTTP 403).
+type RefusedError struct {
+	What   string // "script" or "config"
+	Reason string // one of the Reason constants
+}
 
-func (e *RefusedError) Error() string { return "config refused: " + e.Reason }
+func (e *RefusedError) Error() string { return e.What + " refused: " + e.Reason }
 
 // Request identifies a machine asking for something. MAC and UUID are canonical
 // (package ident); at least one must be set.
@@ -256,7 +259,7 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 		log.Info("script refused: no profile for this machine", "error", err)
 		return "", err
 	}
-	if err := c.checkNeighbor(ctx, r); err != nil {
+	if err := c.checkNeighbor(ctx, r, "script"); err != nil {
 		c.refuse(ctx, r, err)
 		log.Warn("script refused", "reason", err.Reason, "ip", r.IP)
 		return "", err
@@ -318,7 +321,7 @@ func machineAttrs(r Request, res profiles.Result) []any {
 // to another MAC than the one it claims: another host on the VLAN asking for
 // this machine's script or config.
 // A request naming only a UUID is held to the MAC the inventory has for it.
-func (c *Core) checkNeighbor(ctx context.Context, r Request) *RefusedError {
+func (c *Core) checkNeighbor(ctx context.Context, r Request, what string) *RefusedError {
 	if c.neighbors == nil || r.IP == "" {
 		return nil
 	}
@@ -339,7 +342,7 @@ func (c *Core) checkNeighbor(ctx context.Context, r Request) *RefusedError {
 	if err == nil && claimed != "" && mac == claimed {
 		return nil
 	}
-	return &RefusedError{Reason: ReasonNeighbor}
+	return &RefusedError{What: what, Reason: ReasonNeighbor}
 }
 
 // refuse records a refusal on the claimed machine, if the inventory knows it.
@@ -348,7 +351,7 @@ func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) {
 	if err != nil {
 		return
 	}
-	ev := refusal(e.Reason)
+	ev := refusal(e.What, e.Reason)
 	ev.MAC = m.MAC
 	ev.Fields["ip"] = r.IP
 	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
@@ -445,7 +448,7 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
 		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
-	if e := c.checkNeighbor(ctx, r); e != nil {
+	if e := c.checkNeighbor(ctx, r, "config"); e != nil {
 		c.refuse(ctx, r, e)
 		log.Warn("config refused", "reason", e.Reason, "ip", r.IP)
 		return nil, nil, e
@@ -466,7 +469,7 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	}
 	if refused != "" {
 		log.Warn("config refused", "reason", refused, "ip", r.IP)
-		return nil, nil, &RefusedError{Reason: refused}
+		return nil, nil, &RefusedError{What: "config", Reason: refused}
 	}
 	log.Info("config served", "kind", string(kind), "ip", r.IP)
 	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), r.Token), nil

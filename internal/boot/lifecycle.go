@@ -24,6 +24,7 @@ const (
 	EventLocalBoot     = "boot-local"     // /ipxe told an installed boot-once machine to boot from disk
 	EventConfigServed  = "config-served"  // the session's config was handed out
 	EventConfigRefused = "config-refused" // a config request failed a secrecy check
+	EventScriptRefused = "script-refused" // an /ipxe request failed the neighbour check
 	EventInstalled     = "installed"      // phone-home closed the session
 	EventPhoneHomeDeny = "phone-home-refused"
 	EventReprovision   = "reprovision" // an operator sent the machine back to provisioning
@@ -51,7 +52,8 @@ type Policy struct {
 	SkipNeighborCheck bool
 }
 
-// newToken returns a fresh session token: 128 random bits, hex.
+// newToken returns a fresh session token: 128 random bits as 26 base32
+// characters (A-Z, 2-7), safe in URLs and headers unescaped.
 func newToken() string {
 	return rand.Text()
 }
@@ -128,7 +130,7 @@ func admitConfig(token string, pol Policy, now time.Time, refused *string) store
 			*refused = ReasonRefetch
 		}
 		if *refused != "" {
-			return []store.Event{refusal(*refused)}, nil
+			return []store.Event{refusal("config", *refused)}, nil
 		}
 		if p.ConfigServed.IsZero() {
 			p.ConfigServed = now
@@ -139,8 +141,13 @@ func admitConfig(token string, pol Policy, now time.Time, refused *string) store
 	}
 }
 
-func refusal(reason string) store.Event {
-	return store.Event{Type: EventConfigRefused, Message: "config refused: " + reason, Actor: "system", Fields: map[string]string{"reason": reason}}
+// refusal is the event for a refused script or config request.
+func refusal(what, reason string) store.Event {
+	typ := EventConfigRefused
+	if what == "script" {
+		typ = EventScriptRefused
+	}
+	return store.Event{Type: typ, Message: what + " refused: " + reason, Actor: "system", Fields: map[string]string{"reason": reason}}
 }
 
 // installed closes the session on phone-home: provisioning becomes installed and

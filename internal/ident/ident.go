@@ -76,3 +76,15 @@ func lower(c byte) byte {
 	}
 	return c
 }
+
+// Placeholder SMBIOS UUIDs that cheap boards ship on every unit: matching or
+// indexing on them would make all such machines one.
+var placeholderUUIDs = map[string]bool{
+	"00000000-0000-0000-0000-000000000000": true,
+	"ffffffff-ffff-ffff-ffff-ffffffffffff": true,
+	"03000200-0400-0500-0006-000700080009": true,
+}
+
+// PlaceholderUUID reports whether the canonical uuid is one of those
+// placeholders, which callers treat as no UUID at all.
+func PlaceholderUUID(uuid string) bool { return placeholderUUIDs[uuid] }

@@ -8,10 +8,17 @@ import (
 
 // ChainScript is served at /boot.ipxe to any iPXE: it asks for this machine's own
 // script, naming it by the identities iPXE knows. ${uuid} is the SMBIOS UUID.
+//
+// The machine's script returns only when it says "boot from disk"
+// (LocalBootScript). The chain script then exits non-zero, so that iPXE
+// reports a failed boot to the firmware, which moves on to its next boot
+// device. A plain `exit` counts as success: ipxe.efi's embedded script would
+// carry on with another DHCP and autoboot and end at its shell, never reaching
+// the disk.
 func ChainScript(baseURL string) string {
 	return "#!ipxe\n" +
 		"chain --autofree " + baseURL + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&arch=${buildarch}&platform=${platform} || goto failed\n" +
-		"exit\n" +
+		"exit 1\n" +
 		":failed\n" +
 		"echo provisiond: could not fetch the script for this machine, retrying in 10 s\n" +
 		"sleep 10\n" +
@@ -80,7 +87,9 @@ func initrdNames(urls []string) []string {
 
 // LocalBootScript makes iPXE give up network boot so the firmware boots the next
 // device, normally the installed disk. `exit` is the portable way: `sanboot` of a
-// local drive misbehaves on many UEFI firmwares.
+// local drive misbehaves on many UEFI firmwares. It exits with success so that
+// ChainScript's `|| goto failed` does not retry; ChainScript turns it into the
+// failure the firmware needs.
 func LocalBootScript(comment string) string {
 	return "#!ipxe\n# provisiond: " + strings.ReplaceAll(comment, "\n", " ") + "\nexit\n"
 }

@@ -13,14 +13,6 @@ import (
 // reserved query parameters are never treated as labels.
 var reserved = map[string]bool{"mac": true, "uuid": true, "arch": true, "platform": true, "token": true}
 
-// Placeholder SMBIOS UUIDs that cheap boards ship on every unit: matching on them
-// would hand one machine's config to all of them.
-var placeholderUUIDs = map[string]bool{
-	"00000000-0000-0000-0000-000000000000": true,
-	"ffffffff-ffff-ffff-ffff-ffffffffffff": true,
-	"03000200-0400-0500-0006-000700080009": true,
-}
-
 // ParseRequest reads a machine's identity from a boot-path query string. Empty
 // values are absent (iPXE expands an unknown ${uuid} to nothing); a value that is
 // present but malformed is a bad request rather than silently ignored.
@@ -38,7 +30,7 @@ func ParseRequest(q url.Values) (boot.Request, error) {
 		if err != nil {
 			return r, fmt.Errorf("%w: uuid %q is not a UUID", errBadRequest, truncate(v))
 		}
-		if !placeholderUUIDs[uuid] {
+		if !ident.PlaceholderUUID(uuid) { // would hand one machine's config to all of them
 			r.UUID = uuid
 		}
 	}

@@ -9,13 +9,23 @@
 // tiny test OS (the host's Debian cloud kernel and a busybox initramfs built
 // by the test) that provisiond serves from its assets directory; the test OS
 // fetches the ignition.config.url provisiond put on its kernel command line,
-// prints the config on the serial console and powers off.
+// prints the config on the serial console, phones home with the session token
+// and phone-home URL provisiond templated into that config (a systemd unit of
+// testdata/e2e.bu) and reboots. The profile is boot-once, so the VM's next
+// power-on must be told to boot from disk (iPXE `exit`; the VM has no disk).
 //
-// The test passes when each VM printed a valid Ignition 3.x config, rendered
-// from a Butane template, whose /etc/hostname is that VM's own hostname and
-// which names no other VM's: proof that provisiond told the two machines
-// apart, booted both firmware types and templated per machine. It logs the
-// seconds from power-on to config fetched for each VM.
+// For each VM the test checks: a valid Ignition 3.x config, rendered from a
+// Butane template, whose /etc/hostname is that VM's own hostname and which
+// names no other VM's (provisiond told the two machines apart, booted both
+// firmware types and templated per machine), whose phone-home unit names this
+// machine's installed URL and this boot's token; the phone-home accepted; the
+// machine `installed` in /api/v1 (asked with the API token serve generated);
+// then, on the second power-on, a boot-local event, no second session and no
+// second config fetch. While the BIOS VM's first session is open, the site's
+// DHCP host, another host on the same L2, asks for that VM's /ipxe and
+// /ignition in its name: both must be refused with 403 neighbor-mismatch and
+// leave the VM's session alone. It logs the seconds from power-on to config
+// fetched, to installed and (second power-on) to the boot-local event.
 //
 // Run it as root (it creates namespaces, a bridge and taps; every lab packet
 // stays inside them) on a host with iproute2, qemu-system-x86, ovmf,
@@ -25,8 +35,9 @@
 //	go test ./test/e2e/ -run TestPXEBoot -v -artifacts -outputdir /tmp/e2e
 //
 // Without root or those packages, or with -short, it skips. It needs no KVM:
-// under TCG the two VMs boot side by side in about 35 s (BIOS ~21 s, UEFI
-// ~32 s from power-on to config fetched). With -artifacts, each VM's serial
-// console and every daemon's log are kept under -outputdir/_artifacts; on
-// failure their last lines are in the test output either way.
+// under TCG the two VMs run side by side in about 65 s (BIOS ~22 s to config
+// fetched and installed, ~18.5 s for the second boot; UEFI ~35 s and ~22 s).
+// With -artifacts, each VM's serial console (both power-ons) and every
+// daemon's log are kept under -outputdir/_artifacts; on failure their last
+// lines, and each machine's events, are in the test output either way.
 package e2e

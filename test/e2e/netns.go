@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Addresses of the lab VLAN. They exist only inside the lab's namespaces.
@@ -205,6 +210,62 @@ func (l *lab) waitHTTP(d *daemon, ns, url string, timeout time.Duration) {
 		defer cancel()
 		return l.command(ctx, ns, "busybox", "wget", "-q", "-O", "/dev/null", url).Run() == nil
 	})
+}
+
+// httpClient returns an HTTP client whose connections are opened from inside
+// namespace ns, as a process on that host would open them: the lab's addresses
+// are reachable only there, and the source address (hence what the server's
+// neighbour table says about the peer) is that host's. Use IP literals only:
+// name resolution would run outside the namespace.
+func (l *lab) httpClient(ns string) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var conn net.Conn
+				err := inNetns(ns, func() error {
+					var err error
+					// A literal address is dialled on this goroutine, so the
+					// socket is created on the thread inNetns switched.
+					conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+					return err
+				})
+				return conn, err
+			},
+			// No connection outlives a request, so none can outlive the lab.
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+// inNetns runs fn on an OS thread switched into namespace ns (the file `ip
+// netns add` made). A socket belongs to the namespace it was created in, so
+// one made by fn keeps working there after the thread switches back.
+func inNetns(ns string, fn func() error) error {
+	target, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("netns of this thread: %w", err)
+	}
+	defer orig.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter netns %s: %w", ns, err)
+	}
+	fnErr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread is stuck in ns: it stays locked, so the runtime ends
+		// it with this goroutine instead of reusing it.
+		return fmt.Errorf("leave netns %s: %w", ns, err)
+	}
+	runtime.UnlockOSThread()
+	return fnErr
 }
 
 // startSiteDHCP runs the site's plain DHCP server: leases only, no PXE

@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"debug/elf"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -21,33 +26,78 @@ var labVMs = []vm{
 	{Name: "vm-uefi", MAC: "52:54:00:e2:e0:02", UUID: "12345678-1234-5678-1234-56789abcdef0", Hostname: "vm-uefi.e2e", UEFI: true},
 }
 
-// Power-on to config fetched, both VMs at once under TCG on 2 cores, measured
-// ~21 s for BIOS and ~32 s for UEFI (up to ~60 s on a loaded machine). The
-// margin covers a slow CI runner; a VM that never gets its config is killed
-// at this point.
-const bootTimeout = 240 * time.Second
+// The test OS at first boot fetches its config, phones home and reboots; the
+// second boot of a boot-once machine ends at iPXE's `exit`, with no kernel.
+// Under TCG on 2 cores, both VMs at once, measured from power-on: BIOS config
+// fetched ~22 s, installed ~22 s, second boot to boot-local ~18.5 s (Debian's
+// 2019 iPXE ROM spends ~16 s of it configuring IPv6); UEFI ~35 s, ~35 s,
+// ~22 s (up to twice that on a loaded machine). The margins cover a slow CI
+// runner; a VM that gets no further is killed at these points.
+const (
+	bootTimeout       = 240 * time.Second // first power-on until QEMU exits after the phone-home
+	secondBootTimeout = 150 * time.Second // second power-on until the boot-local event
+	// restGrace is how long the second boot may run on after the boot-local
+	// event, so that its console shows where iPXE's `exit` led (and that no
+	// kernel came); it ends early at one of secondBootEnds.
+	restGrace = 20 * time.Second
+	pollEvery = 250 * time.Millisecond
+)
 
 // advertiseURL is where the VMs reach the stack under test.
 const advertiseURL = "http://" + provAddr + ":8080"
+
+// phoneHomeUnit is the systemd unit of testdata/e2e.bu whose contents carry
+// the phone-home URL and token provisiond templated for the boot.
+const phoneHomeUnit = "provisiond-phone-home.service"
+
+// phonedHome starts the test OS's console line with the phone-home's status.
+const phonedHome = "PVD-PHONED-HOME"
+
+// secondBootEnds are where a second boot comes to rest after iPXE's `exit`
+// with no disk to boot: back in the firmware, or not.
+var secondBootEnds = []struct {
+	mark, meaning string
+	firmware      bool // the firmware has control again
+}{
+	{"No bootable device", "SeaBIOS tried every boot device", true},
+	{"UiApp", "OVMF's boot manager menu", true},
+	{"Shell>", "OVMF's UEFI shell", true},
+	{"iPXE>", "the iPXE shell: iPXE never handed the boot back to the firmware", false},
+}
+
+func secondBootMarks() []string {
+	var marks []string
+	for _, e := range secondBootEnds {
+		marks = append(marks, e.mark)
+	}
+	return marks
+}
+
+// neighborVictim is the index in labVMs of the VM another host on the VLAN
+// impersonates (see probeNeighbor).
+const neighborVictim = 0
 
 func TestPXEBoot(t *testing.T) {
 	runPXEBoot(t, startProvisiond)
 }
 
 // stack starts the PXE services under test (proxyDHCP, TFTP, HTTP) in the
-// lab's Prov namespace, serving tos to vms, and returns once they answer.
-// Whatever it starts must stop in t.Cleanup.
-type stack func(t *testing.T, l *lab, tos *testOS, vms []vm)
+// lab's Prov namespace, serving tos to vms, and returns once they answer,
+// with a client of its /api/v1. Whatever it starts must stop in t.Cleanup.
+type stack func(t *testing.T, l *lab, tos *testOS, vms []vm) *apiClient
 
 // runPXEBoot builds the lab, starts the stack under test next to the site's
-// DHCP server, PXE-boots every VM of labVMs at once and checks that each
-// printed an Ignition 3.x config whose /etc/hostname is its own hostname.
+// DHCP server and runs every VM of labVMs at once through a boot-once
+// install: PXE boot, config fetched, phone-home, installed, reboot, and a
+// second PXE boot told to boot from disk. Meanwhile another host on the VLAN
+// asks for one VM's script and config in its name.
 func runPXEBoot(t *testing.T, start stack) {
 	kernel, release, busybox := requireLab(t)
 	l := newLab(t)
 	tos := buildTestOS(t, kernel, release, busybox)
 	l.startSiteDHCP()
-	start(t, l, tos, labVMs)
+	api := start(t, l, tos, labVMs)
+	site := l.httpClient(l.Site)
 
 	// Both VMs at once: one emulated CPU each on the 2 cores.
 	// Every machine is wired up before any boots, so a failure while wiring
@@ -56,30 +106,207 @@ func runPXEBoot(t *testing.T, start stack) {
 	for i, v := range labVMs {
 		machines[i] = l.addMachine(v)
 	}
-	results := make([]bootResult, len(labVMs))
+	runs := make([]*vmRun, len(labVMs))
 	var wg sync.WaitGroup
 	for i, m := range machines {
-		wg.Go(func() { results[i] = m.boot(bootTimeout) })
+		var probe func() *neighborProbe
+		if i == neighborVictim {
+			probe = func() *neighborProbe { return probeNeighbor(site, api, m.MAC) }
+		}
+		wg.Go(func() { runs[i] = m.install(api, probe) })
 	}
 	wg.Wait()
 
 	for i, v := range labVMs {
 		t.Run(v.Name, func(t *testing.T) {
-			checkBoot(t, v, results[i])
+			checkRun(t, v, runs[i])
 		})
+	}
+	t.Run("neighbor-check", func(t *testing.T) {
+		checkNeighborProbe(t, labVMs[neighborVictim], runs[neighborVictim])
+	})
+}
+
+// vmRun is what one VM went through, as its consoles and the API showed it.
+type vmRun struct {
+	First, Second bootResult
+	// Installed is the time from the first power-on until the API showed
+	// the machine installed; BootLocal from the second power-on until the
+	// API showed its boot-local event. Zero if that never happened.
+	Installed, BootLocal time.Duration
+	Machine              apiMachine // at the end
+	Events               []apiEvent // the machine's, at the end
+	Probe                *neighborProbe
+	Errs                 []error // failures of the run itself: timeouts, API errors
+}
+
+// install takes the machine through a boot-once install and the boot after
+// it. probe, if not nil, runs once while its first boot's session is open
+// (or, if that is missed, as soon as the machine is seen installed).
+func (m *machine) install(api *apiClient, probe func() *neighborProbe) (r *vmRun) {
+	r = &vmRun{}
+	defer func() {
+		// Whatever happened, the end state is evidence.
+		var err error
+		if r.Machine, err = api.machine(m.MAC); err != nil {
+			r.Errs = append(r.Errs, err)
+		}
+		if r.Events, err = api.events(m.MAC); err != nil {
+			r.Errs = append(r.Errs, err)
+		}
+	}()
+
+	// First power-on: the test OS fetches its config, phones home and reboots.
+	p, err := m.powerOn(bootTimeout, ignitionEnd, phonedHome)
+	if err != nil {
+		r.Errs = append(r.Errs, err)
+		return r
+	}
+	err = p.poll("the API to show the machine installed", func() (bool, error) {
+		mach, err := api.machine(m.MAC)
+		if err != nil {
+			return false, err
+		}
+		if probe != nil && r.Probe == nil && ((mach.State == "provisioning" && mach.sessionOpen()) || mach.State == "installed") {
+			r.Probe = probe()
+		}
+		return mach.State == "installed", nil
+	})
+	if err == nil {
+		r.Installed = p.elapsed()
+	}
+	r.First = p.wait()
+	if probe != nil && r.Probe == nil {
+		r.Probe = probe()
+	}
+	if err != nil {
+		r.Errs = append(r.Errs, err)
+		return r
+	}
+	if r.First.Err != nil {
+		// Installed, but the reboot did not come: nothing to boot again.
+		return r
+	}
+
+	// Second power-on, as after the reboot: /ipxe must answer `exit`.
+	p, err = m.powerOn(secondBootTimeout, secondBootMarks()...)
+	if err != nil {
+		r.Errs = append(r.Errs, err)
+		return r
+	}
+	err = p.poll("a boot-local event", func() (bool, error) {
+		events, err := api.events(m.MAC)
+		return len(ofType(events, "boot-local")) > 0, err
+	})
+	if err == nil {
+		r.BootLocal = p.elapsed()
+		p.waitMark(restGrace, secondBootMarks()...)
+	} else {
+		r.Errs = append(r.Errs, err)
+	}
+	r.Second = p.powerOff()
+	return r
+}
+
+// poll calls cond every pollEvery until it reports true. It fails when QEMU
+// exits first (after one last call, as the machine may have finished just
+// before) or its timeout passes; an error of cond is retried, and shown if
+// it is still the last word.
+func (p *power) poll(what string, cond func() (bool, error)) error {
+	var last error
+	check := func() bool {
+		ok, err := cond()
+		if err != nil {
+			last = err
+		}
+		return ok && err == nil
+	}
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		if check() {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-p.done:
+			if check() {
+				return nil
+			}
+			return fmt.Errorf("%s: QEMU exited after %.1f s without %s%s", p.name, p.elapsed().Seconds(), what, lastErr(last))
+		case <-p.ctx.Done():
+			return fmt.Errorf("%s: no %s within %v%s", p.name, what, p.timeout, lastErr(last))
+		}
 	}
 }
 
-// checkBoot checks what one VM printed: its own config, and nobody else's.
-func checkBoot(t *testing.T, v vm, r bootResult) {
-	if r.Err != nil {
-		t.Error(r.Err)
+func lastErr(err error) string {
+	if err == nil {
+		return ""
 	}
-	raw, err := ignitionConfig(r.Serial)
+	return fmt.Sprintf(" (last API error: %v)", err)
+}
+
+// waitMark waits up to d, QEMU's exit or the first of marks on the console.
+func (p *power) waitMark(d time.Duration, marks ...string) {
+	deadline := time.After(d)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		for _, mark := range marks {
+			if _, ok := p.con.marked(mark); ok {
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-p.done:
+			return
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// checkRun checks one VM's install: the first boot got its own config with
+// this session's phone-home URL and token and phoned home; the API showed
+// it installed; the second boot was told to boot from disk and fetched no
+// config.
+func checkRun(t *testing.T, v vm, r *vmRun) {
+	for _, err := range r.Errs {
+		t.Error(err)
+	}
+	if r.First.Err != nil {
+		t.Errorf("first boot: %v", r.First.Err)
+	}
+	if r.Second.Err != nil {
+		t.Errorf("second boot: %v", r.Second.Err)
+	}
+	t.Logf("%s: first power-on to config fetched %s, to installed (API) %s; second power-on to boot-local event (API) %s",
+		v.Name, seconds(r.First.Fetched()), seconds(r.Installed), seconds(r.BootLocal))
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s: machine at the end: %s", v.Name, r.Machine)
+			for _, e := range r.Events {
+				t.Logf("%s: event %s", v.Name, e)
+			}
+		}
+	}()
+
+	token := checkConfig(t, v, r.First.Serial)
+	checkPhoneHome(t, r.First.Serial, token)
+	checkLocalBoot(t, v, r)
+}
+
+// checkConfig checks the config the first boot printed: its own, and nobody
+// else's, with a phone-home unit naming this machine and the token of the
+// boot's session (the one on its kernel command line). It returns that token.
+func checkConfig(t *testing.T, v vm, serial string) (token string) {
+	t.Helper()
+	raw, err := ignitionConfig(serial)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s: %.1f s from power-on to config fetched", v.Name, r.Fetched.Seconds())
 	config, err := parseIgnition(raw)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, raw)
@@ -96,6 +323,246 @@ func checkBoot(t *testing.T, v vm, r bootResult) {
 			t.Errorf("config mentions %s, another machine's hostname:\n%s", other.Hostname, raw)
 		}
 	}
+
+	token, err = cmdlineToken(serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit, err := config.unitContents(phoneHomeUnit)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+	wantURL := advertiseURL + "/api/v1/machines/" + strings.ReplaceAll(v.MAC, ":", "-") + "/installed"
+	for _, want := range []string{
+		"Environment=PHONE_HOME_URL=" + wantURL + "\n",
+		"Environment=PHONE_HOME_TOKEN=" + token + "\n",
+	} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("served %s lacks %q (the session token is the one of ignition.config.url):\n%s", phoneHomeUnit, strings.TrimSpace(want), unit)
+		}
+	}
+	return token
+}
+
+// sessionToken is what /ipxe puts in the config URL: 128 random bits, base32.
+var sessionToken = regexp.MustCompile(`^[A-Z2-7]{26}$`)
+
+// cmdlineToken returns the session token of the ignition.config.url the
+// test OS found on its kernel command line.
+func cmdlineToken(serial string) (string, error) {
+	line, ok := consoleLine(serial, "PVD-IGNITION-URL ")
+	if !ok {
+		return "", errors.New("no PVD-IGNITION-URL line on the serial console")
+	}
+	u, err := url.Parse(line)
+	if err != nil {
+		return "", fmt.Errorf("ignition.config.url %q: %w", line, err)
+	}
+	token := u.Query().Get("token")
+	if !sessionToken.MatchString(token) {
+		return "", fmt.Errorf("ignition.config.url %q: token %q is not 26 characters of A-Z2-7", line, token)
+	}
+	return token, nil
+}
+
+// consoleLine returns the rest of the first console line that starts with
+// prefix.
+func consoleLine(serial, prefix string) (string, bool) {
+	for line := range strings.Lines(strings.ReplaceAll(serial, "\r", "")) {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
+}
+
+// checkPhoneHome checks the test OS's phone-home was accepted.
+func checkPhoneHome(t *testing.T, serial, token string) {
+	t.Helper()
+	status, ok := consoleLine(serial, phonedHome+" ")
+	if !ok {
+		t.Fatalf("no %s line on the serial console: the test OS did not phone home", phonedHome)
+	}
+	if status != "200" {
+		t.Fatalf("phone-home with the session token %s answered %s, want 200", token, status)
+	}
+}
+
+// checkLocalBoot checks the machine's lifecycle as the API recorded it: one
+// session, its config served once, installed by the machine's phone-home,
+// then a boot from disk whose console shows no kernel and no config fetch.
+func checkLocalBoot(t *testing.T, v vm, r *vmRun) {
+	t.Helper()
+	if r.Machine.State != "installed" {
+		t.Errorf("state at the end is %q, want installed", r.Machine.State)
+	}
+	if p := r.Machine.Provisioning; p == nil || p.SessionOpen || p.ConfigFetches != 1 {
+		t.Errorf("provisioning at the end is %+v, want the session closed after 1 config fetch", p)
+	}
+	for _, want := range []struct {
+		typ string
+		n   int
+	}{{"provisioning", 1}, {"config-served", 1}, {"installed", 1}} {
+		if got := ofType(r.Events, want.typ); len(got) != want.n {
+			t.Errorf("%d %s events, want %d: %v", len(got), want.typ, want.n, got)
+		}
+	}
+	for _, e := range append(ofType(r.Events, "script-refused"), ofType(r.Events, "config-refused")...) {
+		// The probe's refusals are checked by checkNeighborProbe.
+		if e.Fields["ip"] != siteAddr {
+			t.Errorf("a request of the machine itself was refused: %v", e)
+		}
+	}
+	if got := ofType(r.Events, "phone-home-refused"); len(got) > 0 {
+		t.Errorf("phone-home refused: %v", got)
+	}
+	installed := ofType(r.Events, "installed")
+	for _, e := range installed {
+		if e.Actor != "machine" {
+			t.Errorf("installed by %q, want by the machine's phone-home: %v", e.Actor, e)
+		}
+	}
+
+	// The API's account must match what the second boot's console shows.
+	second := printable([]byte(r.Second.Serial))
+	for _, s := range []string{"PVD-IGNITION-URL", ignitionBegin, "Linux version"} {
+		if strings.Contains(second, s) {
+			t.Errorf("second boot's console shows %q: it booted the test OS again instead of the disk:\n%s", s, tail(second, 30))
+		}
+	}
+	local := ofType(r.Events, "boot-local")
+	if len(local) == 0 {
+		t.Fatal("no boot-local event: the second /ipxe did not answer with the boot-from-disk script")
+	}
+	if len(installed) > 0 && local[0].Seq < installed[0].Seq {
+		t.Errorf("boot-local event %v before the installed event %v", local[0], installed[0])
+	}
+	// Where the boot went after `exit`. Only SeaBIOS is sure to get control
+	// back: ipxe.efi runs its own embedded script around provisiond's.
+	rest, at := "", time.Duration(0)
+	for _, e := range secondBootEnds {
+		if d, ok := r.Second.Marks[e.mark]; ok && (rest == "" || d < at) {
+			rest, at = e.mark, d
+		}
+	}
+	if rest == "" {
+		t.Errorf("%s: second boot showed none of %q within %v of the boot-local event:\n%s", v.Name, secondBootMarks(), restGrace, tail(second, 30))
+	}
+	// One boot-from-disk answer: iPXE handed the boot back to the firmware
+	// instead of running DHCP and autoboot again (ipxe.efi's embedded script).
+	if len(local) != 1 {
+		t.Errorf("%s: %d boot-local events, want 1: iPXE asked again instead of returning to the firmware: %v", v.Name, len(local), local)
+	}
+	for _, e := range secondBootEnds {
+		if e.mark != rest {
+			continue
+		}
+		t.Logf("%s: second boot came to rest %s after power-on at %q: %s", v.Name, seconds(at), e.mark, e.meaning)
+		if !e.firmware {
+			t.Errorf("%s: the boot-from-disk answer never reached the firmware, so a real machine would not boot its disk:\n%s", v.Name, tail(second, 30))
+		}
+	}
+}
+
+// neighborProbe is what another host on the VLAN (the site's DHCP server)
+// got when it asked for a VM's script and config in that VM's name.
+type neighborProbe struct {
+	Answers []probeAnswer
+	// Before and After are the victim as the API showed it around the
+	// probe; the session must be the same one.
+	Before, After apiMachine
+	Err           error
+}
+
+type probeAnswer struct {
+	URL    string
+	Status int
+	Body   string
+	Err    error
+}
+
+// probeNeighbor asks, from the site's host, for mac's /ipxe script and its
+// /ignition config with a made-up token. The stack must refuse both on the
+// neighbour check (10.99.0.1 resolves to the site's MAC, not mac) without
+// touching mac's session: run during that session, the machine's own config
+// fetch and phone-home must still work.
+func probeNeighbor(site *http.Client, api *apiClient, mac string) *neighborProbe {
+	pr := &neighborProbe{}
+	pr.Before, pr.Err = api.machine(mac)
+	for _, path := range []string{
+		"/ipxe?" + url.Values{"mac": {mac}}.Encode(),
+		"/ignition?" + url.Values{"mac": {mac}, "token": {"X"}}.Encode(),
+	} {
+		a := probeAnswer{URL: advertiseURL + path}
+		resp, err := site.Get(a.URL)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			a.Status, a.Body = resp.StatusCode, strings.TrimSpace(string(body))
+		}
+		a.Err = err
+		pr.Answers = append(pr.Answers, a)
+	}
+	if pr.Err == nil {
+		pr.After, pr.Err = api.machine(mac)
+	}
+	return pr
+}
+
+// checkNeighborProbe checks the impersonation was refused on the neighbour
+// check, recorded as such, and did not open, close or reissue the victim's
+// session.
+func checkNeighborProbe(t *testing.T, v vm, r *vmRun) {
+	pr := r.Probe
+	if pr == nil {
+		t.Fatal("the probe did not run")
+	}
+	if pr.Err != nil {
+		t.Error(pr.Err)
+	}
+	for _, a := range pr.Answers {
+		switch {
+		case a.Err != nil:
+			t.Errorf("GET %s from %s: %v", a.URL, siteAddr, a.Err)
+		case a.Status != http.StatusForbidden || !strings.Contains(a.Body, "neighbor-mismatch"):
+			t.Errorf("GET %s from %s: %d %q, want 403 with neighbor-mismatch", a.URL, siteAddr, a.Status, a.Body)
+		default:
+			t.Logf("GET %s from %s: %d %q", a.URL, siteAddr, a.Status, a.Body)
+		}
+	}
+	b, a := pr.Before, pr.After
+	t.Logf("%s during the probe: state %s -> %s, session open %v -> %v", v.Name, b.State, a.State, b.sessionOpen(), a.sessionOpen())
+	if b.State != "provisioning" || !b.sessionOpen() {
+		t.Logf("%s: the probe missed the open session (state %q): it only shows the refusal", v.Name, b.State)
+	}
+	if b.Provisioning != nil && a.Provisioning != nil && !b.Provisioning.IssuedAt.Equal(a.Provisioning.IssuedAt) {
+		t.Errorf("%s's session was reissued by the refused requests: issued_at %v -> %v", v.Name, b.Provisioning.IssuedAt, a.Provisioning.IssuedAt)
+	}
+	if b.State == "provisioning" && a.State != "provisioning" && a.State != "installed" {
+		t.Errorf("%s went from provisioning to %s during the probe", v.Name, a.State)
+	}
+
+	// Each refusal is on record with the requester's address.
+	var refused []apiEvent
+	for _, e := range append(ofType(r.Events, "script-refused"), ofType(r.Events, "config-refused")...) {
+		if e.Fields["ip"] != siteAddr {
+			continue // checkRun's business
+		}
+		if e.Fields["reason"] != "neighbor-mismatch" {
+			t.Errorf("%s refused the probe for another reason than the neighbour check: %v", v.Name, e)
+		}
+		refused = append(refused, e)
+	}
+	if len(refused) != len(pr.Answers) && b.State != "" {
+		t.Errorf("%d neighbor-mismatch refusals from %s on record, want %d: %v", len(refused), siteAddr, len(pr.Answers), refused)
+	}
+}
+
+func seconds(d time.Duration) string {
+	if d == 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
 }
 
 // requireLab skips the test unless this host can run the lab, and returns the
@@ -103,7 +570,7 @@ func checkBoot(t *testing.T, v vm, r bootResult) {
 func requireLab(t *testing.T) (kernel, release, busybox string) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("boots two emulated VMs (~35 s, minutes on a loaded host); skipped in -short mode")
+		t.Skip("boots two emulated VMs twice each (~65 s, minutes on a loaded host); skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, a bridge and tap devices")
@@ -156,17 +623,25 @@ func isStatic(path string) bool {
 
 // startProvisiond is the stack under test: provisiond alone, built from this
 // checkout, doing proxyDHCP, TFTP and HTTP on the Prov namespace's eth0.
-func startProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm) {
+func startProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm) *apiClient {
 	bin := buildProvisiond(t)
 	profiles := writeProfiles(t, tos, vms)
+	data := t.TempDir()
 	d := l.start(l.Prov, "provisiond", bin, "serve",
 		"--profiles", profiles,
-		"--data-dir", t.TempDir(),
+		"--data-dir", data,
 		"--assets", tos.Dir,
 		"--http-addr", provAddr+":8080",
 		"--advertise-url", advertiseURL,
 		"--dhcp-interface", "eth0")
 	l.waitHTTP(d, l.Prov, advertiseURL+"/healthz", 30*time.Second)
+	// Without --api-token-file, serve generates the operator's token here.
+	token, err := os.ReadFile(filepath.Join(data, "api-token"))
+	if err != nil {
+		t.Fatalf("API token: %v", err)
+	}
+	// The operator asks from the provisioner's own host.
+	return &apiClient{base: advertiseURL + "/api/v1", token: strings.TrimSpace(string(token)), http: l.httpClient(l.Prov)}
 }
 
 // buildProvisiond compiles ./cmd/provisiond of the module this test is in.
@@ -186,8 +661,9 @@ func buildProvisiond(t *testing.T) string {
 }
 
 // writeProfiles writes the profiles directory provisiond serves: one
-// profile booting the test OS with a Butane config (testdata/e2e.bu) that
-// templates each machine's hostname, and one Machine per VM.
+// boot-once profile booting the test OS with a Butane config (testdata/e2e.bu)
+// that templates each machine's hostname and its phone-home URL and token,
+// and one Machine per VM.
 func writeProfiles(t *testing.T, tos *testOS, vms []vm) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -204,6 +680,7 @@ boot:
   args: [console=ttyS0, panic=10]
 config:
   butane: e2e.bu
+once: true
 `, tos.Kernel, tos.Initrd)
 	for _, v := range vms {
 		match := fmt.Sprintf("{mac: %q}", v.MAC)

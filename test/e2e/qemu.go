@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,23 +30,28 @@ type vm struct {
 	UEFI     bool
 }
 
-// bootResult is what one VM showed on its serial console.
+// bootResult is what one power-on of a VM showed on its serial console.
 type bootResult struct {
 	Serial string
-	// Fetched is the time from QEMU's start to the end of the config on the
-	// console; zero if it never got there.
-	Fetched time.Duration
-	Err     error // QEMU's own failure or timeout
+	// Marks holds, for each marker the power-on watched for that appeared,
+	// the time from QEMU's start to its first appearance.
+	Marks map[string]time.Duration
+	Err   error // QEMU's own failure or timeout
 }
 
+// Fetched is the time from power-on to the end of the config on the console;
+// zero if it never got there.
+func (r bootResult) Fetched() time.Duration { return r.Marks[ignitionEnd] }
+
 // machine is a vm wired into the lab: a tap port on the bridge and a serial
-// log. Both are made on the test's goroutine, so that boot, which only runs
+// log. Both are made on the test's goroutine, so that powerOn, which only runs
 // QEMU, can run on its own.
 type machine struct {
 	vm
-	lab    *lab
-	tap    string
-	serial *os.File
+	lab      *lab
+	tap      string
+	serial   *os.File
+	powerOns int
 }
 
 func (l *lab) addMachine(v vm) *machine {
@@ -54,16 +61,33 @@ func (l *lab) addMachine(v vm) *machine {
 	return &machine{vm: v, lab: l, tap: l.addTap(), serial: serial}
 }
 
-// boot powers the machine on and waits until it powers itself off (the test
-// OS does after printing its config) or timeout passes.
-func (m *machine) boot(timeout time.Duration) bootResult {
+// power is one power-on of a machine: a QEMU process that runs until the
+// guest powers off or reboots (-no-reboot turns both into QEMU's exit), its
+// timeout passes, or powerOff is called.
+type power struct {
+	name    string
+	timeout time.Duration
+	con     *console
+	cancel  context.CancelFunc
+	ctx     context.Context
+	done    chan struct{} // closed when QEMU has exited
+	err     error         // Wait's result, once done is closed
+	killed  atomic.Bool   // powerOff ended it
+}
+
+// powerOn starts the machine's QEMU, which PXE-boots (it has no disk), and
+// watches its console for marks. The console of every power-on goes to the
+// same serial log, each after a header line.
+func (m *machine) powerOn(timeout time.Duration, marks ...string) (*power, error) {
 	args := []string{
 		"qemu-system-x86_64", "-accel", "tcg", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		// Tells SeaBIOS to print on the serial port too, so the BIOS VM's
 		// console shows iPXE's progress, not only the kernel's.
 		"-machine", "graphics=off",
-		// The test OS ends with poweroff -f, a panic reboots: both end QEMU.
+		// The test OS ends with reboot -f (after phoning home) or poweroff
+		// -f (on failure), a panic reboots: each ends QEMU, and a further
+		// boot is a new power-on.
 		"-no-reboot",
 		"-netdev", "tap,id=n0,ifname=" + m.tap + ",script=no,downscript=no",
 	}
@@ -82,48 +106,104 @@ func (m *machine) boot(timeout time.Duration) bootResult {
 			"-device", "virtio-net-pci,netdev=n0,mac="+m.MAC)
 	}
 
+	m.powerOns++
+	fmt.Fprintf(m.serial, "\n==== %s: power-on %d (%s) ====\n", m.Name, m.powerOns, time.Now().Format(time.TimeOnly))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+	p := &power{name: m.Name, timeout: timeout, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	p.con = &console{start: time.Now(), tee: m.serial, marks: marks}
 	cmd := m.lab.command(ctx, m.lab.Switch, args...)
-	con := &console{start: time.Now(), tee: m.serial}
-	cmd.Stdout, cmd.Stderr = con, con
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%s still running after %v: %w", m.Name, timeout, ctx.Err())
-	} else if err != nil {
-		err = fmt.Errorf("qemu %s: %w", m.Name, err)
+	cmd.Stdout, cmd.Stderr = p.con, p.con
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start qemu %s: %w", m.Name, err)
 	}
-	serial, fetched := con.result()
-	return bootResult{Serial: serial, Fetched: fetched, Err: err}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
 }
 
-// console collects a VM's serial output and notes when the end marker of the
-// config first appears.
+// elapsed is the time since power-on.
+func (p *power) elapsed() time.Duration { return time.Since(p.con.start) }
+
+// wait waits until QEMU exits on its own or its timeout kills it.
+func (p *power) wait() bootResult {
+	<-p.done
+	return p.result()
+}
+
+// powerOff ends QEMU if it still runs, like pulling the plug.
+func (p *power) powerOff() bootResult {
+	select {
+	case <-p.done:
+	default:
+		p.killed.Store(true)
+		p.cancel()
+		<-p.done
+	}
+	return p.result()
+}
+
+func (p *power) result() bootResult {
+	defer p.cancel()
+	var err error
+	switch {
+	case p.killed.Load():
+	case p.ctx.Err() != nil:
+		err = fmt.Errorf("%s still running after %v: %w", p.name, p.timeout, p.ctx.Err())
+	case p.err != nil:
+		err = fmt.Errorf("qemu %s: %w", p.name, p.err)
+	}
+	serial, marks := p.con.result()
+	return bootResult{Serial: serial, Marks: marks, Err: err}
+}
+
+// console collects a VM's serial output and notes when each of marks first
+// appears.
 type console struct {
 	start time.Time
 	tee   io.Writer
+	marks []string
 
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	fetched time.Duration
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	seen map[string]time.Duration
 }
 
 func (c *console) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Search only what can hold a marker that ends in p.
-	from := max(0, c.buf.Len()-len(ignitionEnd))
+	n := c.buf.Len()
 	c.buf.Write(p)
-	if c.fetched == 0 && bytes.Contains(c.buf.Bytes()[from:], []byte(ignitionEnd)) {
-		c.fetched = time.Since(c.start)
+	for _, mark := range c.marks {
+		if _, ok := c.seen[mark]; ok {
+			continue
+		}
+		// Search only what can hold a marker that ends in p.
+		from := max(0, n-len(mark))
+		if bytes.Contains(c.buf.Bytes()[from:], []byte(mark)) {
+			if c.seen == nil {
+				c.seen = make(map[string]time.Duration)
+			}
+			c.seen[mark] = time.Since(c.start)
+		}
 	}
 	return c.tee.Write(p)
 }
 
-func (c *console) result() (string, time.Duration) {
+// marked returns when mark first appeared, if it has.
+func (c *console) marked(mark string) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.buf.String(), c.fetched
+	d, ok := c.seen[mark]
+	return d, ok
+}
+
+func (c *console) result() (string, map[string]time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String(), maps.Clone(c.seen)
 }
 
 // ignitionConfig returns the config the test OS printed between its markers.
@@ -160,6 +240,23 @@ type ignition struct {
 			} `json:"contents"`
 		} `json:"files"`
 	} `json:"storage"`
+	Systemd struct {
+		Units []struct {
+			Name     string `json:"name"`
+			Enabled  *bool  `json:"enabled"`
+			Contents string `json:"contents"`
+		} `json:"units"`
+	} `json:"systemd"`
+}
+
+// unitContents returns the contents of the systemd unit name in the config.
+func (c *ignition) unitContents(name string) (string, error) {
+	for _, u := range c.Systemd.Units {
+		if u.Name == name {
+			return u.Contents, nil
+		}
+	}
+	return "", fmt.Errorf("no systemd unit %s in the config", name)
 }
 
 // fileContents returns the contents of the file at path in the config.

@@ -37,7 +37,8 @@ var virtioModules = []string{
 }
 
 // testOS is a kernel and an initramfs that, booted with ignition.config.url=,
-// prints the config it fetched on the serial console and powers off.
+// prints the config it fetched on the serial console, phones home to the URL
+// the config names and reboots (see testdata/init.sh).
 type testOS struct {
 	// Dir holds exactly the two files Kernel and Initrd name, so it can be
 	// served as an assets directory.

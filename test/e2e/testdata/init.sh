@@ -1,8 +1,10 @@
 #!/bin/busybox sh
-# /init of the e2e test OS: bring up the virtio NIC, lease an address from the
-# site's DHCP server, fetch the Ignition config named on the kernel command line
-# and print it between markers on the serial console, then power off (QEMU runs
-# with -no-reboot, so the VM process exits and the test can wait for it).
+# /init of the e2e test OS, a stand-in for an OS installer: bring up the virtio
+# NIC, lease an address from the site's DHCP server, fetch the Ignition config
+# named on the kernel command line and print it between markers on the serial
+# console, phone home to provisiond as the config says, then reboot (QEMU runs
+# with -no-reboot, so the VM process exits and the test can wait for it). On
+# any failure it prints PVD-E2E-FAIL and powers off.
 
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -49,4 +51,23 @@ echo PVD-IGNITION-BEGIN
 cat /tmp/config.ign
 echo
 echo PVD-IGNITION-END
-poweroff -f
+
+# Phone home the way the config's provisiond-phone-home.service would on a
+# real install: POST to the PHONE_HOME_URL it names with its PHONE_HOME_TOKEN,
+# both filled in by provisiond for this boot. In the JSON the unit's contents
+# are one string: a value ends at the escaped newline's backslash.
+value() { grep -o "$1"'=[^\" ]*' /tmp/config.ign | head -n 1 | cut -d= -f2-; }
+home=$(value PHONE_HOME_URL)
+token=$(value PHONE_HOME_TOKEN)
+[ -n "$home" ] && [ -n "$token" ] || fail "no PHONE_HOME_URL and PHONE_HOME_TOKEN in the config"
+echo "PVD-PHONE-HOME $home"
+# -S prints the status line on stderr; wget fails on anything but 2xx.
+wget -S -q -O /tmp/phone-home.out --header "Authorization: Bearer $token" --post-data '' "$home" 2>/tmp/phone-home.err
+status=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' /tmp/phone-home.err | tail -n 1)
+echo "PVD-PHONED-HOME ${status:-none}"
+if [ "$status" != 200 ]; then
+	cat /tmp/phone-home.err /tmp/phone-home.out
+	fail "phone-home answered ${status:-nothing}"
+fi
+# The install is done: boot again, now from "disk" as provisiond will say.
+reboot -f

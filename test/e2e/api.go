@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// apiClient is the operator's view of the stack under test: its /api/v1,
+// asked with the API bearer token from the host it runs on.
+type apiClient struct {
+	base  string // e.g. http://10.99.0.2:8080/api/v1
+	token string
+	http  *http.Client
+}
+
+// apiMachine is the part of GET /api/v1/machines/{id} the test reads.
+type apiMachine struct {
+	MAC          string `json:"mac"`
+	State        string `json:"state"` // "" while the machine has never been seen
+	Provisioning *struct {
+		SessionOpen   bool      `json:"session_open"`
+		IssuedAt      time.Time `json:"issued_at"`
+		ConfigFetches int       `json:"config_fetches"`
+	} `json:"provisioning"`
+}
+
+// sessionOpen reports whether the machine has a provisioning session whose
+// token a config request or a phone-home may present.
+func (m apiMachine) sessionOpen() bool {
+	return m.Provisioning != nil && m.Provisioning.SessionOpen
+}
+
+func (m apiMachine) String() string {
+	if m.Provisioning == nil {
+		return fmt.Sprintf("%s state %q", m.MAC, m.State)
+	}
+	p := m.Provisioning
+	return fmt.Sprintf("%s state %q, session open %v, issued %s, config fetches %d",
+		m.MAC, m.State, p.SessionOpen, p.IssuedAt.Format("15:04:05.000"), p.ConfigFetches)
+}
+
+// apiEvent is one entry of GET /api/v1/events.
+type apiEvent struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"type"`
+	Message string            `json:"message"`
+	Actor   string            `json:"actor"` // system, machine or api
+	Fields  map[string]string `json:"fields"`
+}
+
+func (e apiEvent) String() string {
+	return fmt.Sprintf("#%d %s %s by %s: %s %v", e.Seq, e.Time.Format("15:04:05.000"), e.Type, e.Actor, e.Message, e.Fields)
+}
+
+// machine returns machine id as the API shows it; a machine the stack has
+// never seen has State "".
+func (a *apiClient) machine(id string) (apiMachine, error) {
+	var m apiMachine
+	code, err := a.get("/machines/"+url.PathEscape(id), &m)
+	if code == http.StatusNotFound {
+		return apiMachine{}, nil
+	}
+	return m, err
+}
+
+// events returns machine id's events, oldest first.
+func (a *apiClient) events(id string) ([]apiEvent, error) {
+	var list struct {
+		Events []apiEvent `json:"events"`
+	}
+	_, err := a.get("/events?"+url.Values{"machine": {id}}.Encode(), &list)
+	return list.Events, err
+}
+
+// get decodes the JSON answer to GET path into v. Anything but 200 is an
+// error, which still returns the status.
+func (a *apiClient) get(path string, v any) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("api: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("api: GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, fmt.Errorf("api: GET %s: %s: %.300s", path, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return resp.StatusCode, fmt.Errorf("api: GET %s: %w: %.300s", path, err, body)
+	}
+	return resp.StatusCode, nil
+}
+
+// ofType returns the events of type typ.
+func ofType(events []apiEvent, typ string) []apiEvent {
+	var out []apiEvent
+	for _, e := range events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
