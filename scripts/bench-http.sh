@@ -43,13 +43,16 @@ end
 LUA
 # /ipxe first: it opens the sessions /ignition needs.
 for path in /ipxe /ignition; do
+  [ "$path" = /ipxe ] && printf '/ipxe at -c64: %s req/s\n' "$(wrk -t2 -c64 -d3s -s "$work/rand.lua" "http://127.0.0.1:$PORT$path" | awk '/Requests\/sec/ {print $2}')"
   out=$(wrk -t2 -c16 -d"$DUR" --latency -s "$work/rand.lua" "http://127.0.0.1:$PORT$path")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   printf '%-10s %s req/s, p99 %s (wrk -c16 %s)%s\n' "$path" "$rps" "$p99" "$DUR" "${non2xx:+  non-2xx: $non2xx (machines wrk never booted)}"
 done
-printf 'RSS after load: %s MiB\n' "$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
+# File-backed RSS is mostly the store's mmap: page cache the kernel can reclaim.
+printf 'RSS after load: %s MiB (anonymous %s, file-backed %s)\n' "$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)" \
+  "$(awk '/RssAnon/ {printf "%.1f", $2/1024}' /proc/$pid/status)" "$(awk '/RssFile/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
 printf 'peak RSS: %s MiB\n' "$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$pid/status)"
 
 # Full reload: change the template so every machine re-translates.
