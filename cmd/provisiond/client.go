@@ -18,6 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 const (
@@ -193,41 +196,6 @@ func decodeAnswer(b []byte, v any) error {
 	return nil
 }
 
-// The API's JSON, as the client reads it.
-
-type machineView struct {
-	MAC          string            `json:"mac"`
-	UUID         string            `json:"uuid"`
-	Arch         string            `json:"arch"`
-	IP           string            `json:"ip"`
-	Machine      string            `json:"machine"`
-	Profile      string            `json:"profile"`
-	State        string            `json:"state"`
-	Labels       map[string]string `json:"labels"`
-	FirstSeen    time.Time         `json:"first_seen"`
-	LastSeen     time.Time         `json:"last_seen"`
-	Provisioning *provisioningView `json:"provisioning"`
-}
-
-type provisioningView struct {
-	Profile       string    `json:"profile"`
-	SessionOpen   bool      `json:"session_open"`
-	IssuedAt      time.Time `json:"issued_at"`
-	ConfigServed  time.Time `json:"config_served"`
-	ConfigFetches int       `json:"config_fetches"`
-	Installed     time.Time `json:"installed"`
-}
-
-type eventView struct {
-	Seq     uint64            `json:"seq"`
-	Time    time.Time         `json:"time"`
-	MAC     string            `json:"mac"`
-	Type    string            `json:"type"`
-	Message string            `json:"message"`
-	Actor   string            `json:"actor"`
-	Fields  map[string]string `json:"fields"`
-}
-
 // Rendering.
 
 // printAPIJSON prints the API's JSON indented; b is valid JSON (do checks).
@@ -308,19 +276,19 @@ func labelList(labels map[string]string) string {
 }
 
 // machineTable prints machines as NAME MAC UUID ARCH IP PROFILE STATE LAST-SEEN.
-func machineTable(w io.Writer, ms []machineView, now time.Time) error {
+func machineTable(w io.Writer, ms []api.Machine, now time.Time) error {
 	tw := newTabWriter(w)
 	fmt.Fprintln(tw, "NAME\tMAC\tUUID\tARCH\tIP\tPROFILE\tSTATE\tLAST-SEEN")
 	for _, m := range ms {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			tableCell(m.Machine), tableCell(m.MAC), tableCell(m.UUID), tableCell(m.Arch), tableCell(m.IP),
-			tableCell(m.Profile), tableCell(m.State), ageString(m.LastSeen, now))
+			tableCell(m.Profile), tableCell(string(m.State)), ageString(m.LastSeen, now))
 	}
 	return tw.Flush()
 }
 
 // machineDetail prints one machine as key: value lines.
-func machineDetail(w io.Writer, m machineView, now time.Time) error {
+func machineDetail(w io.Writer, m api.Machine, now time.Time) error {
 	var buf bytes.Buffer
 	tw := newTabWriter(&buf)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
@@ -330,7 +298,7 @@ func machineDetail(w io.Writer, m machineView, now time.Time) error {
 	line("arch", tableCell(m.Arch))
 	line("ip", tableCell(m.IP))
 	line("profile", tableCell(m.Profile))
-	line("state", tableCell(m.State))
+	line("state", tableCell(string(m.State)))
 	line("labels", labelList(m.Labels))
 	line("first seen", timeWithAge(m.FirstSeen, now))
 	line("last seen", timeWithAge(m.LastSeen, now))
@@ -363,7 +331,7 @@ func yesNo(b bool) string {
 }
 
 // machineName is "name (mac)", or the MAC of a machine no Machine claims.
-func machineName(m machineView) string {
+func machineName(m api.Machine) string {
 	if m.Machine == "" {
 		return printable(m.MAC)
 	}
@@ -371,7 +339,7 @@ func machineName(m machineView) string {
 }
 
 // eventTable prints events as TIME SEQ MAC TYPE ACTOR MESSAGE.
-func eventTable(w io.Writer, es []eventView) error {
+func eventTable(w io.Writer, es []store.Event) error {
 	tw := newTabWriter(w)
 	fmt.Fprintln(tw, "TIME\tSEQ\tMAC\tTYPE\tACTOR\tMESSAGE")
 	for _, e := range es {

@@ -334,7 +334,7 @@ func TestClientMachinesReadOnly(t *testing.T) {
 			name: "show json",
 			args: d.args(show(node1MAC), "-o", "json"),
 			check: func(t *testing.T, out string) {
-				v := decodeJSON[machineView](t, out)
+				v := decodeJSON[api.Machine](t, out)
 				if v.MAC != node1MAC || v.Machine != "node1" || v.Provisioning == nil || !v.Provisioning.SessionOpen || v.Provisioning.Profile != "p" {
 					t.Errorf("machine = %+v", v)
 				}
@@ -476,7 +476,7 @@ func TestMachinesReprovision(t *testing.T) {
 			name: "reprovision json",
 			args: d.args([]string{"machines", "reprovision", node1UUID, "-o", "json"}),
 			check: func(t *testing.T, out string) {
-				if v := decodeJSON[machineView](t, out); v.MAC != node1MAC || v.State != "provisioning" {
+				if v := decodeJSON[api.Machine](t, out); v.MAC != node1MAC || v.State != "provisioning" {
 					t.Errorf("machine = %+v", v)
 				}
 			},
@@ -549,7 +549,7 @@ func TestEventsCommand(t *testing.T) {
 			args: d.args([]string{"events", "--machine", "52-54-00-00-00-01", "--since", "1h", "-o", "json"}),
 			check: func(t *testing.T, out string) {
 				v := decodeJSON[struct {
-					Events []eventView `json:"events"`
+					Events []store.Event `json:"events"`
 				}](t, out)
 				if len(v.Events) != node1Events {
 					t.Fatalf("%d events; want %d", len(v.Events), node1Events)
@@ -582,7 +582,7 @@ func TestEventsCommand(t *testing.T) {
 			args: d.args([]string{"events", "--limit", "2", "-o", "json"}),
 			check: func(t *testing.T, out string) {
 				v := decodeJSON[struct {
-					Events []eventView `json:"events"`
+					Events []store.Event `json:"events"`
 				}](t, out)
 				if len(v.Events) != 2 || v.Events[0].Seq != all[0].Seq || v.Events[1].Seq != all[1].Seq {
 					t.Errorf("events = %+v; want the first 2", v.Events)

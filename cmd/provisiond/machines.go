@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -121,7 +122,7 @@ func runMachinesList(args []string, stdout, stderr io.Writer) error {
 		q.Add("label", k+"="+labels[k])
 	}
 	var list struct {
-		Machines []machineView `json:"machines"`
+		Machines []api.Machine `json:"machines"`
 	}
 	b, err := c.get("/machines", q, &list)
 	if err != nil {
@@ -146,22 +147,29 @@ func states() string {
 	return strings.Join(s, ", ")
 }
 
-func runMachinesShow(args []string, stdout, stderr io.Writer) error {
-	fs := verbFlagSet("show", stderr)
-	cf := addClientFlags(fs)
+// parseIDVerb parses a verb that names one machine and returns the id with a
+// client for the daemon.
+func parseIDVerb(fs *flag.FlagSet, cf *clientFlags, args []string) (string, *apiClient, error) {
 	pos, err := parse(fs, args)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	id, err := oneID(pos)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	c, err := cf.client()
+	return id, c, err
+}
+
+func runMachinesShow(args []string, stdout, stderr io.Writer) error {
+	fs := verbFlagSet("show", stderr)
+	cf := addClientFlags(fs)
+	id, c, err := parseIDVerb(fs, cf, args)
 	if err != nil {
 		return err
 	}
-	var m machineView
+	var m api.Machine
 	b, err := c.get("/machines/"+url.PathEscape(id), nil, &m)
 	if err != nil {
 		return fmt.Errorf("show %s: %w", printable(id), err)
@@ -176,15 +184,7 @@ func runMachinesReprovision(args []string, stdout, stderr io.Writer) error {
 	fs := verbFlagSet("reprovision", stderr)
 	cf := addClientFlags(fs)
 	reason := fs.String("reason", "", "why, recorded in the reprovision event")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	id, err := oneID(pos)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	id, c, err := parseIDVerb(fs, cf, args)
 	if err != nil {
 		return err
 	}
@@ -198,11 +198,11 @@ func runMachinesReprovision(args []string, stdout, stderr io.Writer) error {
 	if cf.wantJSON() {
 		return printAPIJSON(stdout, b)
 	}
-	var m machineView
+	var m api.Machine
 	if err := decodeAnswer(b, &m); err != nil {
 		return fmt.Errorf("reprovision %s: %w", printable(id), err)
 	}
-	_, err = fmt.Fprintf(stdout, "%s: %s\n", machineName(m), printable(m.State))
+	_, err = fmt.Fprintf(stdout, "%s: %s\n", machineName(m), printable(string(m.State)))
 	return err
 }
 
@@ -268,13 +268,13 @@ func runEvents(args []string, stdout, stderr io.Writer) error {
 // fetchEvents pages through /events with after=<last seq> until a page comes
 // back short or limit (0: no limit) events are in. It returns each event
 // decoded and as the API sent it.
-func fetchEvents(c *apiClient, q url.Values, limit int) ([]eventView, []json.RawMessage, error) {
+func fetchEvents(c *apiClient, q url.Values, limit int) ([]store.Event, []json.RawMessage, error) {
 	return fetchEventsPaged(c, q, limit, eventsPageSize)
 }
 
-func fetchEventsPaged(c *apiClient, q url.Values, limit, pageSize int) ([]eventView, []json.RawMessage, error) {
+func fetchEventsPaged(c *apiClient, q url.Values, limit, pageSize int) ([]store.Event, []json.RawMessage, error) {
 	var (
-		events []eventView
+		events []store.Event
 		raw    = []json.RawMessage{}
 		after  uint64
 	)
@@ -294,7 +294,7 @@ func fetchEventsPaged(c *apiClient, q url.Values, limit, pageSize int) ([]eventV
 			return nil, nil, err
 		}
 		for _, r := range list.Events {
-			var e eventView
+			var e store.Event
 			if err := decodeAnswer(r, &e); err != nil {
 				return nil, nil, err
 			}

@@ -9,7 +9,8 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-type eventList struct {
+// EventList is the answer to GET /events.
+type EventList struct {
 	Events []store.Event `json:"events"`
 }
 
@@ -53,7 +54,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if es == nil {
 		es = []store.Event{}
 	}
-	writeJSON(w, http.StatusOK, eventList{Events: es})
+	writeJSON(w, http.StatusOK, EventList{Events: es})
 }
 
 func parseSince(v string, now time.Time) (time.Time, error) {

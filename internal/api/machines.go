@@ -13,9 +13,10 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-// machineJSON is a machine as the API shows it. It is its own type so that
-// the store's encoding can change without breaking clients.
-type machineJSON struct {
+// Machine is a machine as the API shows it, in the wire format the CLI
+// decodes too. It is its own type so that the store's encoding can change
+// without breaking clients.
+type Machine struct {
 	MAC          string            `json:"mac"`
 	UUID         string            `json:"uuid,omitempty"`
 	Arch         string            `json:"arch,omitempty"`
@@ -26,11 +27,11 @@ type machineJSON struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	FirstSeen    time.Time         `json:"first_seen"`
 	LastSeen     time.Time         `json:"last_seen"`
-	Provisioning *provisioningJSON `json:"provisioning,omitempty"`
+	Provisioning *Provisioning     `json:"provisioning,omitempty"`
 }
 
-// provisioningJSON is the current session, without its token.
-type provisioningJSON struct {
+// Provisioning is a machine's current session, without its token.
+type Provisioning struct {
 	Profile       string    `json:"profile,omitempty"`
 	SessionOpen   bool      `json:"session_open"`
 	IssuedAt      time.Time `json:"issued_at,omitzero"`
@@ -39,15 +40,16 @@ type provisioningJSON struct {
 	Installed     time.Time `json:"installed,omitzero"`
 }
 
-func toJSON(m store.Machine) machineJSON {
-	return machineJSON{
+func toJSON(m store.Machine) Machine {
+	return Machine{
 		MAC: m.MAC, UUID: m.UUID, Arch: m.Arch, IP: m.LastIP, Machine: m.Name, Profile: m.Profile,
 		State: m.State, Labels: m.Labels, FirstSeen: m.FirstSeen, LastSeen: m.LastSeen,
 	}
 }
 
-type machineList struct {
-	Machines []machineJSON `json:"machines"`
+// MachineList is the answer to GET /machines.
+type MachineList struct {
+	Machines []Machine `json:"machines"`
 }
 
 // listMachines serves GET /machines, optionally filtered by ?state= and
@@ -73,7 +75,7 @@ func (a *api) listMachines(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := machineList{Machines: []machineJSON{}}
+	out := MachineList{Machines: []Machine{}}
 	for _, m := range ms {
 		if (state == "" || m.State == state) && hasLabels(m.Labels, labels) {
 			out.Machines = append(out.Machines, toJSON(m))
@@ -104,7 +106,7 @@ func (a *api) getMachine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := toJSON(m)
-	out.Provisioning = &provisioningJSON{
+	out.Provisioning = &Provisioning{
 		Profile: p.Profile, SessionOpen: p.TokenHash != "", IssuedAt: p.IssuedAt,
 		ConfigServed: p.ConfigServed, ConfigFetches: p.ConfigFetches, Installed: p.Installed,
 	}

@@ -141,6 +141,19 @@ systemd:
         WantedBy=multi-user.target
 `
 
+// lifecycleCore is a loaded Core serving lifecycleProfiles.
+func lifecycleCore(t *testing.T, cfg Config) (*Core, *store.DB) {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	c, db := newCore(t, dir, cfg)
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	return c, db
+}
+
 var tokenInScript = regexp.MustCompile(`token=([A-Z0-9]+)`)
 
 // script fetches r's script and returns it with the session token it carries.
@@ -177,13 +190,7 @@ func refusedFor(err error) string {
 // One machine through the whole boot-once lifecycle, with the secrecy checks
 // on the way.
 func TestBootOnceLifecycle(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "p.yaml", lifecycleProfiles)
-	write(t, dir, "install.bu", lifecycleButane)
-	c, db := newCore(t, dir, Config{})
-	if err := c.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	c, db := lifecycleCore(t, Config{})
 	ctx := context.Background()
 	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
 	withToken := func(tok string) Request { r := n1; r.Token = tok; return r }
@@ -260,13 +267,7 @@ func TestBootOnceLifecycle(t *testing.T) {
 }
 
 func TestLifecycleEdges(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "p.yaml", lifecycleProfiles)
-	write(t, dir, "install.bu", lifecycleButane)
-	c, db := newCore(t, dir, Config{})
-	if err := c.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	c, db := lifecycleCore(t, Config{})
 	ctx := context.Background()
 
 	t.Run("a profile without once netboots again after install", func(t *testing.T) {
@@ -327,9 +328,6 @@ func (f fakeNeighbors) Lookup(ip netip.Addr) (string, bool, error) {
 }
 
 func TestNeighborCheck(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "p.yaml", lifecycleProfiles)
-	write(t, dir, "install.bu", lifecycleButane)
 	nb := fakeNeighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66"}
 	for _, tc := range []struct {
 		name     string
@@ -346,10 +344,7 @@ func TestNeighborCheck(t *testing.T) {
 		{name: "on-link, UUID only, not in the inventory", ip: "10.0.0.5", uuidOnly: true, reason: ReasonNeighbor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _ := newCore(t, dir, Config{Neighbors: nb, Policy: tc.pol})
-			if err := c.Reload(); err != nil {
-				t.Fatal(err)
-			}
+			c, _ := lifecycleCore(t, Config{Neighbors: nb, Policy: tc.pol})
 			r := Request{MAC: "52:54:00:00:00:01", IP: tc.ip}
 			if tc.uuidOnly {
 				r = Request{UUID: "11111111-2222-3333-4444-555555555555", IP: tc.ip}
@@ -372,13 +367,7 @@ func TestNeighborCheck(t *testing.T) {
 
 // Explain shows the script with a placeholder, never a live token.
 func TestExplainOpensNoSession(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "p.yaml", lifecycleProfiles)
-	write(t, dir, "install.bu", lifecycleButane)
-	c, db := newCore(t, dir, Config{})
-	if err := c.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	c, db := lifecycleCore(t, Config{})
 	_, s, err := c.Explain(Request{MAC: "52:54:00:00:00:01"})
 	if err != nil {
 		t.Fatal(err)
