@@ -227,10 +227,8 @@ func runEvents(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: events takes no arguments, got %q", errUsage, pos)
 	}
 	if *since != "" {
-		if _, err := time.Parse(time.RFC3339, *since); err != nil {
-			if d, err := time.ParseDuration(*since); err != nil || d < 0 {
-				return fmt.Errorf("%w: --since %q: want an RFC 3339 time or a duration such as 1h", errUsage, *since)
-			}
+		if _, err := api.ParseSince(*since, time.Now()); err != nil {
+			return fmt.Errorf("%w: --%v", errUsage, err)
 		}
 	}
 	if *limit < 0 {

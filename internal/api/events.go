@@ -23,7 +23,10 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	eq := store.EventQuery{MAC: q.Get("machine"), Limit: maxEvents}
 	if v := q.Get("since"); v != "" {
-		since, err := parseSince(v, time.Now())
+		since, err := ParseSince(v, time.Now())
+		if err != nil {
+			err = fmt.Errorf("%w: %v", errBadRequest, err)
+		}
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -57,12 +60,14 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, EventList{Events: es})
 }
 
-func parseSince(v string, now time.Time) (time.Time, error) {
+// ParseSince reads a ?since= value (the CLI's --since too): an RFC 3339 time,
+// or a duration back from now such as "1h".
+func ParseSince(v string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
 	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("%w: since %q: want an RFC 3339 time or a duration such as 1h", errBadRequest, v)
+	return time.Time{}, fmt.Errorf("since %q: want an RFC 3339 time or a duration such as 1h", v)
 }

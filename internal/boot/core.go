@@ -252,16 +252,18 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 		return "", err
 	}
 	log := c.log.With(machineAttrs(r, res)...)
+	// Checked before anything is recorded: another host must not even
+	// rewrite what the inventory says about a machine.
+	if e := c.checkNeighbor(ctx, r, "script"); e != nil {
+		c.refuse(ctx, r, e)
+		log.Warn("script refused", "reason", e.Reason, "ip", r.IP)
+		return "", e
+	}
 	if err != nil {
 		if _, _, serr := c.record(ctx, r, res, sighted); serr != nil {
 			return "", serr
 		}
 		log.Info("script refused: no profile for this machine", "error", err)
-		return "", err
-	}
-	if err := c.checkNeighbor(ctx, r, "script"); err != nil {
-		c.refuse(ctx, r, err)
-		log.Warn("script refused", "reason", err.Reason, "ip", r.IP)
 		return "", err
 	}
 	token := newToken()

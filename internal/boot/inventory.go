@@ -39,10 +39,10 @@ func newSightings(inv store.Store) *sightings {
 // record queues s unless an identical sighting was written recently. It blocks
 // only when the writers are far behind, and never past ctx.
 func (s *sightings) record(ctx context.Context, m store.Machine) {
-	if s == nil || m.MAC == "" {
+	if m.MAC == "" {
 		return // the store keys machines by MAC; a UUID-only request is not recorded
 	}
-	key := m.UUID + "|" + m.Arch + "|" + m.LastIP + "|" + m.Name + "|" + m.Profile + "|" + string(m.State)
+	key := m.UUID + "|" + m.Arch + "|" + m.LastIP + "|" + m.Name + "|" + m.Profile
 	now := time.Now()
 	s.mu.Lock()
 	if w, ok := s.last[m.MAC]; ok && w.key == key && now.Sub(w.at) < refreshSighting {

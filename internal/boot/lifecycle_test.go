@@ -365,6 +365,24 @@ func TestNeighborCheck(t *testing.T) {
 	}
 }
 
+// A refused script request writes nothing about the machine it claims to be,
+// even one without a profile, which is otherwise recorded as discovered.
+func TestNeighborRefusalRecordsNothing(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", good) // no Default
+	c, db := newCore(t, dir, Config{Neighbors: fakeNeighbors{"10.0.0.6": "52:54:00:00:00:66"}})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Script(context.Background(), Request{MAC: "52:54:00:00:00:02", IP: "10.0.0.6"})
+	if refusedFor(err) != ReasonNeighbor {
+		t.Fatalf("script: %v, want %s", err, ReasonNeighbor)
+	}
+	if m, err := db.Machine(context.Background(), "52:54:00:00:00:02"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused request recorded %+v (%v)", m, err)
+	}
+}
+
 // Explain shows the script with a placeholder, never a live token.
 func TestExplainOpensNoSession(t *testing.T) {
 	c, db := lifecycleCore(t, Config{})
