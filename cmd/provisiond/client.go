@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/user"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -136,6 +137,9 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "provisiond/"+version)
+	if u, err := user.Current(); err == nil {
+		req.Header.Set(api.ActorHeader, u.Username)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

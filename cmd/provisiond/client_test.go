@@ -466,7 +466,7 @@ func TestMachinesReprovision(t *testing.T) {
 			args: d.args([]string{"events", "--machine", "node1"}),
 			check: func(t *testing.T, out string) {
 				row := rowOf(t, out, "reprovision")
-				if len(row) < 6 || row[2] != node1MAC || row[3] != "reprovision" || row[4] != "api" ||
+				if len(row) < 6 || row[2] != node1MAC || row[3] != "reprovision" || !strings.HasSuffix(row[4], "api@127.0.0.1") ||
 					strings.Join(row[5:], " ") != "installed -> provisioning: disk swapped" {
 					t.Errorf("reprovision event row = %q", row)
 				}
@@ -500,7 +500,7 @@ func TestEventsCommand(t *testing.T) {
 	d := newTestDaemon(t)
 	// More events than a page holds below, so that paging is seen.
 	for i := range 3 {
-		if _, err := d.core.Reprovision(context.Background(), node1MAC, "test", "round "+string(rune('a'+i))); err != nil {
+		if _, _, err := d.core.Reprovision(context.Background(), node1MAC, "test", "round "+string(rune('a'+i)), false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,11 +18,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/neigh"
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/tftp"
@@ -42,6 +44,10 @@ type serveConfig struct {
 	LogLevel       string
 	LogFormat      string
 	APITokenFile   string
+	SecretKeyFile  string
+	WipeProfile    string
+	BMCTimeout     time.Duration
+	BMCParallel    int
 	Policy         boot.Policy
 }
 
@@ -60,6 +66,10 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.APITokenFile, "api-token-file", "", "file holding the /api/v1 bearer token (default: <data-dir>/api-token, generated on first start)")
+	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "file holding the key that seals BMC credentials set through the API (default: <data-dir>/secret-key, generated on first start; back it up apart from the database)")
+	fs.StringVar(&c.WipeProfile, "wipe-profile", "", "Profile that POST /machines/{id}/wipe boots; empty disables wipe")
+	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", 30*time.Second, "time limit of one BMC operation (login, calls, logout)")
+	fs.IntVar(&c.BMCParallel, "bmc-parallel", 16, "how many BMCs are talked to at once")
 	fs.BoolVar(&c.Policy.AllowConfigWithoutToken, "allow-config-without-token", false, "RISK: serve /ignition and /config without the session token, to anyone who names a booting machine's MAC")
 	fs.BoolVar(&c.Policy.AllowConfigRefetch, "allow-config-refetch", false, "RISK: serve a config more than once per provisioning, so a leaked config URL works until the session ends")
 	fs.BoolVar(&c.Policy.SkipNeighborCheck, "skip-neighbor-check", false, "RISK: do not check that an on-link requester's IP resolves to the MAC it claims (needed behind a reverse proxy on the same L2)")
@@ -75,6 +85,12 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.AssetsDir == "" {
 		c.AssetsDir = filepath.Join(c.DataDir, "assets")
+	}
+	if c.SecretKeyFile == "" {
+		c.SecretKeyFile = filepath.Join(c.DataDir, "secret-key")
+	}
+	if c.BMCTimeout <= 0 || c.BMCParallel <= 0 {
+		return c, fmt.Errorf("%w: --bmc-timeout and --bmc-parallel must be positive", errUsage)
 	}
 	host, port, err := net.SplitHostPort(c.HTTPAddr)
 	if err != nil {
@@ -199,6 +215,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	secrets, created, err := seal.LoadOrCreate(cfg.SecretKeyFile)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("generated the key that seals BMC credentials; back it up apart from the database", "path", cfg.SecretKeyFile)
+	}
 
 	core := boot.New(boot.Config{
 		ProfilesDir:  cfg.ProfilesDir,
@@ -207,6 +230,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		Neighbors:    neigh.New(),
 		Policy:       cfg.Policy,
 		CacheFile:    filepath.Join(cfg.DataDir, "translations.cache"),
+		BMC:          bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
+		Secrets:      secrets,
+		WipeProfile:  cfg.WipeProfile,
 		Logger:       log,
 	})
 	if cfg.Policy != (boot.Policy{}) {

@@ -27,8 +27,15 @@ type Backend interface {
 	Machines(ctx context.Context) ([]store.Machine, error)
 	Machine(ctx context.Context, id string) (store.Machine, error)
 	Provisioning(ctx context.Context, id string) (store.Provisioning, error)
-	Reprovision(ctx context.Context, id, actor, reason string) (store.Machine, error)
+	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
+	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Installed(ctx context.Context, id, token string, viaAPI bool) (store.Machine, error)
+	PowerStatus(ctx context.Context, id string) boot.PowerResult
+	Power(ctx context.Context, id, action, actor string) boot.PowerResult
+	BulkPower(ctx context.Context, req boot.BulkRequest) ([]boot.PowerResult, error)
+	MachineBMC(ctx context.Context, id string) (boot.BMCInfo, error)
+	SetBMC(ctx context.Context, id, address, user, password, actor string) (boot.BMCInfo, error)
+	DeleteBMC(ctx context.Context, id, actor string) error
 	Events(ctx context.Context, q store.EventQuery) ([]store.Event, error)
 	Status() *boot.ReloadStatus
 	Profiles() *profiles.Set
@@ -68,6 +75,13 @@ func New(cfg Config) http.Handler {
 		r.Get("/machines", a.listMachines)
 		r.Get("/machines/{id}", a.getMachine)
 		r.Post("/machines/{id}/reprovision", a.reprovision)
+		r.Post("/machines/{id}/wipe", a.wipe)
+		r.Get("/machines/{id}/power", a.powerStatus)
+		r.Post("/machines/{id}/power", a.power)
+		r.Get("/machines/{id}/bmc", a.getBMC)
+		r.Put("/machines/{id}/bmc", a.putBMC)
+		r.Delete("/machines/{id}/bmc", a.deleteBMC)
+		r.Post("/power", a.bulkPower)
 		r.Get("/events", a.events)
 		r.Get("/profiles", a.profiles)
 	})
@@ -148,7 +162,10 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, boot.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, boot.ErrAmbiguous), errors.Is(err, boot.ErrState):
+	case errors.Is(err, boot.ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, boot.ErrAmbiguous), errors.Is(err, boot.ErrState), errors.Is(err, boot.ErrNoBMC),
+		errors.Is(err, boot.ErrBMCConfig), errors.Is(err, boot.ErrNoWipeProfile):
 		code = http.StatusConflict
 	case errors.Is(err, boot.ErrUnauthorized):
 		code = http.StatusUnauthorized

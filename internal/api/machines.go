@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -27,6 +28,8 @@ type Machine struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	FirstSeen    time.Time         `json:"first_seen"`
 	LastSeen     time.Time         `json:"last_seen"`
+	Power        string            `json:"power,omitempty"`   // last state a BMC reported: on, off, unknown
+	PowerAt      time.Time         `json:"power_at,omitzero"` // when it reported it
 	Provisioning *Provisioning     `json:"provisioning,omitempty"`
 }
 
@@ -44,6 +47,7 @@ func toJSON(m store.Machine) Machine {
 	return Machine{
 		MAC: m.MAC, UUID: m.UUID, Arch: m.Arch, IP: m.LastIP, Machine: m.Name, Profile: m.Profile,
 		State: m.State, Labels: m.Labels, FirstSeen: m.FirstSeen, LastSeen: m.LastSeen,
+		Power: m.Power, PowerAt: m.PowerAt,
 	}
 }
 
@@ -77,20 +81,11 @@ func (a *api) listMachines(w http.ResponseWriter, r *http.Request) {
 	}
 	out := MachineList{Machines: []Machine{}}
 	for _, m := range ms {
-		if (state == "" || m.State == state) && hasLabels(m.Labels, labels) {
+		if (state == "" || m.State == state) && profiles.HasLabels(m.Labels, labels) {
 			out.Machines = append(out.Machines, toJSON(m))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // getMachine serves GET /machines/{id}, with the current provisioning session.
@@ -111,25 +106,6 @@ func (a *api) getMachine(w http.ResponseWriter, r *http.Request) {
 		ConfigServed: p.ConfigServed, ConfigFetches: p.ConfigFetches, Installed: p.Installed,
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-type reprovisionRequest struct {
-	Reason string `json:"reason"`
-}
-
-// reprovision serves POST /machines/{id}/reprovision.
-func (a *api) reprovision(w http.ResponseWriter, r *http.Request) {
-	var req reprovisionRequest
-	if err := decodeBody(r, &req); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	m, err := a.b.Reprovision(r.Context(), chi.URLParam(r, "id"), "api", req.Reason)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toJSON(m))
 }
 
 // installed serves POST /machines/{id}/installed: the phone-home. The operator's

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
@@ -83,7 +84,13 @@ type Config struct {
 	// CacheFile persists rendered configs between runs so a restart does not
 	// translate every machine's Butane again; "" keeps them in memory only.
 	CacheFile string
-	Logger    *slog.Logger // nil: discard
+	// BMC drives machines' BMCs; nil: power control is unavailable.
+	BMC bmc.Controller
+	// Secrets seals BMC credentials set through the API; nil: they cannot be set.
+	Secrets Sealer
+	// WipeProfile names the Profile a wiped machine boots; "" disables wipe.
+	WipeProfile string
+	Logger      *slog.Logger // nil: discard
 }
 
 // Core is the policy core. Its zero value is not usable; call New.
@@ -100,6 +107,9 @@ type Core struct {
 	neighbors Neighbors
 	policy    Policy
 	cacheFile string
+	bmc       bmc.Controller
+	secrets   Sealer
+	wipe      string
 }
 
 // loadHeap is the heap a profile load may grow to before the collector runs.
@@ -145,6 +155,12 @@ func New(cfg Config) *Core {
 		neighbors: cfg.Neighbors,
 		policy:    cfg.Policy,
 		cacheFile: cfg.CacheFile,
+		bmc:       cfg.BMC,
+		secrets:   cfg.Secrets,
+		wipe:      cfg.WipeProfile,
+	}
+	if c.bmc == nil {
+		c.bmc = noBMC{}
 	}
 	if c.policy.SkipNeighborCheck {
 		c.neighbors = nil
@@ -171,6 +187,9 @@ func (c *Core) Reload() error {
 	defer loadGC()()
 	start := time.Now()
 	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache, BaseURL: c.base})
+	if err == nil && c.wipe != "" && set.Profiles[c.wipe] == nil {
+		err = fmt.Errorf("--wipe-profile %q: no Profile of that name in %s", c.wipe, c.dir)
+	}
 	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err}
 	if err != nil {
 		var probs profiles.Problems
@@ -268,7 +287,7 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 	}
 	token := newToken()
 	var plan bootPlan
-	m, _, err := c.record(ctx, r, res, planBoot(res, hashToken(token), time.Now().UTC(), &plan))
+	m, _, err := c.record(ctx, r, res, planBoot(res, c.wipeProfile(), hashToken(token), time.Now().UTC(), &plan))
 	if err != nil {
 		return "", err
 	}
@@ -276,7 +295,8 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 		log.Info("script: boot from disk", "state", m.State)
 		return ipxe.LocalBootScript(describe(res) + ", installed: booting from disk"), nil
 	}
-	log.Info("script: boot profile", "state", m.State)
+	res.Profile = plan.profile
+	log.Info("script: boot profile", "state", m.State, "boots", plan.profile.Name)
 	return ipxe.BootScript(c.bootFor(res, r, token)), nil
 }
 
@@ -302,7 +322,7 @@ func (c *Core) sightingOf(r Request, res profiles.Result) store.Machine {
 	}
 	if res.Machine != nil {
 		m.Name = res.Machine.Name
-		m.Labels = res.Machine.Match.Labels
+		m.Labels = res.Machine.AllLabels()
 	}
 	return m
 }
@@ -444,6 +464,12 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	res, set, err := c.Match(r)
 	if err != nil {
 		return nil, nil, err
+	}
+	if wp := c.wipeProfile(); wp != nil {
+		// A machine being wiped was booted into the wipe profile: serve its config.
+		if m, err := c.store.Machine(ctx, cmp.Or(r.MAC, r.UUID)); err == nil && m.State == store.StateWiping {
+			res.Profile = wp
+		}
 	}
 	log := c.log.With(machineAttrs(r, res)...)
 	kind, _ := res.Profile.Config.Source()

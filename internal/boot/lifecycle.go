@@ -28,6 +28,9 @@ const (
 	EventInstalled     = "installed"      // phone-home closed the session
 	EventPhoneHomeDeny = "phone-home-refused"
 	EventReprovision   = "reprovision" // an operator sent the machine back to provisioning
+	EventWipe          = "wipe"        // an operator sent the machine to the wipe profile
+	EventPower         = "power"       // a BMC power or boot-device operation, with its outcome
+	EventBMC           = "bmc"         // an operator set or removed the machine's BMC credentials
 )
 
 // Refusal reasons for configs, also metric label values: keep the set small.
@@ -88,28 +91,33 @@ func sighted(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
 
 // bootPlan is what /ipxe decided for a machine.
 type bootPlan struct {
-	local bool // boot from disk: a boot-once profile whose machine is installed
+	local   bool              // boot from disk: a boot-once profile whose machine is installed
+	profile *profiles.Profile // the profile the script boots
 }
 
 // planBoot decides what a matched machine boots now, writing the decision to
-// plan. A boot-once profile boots an installed machine from disk; anything
-// else opens a new provisioning session under tokenHash, so the config URL in
-// the script works for this boot only. A machine claimed by a Machine goes to
-// provisioning; one booted by the Default profile stays discovered.
-func planBoot(res profiles.Result, tokenHash string, now time.Time, plan *bootPlan) store.Change {
+// plan. A machine being wiped boots the wipe profile (nil: none configured).
+// A boot-once profile boots an installed machine from disk. Anything else
+// opens a new provisioning session under tokenHash, so the config URL in the
+// script works for this boot only; a machine claimed by a Machine goes to
+// provisioning, one booted by the Default profile stays discovered.
+func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash string, now time.Time, plan *bootPlan) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 		events := settle(m)
-		*plan = bootPlan{}
-		if res.Profile.Once && m.State == store.StateInstalled {
+		*plan = bootPlan{profile: res.Profile}
+		switch {
+		case m.State == store.StateWiping && wipe != nil:
+			plan.profile = wipe
+		case res.Profile.Once && m.State == store.StateInstalled:
 			plan.local = true
 			return append(events, store.Event{Type: EventLocalBoot, Message: "profile " + res.Profile.Name + " is boot-once and the machine is installed", Actor: "system"}), nil
-		}
-		*p = store.Provisioning{TokenHash: tokenHash, Profile: res.Profile.Name, IssuedAt: now, Installed: p.Installed}
-		if res.Machine != nil {
+		case res.Machine != nil:
 			m.State = store.StateProvisioning
 		}
-		return append(events, store.Event{Type: EventProvisioning, Message: "served the boot script of profile " + res.Profile.Name, Actor: "system",
-			Fields: map[string]string{"profile": res.Profile.Name}}), nil
+		name := plan.profile.Name
+		*p = store.Provisioning{TokenHash: tokenHash, Profile: name, IssuedAt: now, Installed: p.Installed}
+		return append(events, store.Event{Type: EventProvisioning, Message: "served the boot script of profile " + name, Actor: "system",
+			Fields: map[string]string{"profile": name}}), nil
 	}
 }
 
@@ -189,14 +197,35 @@ func reprovision(actor, reason string) store.Change {
 		if m.State == store.StateDiscovered {
 			return nil, fmt.Errorf("%w: no Machine in the profiles claims it; add one before reprovisioning", ErrState)
 		}
-		from := m.State
-		m.State = store.StateProvisioning
-		p.TokenHash = ""
-		msg := fmt.Sprintf("%s -> provisioning", from)
-		if reason != "" {
-			msg += ": " + reason
-		}
-		return []store.Event{{Type: EventReprovision, Message: msg, Actor: actor}}, nil
+		return []store.Event{transition(m, p, store.StateProvisioning, EventReprovision, actor, reason)}, nil
+	}
+}
+
+// wipe sends a machine to the wipe profile: its next /ipxe boots that, and
+// its phone-home makes it wiped. Any open session is closed.
+func wipe(actor, reason string) store.Change {
+	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		return []store.Event{transition(m, p, store.StateWiping, EventWipe, actor, reason)}, nil
+	}
+}
+
+// transition moves m to state on an operator's request, closing any open
+// session, and returns the event saying so.
+func transition(m *store.Machine, p *store.Provisioning, to store.State, typ, actor, reason string) store.Event {
+	msg := fmt.Sprintf("%s -> %s", m.State, to)
+	if reason != "" {
+		msg += ": " + reason
+	}
+	m.State = to
+	p.TokenHash = ""
+	return store.Event{Type: typ, Message: msg, Actor: actor}
+}
+
+// powerSeen records the power state a BMC reported.
+func powerSeen(state string, now time.Time) store.Change {
+	return func(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
+		m.Power, m.PowerAt = state, now
+		return nil, nil
 	}
 }
 

@@ -84,7 +84,7 @@ func TestPlanBoot(t *testing.T) {
 			}
 			p := store.Provisioning{TokenHash: "old", ConfigFetches: 1}
 			var plan bootPlan
-			if _, err := planBoot(tc.res, "new", time.Unix(1, 0), &plan)(&m, &p); err != nil {
+			if _, err := planBoot(tc.res, nil, "new", time.Unix(1, 0), &plan)(&m, &p); err != nil {
 				t.Fatal(err)
 			}
 			if plan.local != tc.wantLocal || m.State != tc.wantState {
@@ -240,7 +240,7 @@ func TestBootOnceLifecycle(t *testing.T) {
 		t.Fatalf("installed boot-once machine got:\n%s\nwant the boot-from-disk script", s)
 	}
 
-	if m, err := c.Reprovision(ctx, "n1", "test", "disk replaced"); err != nil || m.State != store.StateProvisioning {
+	if m, _, err := c.Reprovision(ctx, "n1", "test", "disk replaced", false); err != nil || m.State != store.StateProvisioning {
 		t.Fatalf("reprovision: %+v, %v", m, err)
 	}
 	s, tok3 := script(t, c, n1)
@@ -290,7 +290,7 @@ func TestLifecycleEdges(t *testing.T) {
 		if _, _, err := c.Config(ctx, r, true); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Reprovision(ctx, r.MAC, "test", ""); !errors.Is(err, ErrState) {
+		if _, _, err := c.Reprovision(ctx, r.MAC, "test", "", false); !errors.Is(err, ErrState) {
 			t.Fatalf("reprovision of a discovered machine: %v, want ErrState", err)
 		}
 	})

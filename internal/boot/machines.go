@@ -38,20 +38,6 @@ func (c *Core) Provisioning(ctx context.Context, id string) (store.Provisioning,
 	return p, notFound(id, err)
 }
 
-// Reprovision sends machine id back to provisioning.
-func (c *Core) Reprovision(ctx context.Context, id, actor, reason string) (store.Machine, error) {
-	key, err := c.key(ctx, id)
-	if err != nil {
-		return store.Machine{}, err
-	}
-	m, _, err := c.store.Update(ctx, key, reprovision(actor, reason))
-	if err != nil {
-		return m, notFound(id, err)
-	}
-	c.log.Info("reprovision requested", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "actor", actor)
-	return m, nil
-}
-
 // Installed records a phone-home. viaAPI is a caller holding the API token;
 // anyone else must present the machine's current session token.
 func (c *Core) Installed(ctx context.Context, id, token string, viaAPI bool) (store.Machine, error) {

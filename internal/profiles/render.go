@@ -141,10 +141,12 @@ func (l *loader) render(set *Set, cache *Cache, base string) {
 // profile has none. Machines from Git were rendered at load time; Default machines
 // are rendered on first request, then cached by content.
 func (s *Set) Config(res Result, q Query) (*Rendered, error) {
-	if res.Machine != nil {
+	if res.Machine != nil && res.Machine.Profile == res.Profile.Name {
 		return s.configs[res.Machine], nil
 	}
-	return s.render.config(res.Profile, nil, q.MAC, q.UUID)
+	// The Default profile, or another profile than the Machine's own (the
+	// wipe profile): rendered on demand, through the translation cache.
+	return s.render.config(res.Profile, res.Machine, q.MAC, q.UUID)
 }
 
 // config renders profile p's config for machine m (nil for a Default match).

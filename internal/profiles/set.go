@@ -82,6 +82,36 @@ func (s *Set) Match(q Query) (Result, error) {
 	return Result{}, ErrNoMatch
 }
 
+// Machine returns the Machine called name, or nil.
+func (s *Set) Machine(name string) *Machine { return s.byName[name] }
+
+// Select returns the Machines whose labels (AllLabels) include every label in sel,
+// in name order. An empty sel selects none: a bulk action over everything
+// must be asked for by name, not by accident.
+func (s *Set) Select(sel map[string]string) []*Machine {
+	if len(sel) == 0 {
+		return nil
+	}
+	var out []*Machine
+	for _, m := range s.Machines {
+		if HasLabels(m.AllLabels(), sel) {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// HasLabels reports whether have holds every key=value of want.
+func HasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // HasLabelled reports whether some Machine is selected by labels alone, so a
 // request that brings no labels (a DHCP packet) cannot be ruled out.
 func (s *Set) HasLabelled() bool { return len(s.labelled) > 0 }

@@ -1,6 +1,9 @@
 package profiles
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // The document kinds of a profiles directory.
 const (
@@ -77,9 +80,23 @@ type Machine struct {
 	Match    Match          `yaml:"match"`
 	Profile  string         `yaml:"profile"`
 	Metadata map[string]any `yaml:"metadata"`
-	BMC      *BMC           `yaml:"bmc"`
+	// Labels describe the machine to operators: bulk power actions and the
+	// inventory select by them. Unlike match.labels they are not compared
+	// with what a booting machine reports.
+	Labels map[string]string `yaml:"labels"`
+	BMC    *BMC              `yaml:"bmc"`
 
 	Pos Pos `yaml:"-"`
+}
+
+// AllLabels is the machine's labels and its match labels together.
+func (m *Machine) AllLabels() map[string]string {
+	if len(m.Labels) == 0 {
+		return m.Match.Labels
+	}
+	out := maps.Clone(m.Labels)
+	maps.Copy(out, m.Match.Labels)
+	return out
 }
 
 // Match selects machines. Every given criterion must match. MAC and UUID are kept

@@ -46,6 +46,8 @@ type Machine struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	FirstSeen time.Time         `json:"first_seen"`
 	LastSeen  time.Time         `json:"last_seen"`
+	Power     string            `json:"power,omitempty"`   // last state a BMC reported: on, off, unknown
+	PowerAt   time.Time         `json:"power_at,omitzero"` // when it reported it
 }
 
 // Provisioning is a machine's current provisioning round: the session its

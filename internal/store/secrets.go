@@ -51,6 +51,28 @@ func (db *DB) Secret(ctx context.Context, mac, name string) ([]byte, error) {
 	return blob, nil
 }
 
+// DeleteSecret implements Store.
+func (db *DB) DeleteSecret(ctx context.Context, mac, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := secretKey(mac, name)
+	if err != nil {
+		return fmt.Errorf("store: delete secret: %w", err)
+	}
+	err = db.bdb.Update(func(tx *bolt.Tx) error {
+		b := bucket(tx, bucketSecrets)
+		if b.Get(key) == nil {
+			return ErrNotFound
+		}
+		return b.Delete(key)
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete secret %s: %w", key, err)
+	}
+	return nil
+}
+
 // secretKey is "mac/name"; a canonical MAC has fixed length, so the key is unambiguous.
 func secretKey(mac, name string) ([]byte, error) {
 	mac, err := canonicalMAC(mac)

@@ -57,6 +57,8 @@ type Store interface {
 	PutSecret(ctx context.Context, mac, name string, blob []byte) error
 	// Secret returns the blob stored under (mac, name). ErrNotFound.
 	Secret(ctx context.Context, mac, name string) ([]byte, error)
+	// DeleteSecret removes the blob under (mac, name). ErrNotFound if none.
+	DeleteSecret(ctx context.Context, mac, name string) error
 }
 
 var _ Store = (*DB)(nil)

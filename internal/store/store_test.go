@@ -173,6 +173,7 @@ func TestContextCanceled(t *testing.T) {
 		{"Events", func() error { _, err := db.Events(ctx, EventQuery{}); return err }},
 		{"PutSecret", func() error { return db.PutSecret(ctx, mac, "bmc", []byte("x")) }},
 		{"Secret", func() error { _, err := db.Secret(ctx, mac, "bmc"); return err }},
+		{"DeleteSecret", func() error { return db.DeleteSecret(ctx, mac, "bmc") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.call(); !errors.Is(err, context.Canceled) {
@@ -212,5 +213,14 @@ func TestSecrets(t *testing.T) {
 				t.Errorf("blob = %q, want %q", got, tc.want)
 			}
 		})
+	}
+	if err := db.DeleteSecret(ctx, "525400abcd01", "bmc"); err != nil {
+		t.Fatalf("DeleteSecret: %v", err)
+	}
+	if _, err := db.Secret(ctx, "52:54:00:ab:cd:01", "bmc"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Secret after delete: err = %v, want ErrNotFound", err)
+	}
+	if err := db.DeleteSecret(ctx, "52:54:00:ab:cd:01", "bmc"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteSecret: err = %v, want ErrNotFound", err)
 	}
 }
