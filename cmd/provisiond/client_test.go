@@ -102,7 +102,13 @@ func newTestDaemon(t *testing.T) *testDaemon {
 		t.Fatalf("script for the stray: %v", err)
 	}
 
-	d := &testDaemon{core: core, tokenFile: filepath.Join(dir, "api-token")}
+	return serveAPI(t, core)
+}
+
+// serveAPI serves core's /api/v1 on loopback, recording the requests.
+func serveAPI(t *testing.T, core *boot.Core) *testDaemon {
+	t.Helper()
+	d := &testDaemon{core: core, tokenFile: filepath.Join(t.TempDir(), "api-token")}
 	if err := os.WriteFile(d.tokenFile, []byte("  "+testToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +415,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{name: "unknown verb", args: []string{"machines", "delete", "node1"}, code: 2,
 			errOut: []string{`unknown verb "delete"; want list, show, reprovision`}},
 		{name: "flags before the verb", args: []string{"machines", "-o", "json", "list"}, code: 2,
-			errOut: []string{"the verb (list, show, reprovision) comes before flags"}},
+			errOut: []string{"the verb (list, show, reprovision, wipe, bmc) comes before flags"}},
 		{name: "machines help", args: []string{"machines", "help"}, code: 0, errOut: []string{"reprovision"}},
 		{name: "verb help", args: []string{"machines", "list", "-h"}, code: 0, errOut: []string{"usage: provisiond machines list", "-token-file"}},
 		{name: "bad output", args: d.args([]string{"machines", "list"}, "-o", "yaml"), code: 2,
@@ -451,7 +457,7 @@ func TestMachinesReprovision(t *testing.T) {
 			name: "reprovision by name",
 			args: d.args([]string{"machines", "reprovision", "node1", "--reason", "disk swapped"}),
 			check: func(t *testing.T, out string) {
-				if out != "node1 ("+node1MAC+"): provisioning\n" {
+				if out != "node1 ("+node1MAC+"): provisioning\nno BMC: the machine does the rest on its next network boot\n" {
 					t.Errorf("stdout = %q", out)
 				}
 			},

@@ -22,7 +22,9 @@ import (
 var machineVerbs = []struct{ name, args, summary string }{
 	{"list", "[--state S] [-l key=value]...", "the inventory, filtered by state and labels"},
 	{"show", "ID", "one machine and its provisioning session"},
-	{"reprovision", "ID [--reason TEXT]", "send a machine back to provisioning on its next boot"},
+	{"reprovision", "ID [--reason TEXT] [--no-power]", "send a machine back to provisioning and PXE-boot it through its BMC"},
+	{"wipe", "ID [--reason TEXT] [--no-power]", "boot a machine into the --wipe-profile through its BMC"},
+	{"bmc", "ID [--address URL --username U --password-file F | --delete]", "show or set a machine's BMC (credentials are never shown)"},
 }
 
 const clientFlagsHelp = "Flags for every verb: --server URL (default " + defaultServer + "), --token-file PATH\n(default " + defaultTokenFile + "), -o table|json. ID is a MAC, an SMBIOS UUID or a Machine name."
@@ -58,6 +60,10 @@ func runMachines(args []string, stdout, stderr io.Writer) error {
 		return runMachinesShow(args[1:], stdout, stderr)
 	case "reprovision":
 		return runMachinesReprovision(args[1:], stdout, stderr)
+	case "wipe":
+		return runMachinesWipe(args[1:], stdout, stderr)
+	case "bmc":
+		return runMachinesBMC(args[1:], stdout, stderr)
 	}
 	machinesUsage(stderr)
 	if strings.HasPrefix(args[0], "-") {
@@ -181,28 +187,101 @@ func runMachinesShow(args []string, stdout, stderr io.Writer) error {
 }
 
 func runMachinesReprovision(args []string, stdout, stderr io.Writer) error {
-	fs := verbFlagSet("reprovision", stderr)
+	return runSendBack("reprovision", args, stdout, stderr)
+}
+
+func runMachinesWipe(args []string, stdout, stderr io.Writer) error {
+	return runSendBack("wipe", args, stdout, stderr)
+}
+
+// runSendBack is `machines reprovision|wipe ID`: the lifecycle change and,
+// unless --no-power, a network boot through the machine's BMC.
+func runSendBack(verb string, args []string, stdout, stderr io.Writer) error {
+	fs := verbFlagSet(verb, stderr)
 	cf := addClientFlags(fs)
-	reason := fs.String("reason", "", "why, recorded in the reprovision event")
+	reason := fs.String("reason", "", "why, recorded in the event")
+	noPower := fs.Bool("no-power", false, "only change the state; do not PXE-boot the machine through its BMC")
 	id, c, err := parseIDVerb(fs, cf, args)
 	if err != nil {
 		return err
 	}
 	body := struct {
 		Reason string `json:"reason,omitempty"`
-	}{*reason}
-	b, err := c.do(http.MethodPost, "/machines/"+url.PathEscape(id)+"/reprovision", nil, body)
+		Power  bool   `json:"power"`
+	}{*reason, !*noPower}
+	b, err := c.do(http.MethodPost, "/machines/"+url.PathEscape(id)+"/"+verb, nil, body)
 	if err != nil {
-		return fmt.Errorf("reprovision %s: %w", printable(id), err)
+		return fmt.Errorf("%s %s: %w", verb, printable(id), err)
 	}
 	if cf.wantJSON() {
 		return printAPIJSON(stdout, b)
 	}
-	var m api.Machine
+	var m api.SendBackResult
 	if err := decodeAnswer(b, &m); err != nil {
-		return fmt.Errorf("reprovision %s: %w", printable(id), err)
+		return fmt.Errorf("%s %s: %w", verb, printable(id), err)
 	}
-	_, err = fmt.Fprintf(stdout, "%s: %s\n", machineName(m), printable(string(m.State)))
+	if _, err := fmt.Fprintf(stdout, "%s: %s\n", machineName(m.Machine), printable(string(m.State))); err != nil {
+		return err
+	}
+	switch p := m.Power; {
+	case p == nil && !*noPower:
+		_, err = fmt.Fprintln(stdout, "no BMC: the machine does the rest on its next network boot")
+	case p != nil && !p.OK:
+		fmt.Fprintf(stderr, "provisiond machines %s: the state changed, but the BMC failed: %s\n", verb, printable(p.Error))
+		return errReported
+	case p != nil:
+		_, err = fmt.Fprintf(stdout, "BMC %s: next boot %s, power %s (was %s)\n", printable(p.BMC), tableCell(p.Boot), tableCell(p.Done), tableCell(p.Before))
+	}
+	return err
+}
+
+func runMachinesBMC(args []string, stdout, stderr io.Writer) error {
+	fs := verbFlagSet("bmc", stderr)
+	cf := addClientFlags(fs)
+	address := fs.String("address", "", "set the BMC: ipmi://host[:port] or redfish://host[:port]")
+	user := fs.String("username", "", "with --address: the BMC user")
+	passwordFile := fs.String("password-file", "", "with --address: file holding the BMC password (never a flag: flags show in ps)")
+	del := fs.Bool("delete", false, "remove the BMC set through the API (Git's applies again)")
+	id, c, err := parseIDVerb(fs, cf, args)
+	if err != nil {
+		return err
+	}
+	path := "/machines/" + url.PathEscape(id) + "/bmc"
+	var b []byte
+	switch {
+	case *del && *address != "":
+		return fmt.Errorf("%w: --delete and --address exclude each other", errUsage)
+	case *del:
+		if _, err := c.do(http.MethodDelete, path, nil, nil); err != nil {
+			return fmt.Errorf("bmc %s: %w", printable(id), err)
+		}
+		_, err = fmt.Fprintf(stdout, "%s: BMC set through the API removed\n", printable(id))
+		return err
+	case *address != "":
+		if *user == "" || *passwordFile == "" {
+			return fmt.Errorf("%w: --address needs --username and --password-file", errUsage)
+		}
+		password, err := readToken(*passwordFile)
+		if err != nil {
+			return err
+		}
+		b, err = c.do(http.MethodPut, path, nil, map[string]string{"address": *address, "username": *user, "password": password})
+		if err != nil {
+			return fmt.Errorf("bmc %s: %w", printable(id), err)
+		}
+	default:
+		if b, err = c.do(http.MethodGet, path, nil, nil); err != nil {
+			return fmt.Errorf("bmc %s: %w", printable(id), err)
+		}
+	}
+	if cf.wantJSON() {
+		return printAPIJSON(stdout, b)
+	}
+	var info struct{ Address, Source, Credentials string }
+	if err := decodeAnswer(b, &info); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "address:     %s\nsource:      %s\ncredentials: %s\n", printable(info.Address), printable(info.Source), tableCell(info.Credentials))
 	return err
 }
 

@@ -30,8 +30,9 @@ func commands() []command {
 		{"serve", "run the daemon: HTTP boot path, proxyDHCP and TFTP", runServe},
 		{"validate", "check a profiles directory; exit 1 listing every problem", runValidate},
 		{"explain", "show which Machine and Profile a machine matches, and its iPXE script", runExplain},
-		{"machines", "list, show or reprovision machines through the daemon's API", runMachines},
+		{"machines", "list, show, reprovision or wipe machines, or set their BMC, through the daemon's API", runMachines},
 		{"events", "show the event log through the daemon's API", runEvents},
+		{"power", "power on, off, cycle or query machines through their BMCs", runPower},
 		{"version", "print version information", runVersion},
 	}
 }

@@ -58,15 +58,26 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, boot.Config{}, map[string]string{"p.yaml": testProfiles})
+}
+
+// newFixtureWith is newFixture with a core configured by cfg (its profiles
+// directory, URL and store are filled in) and files written to the profiles
+// directory; cfg.txt is always there.
+func newFixtureWith(t *testing.T, cfg boot.Config, files map[string]string) *fixture {
+	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, dir, "p.yaml", testProfiles)
 	writeFile(t, dir, "cfg.txt", "token={{ .provisiond.token }}\n")
+	for name, content := range files {
+		writeFile(t, dir, name, content)
+	}
 	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base, Store: db})
+	cfg.ProfilesDir, cfg.AdvertiseURL, cfg.Store = dir, base, db
+	core := boot.New(cfg)
 	if err := core.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +134,18 @@ func (f *fixture) boot(t *testing.T, r boot.Request) string {
 // returns status and body.
 func (f *fixture) call(t *testing.T, method, path, token, body string) (int, string) {
 	t.Helper()
+	return f.callWith(t, method, path, token, body, nil)
+}
+
+// callWith is call with extra request headers.
+func (f *fixture) callWith(t *testing.T, method, path, token, body string, header http.Header) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, f.srv.URL+"/api/v1"+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
