@@ -14,7 +14,7 @@ build:
 # Serves examples/ on :8080 with the state database and assets under ./data.
 run: build
 	mkdir -p data/assets
-	./$(BIN) serve --profiles examples --data-dir ./data --assets ./data/assets --http-addr :8080
+	./$(BIN) serve --profiles examples --data-dir ./data --assets ./data/assets --http-addr :8080 --wipe-profile wipe
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
