@@ -210,6 +210,18 @@ func TestBinaryHotReload(t *testing.T) {
 	if strings.Contains(logs.String(), "api-token") && strings.Contains(logs.String(), readFile(t, filepath.Join(dataDir, "api-token"))) {
 		t.Error("the daemon logged its API token")
 	}
+	key := filepath.Join(dataDir, "secret-key")
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret key file: %v, %v; want one generated with mode 0600", fi, err)
+	} else if strings.Contains(logs.String(), readFile(t, key)) || !strings.Contains(logs.String(), key) {
+		t.Error("the daemon logged its secret key, or not where it is")
+	}
+
+	// A --wipe-profile that names no Profile is refused at start.
+	out, err = exec.Command(bin, "serve", "--profiles", "../../examples", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--wipe-profile", "nope").CombinedOutput()
+	if !errors.As(err, &exit) || !strings.Contains(string(out), `--wipe-profile "nope": no Profile of that name`) {
+		t.Errorf("serve --wipe-profile nope: %v\n%s", err, out)
+	}
 }
 
 func readFile(t *testing.T, path string) string {

@@ -293,7 +293,7 @@ func checkRun(t *testing.T, v vm, r *vmRun) {
 		}
 	}()
 
-	token := checkConfig(t, v, r.First.Serial)
+	token := checkConfig(t, v, labVMs, r.First.Serial)
 	checkPhoneHome(t, r.First.Serial, token)
 	checkLocalBoot(t, v, r)
 }
@@ -301,7 +301,7 @@ func checkRun(t *testing.T, v vm, r *vmRun) {
 // checkConfig checks the config the first boot printed: its own, and nobody
 // else's, with a phone-home unit naming this machine and the token of the
 // boot's session (the one on its kernel command line). It returns that token.
-func checkConfig(t *testing.T, v vm, serial string) (token string) {
+func checkConfig(t *testing.T, v vm, others []vm, serial string) (token string) {
 	t.Helper()
 	raw, err := ignitionConfig(serial)
 	if err != nil {
@@ -318,7 +318,7 @@ func checkConfig(t *testing.T, v vm, serial string) (token string) {
 	if hostname != v.Hostname {
 		t.Errorf("/etc/hostname is %q, want %q", hostname, v.Hostname)
 	}
-	for _, other := range labVMs {
+	for _, other := range others {
 		if other.Name != v.Name && strings.Contains(string(raw), other.Hostname) {
 			t.Errorf("config mentions %s, another machine's hostname:\n%s", other.Hostname, raw)
 		}
@@ -624,24 +624,47 @@ func isStatic(path string) bool {
 // startProvisiond is the stack under test: provisiond alone, built from this
 // checkout, doing proxyDHCP, TFTP and HTTP on the Prov namespace's eth0.
 func startProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm) *apiClient {
+	return runProvisiond(t, l, tos, vms).api
+}
+
+// provisiondRun is provisiond serving the lab.
+type provisiondRun struct {
+	bin       string // the binary, which is also the operator's CLI
+	tokenFile string // the API token serve generated
+	api       *apiClient
+}
+
+// runProvisiond builds provisiond and serves vms with it as startProvisiond
+// does; env (VAR=value) is added to the daemon's environment.
+func runProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm, env ...string) *provisiondRun {
 	bin := buildProvisiond(t)
 	profiles := writeProfiles(t, tos, vms)
 	data := t.TempDir()
-	d := l.start(l.Prov, "provisiond", bin, "serve",
+	argv := []string{bin, "serve",
 		"--profiles", profiles,
 		"--data-dir", data,
 		"--assets", tos.Dir,
-		"--http-addr", provAddr+":8080",
+		"--http-addr", provAddr + ":8080",
 		"--advertise-url", advertiseURL,
-		"--dhcp-interface", "eth0")
+		"--dhcp-interface", "eth0"}
+	if len(env) > 0 {
+		// env execs the daemon: it is still the process the lab stops.
+		argv = append(append([]string{"env"}, env...), argv...)
+	}
+	d := l.start(l.Prov, "provisiond", argv...)
 	l.waitHTTP(d, l.Prov, advertiseURL+"/healthz", 30*time.Second)
 	// Without --api-token-file, serve generates the operator's token here.
-	token, err := os.ReadFile(filepath.Join(data, "api-token"))
+	tokenFile := filepath.Join(data, "api-token")
+	token, err := os.ReadFile(tokenFile)
 	if err != nil {
 		t.Fatalf("API token: %v", err)
 	}
 	// The operator asks from the provisioner's own host.
-	return &apiClient{base: advertiseURL + "/api/v1", token: strings.TrimSpace(string(token)), http: l.httpClient(l.Prov)}
+	return &provisiondRun{
+		bin:       bin,
+		tokenFile: tokenFile,
+		api:       &apiClient{base: advertiseURL + "/api/v1", token: strings.TrimSpace(string(token)), http: l.httpClient(l.Prov)},
+	}
 }
 
 // buildProvisiond compiles ./cmd/provisiond of the module this test is in.
@@ -694,6 +717,9 @@ match: %s
 profile: e2e
 metadata: {hostname: %s}
 `, v.Name, match, v.Hostname)
+		if v.BMC != nil {
+			fmt.Fprintf(&b, "bmc: {address: %q, credentials: %q}\n", v.BMC.Address, v.BMC.Credentials)
+		}
 	}
 	for name, data := range map[string][]byte{"e2e.bu": bu, "e2e.yaml": []byte(b.String())} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

@@ -28,6 +28,14 @@ type vm struct {
 	UUID     string // SMBIOS UUID (QEMU -uuid); when set, the Machine matches by it alone
 	Hostname string
 	UEFI     bool
+	// BMC is the bmc: of its Machine in the profiles; nil for none.
+	BMC *vmBMC
+}
+
+// vmBMC is a Machine's bmc: in the profiles.
+type vmBMC struct {
+	Address     string // ipmi://host:port or redfish://host:port
+	Credentials string // env:VAR, file:PATH
 }
 
 // bootResult is what one power-on of a VM showed on its serial console.
@@ -75,35 +83,42 @@ type power struct {
 	killed  atomic.Bool   // powerOff ended it
 }
 
-// powerOn starts the machine's QEMU, which PXE-boots (it has no disk), and
-// watches its console for marks. The console of every power-on goes to the
-// same serial log, each after a header line.
-func (m *machine) powerOn(timeout time.Duration, marks ...string) (*power, error) {
+// qemuArgs is the command line of v's QEMU on the lab's tap port tap, on
+// TCG, with its serial console on stdout. The caller adds the boot order of a
+// BIOS VM and what a guest reboot does.
+func qemuArgs(v vm, tap string) []string {
 	args := []string{
 		"qemu-system-x86_64", "-accel", "tcg", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		// Tells SeaBIOS to print on the serial port too, so the BIOS VM's
 		// console shows iPXE's progress, not only the kernel's.
 		"-machine", "graphics=off",
-		// The test OS ends with reboot -f (after phoning home) or poweroff
-		// -f (on failure), a panic reboots: each ends QEMU, and a further
-		// boot is a new power-on.
-		"-no-reboot",
-		"-netdev", "tap,id=n0,ifname=" + m.tap + ",script=no,downscript=no",
+		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
 	}
-	if m.UUID != "" {
-		args = append(args, "-uuid", m.UUID)
+	if v.UUID != "" {
+		args = append(args, "-uuid", v.UUID)
 	}
-	if m.UEFI {
+	if v.UEFI {
 		// An empty romfile leaves the NIC without its iPXE option ROM, so
 		// OVMF's own EDK2 PXE client boots: it must be handed an EFI NBP
 		// over TFTP before iPXE can fetch anything over HTTP.
-		args = append(args, "-bios", ovmf, "-m", "1024",
-			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+m.MAC)
-	} else {
-		// SeaBIOS boots the NIC's option ROM, which is iPXE (ipxe-qemu).
-		args = append(args, "-m", "512", "-boot", "n",
-			"-device", "virtio-net-pci,netdev=n0,mac="+m.MAC)
+		return append(args, "-bios", ovmf, "-m", "1024",
+			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+v.MAC)
+	}
+	// SeaBIOS boots the NIC's option ROM, which is iPXE (ipxe-qemu).
+	return append(args, "-m", "512", "-device", "virtio-net-pci,netdev=n0,mac="+v.MAC)
+}
+
+// powerOn starts the machine's QEMU, which PXE-boots (it has no disk), and
+// watches its console for marks. The console of every power-on goes to the
+// same serial log, each after a header line.
+func (m *machine) powerOn(timeout time.Duration, marks ...string) (*power, error) {
+	// The test OS ends with reboot -f (after phoning home) or poweroff -f
+	// (on failure), a panic reboots: each ends QEMU, and a further boot is
+	// a new power-on.
+	args := append(qemuArgs(m.vm, m.tap), "-no-reboot")
+	if !m.UEFI {
+		args = append(args, "-boot", "n")
 	}
 
 	m.powerOns++
