@@ -223,7 +223,7 @@ func runSendBack(verb string, args []string, stdout, stderr io.Writer) error {
 	if _, err := fmt.Fprintf(stdout, "%s: %s\n", machineName(m.Machine), printable(string(m.State))); err != nil {
 		return err
 	}
-	switch p := m.Power; {
+	switch p := m.BMCResult; {
 	case p == nil && !*noPower:
 		_, err = fmt.Fprintln(stdout, "no BMC: the machine does the rest on its next network boot")
 	case p != nil && !p.OK:

@@ -129,7 +129,7 @@ type sendBackRequest struct {
 // its BMC did (absent when it has none or power was false).
 type SendBackResult struct {
 	Machine
-	Power *PowerResult `json:"power,omitempty"`
+	BMCResult *PowerResult `json:"bmc_result,omitempty"`
 }
 
 // reprovision serves POST /machines/{id}/reprovision.
@@ -156,10 +156,10 @@ func (a *api) sendBack(w http.ResponseWriter, r *http.Request, send sendBackFunc
 	out := SendBackResult{Machine: toJSON(m)}
 	if res != nil {
 		p := powerJSON(*res)
-		out.Power = &p
+		out.BMCResult = &p
 	}
 	// The lifecycle change is done whatever the BMC said: 200, with the
-	// BMC's failure in power.error for the caller to act on.
+	// BMC's failure in bmc_result.error for the caller to act on.
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -401,10 +401,10 @@ func TestReprovisionWithPower(t *testing.T) {
 	body := f.mustCall(t, "POST", "/machines/n1/reprovision", `{"reason":"new disk"}`, 200)
 	noSecret(t, "reprovision", body)
 	res := decode[SendBackResult](t, body)
-	if res.State != store.StateProvisioning || res.MAC != n1MAC || res.Power == nil {
+	if res.State != store.StateProvisioning || res.MAC != n1MAC || res.BMCResult == nil {
 		t.Fatalf("reprovision = %+v", res)
 	}
-	if p := *res.Power; !p.OK || p.Action != "reprovision" || p.ID != "n1" || p.Before != "off" || p.Done != "on" || p.State != "on" || p.BMC != "ipmi://10.0.0.1:6230" {
+	if p := *res.BMCResult; !p.OK || p.Action != "reprovision" || p.ID != "n1" || p.Before != "off" || p.Done != "on" || p.State != "on" || p.BMC != "ipmi://10.0.0.1:6230" {
 		t.Fatalf("reprovision power = %+v; want a cycle that powered the machine on", p)
 	}
 	if got := fc.takeCalls(); !slices.Equal(got, []string{"10.0.0.1 admin:" + n1Secret + " pxe=true efi=true cycle"}) {
@@ -413,7 +413,7 @@ func TestReprovisionWithPower(t *testing.T) {
 
 	// power false: the lifecycle change alone, and no power in the answer.
 	body = f.mustCall(t, "POST", "/machines/n1/reprovision", `{"reason":"again","power":false}`, 200)
-	if v := decode[map[string]any](t, body); v["power"] != nil || v["state"] != "provisioning" {
+	if v := decode[map[string]any](t, body); v["bmc_result"] != nil || v["state"] != "provisioning" {
 		t.Fatalf("reprovision without power = %s", body)
 	}
 	if got := fc.takeCalls(); len(got) != 0 {
@@ -422,15 +422,15 @@ func TestReprovisionWithPower(t *testing.T) {
 
 	// A machine without a BMC: no power either.
 	f.boot(t, boot.Request{MAC: "52:54:00:00:00:03"})
-	if v := decode[map[string]any](t, f.mustCall(t, "POST", "/machines/n3/reprovision", "", 200)); v["power"] != nil {
+	if v := decode[map[string]any](t, f.mustCall(t, "POST", "/machines/n3/reprovision", "", 200)); v["bmc_result"] != nil {
 		t.Fatalf("reprovision of a machine without BMC = %v", v)
 	}
 
 	// The BMC fails: still 200, the failure in power.error.
 	fc.setFail("10.0.0.1", fmt.Errorf("ipmi://10.0.0.1:6230: %w", bmc.ErrUnreachable))
 	res = decode[SendBackResult](t, f.mustCall(t, "POST", "/machines/n1/reprovision", "", 200))
-	if res.State != store.StateProvisioning || res.Power == nil || res.Power.OK || !strings.Contains(res.Power.Error, "BMC unreachable") {
-		t.Fatalf("reprovision with a failing BMC = %+v %+v", res, res.Power)
+	if res.State != store.StateProvisioning || res.BMCResult == nil || res.BMCResult.OK || !strings.Contains(res.BMCResult.Error, "BMC unreachable") {
+		t.Fatalf("reprovision with a failing BMC = %+v %+v", res, res.BMCResult)
 	}
 	e := f.lastEvent(t, boot.EventReprovision)
 	if e.Actor != "api@127.0.0.1" {
@@ -446,8 +446,8 @@ func TestWipe(t *testing.T) {
 	f.boot(t, n2)
 
 	res := decode[SendBackResult](t, f.mustCall(t, "POST", "/machines/n2/wipe", `{"reason":"decommission"}`, 200))
-	if res.State != store.StateWiping || res.Power == nil || !res.Power.OK || res.Power.Action != "wipe" || res.Power.Boot != "pxe (once)" {
-		t.Fatalf("wipe = %+v %+v", res, res.Power)
+	if res.State != store.StateWiping || res.BMCResult == nil || !res.BMCResult.OK || res.BMCResult.Action != "wipe" || res.BMCResult.Boot != "pxe (once)" {
+		t.Fatalf("wipe = %+v %+v", res, res.BMCResult)
 	}
 	if got := fc.takeCalls(); !slices.Equal(got, []string{"10.0.0.2 root:" + n2Secret + " pxe=true efi=false cycle"}) {
 		t.Fatalf("BMC calls %q; want PXE next (legacy) and a cycle", got)

@@ -61,11 +61,16 @@ func (c *Core) Installed(ctx context.Context, id, token string, viaAPI bool) (st
 // Events returns events, oldest first. q.MAC may be any machine id.
 func (c *Core) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
 	if q.MAC != "" {
-		m, err := c.Machine(ctx, q.MAC)
+		// A target, not only the inventory: a Machine in Git powered on
+		// before it ever booted has events too.
+		t, err := c.target(ctx, q.MAC)
 		if err != nil {
 			return nil, err
 		}
-		q.MAC = m.MAC
+		if t.mac == "" {
+			return nil, nil
+		}
+		q.MAC = t.mac
 	}
 	return c.store.Events(ctx, q)
 }

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,7 @@ var (
 // noBMC is the Controller of a Core configured without one.
 type noBMC struct{}
 
-var errNoController = errors.New("power control is not configured")
+var errNoController = fmt.Errorf("%w: power control is not configured", ErrBMCConfig)
 
 func (noBMC) Status(context.Context, bmc.Endpoint) (string, error) { return "", errNoController }
 func (noBMC) Do(context.Context, bmc.Endpoint, bmc.Request) (bmc.Outcome, error) {
@@ -118,6 +119,8 @@ func (c *Core) target(ctx context.Context, id string) (target, error) {
 		res, err := set.Match(profiles.Query{MAC: t.mac, UUID: t.uuid, Labels: m.Labels})
 		if err == nil && res.Machine != nil {
 			t.git = res.Machine
+			// A machine named by UUID before it ever booted: Git may know its MAC.
+			t.mac, t.uuid = cmp.Or(t.mac, t.git.Match.MAC), cmp.Or(t.uuid, t.git.Match.UUID)
 		}
 	}
 	if !t.known && t.git == nil {
@@ -194,7 +197,7 @@ func (c *Core) MachineBMC(ctx context.Context, id string) (BMCInfo, error) {
 // store. It needs the machine's MAC: from the inventory or its Machine in Git.
 func (c *Core) SetBMC(ctx context.Context, id, address, user, password, actor string) (BMCInfo, error) {
 	if c.secrets == nil {
-		return BMCInfo{}, errors.New("no secret key configured")
+		return BMCInfo{}, fmt.Errorf("%w: no secret key configured to seal credentials with", ErrBMCConfig)
 	}
 	if _, err := bmc.ParseAddress(address); err != nil {
 		return BMCInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -522,11 +525,17 @@ func (c *Core) selectIDs(ctx context.Context, req BulkRequest) ([]string, error)
 		// Machines in the inventory that no Machine claims carry no labels,
 		// so Git's Machines are the whole of what a selector can pick.
 	}
+	// Without repeats, also where a MAC and a name are the same machine:
+	// a machine cycled twice in one bulk call would be a surprise.
 	seen := map[string]bool{}
 	out := ids[:0]
 	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
+		key := id
+		if t, err := c.target(ctx, id); err == nil {
+			key = cmp.Or(t.mac, t.uuid, "machine:"+t.name())
+		}
+		if !seen[key] {
+			seen[key] = true
 			out = append(out, id)
 		}
 	}

@@ -137,6 +137,9 @@ func TestPowerNeverSeenMachine(t *testing.T) {
 	if len(evs) != 1 || evs[0].Type != EventPower || evs[0].Actor != "alice/api@127.0.0.1" || evs[0].Fields["result"] != "ok" || evs[0].Fields["done"] != "on" {
 		t.Fatalf("events %+v; want one power event saying who asked and what was done", evs)
 	}
+	if byName, err := c.Events(ctx, store.EventQuery{MAC: "n1"}); err != nil || len(byName) != 1 {
+		t.Fatalf("events by the name of a machine that never booted: %d, %v", len(byName), err)
+	}
 	if st := c.PowerStatus(ctx, "52-54-00-00-00-01"); st.Err != nil || st.State != bmc.StateOn {
 		t.Fatalf("PowerStatus = %+v", st)
 	}
@@ -309,7 +312,7 @@ func TestBulkPower(t *testing.T) {
 	c, _, f := powerCore(t)
 	ctx := context.Background()
 	f.fail["10.0.0.1"] = fmt.Errorf("ipmi://10.0.0.1:6230: %w: RAKP 2 HMAC is invalid", bmc.ErrAuth)
-	res, err := c.BulkPower(ctx, BulkRequest{Action: "cycle", Selector: map[string]string{"rack": "r1"}, IDs: []string{"n3"}, Actor: "test"})
+	res, err := c.BulkPower(ctx, BulkRequest{Action: "cycle", Selector: map[string]string{"rack": "r1"}, IDs: []string{"n3", "52:54:00:00:00:03", "n1"}, Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
