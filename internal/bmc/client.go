@@ -164,7 +164,7 @@ func describeOverride(ov bmclibbmc.BootDeviceOverride) string {
 // normalizeState maps a provider's answer ("Chassis Power is on" from
 // ipmitool, "On" from Redfish, "PoweringOn", ...) to on, off or unknown.
 func normalizeState(s string) string {
-	s = strings.ToLower(s)
+	s = strings.ToLower(strings.TrimSpace(s)) // ipmitool's answer ends in a newline
 	switch {
 	case strings.HasSuffix(s, "off") || strings.Contains(s, "poweringoff"):
 		return StateOff

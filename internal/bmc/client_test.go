@@ -307,7 +307,7 @@ func TestPlan(t *testing.T) {
 
 func TestNormalizeState(t *testing.T) {
 	for in, want := range map[string]string{
-		"Chassis Power is on": StateOn, "Chassis Power is off": StateOff, "On": StateOn, "Off": StateOff,
+		"Chassis Power is on\n": StateOn, "Chassis Power is off\n": StateOff, "On": StateOn, "Off": StateOff,
 		"PoweringOn": StateOn, "PoweringOff": StateOff, "": StateUnknown, "Paused": StateUnknown,
 	} {
 		if got := normalizeState(in); got != want {

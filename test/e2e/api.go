@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ type apiClient struct {
 	base  string // e.g. http://10.99.0.2:8080/api/v1
 	token string
 	http  *http.Client
+	actor string // the operator's name for the event log; "" sends none
 }
 
 // apiMachine is the part of GET /api/v1/machines/{id} the test reads.
@@ -80,11 +82,36 @@ func (a *apiClient) events(id string) ([]apiEvent, error) {
 // get decodes the JSON answer to GET path into v. Anything but 200 is an
 // error, which still returns the status.
 func (a *apiClient) get(path string, v any) (int, error) {
-	req, err := http.NewRequest(http.MethodGet, a.base+path, nil)
+	return a.do(http.MethodGet, path, nil, v)
+}
+
+// post sends body as JSON to path and decodes the JSON answer into v, as get.
+func (a *apiClient) post(path string, body, v any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	return a.do(http.MethodPost, path, b, v)
+}
+
+// do sends a request with a JSON body (nil: none) and decodes the JSON
+// answer into v; anything but 200 is an error, which still returns the status.
+func (a *apiClient) do(method, path string, reqBody []byte, v any) (int, error) {
+	var rd io.Reader
+	if reqBody != nil {
+		rd = bytes.NewReader(reqBody)
+	}
+	req, err := http.NewRequest(method, a.base+path, rd)
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+a.token)
+	if reqBody != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.actor != "" {
+		req.Header.Set("X-Provisiond-Actor", a.actor)
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("api: %w", err)
@@ -92,13 +119,13 @@ func (a *apiClient) get(path string, v any) (int, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("api: GET %s: %w", path, err)
+		return resp.StatusCode, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, fmt.Errorf("api: GET %s: %s: %.300s", path, resp.Status, body)
+		return resp.StatusCode, fmt.Errorf("api: %s %s: %s: %.300s", method, path, resp.Status, body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return resp.StatusCode, fmt.Errorf("api: GET %s: %w: %.300s", path, err, body)
+		return resp.StatusCode, fmt.Errorf("api: %s %s: %w: %.300s", method, path, err, body)
 	}
 	return resp.StatusCode, nil
 }

@@ -40,4 +40,22 @@
 // With -artifacts, each VM's serial console (both power-ons) and every
 // daemon's log are kept under -outputdir/_artifacts; on failure their last
 // lines, and each machine's events, are in the test output either way.
+//
+// TestBMCLifecycle runs on the same lab with two BIOS VMs whose power a BMC
+// owns: one behind OpenIPMI's ipmi_sim (IPMI over LAN, driven by bmclib's
+// ipmitool provider), one behind test/bmcsim's Redfish service (driven by
+// bmclib's gofish provider), both on the provisioner's loopback. Each BMC
+// starts and stops its VM's QEMU through a test/bmcsim chassis script, with
+// the boot order of the device it was told (pxe: network; disk: disk, then
+// network). Everything goes through provisiond: `provisiond power on`, the
+// install (PXE, Ignition, phone-home), the boot from disk after it, then
+// POST /api/v1/machines/{id}/reprovision with power, which must set the next
+// boot to PXE before it power-cycles the machine into a second install. It
+// checks the BMC's own record of what it was told and what it booted, the
+// consoles, and the power, reprovision and install events, and logs the
+// seconds from power-on to config fetched and from reprovision to installed.
+// It also needs openipmi, ipmitool and util-linux (setsid, flock, setpriv);
+// without them it skips, or fails with PROVISIOND_REQUIRE_LAB=1. If the test
+// binary dies without its cleanups (-timeout), its VMs are powered off and
+// ipmi_sim is killed all the same.
 package e2e

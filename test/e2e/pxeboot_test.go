@@ -214,13 +214,7 @@ func (m *machine) install(api *apiClient, probe func() *neighborProbe) (r *vmRun
 // it is still the last word.
 func (p *power) poll(what string, cond func() (bool, error)) error {
 	var last error
-	check := func() bool {
-		ok, err := cond()
-		if err != nil {
-			last = err
-		}
-		return ok && err == nil
-	}
+	check := keepLastError(cond, &last)
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
@@ -298,9 +292,9 @@ func checkRun(t *testing.T, v vm, r *vmRun) {
 	checkLocalBoot(t, v, r)
 }
 
-// checkConfig checks the config the first boot printed: its own, and nobody
-// else's, with a phone-home unit naming this machine and the token of the
-// boot's session (the one on its kernel command line). It returns that token.
+// checkConfig checks the config a boot printed: its own, and none of others',
+// with a phone-home unit naming this machine and the token of the boot's
+// session (the one on its kernel command line). It returns that token.
 func checkConfig(t *testing.T, v vm, others []vm, serial string) (token string) {
 	t.Helper()
 	raw, err := ignitionConfig(serial)
@@ -575,17 +569,12 @@ func requireLab(t *testing.T) (kernel, release, busybox string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, a bridge and tap devices")
 	}
-	var missing []string
-	for _, tool := range []struct{ cmd, pkg string }{
+	missing := missingTools([]tool{
 		{"ip", "iproute2"},
 		{"qemu-system-x86_64", "qemu-system-x86"},
 		{"dnsmasq", "dnsmasq-base"},
 		{"busybox", "busybox-static"},
-	} {
-		if _, err := exec.LookPath(tool.cmd); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (%s)", tool.cmd, tool.pkg))
-		}
-	}
+	})
 	if _, err := os.Stat(ovmf); err != nil {
 		missing = append(missing, ovmf+" (ovmf)")
 	}
@@ -603,6 +592,32 @@ func requireLab(t *testing.T) (kernel, release, busybox string) {
 		t.Skipf("missing: %s", strings.Join(missing, ", "))
 	}
 	return kernel, release, busybox
+}
+
+// keepLastError wraps a poll condition: an error counts as not yet, and is
+// kept in *last to be shown if it is still the last word at the timeout.
+func keepLastError(cond func() (bool, error), last *error) func() bool {
+	return func() bool {
+		ok, err := cond()
+		if err != nil {
+			*last = err
+		}
+		return ok && err == nil
+	}
+}
+
+// tool is a command the lab needs and the Debian package that has it.
+type tool struct{ cmd, pkg string }
+
+// missingTools lists the tools not on PATH as "cmd (package)".
+func missingTools(tools []tool) []string {
+	var missing []string
+	for _, t := range tools {
+		if _, err := exec.LookPath(t.cmd); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%s)", t.cmd, t.pkg))
+		}
+	}
+	return missing
 }
 
 // isStatic reports whether the ELF file at path has no program interpreter,
