@@ -261,7 +261,7 @@ func runMachinesBMC(args []string, stdout, stderr io.Writer) error {
 		if *user == "" || *passwordFile == "" {
 			return fmt.Errorf("%w: --address needs --username and --password-file", errUsage)
 		}
-		password, err := readToken(*passwordFile)
+		password, err := readSecretFile(*passwordFile, "password")
 		if err != nil {
 			return err
 		}

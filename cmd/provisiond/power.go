@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -126,15 +127,8 @@ func powerTable(w io.Writer, rs []api.PowerResult) error {
 			result = "failed"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			tableCell(cmpOr(r.Machine, r.ID)), tableCell(r.MAC), tableCell(r.Action), result, tableCell(r.State),
+			tableCell(cmp.Or(r.Machine, r.ID)), tableCell(r.MAC), tableCell(r.Action), result, tableCell(r.State),
 			tableCell(r.Done), time.Duration(r.TookMS)*time.Millisecond, tableCell(r.Error))
 	}
 	return tw.Flush()
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

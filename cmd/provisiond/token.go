@@ -49,21 +49,25 @@ func apiToken(cfg serveConfig, log *slog.Logger) (string, error) {
 
 // readToken reads a token file: one line, surrounding space ignored. Its
 // errors name the file, never the token.
-func readToken(path string) (string, error) {
+func readToken(path string) (string, error) { return readSecretFile(path, "token") }
+
+// readSecretFile reads a one-line secret (what: "token", "password") from
+// path; its errors name the file, never the secret.
+func readSecretFile(path, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return "", fmt.Errorf("read token file %s: %w", path, err)
+		return "", fmt.Errorf("read %s file %s: %w", what, path, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("read token file %s: the file is empty", path)
+		return "", fmt.Errorf("read %s file %s: the file is empty", what, path)
 	}
 	if strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("read token file %s: more than one line", path)
+		return "", fmt.Errorf("read %s file %s: more than one line", what, path)
 	}
 	return tok, nil
 }

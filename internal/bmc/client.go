@@ -1,6 +1,7 @@
 package bmc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -215,9 +216,9 @@ func newBMCLib(ep Endpoint) (*bmclib.Client, error) {
 			return nil, fmt.Errorf("%s: ipmitool is needed for IPMI BMCs: %w", ep, err)
 		}
 		provider = ipmitool.ProviderName
-		opts = append(opts, bmclib.WithIpmitoolPort(cmpOr(ep.Port, "623")), bmclib.WithIpmitoolCipherSuite(cmpOr(ep.Cipher, "3")))
+		opts = append(opts, bmclib.WithIpmitoolPort(cmp.Or(ep.Port, "623")), bmclib.WithIpmitoolCipherSuite(cmp.Or(ep.Cipher, "3")))
 	case Redfish:
-		opts = append(opts, bmclib.WithRedfishPort(cmpOr(ep.Port, "443")))
+		opts = append(opts, bmclib.WithRedfishPort(cmp.Or(ep.Port, "443")))
 	default:
 		return nil, fmt.Errorf("%w: BMC protocol %q", ErrInvalid, ep.Protocol)
 	}
@@ -227,13 +228,6 @@ func newBMCLib(ep Endpoint) (*bmclib.Client, error) {
 		return nil, fmt.Errorf("%s: bmclib provider %s is not available", ep, provider)
 	}
 	return cl, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // acquire takes key's lock and then a parallelism slot, in that order, so a

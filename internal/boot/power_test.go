@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ func (f *fakeBMC) Status(_ context.Context, ep bmc.Endpoint) (string, error) {
 	if err := f.fail[ep.Host]; err != nil {
 		return "", err
 	}
-	return cmpOr(f.power[ep.Host], bmc.StateOff), nil
+	return cmp.Or(f.power[ep.Host], bmc.StateOff), nil
 }
 
 func (f *fakeBMC) Do(_ context.Context, ep bmc.Endpoint, req bmc.Request) (bmc.Outcome, error) {
@@ -40,7 +41,7 @@ func (f *fakeBMC) Do(_ context.Context, ep bmc.Endpoint, req bmc.Request) (bmc.O
 	if err := f.fail[ep.Host]; err != nil {
 		return bmc.Outcome{}, err
 	}
-	before := cmpOr(f.power[ep.Host], bmc.StateOff)
+	before := cmp.Or(f.power[ep.Host], bmc.StateOff)
 	done := req.Action
 	if done == bmc.Cycle && before == bmc.StateOff {
 		done = bmc.On
@@ -50,13 +51,6 @@ func (f *fakeBMC) Do(_ context.Context, ep bmc.Endpoint, req bmc.Request) (bmc.O
 		f.power[ep.Host] = bmc.StateOn
 	}
 	return bmc.Outcome{Before: before, Done: done}, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (f *fakeBMC) takeCalls() []string {
@@ -142,6 +136,23 @@ func TestPowerNeverSeenMachine(t *testing.T) {
 	}
 	if st := c.PowerStatus(ctx, "52-54-00-00-00-01"); st.Err != nil || st.State != bmc.StateOn {
 		t.Fatalf("PowerStatus = %+v", st)
+	}
+}
+
+// A machine that booted before its Machine was added to Git is in the
+// inventory without the name; naming it finds it through Git's MAC, so its
+// power state is recorded.
+func TestPowerByNameOfMachineInventoriedUnnamed(t *testing.T) {
+	c, db, _ := powerCore(t)
+	ctx := context.Background()
+	if _, _, err := db.Seen(ctx, store.Machine{MAC: "52:54:00:00:00:01", Arch: "efi-x86_64"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Power(ctx, "n1", "on", "test"); r.Err != nil || r.MAC != "52:54:00:00:00:01" {
+		t.Fatalf("Power(n1) = %+v", r)
+	}
+	if m, _ := db.Machine(ctx, "52:54:00:00:00:01"); m.Power != bmc.StateOn {
+		t.Fatalf("inventory power = %q; want on: the inventoried machine was not found by its Machine's name", m.Power)
 	}
 }
 
