@@ -33,6 +33,7 @@ func commands() []command {
 		{"machines", "list, show, reprovision or wipe machines, or set their BMC, through the daemon's API", runMachines},
 		{"events", "show the event log through the daemon's API", runEvents},
 		{"power", "power on, off, cycle or query machines through their BMCs", runPower},
+		{"assets", "fetch and verify OS images (Flatcar, Fedora CoreOS, Talos) for --assets", runAssets},
 		{"version", "print version information", runVersion},
 	}
 }
