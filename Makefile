@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/provisiond
 FUZZTIME ?= 30s
 
-.PHONY: build run test fuzz bench fmt vet clean
+.PHONY: build run test fuzz bench fmt vet clean sbom docker screenshots
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/provisiond
@@ -33,9 +33,41 @@ fuzz:
 # Figures for the closing notes: Go benchmarks, then wrk against a generated
 # 10,000-machine profiles directory.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/profiles ./internal/boot
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/profiles ./internal/boot ./internal/metrics
+	$(GO) test -run '^$$' -bench . -benchtime 10x ./internal/web
 	./scripts/bench-http.sh
 	./scripts/bench-tftp.sh
+
+# A CycloneDX SBOM (JSON) of the modules compiled into bin/provisiond, for the
+# same CGO_ENABLED=0 build. cyclonedx-gomod is built at a pinned version in a
+# throwaway module; its sources are checked against the Go checksum database.
+# (`go run <tool>@<version>` would be shorter, but it also asks the module proxy
+# for the tool's version list, which proxies that serve pinned versions only
+# refuse.) Bump CYCLONEDX_GOMOD_VERSION to update the tool.
+CYCLONEDX_GOMOD_VERSION ?= v1.7.0
+CYCLONEDX_GOMOD := bin/cyclonedx-gomod-$(CYCLONEDX_GOMOD_VERSION)
+SBOM     := bin/provisiond.cdx.json
+
+sbom: $(CYCLONEDX_GOMOD)
+	CGO_ENABLED=0 ./$(CYCLONEDX_GOMOD) app -json -licenses=false -output $(SBOM) -main cmd/provisiond .
+	@echo "wrote $(SBOM)"
+
+$(CYCLONEDX_GOMOD):
+	mkdir -p bin
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cd "$$tmp" \
+	  && $(GO) mod init provisiond-sbom-tool >/dev/null 2>&1 \
+	  && $(GO) get github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION) \
+	  && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$@ github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
+
+# The container image (see Dockerfile). Needs a Docker engine with BuildKit;
+# the CI machines have none.
+IMAGE ?= provisiond:$(VERSION)
+docker:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+# Refreshes the dashboard screenshots in docs/screenshots (headless Chromium).
+screenshots:
+	$(GO) test -count=1 -run '^TestBrowserReprovision$$' ./internal/web -screenshots $(CURDIR)/docs/screenshots
 
 clean:
 	rm -rf bin

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"net/netip"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/iana"
@@ -9,14 +11,16 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/ident"
+	"github.com/provisiond/provisiond/internal/tftp"
 )
 
 // dhcpBooter adapts the boot core to the proxyDHCP's Booter, so internal/dhcp
 // never learns about profiles or the store.
 type dhcpBooter struct{ core *boot.Core }
 
-func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (bool, error) {
-	return b.core.BootPXE(ctx, dhcpRequest(c))
+func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, error) {
+	a, err := b.core.BootPXE(ctx, dhcpRequest(c))
+	return dhcp.Verdict{Boot: a.Boot, Machine: a.Machine}, err
 }
 
 // dhcpRequest is what a DHCP client tells the boot core about itself.
@@ -46,4 +50,28 @@ func dhcpArch(c dhcp.Client) string {
 		return boot.Arch("efi", "arm64")
 	}
 	return strings.ToLower(strings.ReplaceAll(c.Arch.String(), " ", "-"))
+}
+
+// tftpTransfers is the TFTP server's OnTransfer: it counts each finished
+// transfer and logs its one info line with the machine the boot core puts to
+// the client address, since a TFTP request names none.
+type tftpTransfers struct {
+	identify func(context.Context, netip.Addr) boot.Identity // boot.Core.Identify
+	count    func(tftp.Transfer)                             // metrics; nil: none
+	log      *slog.Logger
+}
+
+func (o tftpTransfers) done(t tftp.Transfer) {
+	if o.count != nil {
+		o.count(t)
+	}
+	var id boot.Identity
+	if ap, err := netip.ParseAddrPort(t.Client); err == nil {
+		id = o.identify(context.Background(), ap.Addr())
+	}
+	attrs := append(id.Attrs(), "client", t.Client, "file", t.File, "bytes", t.Bytes, "duration", t.Duration, "outcome", t.Outcome())
+	if t.Err != nil {
+		attrs = append(attrs, "error", t.Err)
+	}
+	o.log.Info("tftp transfer", attrs...)
 }

@@ -1,13 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io/fs"
+	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/tftp"
 )
 
 func TestDHCPRequest(t *testing.T) {
@@ -30,5 +39,45 @@ func TestDHCPRequest(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A TFTP transfer is logged once, at info, with the machine the core puts to
+// the client's address, and counted.
+func TestTFTPTransfers(t *testing.T) {
+	var buf bytes.Buffer
+	var counted []tftp.Transfer
+	o := tftpTransfers{
+		identify: func(_ context.Context, ip netip.Addr) boot.Identity {
+			if ip == netip.MustParseAddr("10.99.0.50") {
+				return boot.Identity{MAC: "52:54:00:00:00:01", UUID: "4c4c4544-0042-3510-8052-b7c04f4e3232", Machine: "node1"}
+			}
+			return boot.Identity{}
+		},
+		count: func(tr tftp.Transfer) { counted = append(counted, tr) },
+		log:   slog.New(slog.NewJSONHandler(&buf, nil)),
+	}
+	o.done(tftp.Transfer{Client: "10.99.0.50:2070", File: "undionly.kpxe", Bytes: 70000, Duration: time.Second})
+	o.done(tftp.Transfer{Client: "192.0.2.9:2070", File: "nope", Err: fs.ErrNotExist})
+	if len(counted) != 2 {
+		t.Errorf("counted %d transfers; want 2", len(counted))
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("log:\n%s\nwant two lines", buf.String())
+	}
+	for i, want := range []map[string]any{
+		{"level": "INFO", "msg": "tftp transfer", "mac": "52:54:00:00:00:01", "uuid": "4c4c4544-0042-3510-8052-b7c04f4e3232", "machine": "node1", "file": "undionly.kpxe", "outcome": "ok"},
+		{"level": "INFO", "msg": "tftp transfer", "mac": "", "uuid": "", "machine": "", "file": "nope", "outcome": "not_found"},
+	} {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &rec); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			if rec[k] != v {
+				t.Errorf("line %d: %s = %v; want %v (%s)", i, k, rec[k], v, lines[i])
+			}
+		}
 	}
 }

@@ -198,6 +198,17 @@ func TestBinaryHotReload(t *testing.T) {
 	if !strings.Contains(logs.String(), "all.yaml:10:") {
 		t.Errorf("the reload error is not logged with file:line")
 	}
+	// Prometheus scrapes without a token; the failed reload is counted.
+	if resp, err := http.Get(base + "/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `provisiond_profile_reloads_total{result="error"} 1`) ||
+			!strings.Contains(string(b), `provisiond_machines{state="provisioning"} 1`) {
+			t.Errorf("GET /metrics = %d:\n%s", resp.StatusCode, b)
+		}
+	}
 
 	// A second daemon on the same data dir fails fast and says why.
 	start := time.Now()

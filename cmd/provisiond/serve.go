@@ -22,12 +22,14 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/metrics"
 	"github.com/provisiond/provisiond/internal/neigh"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/tftp"
+	"github.com/provisiond/provisiond/internal/web"
 )
 
 // serveConfig is every serve flag, typed.
@@ -111,7 +113,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 }
 
 // startPXE runs the proxyDHCP (67, 4011) and TFTP (69) on --dhcp-interface.
-func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, log *slog.Logger) error {
+func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) error {
 	ip, err := dhcp.InterfaceIPv4(cfg.DHCPInterface)
 	if err != nil {
 		return err
@@ -122,11 +124,13 @@ func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boo
 		AdvertiseURL: cfg.AdvertiseURL,
 		Booter:       dhcpBooter{core},
 		Logger:       log,
+		OnPacket:     m.DHCPPacket,
 	})
 	if err != nil {
 		return err
 	}
-	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log})
+	transfers := tftpTransfers{identify: core.Identify, count: m.TFTPTransfer, log: log}
+	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log, OnTransfer: transfers.done})
 	if err != nil {
 		return err
 	}
@@ -223,6 +227,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		log.Info("generated the key that seals BMC credentials; back it up apart from the database", "path", cfg.SecretKeyFile)
 	}
 
+	m := metrics.New(metrics.Config{Machines: db, Logger: log})
 	core := boot.New(boot.Config{
 		ProfilesDir:  cfg.ProfilesDir,
 		AdvertiseURL: cfg.AdvertiseURL,
@@ -233,6 +238,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		BMC:          bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
 		Secrets:      secrets,
 		WipeProfile:  cfg.WipeProfile,
+		Observer:     m,
 		Logger:       log,
 	})
 	if cfg.Policy != (boot.Policy{}) {
@@ -249,19 +255,25 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	log.Info("provisiond starting", "version", version, "advertise_url", cfg.AdvertiseURL, "profiles", cfg.ProfilesDir, "assets", cfg.AssetsDir, "data_dir", cfg.DataDir)
 
+	dash, err := web.New(web.Config{Backend: core, Token: token, Logger: log})
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		Core:         core,
 		AdvertiseURL: cfg.AdvertiseURL,
 		Assets:       assets,
 		Binaries:     binaries,
 		API:          api.New(api.Config{Backend: core, Token: token, Logger: log}),
+		Metrics:      m,
+		Dashboard:    dash.Routes,
 		Logger:       log,
 	})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return core.Run(ctx) })
 	g.Go(func() error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) })
 	if cfg.DHCPInterface != "" {
-		if err := startPXE(ctx, g, cfg, core, binaries, log); err != nil {
+		if err := startPXE(ctx, g, cfg, core, binaries, m, log); err != nil {
 			return err
 		}
 	}

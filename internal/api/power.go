@@ -3,9 +3,7 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -56,25 +54,14 @@ type PowerState struct {
 	State string `json:"state"`
 }
 
-// actor names who asked: the caller's self-declared name (the CLI sends the
-// local user) and the address it came from, as "alice/api@10.0.0.5". The API
-// token is shared, so the name labels the event log; it proves nothing.
+// actor names who asked, as "alice/api@10.0.0.5": the name is what the
+// caller declares in ActorHeader (the CLI sends the local user).
 func actor(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	who := "api@" + host
-	if name := r.Header.Get(ActorHeader); name != "" && len(name) <= 32 && strings.Trim(name, actorChars) == "" {
-		who = name + "/" + who
-	}
-	return who
+	return boot.Actor(r.Header.Get(ActorHeader), "api", r.RemoteAddr)
 }
 
 // ActorHeader carries the caller's name for the event log.
 const ActorHeader = "X-Provisiond-Actor"
-
-const actorChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 // powerStatus serves GET /machines/{id}/power.
 func (a *api) powerStatus(w http.ResponseWriter, r *http.Request) {

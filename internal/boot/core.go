@@ -90,7 +90,9 @@ type Config struct {
 	Secrets Sealer
 	// WipeProfile names the Profile a wiped machine boots; "" disables wipe.
 	WipeProfile string
-	Logger      *slog.Logger // nil: discard
+	// Observer is told of reloads, BMC operations and refusals, for metrics; nil: none.
+	Observer Observer
+	Logger   *slog.Logger // nil: discard
 }
 
 // Core is the policy core. Its zero value is not usable; call New.
@@ -105,6 +107,8 @@ type Core struct {
 	store     store.Store
 	seen      *sightings
 	neighbors Neighbors
+	addrs     *addrBook
+	obs       Observer
 	policy    Policy
 	cacheFile string
 	bmc       bmc.Controller
@@ -153,6 +157,8 @@ func New(cfg Config) *Core {
 		store:     cfg.Store,
 		seen:      newSightings(cfg.Store),
 		neighbors: cfg.Neighbors,
+		addrs:     newAddrBook(),
+		obs:       cfg.Observer,
 		policy:    cfg.Policy,
 		cacheFile: cfg.CacheFile,
 		bmc:       cfg.BMC,
@@ -162,8 +168,8 @@ func New(cfg Config) *Core {
 	if c.bmc == nil {
 		c.bmc = noBMC{}
 	}
-	if c.policy.SkipNeighborCheck {
-		c.neighbors = nil
+	if c.obs == nil {
+		c.obs = noObserver{}
 	}
 	if c.cacheFile != "" {
 		if err := c.cache.LoadFile(c.cacheFile); err != nil {
@@ -173,8 +179,13 @@ func New(cfg Config) *Core {
 	return c
 }
 
-// Run records queued sightings in the store until ctx ends.
+// Run records queued sightings in the store until ctx ends. It first learns
+// the inventory's last addresses, so that Identify knows machines from
+// before a restart.
 func (c *Core) Run(ctx context.Context) error {
+	if err := c.addrs.seed(ctx, c.store); err != nil {
+		c.log.Warn("read the inventory's last addresses; TFTP lines name routed clients once they ask over HTTP", "error", err)
+	}
 	c.seen.run(ctx, c.log.Warn)
 	return nil
 }
@@ -200,10 +211,12 @@ func (c *Core) Reload() error {
 		}
 		c.log.Error("profiles reload failed; last good set keeps serving", "dir", c.dir, "error_count", countProblems(err), "duration", st.Duration)
 		c.status.Store(st)
+		c.obs.Reloaded(st.Time, err)
 		return err
 	}
 	c.set.Store(set)
 	c.status.Store(st)
+	c.obs.Reloaded(st.Time, nil)
 	if c.cacheFile != "" {
 		if err := c.cache.SaveFile(c.cacheFile); err != nil {
 			c.log.Warn("persist translation cache", "error", err)
@@ -243,21 +256,31 @@ func (c *Core) Match(r Request) (profiles.Result, *profiles.Set, error) {
 	return res, set, err
 }
 
+// PXEAnswer is the core's answer to a proxyDHCP request.
+type PXEAnswer struct {
+	Boot    bool   // offer a network boot; false: stay silent
+	Machine string // the Machine matched, "" if none: the offer's log line names it
+}
+
 // BootPXE tells the proxyDHCP whether to offer a network boot: only machines that
 // have a profile, so provisiond stays silent towards machines another server owns.
 // A DHCP packet carries no labels, so while labels-only Machines exist an
 // unmatched machine is booted too: its iPXE request may present their labels.
-func (c *Core) BootPXE(ctx context.Context, r Request) (bool, error) {
-	_, set, err := c.Sighted(ctx, r)
+func (c *Core) BootPXE(ctx context.Context, r Request) (PXEAnswer, error) {
+	res, set, err := c.Sighted(ctx, r)
 	switch {
 	case err == nil:
-		return true, nil
+		a := PXEAnswer{Boot: true}
+		if res.Machine != nil {
+			a.Machine = res.Machine.Name
+		}
+		return a, nil
 	case errors.Is(err, ErrUnknownMachine):
-		return set.HasLabelled(), nil
+		return PXEAnswer{Boot: set.HasLabelled()}, nil
 	case errors.Is(err, ErrNotLoaded):
-		return false, nil
+		return PXEAnswer{}, nil
 	default:
-		return false, err
+		return PXEAnswer{}, err
 	}
 }
 
@@ -270,19 +293,18 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 	if errors.Is(err, ErrNoIdentity) || errors.Is(err, ErrNotLoaded) {
 		return "", err
 	}
-	log := c.log.With(machineAttrs(r, res)...)
 	// Checked before anything is recorded: another host must not even
 	// rewrite what the inventory says about a machine.
 	if e := c.checkNeighbor(ctx, r, "script"); e != nil {
-		c.refuse(ctx, r, e)
-		log.Warn("script refused", "reason", e.Reason, "ip", r.IP)
-		return "", e
+		m := c.refuse(ctx, r, e)
+		return "", c.refused(c.log.With(machineAttrs(known(r, m), res)...), r, e)
 	}
 	if err != nil {
-		if _, _, serr := c.record(ctx, r, res, sighted); serr != nil {
+		m, _, serr := c.record(ctx, r, res, sighted)
+		if serr != nil {
 			return "", serr
 		}
-		log.Info("script refused: no profile for this machine", "error", err)
+		c.log.Info("script refused: no profile for this machine", append(machineAttrs(known(r, m), res), "error", err)...)
 		return "", err
 	}
 	token := newToken()
@@ -291,6 +313,7 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	log := c.log.With(machineAttrs(known(r, m), res)...)
 	if plan.local {
 		log.Info("script: boot from disk", "state", m.State)
 		return ipxe.LocalBootScript(describe(res) + ", installed: booting from disk"), nil
@@ -302,6 +325,8 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 
 // record writes a sighting of r and applies fn in the same transaction.
 func (c *Core) record(ctx context.Context, r Request, res profiles.Result, fn store.Change) (store.Machine, store.Provisioning, error) {
+	// After the neighbour check: only a machine's own requests say where it is.
+	c.addrs.note(r.MAC, r.IP)
 	if r.MAC == "" {
 		// The store keys machines by MAC: a UUID-only request can only update a
 		// machine already seen with its MAC.
@@ -327,16 +352,32 @@ func (c *Core) sightingOf(r Request, res profiles.Result) store.Machine {
 	return m
 }
 
-// machineAttrs are the log fields that let an operator grep one machine's boot.
+// machineAttrs are the log fields that let an operator grep one machine's
+// boot: mac, uuid and machine on every line, "" where unknown.
 func machineAttrs(r Request, res profiles.Result) []any {
-	attrs := []any{"mac", r.MAC, "uuid", r.UUID}
+	name := ""
 	if res.Machine != nil {
-		attrs = append(attrs, "machine", res.Machine.Name)
+		name = res.Machine.Name
 	}
+	attrs := []any{"mac", r.MAC, "uuid", r.UUID, "machine", name}
 	if res.Profile != nil {
 		attrs = append(attrs, "profile", res.Profile.Name)
 	}
 	return attrs
+}
+
+// known fills in, for log lines, the identities a request left out from its
+// stored machine: a request naming only a UUID still logs the MAC.
+func known(r Request, m store.Machine) Request {
+	r.MAC, r.UUID = cmp.Or(r.MAC, m.MAC), cmp.Or(r.UUID, m.UUID)
+	return r
+}
+
+// refused logs a refusal with the machine's fields and counts it; it returns e.
+func (c *Core) refused(log *slog.Logger, r Request, e *RefusedError) *RefusedError {
+	log.Warn(e.What+" refused", "reason", e.Reason, "ip", r.IP)
+	c.obs.Refused(e)
+	return e
 }
 
 // checkNeighbor refuses an on-link requester whose address the kernel resolves
@@ -344,7 +385,7 @@ func machineAttrs(r Request, res profiles.Result) []any {
 // this machine's script or config.
 // A request naming only a UUID is held to the MAC the inventory has for it.
 func (c *Core) checkNeighbor(ctx context.Context, r Request, what string) *RefusedError {
-	if c.neighbors == nil || r.IP == "" {
+	if c.neighbors == nil || c.policy.SkipNeighborCheck || r.IP == "" {
 		return nil
 	}
 	ip, err := netip.ParseAddr(r.IP)
@@ -367,18 +408,20 @@ func (c *Core) checkNeighbor(ctx context.Context, r Request, what string) *Refus
 	return &RefusedError{What: what, Reason: ReasonNeighbor}
 }
 
-// refuse records a refusal on the claimed machine, if the inventory knows it.
-func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) {
+// refuse records a refusal on the claimed machine, if the inventory knows it,
+// and returns that machine (zero if unknown).
+func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) store.Machine {
 	m, err := c.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
 	if err != nil {
-		return
+		return store.Machine{}
 	}
 	ev := refusal(e.What, e.Reason)
 	ev.MAC = m.MAC
 	ev.Fields["ip"] = r.IP
 	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
-		c.log.Warn("record refusal", "mac", r.MAC, "error", err)
+		c.log.Warn("record refusal", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "error", err)
 	}
+	return m
 }
 
 // Explain renders the decision for r for humans: why it matched and its script.
@@ -471,15 +514,13 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 			res.Profile = wp
 		}
 	}
-	log := c.log.With(machineAttrs(r, res)...)
 	kind, _ := res.Profile.Config.Source()
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
 		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
 	if e := c.checkNeighbor(ctx, r, "config"); e != nil {
-		c.refuse(ctx, r, e)
-		log.Warn("config refused", "reason", e.Reason, "ip", r.IP)
-		return nil, nil, e
+		m := c.refuse(ctx, r, e)
+		return nil, nil, c.refused(c.log.With(machineAttrs(known(r, m), res)...), r, e)
 	}
 	out, err := set.Config(res, r.query())
 	if err != nil {
@@ -495,9 +536,9 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	} else if err != nil {
 		return nil, nil, err
 	}
+	log := c.log.With(machineAttrs(known(r, m), res)...)
 	if refused != "" {
-		log.Warn("config refused", "reason", refused, "ip", r.IP)
-		return nil, nil, &RefusedError{What: "config", Reason: refused}
+		return nil, nil, c.refused(log, r, &RefusedError{What: "config", Reason: refused})
 	}
 	log.Info("config served", "kind", string(kind), "ip", r.IP)
 	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), r.Token), nil

@@ -142,8 +142,8 @@ func TestSightingsRecorded(t *testing.T) {
 
 	// DHCP sightings are queued; the unknown one matches only the Default.
 	for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:99"} {
-		if ok, err := c.BootPXE(ctx, Request{MAC: mac, Arch: "efi-x86_64"}); !ok || err != nil {
-			t.Fatalf("BootPXE %s = %v, %v", mac, ok, err)
+		if a, err := c.BootPXE(ctx, Request{MAC: mac, Arch: "efi-x86_64"}); !a.Boot || err != nil {
+			t.Fatalf("BootPXE %s = %+v, %v", mac, a, err)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -170,13 +170,13 @@ func TestBootPXE(t *testing.T) {
 	for _, tc := range []struct {
 		name, extra string
 		mac         string
-		want        bool
+		want        PXEAnswer
 	}{
-		{"matched machine", "", "52:54:00:00:00:01", true},
-		{"unknown machine, no Default", "", "52:54:00:00:00:02", false},
-		{"unknown machine, Default", "---\nkind: Default\nprofile: p\n", "52:54:00:00:00:02", true},
+		{"matched machine", "", "52:54:00:00:00:01", PXEAnswer{Boot: true, Machine: "n1"}},
+		{"unknown machine, no Default", "", "52:54:00:00:00:02", PXEAnswer{}},
+		{"unknown machine, Default", "---\nkind: Default\nprofile: p\n", "52:54:00:00:00:02", PXEAnswer{Boot: true}},
 		// DHCP carries no labels: the iPXE request may still match by them.
-		{"unknown machine, labels-only Machines exist", "---\nkind: Machine\nname: rack\nmatch: {labels: {rack: r1}}\nprofile: p\n", "52:54:00:00:00:02", true},
+		{"unknown machine, labels-only Machines exist", "---\nkind: Machine\nname: rack\nmatch: {labels: {rack: r1}}\nprofile: p\n", "52:54:00:00:00:02", PXEAnswer{Boot: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -186,12 +186,12 @@ func TestBootPXE(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got, err := c.BootPXE(context.Background(), Request{MAC: tc.mac}); got != tc.want || err != nil {
-				t.Fatalf("BootPXE = %v, %v; want %v", got, err, tc.want)
+				t.Fatalf("BootPXE = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
 	}
 	c, _ := newCore(t, t.TempDir(), Config{})
-	if ok, err := c.BootPXE(context.Background(), Request{MAC: "52:54:00:00:00:01"}); ok || err != nil {
-		t.Fatalf("BootPXE before any load = %v, %v; want false", ok, err)
+	if a, err := c.BootPXE(context.Background(), Request{MAC: "52:54:00:00:00:01"}); a.Boot || err != nil {
+		t.Fatalf("BootPXE before any load = %+v, %v; want no boot", a, err)
 	}
 }

@@ -255,7 +255,9 @@ func (c *Core) DeleteBMC(ctx context.Context, id, actor string) error {
 // PowerStatus reads machine id's power state from its BMC.
 func (c *Core) PowerStatus(ctx context.Context, id string) PowerResult {
 	return c.withBMC(ctx, id, "status", func(t target, ep bmc.Endpoint, r *PowerResult) {
+		start := time.Now()
 		r.State, r.Err = c.bmc.Status(ctx, ep)
+		c.obs.BMCOperation(r.Action, time.Since(start), r.Err)
 		if r.Err == nil {
 			c.powerSeen(ctx, t, r.State)
 		}
@@ -352,7 +354,9 @@ func (c *Core) withBMC(ctx context.Context, id, action string, op func(target, b
 
 // drive runs req on t's BMC and records what happened.
 func (c *Core) drive(ctx context.Context, t target, ep bmc.Endpoint, req bmc.Request, actor string, r *PowerResult) {
+	start := time.Now()
 	r.Outcome, r.Err = c.bmc.Do(ctx, ep, req)
+	c.obs.BMCOperation(r.Action, time.Since(start), r.Err)
 	log := c.log.With("mac", t.mac, "uuid", t.uuid, "machine", t.name(), "bmc", ep, "action", r.Action, "actor", actor, "took", r.Outcome.Took)
 	if r.Err != nil {
 		log.Warn("BMC operation failed", "error", r.Err)
@@ -433,7 +437,7 @@ func (c *Core) event(ctx context.Context, t target, e store.Event) {
 		e.Fields["machine"] = t.name()
 	}
 	if _, err := c.store.AppendEvent(ctx, e); err != nil {
-		c.log.Warn("record event", "mac", t.mac, "machine", t.name(), "type", e.Type, "error", err)
+		c.log.Warn("record event", "mac", t.mac, "uuid", t.uuid, "machine", t.name(), "type", e.Type, "error", err)
 	}
 }
 
@@ -443,7 +447,7 @@ func (c *Core) powerSeen(ctx context.Context, t target, state string) {
 		return
 	}
 	if _, _, err := c.store.Update(ctx, t.mac, powerSeen(state, time.Now().UTC())); err != nil {
-		c.log.Warn("record power state", "mac", t.mac, "error", err)
+		c.log.Warn("record power state", "mac", t.mac, "uuid", t.uuid, "machine", t.name(), "error", err)
 	}
 }
 

@@ -22,8 +22,39 @@ import (
 // boot core to it.
 type Booter interface {
 	// BootPXE records that this PXE client was seen (MAC, UUID, arch, time) and reports
-	// whether provisiond will boot it (false: stay silent, another PXE server may own it).
-	BootPXE(ctx context.Context, c Client) (bool, error)
+	// whether provisiond will boot it (Boot false: stay silent, another PXE server may
+	// own it).
+	BootPXE(ctx context.Context, c Client) (Verdict, error)
+}
+
+// Verdict is the Booter's answer about one client.
+type Verdict struct {
+	Boot bool
+	// Machine names the client in the reply's log line (the Machine it matched), so a
+	// boot can be followed from DHCP on; "" when it matched none.
+	Machine string
+}
+
+// Outcome is what became of one packet, for metrics: a small fixed set.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeOffer     Outcome = "offer"     // an OFFER was sent
+	OutcomeAck       Outcome = "ack"       // an ACK was sent
+	OutcomeIgnored   Outcome = "ignored"   // not a network boot client, or not for this port or server
+	OutcomeDeclined  Outcome = "declined"  // the Booter said another server owns the client
+	OutcomeMalformed Outcome = "malformed" // not a DHCP packet
+	OutcomeError     Outcome = "error"     // the Booter failed, or the reply could not be built or sent
+)
+
+// Handled is what Config.OnPacket learns about one packet. It holds nothing that
+// identifies the client, so a metric built from it stays bounded.
+type Handled struct {
+	// Arch is the client's architecture as iana names it ("EFI x86-64"; "unknown" for
+	// an unassigned number), "" when the packet was not classified.
+	Arch    string
+	Outcome Outcome
 }
 
 // Config configures a Server.
@@ -41,6 +72,9 @@ type Config struct {
 	Booter Booter
 	// Logger receives one info line per reply and debug lines for ignored packets; nil discards.
 	Logger *slog.Logger
+	// OnPacket, if set, is called once for every packet read, with what became of it,
+	// e.g. to feed metrics. It must not block.
+	OnPacket func(Handled)
 }
 
 // longestBootFile is the longest suffix Decide appends to AdvertiseURL.

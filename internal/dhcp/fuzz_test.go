@@ -47,7 +47,7 @@ func FuzzHandle(f *testing.F) {
 
 	cfg := testConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.Booter = booterFunc(func(context.Context, Client) (bool, error) { return true, nil })
+	cfg.Booter = booterFunc(func(context.Context, Client) (Verdict, error) { return Verdict{Boot: true}, nil })
 	s, err := New(cfg)
 	if err != nil {
 		f.Fatalf("New: %v", err)

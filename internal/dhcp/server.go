@@ -151,65 +151,81 @@ func (s *Server) serve(ctx context.Context, conn net.PacketConn, svc service) er
 	}
 }
 
-// handle answers one packet, or logs why not. Every failure stays inside this packet.
+// handle answers one packet, or logs why not, and reports what became of it.
 func (s *Server) handle(ctx context.Context, conn net.PacketConn, svc service, pkt []byte, peer net.Addr) {
+	h := s.answer(ctx, conn, svc, pkt, peer)
+	if s.cfg.OnPacket != nil {
+		s.cfg.OnPacket(h)
+	}
+}
+
+// answer answers one packet, or logs why not. Every failure stays inside this packet.
+func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, pkt []byte, peer net.Addr) Handled {
 	req, err := dhcpv4.FromBytes(pkt)
 	if err != nil {
 		s.log.Debug("dhcp ignored", "service", svc.String(), "peer", peer.String(), "reason", "malformed packet: "+err.Error())
-		return
+		return Handled{Outcome: OutcomeMalformed}
 	}
 	log := s.log.With("service", svc.String(), "xid", req.TransactionID.String(), "mac", req.ClientHWAddr.String())
 	c, err := Classify(req)
 	if err != nil {
 		log.Debug("dhcp ignored", "reason", err.Error())
-		return
+		return Handled{Outcome: OutcomeIgnored}
 	}
+	h := Handled{Arch: c.Arch.String()}
 	log = log.With("uuid", c.UUID, "arch", int(c.Arch))
 	if err := accepts(svc, req, c, s.cfg.ServerIP); err != nil {
 		log.Debug("dhcp ignored", "reason", err.Error())
-		return
+		return h.with(OutcomeIgnored)
 	}
 	dst, err := replyAddr(svc, req, peer, s.ports)
 	if err != nil {
 		log.Debug("dhcp ignored", "reason", err.Error())
-		return
+		return h.with(OutcomeIgnored)
 	}
-	ok, err := s.boots(ctx, c)
+	v, err := s.boots(ctx, c)
 	if err != nil {
-		log.Error("dhcp booter failed, not answering", "err", err)
-		return
+		log.Error("dhcp booter failed, not answering", "machine", "", "err", err)
+		return h.with(OutcomeError)
 	}
-	if !ok {
+	log = log.With("machine", v.Machine)
+	if !v.Boot {
 		log.Debug("dhcp ignored", "reason", "booter declined the client")
-		return
+		return h.with(OutcomeDeclined)
 	}
 	reply, err := Decide(req, c, s.cfg)
 	if err != nil {
 		log.Error("dhcp reply not built", "err", err)
-		return
+		return h.with(OutcomeError)
 	}
 	if _, err := conn.WriteTo(reply.ToBytes(), dst); err != nil {
 		log.Warn("dhcp reply not sent", "dst", dst.String(), "err", err)
-		return
+		return h.with(OutcomeError)
 	}
-	msg := "dhcp offer"
+	msg, out := "dhcp offer", OutcomeOffer
 	if reply.MessageType() == dhcpv4.MessageTypeAck {
-		msg = "dhcp ack"
+		msg, out = "dhcp ack", OutcomeAck
 	}
 	log.Info(msg, "file", reply.BootFileName, "dst", dst.String(), "ipxe", c.IPXE)
+	return h.with(out)
 }
 
-func (s *Server) boots(ctx context.Context, c Client) (bool, error) {
+func (h Handled) with(o Outcome) Handled {
+	h.Outcome = o
+	return h
+}
+
+func (s *Server) boots(ctx context.Context, c Client) (Verdict, error) {
 	if s.cfg.Booter == nil {
-		return true, nil
+		return Verdict{Boot: true}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, booterTimeout)
 	defer cancel()
-	ok, err := s.cfg.Booter.BootPXE(ctx, c)
+	v, err := s.cfg.Booter.BootPXE(ctx, c)
 	if err != nil {
-		return false, fmt.Errorf("boot pxe %s: %w", c.MAC, err)
+		return Verdict{}, fmt.Errorf("boot pxe %s: %w", c.MAC, err)
 	}
-	return ok, nil
+	return v, nil
 }
 
 // accepts applies the per-port rules to an already classified request.

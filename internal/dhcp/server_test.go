@@ -153,9 +153,9 @@ func TestListenAndServeNeedsInterface(t *testing.T) {
 }
 
 // booterFunc adapts a function to Booter.
-type booterFunc func(ctx context.Context, c Client) (bool, error)
+type booterFunc func(ctx context.Context, c Client) (Verdict, error)
 
-func (f booterFunc) BootPXE(ctx context.Context, c Client) (bool, error) { return f(ctx, c) }
+func (f booterFunc) BootPXE(ctx context.Context, c Client) (Verdict, error) { return f(ctx, c) }
 
 // syncBuffer is a log sink safe for the server's concurrent handlers.
 type syncBuffer struct {
@@ -270,7 +270,7 @@ func TestServeRelayedDiscover(t *testing.T) {
 	}
 	waitFor(t, l.logs, `msg="dhcp offer"`)
 	logs := l.logs.String()
-	for _, want := range []string{"file=undionly.kpxe", "mac=" + testMAC.String(), "uuid=" + testUUID, "arch=0", "xid=" + req.TransactionID.String()} {
+	for _, want := range []string{"file=undionly.kpxe", "mac=" + testMAC.String(), "uuid=" + testUUID, "machine=\"\"", "arch=0", "xid=" + req.TransactionID.String()} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("offer log lacks %q:\n%s", want, logs)
 		}
@@ -325,15 +325,15 @@ func TestServeBooter(t *testing.T) {
 	failing := net.HardwareAddr{0x52, 0x54, 0x00, 0xfa, 0x11, 0xed}
 	seen := make(chan Client, 10)
 	cfg := testConfig()
-	cfg.Booter = booterFunc(func(ctx context.Context, c Client) (bool, error) {
+	cfg.Booter = booterFunc(func(ctx context.Context, c Client) (Verdict, error) {
 		seen <- c
 		switch c.MAC.String() {
 		case declined.String():
-			return false, nil
+			return Verdict{}, nil
 		case failing.String():
-			return false, errors.New("store unavailable")
+			return Verdict{}, errors.New("store unavailable")
 		}
-		return true, nil
+		return Verdict{Boot: true, Machine: "node1"}, nil
 	})
 	l := startLoopback(t, cfg, serviceDHCP)
 	relayed := dhcpv4.WithRelay(net.IPv4(127, 0, 0, 1))
@@ -364,6 +364,12 @@ func TestServeBooter(t *testing.T) {
 	}
 	waitFor(t, l.logs, "store unavailable")
 	waitFor(t, l.logs, "booter declined")
+	waitFor(t, l.logs, `msg="dhcp offer"`)
+	for _, line := range strings.Split(l.logs.String(), "\n") {
+		if strings.Contains(line, `msg="dhcp offer"`) && !strings.Contains(line, "machine=node1") {
+			t.Errorf("offer log lacks the Booter's machine name: %s", line)
+		}
+	}
 }
 
 func TestServeSurvivesBadPackets(t *testing.T) {
@@ -398,10 +404,10 @@ func TestServeSurvivesBadPackets(t *testing.T) {
 func TestServeStopsWithBusyBooter(t *testing.T) {
 	cfg := testConfig()
 	started := make(chan struct{})
-	cfg.Booter = booterFunc(func(ctx context.Context, c Client) (bool, error) {
+	cfg.Booter = booterFunc(func(ctx context.Context, c Client) (Verdict, error) {
 		close(started)
 		<-ctx.Done() // a Booter that only gives up when told to
-		return false, ctx.Err()
+		return Verdict{}, ctx.Err()
 	})
 	// startLoopback's cleanup checks Serve returns nil promptly after cancel.
 	l := startLoopback(t, cfg, serviceDHCP)

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/provisiond/provisiond/internal/boot"
 )
 
 // assets serves files under --assets with Range support. Opening through os.Root
@@ -45,7 +48,12 @@ func (s *Server) binary(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: iPXE binary %q", errNotFound, truncate(name)))
 		return
 	}
-	s.log.Info("ipxe binary served", "file", name, "remote", r.RemoteAddr)
+	// The request names no machine; the core can often tell whose address it is.
+	var id boot.Identity
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		id = s.cfg.Core.Identify(r.Context(), ap.Addr())
+	}
+	s.log.Info("ipxe binary served", append(id.Attrs(), "file", name, "remote", r.RemoteAddr)...)
 	w.Header().Set("Content-Type", "application/efi")
 	http.ServeContent(w, r, name, time.Time{}, rs)
 }

@@ -1,7 +1,8 @@
 // Package server assembles every HTTP route provisiond serves on its one listener:
 // the boot path machines use (/boot.ipxe, /ipxe, /ignition, /config, /assets, /nbp)
-// and the operator's (/healthz, /api/v1, later /metrics). Handlers parse the
-// request, ask the boot core and render its answer; they decide nothing.
+// and the operator's (/healthz, /api/v1, and /metrics for Prometheus, which like
+// /healthz needs no token). Handlers parse the request, ask the boot core and
+// render its answer; they decide nothing. Every request is counted by route.
 package server
 
 import (
@@ -33,7 +34,10 @@ type Config struct {
 	Assets       *os.Root     // --assets; nil serves no assets
 	Binaries     Files        // iPXE binaries for UEFI HTTP Boot at /nbp/; nil serves none
 	API          http.Handler // mounted at /api/v1; nil serves no API
-	Logger       *slog.Logger
+	Metrics      Metrics      // counts requests and serves /metrics; nil: neither
+	// Dashboard registers the web UI's routes (/ and /ui/); nil serves none.
+	Dashboard func(chi.Router)
+	Logger    *slog.Logger
 }
 
 // Server is provisiond's HTTP side.
@@ -50,6 +54,9 @@ func New(cfg Config) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	r := chi.NewRouter()
+	if cfg.Metrics != nil {
+		r.Use(observe(cfg.Metrics)) // outermost, so a recovered panic counts as its 500
+	}
 	r.Use(middleware.Recoverer)
 	r.Get("/boot.ipxe", s.chainScript)
 	r.Get("/ipxe", s.machineScript)
@@ -59,8 +66,14 @@ func New(cfg Config) *Server {
 	r.Head("/assets/*", s.assets)
 	r.Get("/nbp/{name}", s.binary)
 	r.Get("/healthz", s.health)
+	if cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
+	}
 	if cfg.API != nil {
 		r.Mount("/api/v1", cfg.API)
+	}
+	if cfg.Dashboard != nil {
+		cfg.Dashboard(r)
 	}
 	s.handler = r
 	return s

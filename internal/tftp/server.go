@@ -46,7 +46,8 @@ type Config struct {
 	// Root is a directory served after Files ("" for none). Nothing outside
 	// it is served, whatever the request or the symlinks in it say.
 	Root string
-	// Logger gets one line per transfer; nil discards.
+	// Logger gets one line per transfer, at debug when OnTransfer is set (the
+	// hook's owner logs it, knowing the machine); nil discards.
 	Logger *slog.Logger
 	// Timeout is how long to wait for an ACK before retransmitting
 	// (DefaultTimeout if zero).
@@ -59,7 +60,8 @@ type Config struct {
 	// often enough cannot hold one forever (DefaultMaxTransferTime if zero).
 	MaxTransferTime time.Duration
 	// OnTransfer, if set, is called once per read request when it ends,
-	// e.g. to feed metrics. It must not block.
+	// e.g. to feed metrics or to log the transfer with the machine behind
+	// the client address. It must not block.
 	OnTransfer func(Transfer)
 }
 
@@ -228,10 +230,13 @@ func (s *Server) report(t Transfer) {
 	if t.Err != nil {
 		attrs = append(attrs, "error", t.Err)
 	}
-	s.log.Info("tftp transfer", attrs...)
-	if s.cfg.OnTransfer != nil {
-		s.cfg.OnTransfer(t)
+	if s.cfg.OnTransfer == nil {
+		s.log.Info("tftp transfer", attrs...)
+		return
 	}
+	// A request names no machine; the hook's owner can, and logs the one info line.
+	s.log.Debug("tftp transfer", attrs...)
+	s.cfg.OnTransfer(t)
 }
 
 // boundedReader fails the transfer once it runs past its deadline or the

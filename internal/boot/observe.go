@@ -1,0 +1,24 @@
+package boot
+
+import "time"
+
+// Observer is told what the core did, for metrics; *metrics.Metrics
+// implements it. It is called on the request path, so it must be cheap and
+// never block, and it is given nothing that names a machine.
+type Observer interface {
+	// Reloaded reports a profile load that finished at at; err is nil when
+	// the new set went live.
+	Reloaded(at time.Time, err error)
+	// BMCOperation reports one conversation with a BMC: action as
+	// PowerResult.Action names it, its wall time, and the BMC's error.
+	BMCOperation(action string, took time.Duration, err error)
+	// Refused reports a script or config request refused by a secrecy check.
+	Refused(e *RefusedError)
+}
+
+// noObserver is the Observer of a Core configured without one.
+type noObserver struct{}
+
+func (noObserver) Reloaded(time.Time, error)                 {}
+func (noObserver) BMCOperation(string, time.Duration, error) {}
+func (noObserver) Refused(*RefusedError)                     {}

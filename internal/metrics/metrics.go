@@ -1,0 +1,296 @@
+// Package metrics defines provisiond's Prometheus metrics and the registry
+// /metrics serves.
+//
+// The protocol servers and the boot core never import Prometheus: each reports
+// through a small hook of its own (dhcp.Config.OnPacket, tftp.Config.OnTransfer,
+// boot.Observer, the server's Metrics), which *Metrics implements and
+// cmd/provisiond wires. Every label value comes from a small fixed set, so no
+// client can grow the series count: never a MAC, UUID, address or machine name.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/tftp"
+)
+
+// Fixed label values for what falls outside the known sets.
+const (
+	// FileOther is the TFTP file label of anything but the iPXE binaries:
+	// --tftp-root files and names that were not found.
+	FileOther = "other"
+	// ArchNone is the DHCP arch label of a packet not classified as a PXE client.
+	ArchNone = "none"
+	other    = "other"
+)
+
+// StateCounter counts the inventory by lifecycle state; *store.DB implements it.
+type StateCounter interface {
+	CountByState(ctx context.Context) (map[store.State]int, error)
+}
+
+// Config configures Metrics.
+type Config struct {
+	// Machines is counted at every scrape for provisiond_machines; nil leaves
+	// that metric out.
+	Machines StateCounter
+	// Logger gets scrape errors; nil discards.
+	Logger *slog.Logger
+}
+
+// Metrics holds provisiond's metrics in a registry of its own (not the global
+// default, so tests and several instances never collide). Safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+	log *slog.Logger
+
+	dhcpPackets    *prometheus.CounterVec
+	tftpTransfers  *prometheus.CounterVec
+	tftpBytes      *prometheus.CounterVec
+	tftpDuration   *prometheus.HistogramVec
+	httpRequests   *prometheus.CounterVec
+	httpDuration   *prometheus.HistogramVec
+	reloads        *prometheus.CounterVec
+	lastReload     prometheus.Gauge
+	bmcOps         *prometheus.CounterVec
+	bmcDuration    *prometheus.HistogramVec
+	configsRefused *prometheus.CounterVec
+	scriptsRefused *prometheus.CounterVec
+}
+
+// New returns Metrics registered with the Go and process collectors.
+func New(cfg Config) *Metrics {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		log: log,
+		dhcpPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_dhcp_packets_total",
+			Help: "DHCP packets read by the proxyDHCP, by client architecture (IANA name, none if not a PXE client) and outcome (offer, ack, ignored, declined, malformed, error).",
+		}, []string{"arch", "outcome"}),
+		tftpTransfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_tftp_transfers_total",
+			Help: "TFTP read requests finished, by file (an iPXE binary, or other) and outcome (ok, not_found, denied, error).",
+		}, []string{"file", "outcome"}),
+		tftpBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_tftp_sent_bytes_total",
+			Help: "Bytes of files sent over TFTP, by file and outcome.",
+		}, []string{"file", "outcome"}),
+		tftpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "provisiond_tftp_transfer_duration_seconds",
+			Help: "Wall time of TFTP read requests, by file and outcome.",
+			// An iPXE binary is ~1 MiB: a fraction of a second on a LAN, long with loss.
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"file", "outcome"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_http_requests_total",
+			Help: "HTTP requests answered, by route pattern (unmatched for none) and status code.",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "provisiond_http_request_duration_seconds",
+			Help: "Time to answer HTTP requests, body included, by route pattern.",
+			// A script takes milliseconds, a kernel or initrd from /assets up to minutes.
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"route"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_profile_reloads_total",
+			Help: "Profile directory loads, by result (ok, error). A failed load leaves the last good set serving.",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "provisiond_profile_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last profile load that went live.",
+		}),
+		bmcOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_bmc_operations_total",
+			Help: "Conversations with BMCs, by action (on, off, soft, cycle, reset, status, reprovision, wipe) and result (ok, auth, timeout, unreachable, other).",
+		}, []string{"action", "result"}),
+		bmcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "provisiond_bmc_operation_duration_seconds",
+			Help: "Wall time of conversations with BMCs, waiting for a slot included, by action.",
+			// A BMC login alone can take seconds; --bmc-timeout defaults to 30 s.
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120},
+		}, []string{"action"}),
+		configsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_configs_refused_total",
+			Help: "Config requests (/ignition, /config) refused by a secrecy check, by reason.",
+		}, []string{"reason"}),
+		scriptsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_scripts_refused_total",
+			Help: "Script requests (/ipxe) refused by a secrecy check, by reason.",
+		}, []string{"reason"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration,
+		m.httpRequests, m.httpDuration, m.reloads, m.lastReload,
+		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused,
+	)
+	if cfg.Machines != nil {
+		m.reg.MustRegister(newMachineCollector(cfg.Machines))
+	}
+	// Series that exist from the start, so rate() and alerts see a zero
+	// rather than nothing.
+	for _, r := range []string{"ok", "error"} {
+		m.reloads.WithLabelValues(r)
+	}
+	for _, r := range refusalReasons() {
+		m.configsRefused.WithLabelValues(r)
+	}
+	m.scriptsRefused.WithLabelValues(boot.ReasonNeighbor)
+	return m
+}
+
+// Registry is the registry /metrics serves, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// maxScrapes bounds concurrent scrapes: /metrics needs no token, and each
+// reads the whole inventory.
+const maxScrapes = 4
+
+// Handler serves the registry in the Prometheus exposition formats. A
+// collector that fails (the store) is logged and left out; the rest is served.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		ErrorHandling:       promhttp.ContinueOnError,
+		Registry:            m.reg,
+		MaxRequestsInFlight: maxScrapes,
+	})
+}
+
+// DHCPPacket counts one packet; it is dhcp.Config.OnPacket.
+func (m *Metrics) DHCPPacket(h dhcp.Handled) {
+	arch := h.Arch
+	if arch == "" {
+		arch = ArchNone
+	}
+	m.dhcpPackets.WithLabelValues(arch, string(h.Outcome)).Inc()
+}
+
+// TFTPTransfer counts one finished transfer; cmd/provisiond calls it from
+// tftp.Config.OnTransfer.
+func (m *Metrics) TFTPTransfer(t tftp.Transfer) {
+	file, outcome := tftpFile(t.File), t.Outcome()
+	m.tftpTransfers.WithLabelValues(file, outcome).Inc()
+	m.tftpBytes.WithLabelValues(file, outcome).Add(float64(t.Bytes))
+	m.tftpDuration.WithLabelValues(file, outcome).Observe(t.Duration.Seconds())
+}
+
+// tftpFile is the file label: the iPXE binaries by name, everything else
+// FileOther, so that clients asking for random names add no series.
+func tftpFile(requested string) string {
+	switch name := strings.TrimPrefix(requested, "/"); name {
+	case ipxe.UndionlyKPXE, ipxe.IPXEEFI, ipxe.SNPEFI:
+		return name
+	}
+	return FileOther
+}
+
+// ObserveHTTP counts one answered request. route is the router's pattern
+// ("/api/v1/machines/{id}"), never the path, which a client chooses.
+func (m *Metrics) ObserveHTTP(route string, code int, took time.Duration) {
+	m.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.httpDuration.WithLabelValues(route).Observe(took.Seconds())
+}
+
+// Reloaded implements boot.Observer.
+func (m *Metrics) Reloaded(at time.Time, err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// BMCOperation implements boot.Observer.
+func (m *Metrics) BMCOperation(action string, took time.Duration, err error) {
+	switch bmc.Action(action) {
+	case bmc.On, bmc.Off, bmc.Soft, bmc.Cycle, bmc.Reset, "status", "reprovision", "wipe":
+	default:
+		action = other
+	}
+	m.bmcOps.WithLabelValues(action, bmcResult(err)).Inc()
+	m.bmcDuration.WithLabelValues(action).Observe(took.Seconds())
+}
+
+// bmcResult classes a BMC error by what an operator does about it.
+func bmcResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, bmc.ErrAuth):
+		return "auth"
+	case errors.Is(err, bmc.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, bmc.ErrUnreachable):
+		return "unreachable"
+	}
+	return other
+}
+
+// refusalReasons are the reason label's values; anything else is "other".
+func refusalReasons() [5]string {
+	return [...]string{boot.ReasonNoSession, boot.ReasonNoToken, boot.ReasonBadToken, boot.ReasonRefetch, boot.ReasonNeighbor}
+}
+
+// Refused implements boot.Observer.
+func (m *Metrics) Refused(e *boot.RefusedError) {
+	reason := other
+	for _, r := range refusalReasons() {
+		if e.Reason == r {
+			reason = r
+		}
+	}
+	if e.What == "script" {
+		m.scriptsRefused.WithLabelValues(reason).Inc()
+		return
+	}
+	m.configsRefused.WithLabelValues(reason).Inc()
+}
+
+var _ boot.Observer = (*Metrics)(nil)
+
+// machineCollector reads the inventory's state counts at scrape time, so the
+// gauge cannot drift from the store.
+type machineCollector struct {
+	src  StateCounter
+	desc *prometheus.Desc
+}
+
+func newMachineCollector(src StateCounter) machineCollector {
+	return machineCollector{src: src, desc: prometheus.NewDesc("provisiond_machines",
+		"Machines in the inventory, by lifecycle state (every state, 0 included).", []string{"state"}, nil)}
+}
+
+func (c machineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c machineCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.src.CountByState(context.Background())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	for _, st := range store.States() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[st]), string(st))
+	}
+}

@@ -1,0 +1,287 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/tftp"
+)
+
+// fakeCounter is a StateCounter with fixed counts, or a fixed error.
+type fakeCounter struct {
+	counts map[store.State]int
+	err    error
+}
+
+func (f fakeCounter) CountByState(context.Context) (map[store.State]int, error) {
+	return f.counts, f.err
+}
+
+// TestLint runs promlint over everything the registry exposes, with a value
+// in every vector so that each metric is linted.
+func TestLint(t *testing.T) {
+	m := New(Config{Machines: fakeCounter{counts: map[store.State]int{store.StateReady: 1}}})
+	exercise(m)
+	problems, err := testutil.GatherAndLint(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	for _, c := range []prometheus.Collector{m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration, m.httpRequests,
+		m.httpDuration, m.reloads, m.lastReload, m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused} {
+		problems, err := testutil.CollectAndLint(c)
+		if err != nil || len(problems) > 0 {
+			t.Errorf("CollectAndLint = %v, %v", problems, err)
+		}
+	}
+}
+
+// exercise reports one of everything.
+func exercise(m *Metrics) {
+	m.DHCPPacket(dhcp.Handled{Arch: "EFI x86-64", Outcome: dhcp.OutcomeOffer})
+	m.TFTPTransfer(tftp.Transfer{File: "ipxe.efi", Bytes: 1000, Duration: time.Second})
+	m.ObserveHTTP("/ipxe", 200, time.Millisecond)
+	m.Reloaded(time.Unix(1700000000, 0), nil)
+	m.BMCOperation("cycle", time.Second, nil)
+	m.Refused(&boot.RefusedError{What: "config", Reason: boot.ReasonNoToken})
+	m.Refused(&boot.RefusedError{What: "script", Reason: boot.ReasonNeighbor})
+}
+
+// Each New has a registry of its own: two never collide, and nothing lands
+// in the global default registry.
+func TestOwnRegistry(t *testing.T) {
+	a, b := New(Config{}), New(Config{})
+	a.ObserveHTTP("/ipxe", 200, 0)
+	if got := testutil.ToFloat64(b.httpRequests.WithLabelValues("/ipxe", "200")); got != 0 {
+		t.Errorf("a request counted in one instance shows in another: %v", got)
+	}
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "provisiond_") {
+			t.Errorf("%s is in the default registry", f.GetName())
+		}
+	}
+}
+
+func TestMachines(t *testing.T) {
+	m := New(Config{Machines: fakeCounter{counts: map[store.State]int{store.StateReady: 3, store.StateInstalled: 2}}})
+	want := `
+# HELP provisiond_machines Machines in the inventory, by lifecycle state (every state, 0 included).
+# TYPE provisiond_machines gauge
+provisiond_machines{state="discovered"} 0
+provisiond_machines{state="installed"} 2
+provisiond_machines{state="provisioning"} 0
+provisiond_machines{state="ready"} 3
+provisiond_machines{state="wiped"} 0
+provisiond_machines{state="wiping"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "provisiond_machines"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(newMachineCollector(fakeCounter{}), "provisiond_machines"); n != len(store.States()) {
+		t.Errorf("an empty inventory gives %d series; want one per state", n)
+	}
+}
+
+// A store that fails leaves its metric out of the scrape, logged; the rest
+// is still served.
+func TestMachinesStoreError(t *testing.T) {
+	var logs bytes.Buffer
+	m := New(Config{Machines: fakeCounter{err: errors.New("disk on fire")}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	m.ObserveHTTP("/ipxe", 200, 0)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, `provisiond_http_requests_total{code="200",route="/ipxe"} 1`) || strings.Contains(body, "provisiond_machines{") {
+		t.Errorf("scrape = %d:\n%s", rec.Code, body)
+	}
+	if !strings.Contains(logs.String(), "disk on fire") {
+		t.Errorf("the store's error was not logged: %q", logs.String())
+	}
+}
+
+func TestDHCP(t *testing.T) {
+	m := New(Config{})
+	m.DHCPPacket(dhcp.Handled{Outcome: dhcp.OutcomeMalformed})
+	m.DHCPPacket(dhcp.Handled{Arch: "Intel x86PC", Outcome: dhcp.OutcomeOffer})
+	m.DHCPPacket(dhcp.Handled{Arch: "Intel x86PC", Outcome: dhcp.OutcomeOffer})
+	for _, tc := range []struct {
+		arch, outcome string
+		want          float64
+	}{
+		{ArchNone, "malformed", 1},
+		{"Intel x86PC", "offer", 2},
+	} {
+		if got := testutil.ToFloat64(m.dhcpPackets.WithLabelValues(tc.arch, tc.outcome)); got != tc.want {
+			t.Errorf("dhcp packets %s/%s = %v; want %v", tc.arch, tc.outcome, got, tc.want)
+		}
+	}
+}
+
+// The TFTP file label takes the iPXE binaries' names and one other value,
+// whatever names clients ask for.
+func TestTFTPFileBounded(t *testing.T) {
+	m := New(Config{})
+	m.TFTPTransfer(tftp.Transfer{File: "/undionly.kpxe", Bytes: 100, Duration: time.Second})
+	m.TFTPTransfer(tftp.Transfer{File: "snp.efi", Bytes: 50, Duration: time.Second})
+	for i := range 1000 {
+		m.TFTPTransfer(tftp.Transfer{File: fmt.Sprintf("random-%d", i), Err: fmt.Errorf("open: %w", fs.ErrNotExist)})
+	}
+	if n := testutil.CollectAndCount(m.tftpTransfers); n != 3 {
+		t.Errorf("%d transfer series after 1000 random names; want 3", n)
+	}
+	if got := testutil.ToFloat64(m.tftpTransfers.WithLabelValues(FileOther, "not_found")); got != 1000 {
+		t.Errorf("other/not_found = %v; want 1000", got)
+	}
+	if got := testutil.ToFloat64(m.tftpBytes.WithLabelValues("undionly.kpxe", "ok")); got != 100 {
+		t.Errorf("undionly.kpxe bytes = %v; want 100", got)
+	}
+}
+
+func TestHTTP(t *testing.T) {
+	m := New(Config{})
+	m.ObserveHTTP("/api/v1/machines/{id}", 404, 2*time.Millisecond)
+	m.ObserveHTTP("/api/v1/machines/{id}", 200, 3*time.Millisecond)
+	if got := testutil.ToFloat64(m.httpRequests.WithLabelValues("/api/v1/machines/{id}", "404")); got != 1 {
+		t.Errorf("404s = %v", got)
+	}
+	if n := testutil.CollectAndCount(m.httpDuration); n != 1 {
+		t.Errorf("%d latency series; want one per route", n)
+	}
+}
+
+func TestReloads(t *testing.T) {
+	m := New(Config{})
+	at := time.Unix(1700000000, 500_000_000)
+	m.Reloaded(at, nil)
+	m.Reloaded(at.Add(time.Hour), errors.New("bad yaml"))
+	if ok, failed := testutil.ToFloat64(m.reloads.WithLabelValues("ok")), testutil.ToFloat64(m.reloads.WithLabelValues("error")); ok != 1 || failed != 1 {
+		t.Errorf("reloads ok %v, error %v; want 1 and 1", ok, failed)
+	}
+	if got := testutil.ToFloat64(m.lastReload); got != 1700000000.5 {
+		t.Errorf("last successful reload = %v; want the successful one's time", got)
+	}
+}
+
+func TestBMC(t *testing.T) {
+	m := New(Config{})
+	for _, tc := range []struct {
+		action string
+		err    error
+		label  string
+		result string
+	}{
+		{"cycle", nil, "cycle", "ok"},
+		{"on", fmt.Errorf("log in: %w", bmc.ErrAuth), "on", "auth"},
+		{"status", fmt.Errorf("read: %w", bmc.ErrTimeout), "status", "timeout"},
+		{"status", context.DeadlineExceeded, "status", "timeout"},
+		{"wipe", fmt.Errorf("dial: %w", bmc.ErrUnreachable), "wipe", "unreachable"},
+		{"reprovision", errors.New("HTTP 500"), "reprovision", "other"},
+		{"made-up", nil, "other", "ok"},
+	} {
+		before := testutil.ToFloat64(m.bmcOps.WithLabelValues(tc.label, tc.result))
+		m.BMCOperation(tc.action, time.Second, tc.err)
+		if got := testutil.ToFloat64(m.bmcOps.WithLabelValues(tc.label, tc.result)); got != before+1 {
+			t.Errorf("BMCOperation(%s, %v) did not count as %s/%s", tc.action, tc.err, tc.label, tc.result)
+		}
+	}
+}
+
+func TestRefused(t *testing.T) {
+	m := New(Config{})
+	// Every reason is there from the start.
+	if n := testutil.CollectAndCount(m.configsRefused); n != 5 {
+		t.Errorf("%d config refusal series before any; want 5", n)
+	}
+	m.Refused(&boot.RefusedError{What: "config", Reason: boot.ReasonRefetch})
+	m.Refused(&boot.RefusedError{What: "config", Reason: "something new"})
+	m.Refused(&boot.RefusedError{What: "script", Reason: boot.ReasonNeighbor})
+	for _, tc := range []struct {
+		c      *prometheus.CounterVec
+		reason string
+	}{
+		{m.configsRefused, boot.ReasonRefetch},
+		{m.configsRefused, "other"},
+		{m.scriptsRefused, boot.ReasonNeighbor},
+	} {
+		if got := testutil.ToFloat64(tc.c.WithLabelValues(tc.reason)); got != 1 {
+			t.Errorf("%s = %v; want 1", tc.reason, got)
+		}
+	}
+}
+
+// BenchmarkScrape is one Prometheus scrape of /metrics over HTTP with 10,000
+// machines in a real bbolt store: the cost of provisiond_machines dominates.
+func BenchmarkScrape(b *testing.B) {
+	db, err := store.Open(filepath.Join(b.TempDir(), "provisiond.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	states := store.States()
+	// Concurrent writers share fsyncs, as a discovery storm does.
+	var g errgroup.Group
+	g.SetLimit(64)
+	for i := range 10_000 {
+		g.Go(func() error {
+			_, _, err := db.Seen(context.Background(), store.Machine{
+				MAC:   fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff),
+				UUID:  fmt.Sprintf("00000000-0000-4000-8000-%012x", i),
+				Arch:  "efi-x86_64",
+				Name:  fmt.Sprintf("node%d", i),
+				State: states[i%len(states)], Labels: map[string]string{"rack": "r1"},
+			}, nil)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	m := New(Config{Machines: db})
+	exercise(m)
+	ts := httptest.NewServer(m.Handler())
+	defer ts.Close()
+	scrape := func() string {
+		resp, err := ts.Client().Get(ts.URL + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("scrape: %d, %v", resp.StatusCode, err)
+		}
+		return string(body)
+	}
+	if body := scrape(); !strings.Contains(body, `provisiond_machines{state="wiped"} 1666`) {
+		b.Fatalf("scrape lacks the machine counts:\n%s", body)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		scrape()
+	}
+}

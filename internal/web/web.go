@@ -1,0 +1,314 @@
+// Package web serves the operator's dashboard: the machines table at /, a
+// machine's page with its events, its explained boot script and its actions,
+// and the profiles' reload status on every page. Pages are rendered on the
+// server from embedded templates, CSS and a little JS (no CDN: provisioning
+// VLANs are often air-gapped). Signing in takes the API token and keeps a
+// cookie session; every action carries the session's CSRF token. Handlers
+// parse, ask the Backend (the boot core) and render; they decide nothing.
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// Backend is what the dashboard asks; *boot.Core implements it.
+type Backend interface {
+	Machines(ctx context.Context) ([]store.Machine, error)
+	Machine(ctx context.Context, id string) (store.Machine, error)
+	Events(ctx context.Context, q store.EventQuery) ([]store.Event, error)
+	Explain(r boot.Request) (profiles.Result, string, error)
+	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
+	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
+	Power(ctx context.Context, id, action, actor string) boot.PowerResult
+	MachineBMC(ctx context.Context, id string) (boot.BMCInfo, error)
+	Status() *boot.ReloadStatus
+	Profiles() *profiles.Set
+}
+
+// Config wires the dashboard.
+type Config struct {
+	Backend Backend
+	Token   string // the API token; signing in takes it. Required.
+	Logger  *slog.Logger
+	// SessionTTL is how long a sign-in lasts; default 12h.
+	SessionTTL time.Duration
+	// PollInterval is how often open pages ask for fresh rows; default 3s.
+	PollInterval time.Duration
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Dashboard is the web UI. Register its routes with Routes.
+type Dashboard struct {
+	b        Backend
+	log      *slog.Logger
+	sessions *sessions
+	tmpl     *template.Template
+	poll     time.Duration
+	static   map[string]asset // by name, e.g. "app.css"
+}
+
+// asset is an embedded static file, addressed by a content hash so browsers
+// may cache it for good.
+type asset struct {
+	body  []byte
+	hash  string
+	ctype string
+}
+
+// New parses the templates and fingerprints the static files.
+func New(cfg Config) (*Dashboard, error) {
+	if cfg.Token == "" {
+		return nil, fmt.Errorf("web: no API token")
+	}
+	d := &Dashboard{
+		b:        cfg.Backend,
+		log:      cfg.Logger,
+		sessions: newSessions(cfg.Token, cmpDuration(cfg.SessionTTL, 12*time.Hour)),
+		poll:     cmpDuration(cfg.PollInterval, 3*time.Second),
+		static:   map[string]asset{},
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	err := fs.WalkDir(staticFS, "static", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		body, err := staticFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		d.static[path.Base(p)] = asset{body: body, hash: hex.EncodeToString(sum[:6]), ctype: contentType(p)}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web: static files: %w", err)
+	}
+	d.tmpl, err = template.New("").Funcs(template.FuncMap{
+		"static":   d.staticURL,
+		"ago":      ago,
+		"stamp":    stamp,
+		"labels":   formatLabels,
+		"plural":   plural,
+		"stateCSS": func(s store.State) string { return "state-" + string(s) },
+	}).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("web: templates: %w", err)
+	}
+	return d, nil
+}
+
+func cmpDuration(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func contentType(p string) string {
+	switch path.Ext(p) {
+	case ".css":
+		return "text/css; charset=utf-8"
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
+	}
+	return "application/octet-stream"
+}
+
+// Routes registers the dashboard on r: / and everything under /ui/.
+func (d *Dashboard) Routes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(securityHeaders, middleware.Compress(5, "text/html", "text/css", "text/javascript"))
+		r.Get("/ui/static/{name}", d.serveStatic)
+		r.Get("/ui/login", d.loginPage)
+		r.Post("/ui/login", d.login)
+		r.Group(func(r chi.Router) {
+			r.Use(d.requireSession)
+			r.Get("/", d.machinesPage)
+			r.Get("/ui/machines/rows", d.machineRows)
+			r.Get("/ui/machines/{id}", d.machinePage)
+			r.Get("/ui/machines/{id}/live", d.machineLive)
+			r.Get("/ui/machines/{id}/confirm", d.confirmPage)
+			r.Post("/ui/machines/{id}/action", d.action)
+			r.Post("/ui/logout", d.logout)
+		})
+	})
+}
+
+// securityHeaders keeps pages out of frames and scripts to our own files.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		// same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null"
+		// on form posts, which the origin check must refuse.
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (d *Dashboard) staticURL(name string) string {
+	return "/ui/static/" + name + "?v=" + d.static[name].hash
+}
+
+func (d *Dashboard) serveStatic(w http.ResponseWriter, r *http.Request) {
+	a, ok := d.static[chi.URLParam(r, "name")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", a.ctype)
+	if r.URL.Query().Get("v") == a.hash {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	}
+	_, _ = w.Write(a.body)
+}
+
+// page is what every full page's layout needs.
+type page struct {
+	Title    string
+	Session  *session // nil on the sign-in page
+	Profiles profileStatus
+	Flash    *flash
+	Poll     int // milliseconds
+	Body     any // the page's own data
+}
+
+// profileStatus is the banner: the live set and the last reload's result.
+type profileStatus struct {
+	Loaded     bool
+	LoadedAt   time.Time
+	Profiles   int
+	Machines   int
+	Failed     bool
+	FailedAt   time.Time
+	Problems   []string // file:line: message
+	ReloadedAt time.Time
+}
+
+func (d *Dashboard) profileStatus() profileStatus {
+	var ps profileStatus
+	if set := d.b.Profiles(); set != nil {
+		ps.Loaded, ps.LoadedAt = true, set.LoadedAt
+		ps.Profiles, ps.Machines = len(set.Profiles), len(set.Machines)
+	}
+	if st := d.b.Status(); st != nil {
+		ps.ReloadedAt = st.Time
+		if st.Err != nil {
+			ps.Failed, ps.FailedAt = true, st.Time
+			ps.Problems = problemLines(st.Err)
+		}
+	}
+	return ps
+}
+
+// problemLines turns a reload error into file:line lines.
+func problemLines(err error) []string {
+	var probs profiles.Problems
+	if errors.As(err, &probs) {
+		out := make([]string, len(probs))
+		for i, p := range probs {
+			out[i] = p.String()
+		}
+		return out
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+// render executes a named template into a buffer first, so a template error
+// becomes a clean 500 instead of half a page.
+func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
+	var buf bytes.Buffer
+	if err := d.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		d.log.Error("render dashboard page", "template", name, "path", r.URL.Path, "error", err)
+		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderPage renders a full page with the layout's shared parts filled in.
+func (d *Dashboard) renderPage(w http.ResponseWriter, r *http.Request, code int, name, title string, body any) {
+	s := sessionOf(r)
+	p := page{Title: title, Session: s, Profiles: d.profileStatus(), Poll: int(d.poll.Milliseconds()), Body: body}
+	if s != nil {
+		p.Flash = d.sessions.takeFlash(s)
+	}
+	d.render(w, r, code, name, p)
+}
+
+// failPage shows an error inside the layout, for errors a user can act on.
+func (d *Dashboard) failPage(w http.ResponseWriter, r *http.Request, code int, err error) {
+	if code >= 500 {
+		d.log.Error("dashboard request failed", "path", r.URL.Path, "error", err)
+		err = fmt.Errorf("internal error; see the server log")
+	}
+	d.renderPage(w, r, code, "error.html", http.StatusText(code), err.Error())
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	switch {
+	case d < 0:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// plural is "1 machine", "2 machines".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
