@@ -11,30 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/testutil"
 )
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func runCmd(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
@@ -132,7 +113,7 @@ func TestBinaryHotReload(t *testing.T) {
 	write(fmt.Sprintf(good, "v1"))
 
 	addr := testutil.FreeAddr(t)
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	dataDir := t.TempDir()
 	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir, "--http-addr", addr, "--reload-debounce", "200ms")
 	cmd.Stdout, cmd.Stderr = &logs, &logs

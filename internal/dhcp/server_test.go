@@ -7,12 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 func TestReplyAddr(t *testing.T) {
@@ -157,35 +158,17 @@ type booterFunc func(ctx context.Context, c Client) (Verdict, error)
 
 func (f booterFunc) BootPXE(ctx context.Context, c Client) (Verdict, error) { return f(ctx, c) }
 
-// syncBuffer is a log sink safe for the server's concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // loopback runs svc of a Server on 127.0.0.1 and returns a client socket whose port also
 // stands in for the relay and client ports, so relayed and ciaddr replies reach it.
 type loopback struct {
 	server net.Addr
 	client net.PacketConn
-	logs   *syncBuffer
+	logs   *testutil.Buffer
 }
 
 func startLoopback(t *testing.T, cfg Config, svc service) *loopback {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(cfg)
 	if err != nil {
@@ -420,7 +403,7 @@ func TestServeStopsWithBusyBooter(t *testing.T) {
 }
 
 // waitFor waits until the server logged want: handlers log after sending.
-func waitFor(t *testing.T, logs *syncBuffer, want string) {
+func waitFor(t *testing.T, logs *testutil.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), want) {

@@ -2,12 +2,15 @@ package profiles
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +26,7 @@ import (
 	ign34 "github.com/coreos/ignition/v2/config/v3_4"
 	ign35 "github.com/coreos/ignition/v2/config/v3_5"
 	"github.com/coreos/vcontext/report"
+	"github.com/vincent-petithory/dataurl"
 	"gopkg.in/yaml.v3"
 )
 
@@ -37,8 +41,8 @@ type Rendered struct {
 // Session values are known only when a machine boots, long after its config was
 // rendered and translated at load time, so templates render markers in their
 // place and For substitutes them per request. The markers use only characters
-// that JSON strings, YAML and data URLs carry unescaped, so they survive Butane
-// translation verbatim.
+// that JSON strings, YAML and percent-encoded data URLs carry unescaped;
+// exposeMarkers undoes the base64 that would hide them.
 const (
 	tokenMarker = "PROVISIOND_SESSION_TOKEN_6f1d2b9c"
 	idMarker    = "PROVISIOND_MACHINE_ID_8e3a7c15"
@@ -201,29 +205,20 @@ func (r *renderer) templateData(p *Profile, m *Machine, mac, uuid string) map[st
 	}
 }
 
-// translateOptions names the translation settings in the cache key, so that
-// changing them invalidates persisted translations.
-const translateOptions = "butane:no-auto-compression"
+// translateOptions names the translation settings and the post-processing of
+// their output in the cache key, so that changing either invalidates persisted
+// translations.
+const translateOptions = "butane:no-auto-compression,markers:percent-encoded"
 
 // produce turns rendered source into what is served, validating it.
 func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 	switch kind {
 	case ConfigButane:
-		out, rep, err := bconf.TranslateBytes(src, bcommon.TranslateBytesOptions{
-			// Gzipping inline files would hide the session markers from For, and
-			// is most of Butane's cost per machine. PXE configs travel over HTTP
-			// with no size limit, so nothing is lost; an explicit
-			// `compression: gzip` in the Butane is still honoured.
-			TranslateOptions: bcommon.TranslateOptions{NoResourceAutoCompression: true},
-		})
+		out, err := translateButane(src)
 		if err != nil {
-			return nil, reportError(rep, err)
+			return nil, err
 		}
-		// Warnings too: an unused key is a typo that would silently drop config.
-		if len(rep.Entries) > 0 {
-			return nil, reportError(rep, errors.New("butane reported problems"))
-		}
-		if err := validateIgnition(out); err != nil {
+		if out, err = exposeMarkers(out); err != nil {
 			return nil, err
 		}
 		return &Rendered{Kind: kind, Body: out, ContentType: "application/vnd.coreos.ignition+json"}, nil
@@ -231,7 +226,11 @@ func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 		if err := validateIgnition(src); err != nil {
 			return nil, err
 		}
-		return &Rendered{Kind: kind, Body: src, ContentType: "application/vnd.coreos.ignition+json"}, nil
+		out, err := exposeMarkers(src)
+		if err != nil {
+			return nil, err
+		}
+		return &Rendered{Kind: kind, Body: out, ContentType: "application/vnd.coreos.ignition+json"}, nil
 	case ConfigTalos:
 		if err := validateYAML(src); err != nil {
 			return nil, err
@@ -240,6 +239,30 @@ func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 	default:
 		return &Rendered{Kind: kind, Body: src, ContentType: "text/plain; charset=utf-8"}, nil
 	}
+}
+
+// translateButane translates Butane to validated Ignition.
+func translateButane(src []byte) ([]byte, error) {
+	out, rep, err := bconf.TranslateBytes(src, bcommon.TranslateBytesOptions{
+		// Gzipping inline files would hide the session markers from For, and
+		// is most of Butane's cost per machine. PXE configs travel over HTTP
+		// with no size limit, so nothing is lost; an explicit
+		// `compression: gzip` in the Butane is still honoured (and refused by
+		// exposeMarkers if it hides a marker). Base64, which Butane still picks
+		// when shorter, is undone by exposeMarkers.
+		TranslateOptions: bcommon.TranslateOptions{NoResourceAutoCompression: true},
+	})
+	if err != nil {
+		return nil, reportError(rep, err)
+	}
+	// Warnings too: an unused key is a typo that would silently drop config.
+	if len(rep.Entries) > 0 {
+		return nil, reportError(rep, errors.New("butane reported problems"))
+	}
+	if err := validateIgnition(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ignitionParsers validate each released Ignition spec version. Picking the parser
@@ -272,6 +295,158 @@ func validateIgnition(b []byte) error {
 		return reportError(rep, errors.New("ignition: invalid config"))
 	}
 	return nil
+}
+
+// exposeMarkers re-encodes every data URL resource of Ignition config b that
+// hides a session marker from For (base64, which Butane picks whenever it is
+// shorter than percent-encoding) as a percent-encoded data URL, where the
+// marker appears verbatim. It returns b itself when nothing needed it, so
+// unaffected configs stay byte-identical, and refuses what it cannot expose: a
+// marker in gzip-compressed contents or under a verification hash.
+func exposeMarkers(b []byte) ([]byte, error) {
+	if !bytes.Contains(b, []byte("data:")) {
+		return b, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // numbers round-trip as written
+	var cfg any
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("ignition: %w", err)
+	}
+	changed, err := exposeIn(cfg, "")
+	if err != nil || !changed {
+		return b, err
+	}
+	// The config was validated before, so the rewritten one differs only in
+	// data URL sources, key order and insignificant whitespace; validate anyway,
+	// as what is served must be.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("ignition: re-encode: %w", err)
+	}
+	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if err := validateIgnition(out); err != nil {
+		return nil, fmt.Errorf("after re-encoding data URLs: %w", err)
+	}
+	return out, nil
+}
+
+// exposeIn walks the decoded JSON v, found at loc, rewriting each resource (an
+// object whose source is a data URL: a file's contents and appends, merged or
+// replacing configs, CAs, LUKS key files) in place. It reports whether anything
+// changed.
+func exposeIn(v any, loc string) (bool, error) {
+	changed := false
+	switch v := v.(type) {
+	case map[string]any:
+		if src, ok := v["source"].(string); ok && len(src) >= 5 && strings.EqualFold(src[:5], "data:") {
+			c, err := exposeResource(v, src, loc)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // the first error is the same on every load
+		for _, k := range keys {
+			child := strings.TrimPrefix(loc+"."+k, ".")
+			if strings.HasPrefix(loc, "storage file ") {
+				// A file's contents are the file; its appends are numbered.
+				switch k {
+				case "contents":
+					child = loc
+				case "append":
+					child = loc + " append"
+				}
+			}
+			c, err := exposeIn(v[k], child)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
+	case []any:
+		for i, e := range v {
+			child := fmt.Sprintf("%s[%d]", loc, i)
+			if f, ok := e.(map[string]any); ok && loc == "storage.files" {
+				if p, ok := f["path"].(string); ok {
+					child = "storage file " + p
+				}
+			}
+			c, err := exposeIn(e, child)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
+	}
+	return changed, nil
+}
+
+// exposeResource handles the Ignition resource res at loc whose source src is a
+// data URL.
+func exposeResource(res map[string]any, src, loc string) (bool, error) {
+	du, err := dataurl.DecodeString(src)
+	if err != nil {
+		return false, fmt.Errorf("%s: decode data URL: %w", loc, err)
+	}
+	gzipped := res["compression"] == "gzip"
+	data := du.Data
+	if gzipped {
+		// Butane takes `compression: gzip` to mean the contents are gzipped
+		// already, so inline text stays as written: look there too.
+		if plain, err := gunzip(data); err == nil {
+			data = append(plain, data...)
+		}
+	}
+	inData := countMarkers(data)
+	if inData == 0 {
+		return false, nil
+	}
+	if gzipped {
+		return false, fmt.Errorf("%s: uses the session token or machine id inside gzip-compressed contents, where it cannot be filled in per machine; remove `compression: gzip`", loc)
+	}
+	if ver, _ := res["verification"].(map[string]any); ver != nil {
+		if h, _ := ver["hash"].(string); h != "" {
+			return false, fmt.Errorf("%s: uses the session token or machine id, which differ per machine, in contents checked by verification.hash, which cannot match them all; remove the hash", loc)
+		}
+	}
+	if countMarkers([]byte(src)) == inData {
+		return false, nil // already percent-encoded with the markers verbatim
+	}
+	res["source"] = percentDataURL(src, du)
+	return true, nil
+}
+
+// percentDataURL re-encodes data URL src, decoded as du, with percent-encoding,
+// keeping its media type as written. Markers are [A-Za-z0-9_], which
+// percent-encoding leaves alone.
+func percentDataURL(src string, du *dataurl.DataURL) string {
+	header, _, _ := strings.Cut(src[len("data:"):], ",")
+	if strings.Contains(header, `"`) {
+		// A quoted parameter may hold a comma: let the library spell it.
+		header = du.MediaType.String()
+	} else if i := len(header) - len(";base64"); i >= 0 && strings.EqualFold(header[i:], ";base64") {
+		header = header[:i]
+	}
+	return "data:" + header + "," + dataurl.Escape(du.Data)
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
+
+func countMarkers(b []byte) int {
+	return bytes.Count(b, []byte(tokenMarker)) + bytes.Count(b, []byte(idMarker))
 }
 
 func validateYAML(b []byte) error {

@@ -1,31 +1,13 @@
 package tftp
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
-
-// lockedBuffer is a log sink safe for concurrent transfers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestTransferLogLevel: the package's own transfer line is the info line
 // only when no hook is set; with one, the hook's owner logs it (with the
@@ -41,7 +23,7 @@ func TestTransferLogLevel(t *testing.T) {
 		{"hook: debug", true, "level=DEBUG"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &lockedBuffer{}
+			logs := &testutil.Buffer{}
 			done := make(chan Transfer, 1)
 			cfg := Config{Files: embedded, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 			if tc.hook {
