@@ -101,6 +101,7 @@ type apiClient struct {
 type apiError struct {
 	Code int
 	Msg  string // the body's "error", or a note that the body was not the API's
+	Body []byte // the answer, for routes whose error statuses carry a result
 	hint string
 }
 
@@ -166,7 +167,7 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 		}
 		return b, nil
 	}
-	e := &apiError{Code: resp.StatusCode}
+	e := &apiError{Code: resp.StatusCode, Body: b}
 	var apiErr struct {
 		Error string `json:"error"`
 	}

@@ -32,6 +32,7 @@ func commands() []command {
 		{"explain", "show which Machine and Profile a machine matches, and its iPXE script", runExplain},
 		{"machines", "list, show, reprovision or wipe machines, or set their BMC, through the daemon's API", runMachines},
 		{"events", "show the event log through the daemon's API", runEvents},
+		{"profiles", "sync the profiles with their Git repository now, through the daemon's API", runProfiles},
 		{"power", "power on, off, cycle or query machines through their BMCs", runPower},
 		{"assets", "fetch and verify OS images (Flatcar, Fedora CoreOS, Talos) for --assets", runAssets},
 		{"version", "print version information", runVersion},

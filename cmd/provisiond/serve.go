@@ -21,6 +21,7 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/gitsync"
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/metrics"
 	"github.com/provisiond/provisiond/internal/neigh"
@@ -51,12 +52,26 @@ type serveConfig struct {
 	BMCTimeout     time.Duration
 	BMCParallel    int
 	Policy         boot.Policy
+
+	// ProfilesGit and the rest follow a Git repository instead of ProfilesDir.
+	ProfilesGit           string
+	ProfilesGitRef        string
+	ProfilesGitInterval   time.Duration
+	ProfilesGitSSHKey     string
+	ProfilesGitKnownHosts string
+	ProfilesGitTokenFile  string
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
 	fs := newFlagSet("serve", stderr)
-	fs.StringVar(&c.ProfilesDir, "profiles", "", "profiles directory (a Git checkout) [required]")
+	fs.StringVar(&c.ProfilesDir, "profiles", "", "profiles directory (a Git checkout), watched for changes; this or --profiles-git is required")
+	fs.StringVar(&c.ProfilesGit, "profiles-git", "", "follow the profiles in this Git repository (https://, ssh://, user@host:path, git://, file://) instead of --profiles; synced into <data-dir>/profiles-git")
+	fs.StringVar(&c.ProfilesGitRef, "profiles-git-ref", "", "branch, tag or full commit hash to follow (default: the remote's HEAD branch)")
+	fs.DurationVar(&c.ProfilesGitInterval, "profiles-git-interval", gitsync.DefaultInterval, "how often to poll the repository; POST /api/v1/profiles/sync syncs at once")
+	fs.StringVar(&c.ProfilesGitSSHKey, "profiles-git-ssh-key", "", "private key file (no passphrase) for an ssh repository URL; read at every fetch")
+	fs.StringVar(&c.ProfilesGitKnownHosts, "profiles-git-known-hosts", "", "known_hosts file with the ssh server's host key (default: $SSH_KNOWN_HOSTS, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts)")
+	fs.StringVar(&c.ProfilesGitTokenFile, "profiles-git-token-file", "", "file holding the token (password) for an https repository URL, sent as the URL's user or \"git\"; read at every fetch")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the state database and generated secrets")
 	fs.StringVar(&c.AssetsDir, "assets", "", "directory served at /assets/ (default: <data-dir>/assets)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address")
@@ -82,8 +97,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if len(pos) > 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if c.ProfilesDir == "" {
-		return c, fmt.Errorf("%w: --profiles is required", errUsage)
+	if err := checkProfilesFlags(c); err != nil {
+		return c, err
 	}
 	if c.AssetsDir == "" {
 		c.AssetsDir = filepath.Join(c.DataDir, "assets")
@@ -110,6 +125,24 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("%w: --advertise-url %q must be an http(s) URL", errUsage, c.AdvertiseURL)
 	}
 	return c, nil
+}
+
+// checkProfilesFlags requires exactly one source of profiles: a directory, or
+// a Git repository with its own flags.
+func checkProfilesFlags(c serveConfig) error {
+	switch {
+	case c.ProfilesDir != "" && c.ProfilesGit != "":
+		return fmt.Errorf("%w: --profiles and --profiles-git exclude each other (also as PROVISIOND_PROFILES and PROVISIOND_PROFILES_GIT): with --profiles-git the profiles are the synced tree under <data-dir>/profiles-git", errUsage)
+	case c.ProfilesDir == "" && c.ProfilesGit == "":
+		return fmt.Errorf("%w: --profiles DIR or --profiles-git URL is required", errUsage)
+	case c.ProfilesGit == "" && (c.ProfilesGitRef != "" || c.ProfilesGitSSHKey != "" || c.ProfilesGitKnownHosts != "" || c.ProfilesGitTokenFile != ""):
+		return fmt.Errorf("%w: --profiles-git-ref, --profiles-git-ssh-key, --profiles-git-known-hosts and --profiles-git-token-file need --profiles-git", errUsage)
+	case c.ProfilesGit == "":
+		return nil
+	case c.ProfilesGitInterval < time.Second:
+		return fmt.Errorf("%w: --profiles-git-interval %v: want 1s or more", errUsage, c.ProfilesGitInterval)
+	}
+	return checkGitFlags(c)
 }
 
 // startPXE runs the proxyDHCP (67, 4011) and TFTP (69) on --dhcp-interface.
@@ -246,16 +279,27 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			"allow_config_refetch", cfg.Policy.AllowConfigRefetch, "skip_neighbor_check", cfg.Policy.SkipNeighborCheck)
 	}
 	// The first load must succeed: serving nothing while claiming to be up helps no one.
-	if err := core.Reload(); err != nil {
+	var syncer *gitsync.Syncer
+	var backend interface {
+		api.Backend
+		web.Backend
+	} = core
+	profilesFrom := cfg.ProfilesDir
+	if cfg.ProfilesGit != "" {
+		if syncer, err = startGitSync(ctx, cfg, core, log); err != nil {
+			return err
+		}
+		backend, profilesFrom = gitBackend{Core: core, syncer: syncer}, syncer.Remote()
+	} else if err := core.Reload(); err != nil {
 		var probs profiles.Problems
 		if errors.As(err, &probs) {
 			return fmt.Errorf("profiles in %s do not validate:\n%w", cfg.ProfilesDir, err)
 		}
 		return err
 	}
-	log.Info("provisiond starting", "version", version, "advertise_url", cfg.AdvertiseURL, "profiles", cfg.ProfilesDir, "assets", cfg.AssetsDir, "data_dir", cfg.DataDir)
+	log.Info("provisiond starting", "version", version, "advertise_url", cfg.AdvertiseURL, "profiles", profilesFrom, "assets", cfg.AssetsDir, "data_dir", cfg.DataDir)
 
-	dash, err := web.New(web.Config{Backend: core, Token: token, Logger: log})
+	dash, err := web.New(web.Config{Backend: backend, Token: token, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -264,7 +308,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		AdvertiseURL: cfg.AdvertiseURL,
 		Assets:       assets,
 		Binaries:     binaries,
-		API:          api.New(api.Config{Backend: core, Token: token, Logger: log}),
+		API:          api.New(api.Config{Backend: backend, Token: token, Logger: log}),
 		Metrics:      m,
 		Dashboard:    dash.Routes,
 		Logger:       log,
@@ -277,8 +321,12 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			return err
 		}
 	}
-	g.Go(func() error {
-		return profiles.Watch(ctx, cfg.ProfilesDir, cfg.ReloadDebounce, log, func() { _ = core.Reload() })
-	})
+	if syncer != nil {
+		g.Go(func() error { return syncer.Run(ctx) })
+	} else {
+		g.Go(func() error {
+			return profiles.Watch(ctx, cfg.ProfilesDir, cfg.ReloadDebounce, log, func() { _ = core.Reload() })
+		})
+	}
 	return g.Wait()
 }

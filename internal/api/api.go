@@ -39,6 +39,11 @@ type Backend interface {
 	Events(ctx context.Context, q store.EventQuery) ([]store.Event, error)
 	Status() *boot.ReloadStatus
 	Profiles() *profiles.Set
+	// Sync is the last sync with the profiles' Git repository; nil without one.
+	Sync() *boot.SyncStatus
+	// SyncProfiles syncs with the profiles' Git repository now;
+	// boot.ErrNoSync when the profiles are a plain directory.
+	SyncProfiles(ctx context.Context) (boot.SyncStatus, error)
 }
 
 // Config wires the API.
@@ -84,6 +89,7 @@ func New(cfg Config) http.Handler {
 		r.Post("/power", a.bulkPower)
 		r.Get("/events", a.events)
 		r.Get("/profiles", a.profiles)
+		r.Post("/profiles/sync", a.syncProfiles)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		if !a.operator(r) {

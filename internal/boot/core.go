@@ -76,6 +76,8 @@ type Neighbors interface {
 
 // Config configures a Core.
 type Config struct {
+	// ProfilesDir is what Reload loads; "" when LoadRevision supplies the
+	// trees (--profiles-git).
 	ProfilesDir  string
 	AdvertiseURL string      // base URL machines reach the HTTP server at, no trailing slash
 	Store        store.Store // inventory, sessions and events; required
@@ -97,13 +99,14 @@ type Config struct {
 
 // Core is the policy core. Its zero value is not usable; call New.
 type Core struct {
-	dir       string
+	dir       string // what Reload loads: --profiles, or the live Git tree
 	base      string
 	log       *slog.Logger
 	cache     *profiles.Cache
 	set       atomic.Pointer[profiles.Set]
 	status    atomic.Pointer[ReloadStatus]
-	mu        sync.Mutex // serialises reloads
+	sync      atomic.Pointer[SyncStatus]
+	mu        sync.Mutex // serialises reloads, and guards dir
 	store     store.Store
 	seen      *sightings
 	neighbors Neighbors
@@ -141,6 +144,12 @@ type ReloadStatus struct {
 	Time     time.Time
 	Duration time.Duration
 	Err      error // nil on success; profiles.Problems when validation failed
+	// Live is the Git commit of the live set; nil when it came from a plain
+	// directory (--profiles) or nothing is live yet.
+	Live *Revision
+	// Rejected is the last commit that failed to load since the start, kept
+	// after a later commit went live; nil if none.
+	Rejected *Rejection
 }
 
 // New returns a Core with no profiles loaded; call Reload.
@@ -195,34 +204,60 @@ func (c *Core) Run(ctx context.Context) error {
 func (c *Core) Reload() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.load(c.dir, nil)
+}
+
+// load loads dir, the tree of rev (nil: a plain directory), and swaps it in
+// if it validates. c.mu is held.
+func (c *Core) load(dir string, rev *Revision) error {
 	defer loadGC()()
 	start := time.Now()
-	set, err := profiles.Load(c.dir, profiles.LoadOptions{Cache: c.cache, BaseURL: c.base})
+	set, err := profiles.Load(dir, profiles.LoadOptions{Cache: c.cache, BaseURL: c.base})
 	if err == nil && c.wipe != "" && set.Profiles[c.wipe] == nil {
-		err = fmt.Errorf("--wipe-profile %q: no Profile of that name in %s", c.wipe, c.dir)
+		err = fmt.Errorf("--wipe-profile %q: no Profile of that name in %s", c.wipe, dir)
 	}
 	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err}
+	if prev := c.status.Load(); prev != nil {
+		st.Live, st.Rejected = prev.Live, prev.Rejected
+	}
+	log := c.log.With("dir", dir)
+	if rev != nil {
+		log = log.With("commit", rev.Short)
+	}
 	if err != nil {
 		var probs profiles.Problems
 		if errors.As(err, &probs) {
 			for _, p := range probs {
-				c.log.Error("profile problem", "file", p.File, "line", p.Line, "msg", p.Msg, "at", p.String())
+				log.Error("profile problem", "file", p.File, "line", p.Line, "msg", p.Msg, "at", p.String())
 			}
 		}
-		c.log.Error("profiles reload failed; last good set keeps serving", "dir", c.dir, "error_count", countProblems(err), "duration", st.Duration)
+		log.Error("profiles reload failed; last good set keeps serving", "error_count", countProblems(err), "duration", st.Duration)
+		if rev != nil {
+			st.Rejected = &Rejection{Revision: *rev, Time: st.Time, Err: err}
+		}
 		c.status.Store(st)
 		c.obs.Reloaded(st.Time, err)
 		return err
 	}
+	if rev != nil {
+		live := *rev
+		st.Live = &live
+	} else if dir != c.dir {
+		st.Live = nil // reloading the live tree itself keeps its commit
+	}
+	c.dir = dir
 	c.set.Store(set)
 	c.status.Store(st)
 	c.obs.Reloaded(st.Time, nil)
+	if rev != nil {
+		c.obs.LiveCommit(rev.Short)
+	}
 	if c.cacheFile != "" {
 		if err := c.cache.SaveFile(c.cacheFile); err != nil {
-			c.log.Warn("persist translation cache", "error", err)
+			log.Warn("persist translation cache", "error", err)
 		}
 	}
-	c.log.Info("profiles loaded", "dir", c.dir, "profiles", len(set.Profiles), "machines", len(set.Machines), "duration", st.Duration)
+	log.Info("profiles loaded", "profiles", len(set.Profiles), "machines", len(set.Machines), "duration", st.Duration)
 	return nil
 }
 

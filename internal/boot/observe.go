@@ -14,6 +14,12 @@ type Observer interface {
 	BMCOperation(action string, took time.Duration, err error)
 	// Refused reports a script or config request refused by a secrecy check.
 	Refused(e *RefusedError)
+	// Synced reports a sync with the profiles' Git repository: result is
+	// one of the Sync constants.
+	Synced(result string)
+	// LiveCommit reports the abbreviated hash of the commit whose profiles
+	// went live.
+	LiveCommit(short string)
 }
 
 // noObserver is the Observer of a Core configured without one.
@@ -22,3 +28,5 @@ type noObserver struct{}
 func (noObserver) Reloaded(time.Time, error)                 {}
 func (noObserver) BMCOperation(string, time.Duration, error) {}
 func (noObserver) Refused(*RefusedError)                     {}
+func (noObserver) Synced(string)                             {}
+func (noObserver) LiveCommit(string)                         {}

@@ -23,6 +23,20 @@ type recordingObserver struct {
 	reloads []error
 	bmc     []string // "action error"
 	refused []string // "what reason"
+	synced  []string // results
+	live    []string // short commits
+}
+
+func (o *recordingObserver) Synced(result string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.synced = append(o.synced, result)
+}
+
+func (o *recordingObserver) LiveCommit(short string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.live = append(o.live, short)
 }
 
 func (o *recordingObserver) Reloaded(_ time.Time, err error) {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,9 @@ type Metrics struct {
 	httpDuration   *prometheus.HistogramVec
 	reloads        *prometheus.CounterVec
 	lastReload     prometheus.Gauge
+	syncs          *prometheus.CounterVec
+	liveCommit     *prometheus.GaugeVec
+	liveMu         sync.Mutex // one live_commit series at a time
 	bmcOps         *prometheus.CounterVec
 	bmcDuration    *prometheus.HistogramVec
 	configsRefused *prometheus.CounterVec
@@ -118,6 +122,14 @@ func New(cfg Config) *Metrics {
 			Name: "provisiond_profile_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last profile load that went live.",
 		}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_profile_syncs_total",
+			Help: "Syncs with the profiles' Git repository (--profiles-git), by result: updated (a new commit went live), unchanged, rejected (the ref names a commit that does not validate; counted at every sync until it moves), error (the fetch failed).",
+		}, []string{"result"}),
+		liveCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "provisiond_profile_live_commit_info",
+			Help: "1 for the abbreviated hash of the Git commit whose profiles are live (--profiles-git); one series, replaced when another commit goes live.",
+		}, []string{"commit"}),
 		bmcOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_bmc_operations_total",
 			Help: "Conversations with BMCs, by action (on, off, soft, cycle, reset, status, reprovision, wipe) and result (ok, auth, timeout, unreachable, other).",
@@ -141,7 +153,7 @@ func New(cfg Config) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration,
-		m.httpRequests, m.httpDuration, m.reloads, m.lastReload,
+		m.httpRequests, m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit,
 		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused,
 	)
 	if cfg.Machines != nil {
@@ -151,6 +163,9 @@ func New(cfg Config) *Metrics {
 	// rather than nothing.
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)
+	}
+	for _, r := range syncResults() {
+		m.syncs.WithLabelValues(r)
 	}
 	for _, r := range refusalReasons() {
 		m.configsRefused.WithLabelValues(r)
@@ -220,6 +235,43 @@ func (m *Metrics) Reloaded(at time.Time, err error) {
 	}
 	m.reloads.WithLabelValues("ok").Inc()
 	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// syncResults are the sync result label's values; anything else is "other".
+func syncResults() [4]string {
+	return [...]string{boot.SyncUpdated, boot.SyncUnchanged, boot.SyncRejected, boot.SyncError}
+}
+
+// Synced implements boot.Observer.
+func (m *Metrics) Synced(result string) {
+	for _, r := range syncResults() {
+		if r == result {
+			m.syncs.WithLabelValues(r).Inc()
+			return
+		}
+	}
+	m.syncs.WithLabelValues(other).Inc()
+}
+
+// LiveCommit implements boot.Observer. The old commit's series goes, so the
+// metric stays one series however many commits go live.
+func (m *Metrics) LiveCommit(short string) {
+	if !isHex(short) || len(short) > 40 {
+		short = other
+	}
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	m.liveCommit.Reset()
+	m.liveCommit.WithLabelValues(short).Set(1)
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // BMCOperation implements boot.Observer.

@@ -49,7 +49,7 @@ func TestLint(t *testing.T) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 	for _, c := range []prometheus.Collector{m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration, m.httpRequests,
-		m.httpDuration, m.reloads, m.lastReload, m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused} {
+		m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit, m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused} {
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil || len(problems) > 0 {
 			t.Errorf("CollectAndLint = %v, %v", problems, err)
@@ -63,6 +63,8 @@ func exercise(m *Metrics) {
 	m.TFTPTransfer(tftp.Transfer{File: "ipxe.efi", Bytes: 1000, Duration: time.Second})
 	m.ObserveHTTP("/ipxe", 200, time.Millisecond)
 	m.Reloaded(time.Unix(1700000000, 0), nil)
+	m.Synced(boot.SyncUpdated)
+	m.LiveCommit("0123456789ab")
 	m.BMCOperation("cycle", time.Second, nil)
 	m.Refused(&boot.RefusedError{What: "config", Reason: boot.ReasonNoToken})
 	m.Refused(&boot.RefusedError{What: "script", Reason: boot.ReasonNeighbor})
@@ -184,6 +186,40 @@ func TestReloads(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.lastReload); got != 1700000000.5 {
 		t.Errorf("last successful reload = %v; want the successful one's time", got)
+	}
+}
+
+// Syncs are counted by result; the live commit is one series, replaced.
+func TestSyncs(t *testing.T) {
+	m := New(Config{})
+	if n := testutil.CollectAndCount(m.syncs); n != 4 {
+		t.Errorf("%d sync series before any sync; want the 4 results at 0", n)
+	}
+	for _, r := range []string{boot.SyncUpdated, boot.SyncUnchanged, boot.SyncUnchanged, boot.SyncRejected, boot.SyncError, "bogus"} {
+		m.Synced(r)
+	}
+	for r, want := range map[string]float64{"updated": 1, "unchanged": 2, "rejected": 1, "error": 1, "other": 1} {
+		if got := testutil.ToFloat64(m.syncs.WithLabelValues(r)); got != want {
+			t.Errorf("syncs{result=%q} = %v; want %v", r, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.liveCommit); n != 0 {
+		t.Errorf("%d live commit series before any commit", n)
+	}
+	for _, c := range []string{"0123456789ab", "ba9876543210", "not-a-hash\n{}"} {
+		m.LiveCommit(c)
+	}
+	want := `
+# HELP provisiond_profile_live_commit_info 1 for the abbreviated hash of the Git commit whose profiles are live (--profiles-git); one series, replaced when another commit goes live.
+# TYPE provisiond_profile_live_commit_info gauge
+provisiond_profile_live_commit_info{commit="other"} 1
+`
+	if err := testutil.CollectAndCompare(m.liveCommit, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	m.LiveCommit("ba9876543210")
+	if n := testutil.CollectAndCount(m.liveCommit); n != 1 || testutil.ToFloat64(m.liveCommit.WithLabelValues("ba9876543210")) != 1 {
+		t.Errorf("%d live commit series; want one, the last", n)
 	}
 }
 

@@ -6,12 +6,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/profiles"
 )
 
 // healthReport is the /healthz body.
 type healthReport struct {
-	Status   string        `json:"status"` // ok, degraded (last reload failed, older set serving), unavailable
+	Status   string        `json:"status"` // ok, degraded (last reload or Git fetch failed, older set serving), unavailable
 	Profiles profileHealth `json:"profiles"`
 }
 
@@ -24,6 +25,20 @@ type profileHealth struct {
 	LastReloadMS   float64    `json:"last_reload_ms"`
 	LastReloadOK   bool       `json:"last_reload_ok"`
 	LastReloadErrs []string   `json:"last_reload_errors,omitempty"`
+	Git            *gitHealth `json:"git,omitempty"` // only with --profiles-git
+}
+
+// gitHealth is the Git side of the profiles: what is live, what was last
+// rejected and why, and whether the remote answered.
+type gitHealth struct {
+	Remote         string     `json:"remote,omitempty"`
+	LiveCommit     string     `json:"live_commit,omitempty"`
+	LiveSubject    string     `json:"live_subject,omitempty"`
+	RejectedCommit string     `json:"rejected_commit,omitempty"`
+	RejectedErrs   []string   `json:"rejected_errors,omitempty"`
+	LastSync       *time.Time `json:"last_sync,omitempty"`
+	LastSyncResult string     `json:"last_sync_result,omitempty"` // updated, unchanged, rejected, error
+	LastSyncError  string     `json:"last_sync_error,omitempty"`  // the fetch's error
 }
 
 // health serves /healthz: 200 while a profile set is live (even if the latest
@@ -37,14 +52,13 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		rep.Profiles.LastReloadOK = st.Err == nil
 		if st.Err != nil {
 			rep.Status = "degraded"
-			var probs profiles.Problems
-			if errors.As(st.Err, &probs) {
-				for _, p := range probs {
-					rep.Profiles.LastReloadErrs = append(rep.Profiles.LastReloadErrs, p.String())
-				}
-			} else {
-				rep.Profiles.LastReloadErrs = []string{st.Err.Error()}
-			}
+			rep.Profiles.LastReloadErrs = problemLines(st.Err)
+		}
+	}
+	if g := s.gitHealth(); g != nil {
+		rep.Profiles.Git = g
+		if g.LastSyncResult == boot.SyncError {
+			rep.Status = "degraded" // serving, but no longer following Git
 		}
 	}
 	code := http.StatusOK
@@ -61,4 +75,40 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// gitHealth reports the profiles' Git sync, or nil for a plain directory.
+func (s *Server) gitHealth() *gitHealth {
+	st, sync := s.cfg.Core.Status(), s.cfg.Core.Sync()
+	if sync == nil && (st == nil || (st.Live == nil && st.Rejected == nil)) {
+		return nil
+	}
+	g := &gitHealth{}
+	if st != nil && st.Live != nil {
+		g.LiveCommit, g.LiveSubject = st.Live.Commit, st.Live.Subject
+	}
+	if st != nil && st.Rejected != nil {
+		g.RejectedCommit, g.RejectedErrs = st.Rejected.Revision.Commit, problemLines(st.Rejected.Err)
+	}
+	if sync != nil {
+		t := sync.Time
+		g.Remote, g.LastSync, g.LastSyncResult = sync.Remote, &t, sync.Result
+		if sync.Result == boot.SyncError && sync.Err != nil {
+			g.LastSyncError = sync.Err.Error()
+		}
+	}
+	return g
+}
+
+// problemLines is a load error as file:line: message lines.
+func problemLines(err error) []string {
+	var probs profiles.Problems
+	if !errors.As(err, &probs) {
+		return []string{err.Error()}
+	}
+	out := make([]string, len(probs))
+	for i, p := range probs {
+		out[i] = p.String()
+	}
+	return out
 }

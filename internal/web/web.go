@@ -113,7 +113,7 @@ func New(cfg Config) (*Dashboard, error) {
 	}
 	d.tmpl, err = template.New("").Funcs(template.FuncMap{
 		"static":   d.staticURL,
-		"ago":      ago,
+		"when":     when,
 		"stamp":    stamp,
 		"labels":   formatLabels,
 		"plural":   plural,
@@ -207,14 +207,15 @@ type page struct {
 
 // profileStatus is the banner: the live set and the last reload's result.
 type profileStatus struct {
-	Loaded     bool
-	LoadedAt   time.Time
-	Profiles   int
-	Machines   int
-	Failed     bool
-	FailedAt   time.Time
-	Problems   []string // file:line: message
-	ReloadedAt time.Time
+	Loaded   bool
+	LoadedAt time.Time
+	Profiles int
+	Machines int
+	Live     *boot.Revision // the live set's Git commit; nil for a plain directory
+	Failed   bool
+	FailedAt time.Time
+	Rejected *boot.Revision // the commit that failed, when it came from Git
+	Problems []string       // file:line: message
 }
 
 func (d *Dashboard) profileStatus() profileStatus {
@@ -223,11 +224,17 @@ func (d *Dashboard) profileStatus() profileStatus {
 		ps.Loaded, ps.LoadedAt = true, set.LoadedAt
 		ps.Profiles, ps.Machines = len(set.Profiles), len(set.Machines)
 	}
-	if st := d.b.Status(); st != nil {
-		ps.ReloadedAt = st.Time
-		if st.Err != nil {
-			ps.Failed, ps.FailedAt = true, st.Time
-			ps.Problems = problemLines(st.Err)
+	st := d.b.Status()
+	if st == nil {
+		return ps
+	}
+	ps.Live = st.Live
+	if st.Err != nil {
+		ps.Failed, ps.FailedAt = true, st.Time
+		ps.Problems = problemLines(st.Err)
+		if r := st.Rejected; r != nil && r.Time.Equal(st.Time) { // this failure was a Git commit
+			rev := r.Revision
+			ps.Rejected = &rev
 		}
 	}
 	return ps
@@ -280,22 +287,14 @@ func (d *Dashboard) failPage(w http.ResponseWriter, r *http.Request, code int, e
 	d.renderPage(w, r, code, "error.html", http.StatusText(code), err.Error())
 }
 
-func ago(t time.Time) string {
+// when is a time as the page first shows it; app.js turns it into "3m ago".
+// Pages render absolute times so that a refreshed fragment is byte-identical
+// while nothing changed, and its ETag holds.
+func when(t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	d := time.Since(t)
-	switch {
-	case d < 0:
-		return "just now"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
 func stamp(t time.Time) string {

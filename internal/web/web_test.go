@@ -9,18 +9,20 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/provisiond/provisiond/internal/boot"
 )
 
 // operator is a browser stand-in: a cookie jar and no redirect following, so
 // each answer can be checked.
 type operator struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 	csrf string
 }
 
-func newOperator(t *testing.T, base string) *operator {
+func newOperator(t testing.TB, base string) *operator {
 	jar, _ := cookiejar.New(nil)
 	return &operator{t: t, base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
@@ -284,5 +286,37 @@ func TestReloadBanner(t *testing.T) {
 	_, page := o.do("GET", "/", nil)
 	if !strings.Contains(page, "Profile reload failed") || !strings.Contains(page, "broken.yaml:1") || !strings.Contains(page, "keeps serving") {
 		t.Fatalf("the banner does not show the failed reload with file:line:\n%s", page)
+	}
+}
+
+// With the profiles synced from Git, the banner names the live commit, and a
+// rejected commit with its problems until a newer one goes live.
+func TestGitBanner(t *testing.T) {
+	f := startFleet(t, "")
+	o := newOperator(t, f.url)
+	o.signIn()
+	good := &boot.Revision{Commit: strings.Repeat("a", 40), Short: "aaaaaaa", Subject: "add rack r1", Author: "Ada"}
+	if err := f.core.LoadRevision(f.dir, good); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := o.do("GET", "/", nil); !strings.Contains(page, "<code title=\""+good.Commit+"\">aaaaaaa</code> “add rack r1” (Ada)") {
+		t.Fatalf("the banner does not name the live commit:\n%s", page)
+	}
+	bad := t.TempDir()
+	writeFile(t, filepath.Join(bad, "broken.yaml"), "kind: Machine\nname: broken\nprofile: nosuch\nmatch: {mac: \"52:54:00:00:00:02\"}\n")
+	if err := f.core.LoadRevision(bad, &boot.Revision{Short: "bbbbbbb", Subject: "typo", Author: "Bob"}); err == nil {
+		t.Fatal("a broken commit loaded")
+	}
+	_, page := o.do("GET", "/", nil)
+	for _, want := range []string{"Commit <code>bbbbbbb</code> rejected", "“typo” by Bob", "commit <code>aaaaaaa</code>", "broken.yaml:1"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("after a rejected commit the banner lacks %q", want)
+		}
+	}
+	if err := f.core.LoadRevision(f.dir, &boot.Revision{Short: "ccccccc", Subject: "revert typo", Author: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := o.do("GET", "/", nil); strings.Contains(page, "rejected") || !strings.Contains(page, "ccccccc") {
+		t.Errorf("after a newer commit went live the banner still shows the rejection or not the new commit")
 	}
 }

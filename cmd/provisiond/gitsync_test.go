@@ -1,0 +1,432 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/gitsync"
+	"github.com/provisiond/provisiond/internal/gitsync/gitsynctest"
+	"github.com/provisiond/provisiond/internal/testutil"
+)
+
+// gitProfiles boots node1 with kernel /assets/<version>.
+const gitProfiles = "kind: Profile\nname: p\nboot: {kernel: /assets/%s}\n---\nkind: Machine\nname: node1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
+
+// gitTypo adds a Machine naming a missing profile, on line 10 of all.yaml.
+const gitTypo = "---\nkind: Machine\nname: node2\nmatch: {mac: \"52:54:00:00:00:02\"}\nprofile: pp\n"
+
+func profilesAt(version string, extra ...string) map[string]string {
+	return map[string]string{"all.yaml": fmt.Sprintf(gitProfiles, version) + strings.Join(extra, "")}
+}
+
+// daemon is `provisiond serve` run in-process on loopback.
+type daemon struct {
+	base    string
+	dataDir string
+	logs    *testutil.Buffer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startDaemon runs serve with args (plus --http-addr) until it answers
+// /healthz, or returns the error it stopped with.
+func startDaemon(t *testing.T, dataDir string, args ...string) (*daemon, error) {
+	t.Helper()
+	addr := testutil.FreeAddr(t)
+	cfg, err := parseServe(append([]string{"--data-dir", dataDir, "--http-addr", addr}, args...), io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{base: "http://" + addr, dataDir: dataDir, logs: &testutil.Buffer{}, done: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go func() { d.done <- serve(ctx, cfg, log) }()
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logs.String())
+		}
+	})
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-d.done:
+			d.done <- err
+			return nil, err
+		default:
+		}
+		if resp, err := http.Get(d.base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return d, nil
+			}
+		}
+	}
+	t.Fatalf("the daemon did not come up:\n%s", d.logs.String())
+	return nil, nil
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	select {
+	case <-d.done:
+		d.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Error("the daemon did not stop")
+	}
+}
+
+func (d *daemon) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(d.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (d *daemon) kernel(t *testing.T) string {
+	t.Helper()
+	_, s := d.get(t, "/ipxe?mac=52-54-00-00-00-01")
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "kernel ") {
+			if i := strings.Index(l, "/assets/"); i >= 0 {
+				return strings.Fields(l[i+len("/assets/"):])[0]
+			}
+		}
+	}
+	return ""
+}
+
+type gitHealthz struct {
+	Status   string
+	Profiles struct {
+		Git struct {
+			Remote         string
+			LiveCommit     string   `json:"live_commit"`
+			RejectedCommit string   `json:"rejected_commit"`
+			RejectedErrors []string `json:"rejected_errors"`
+			LastSyncResult string   `json:"last_sync_result"`
+			LastSyncError  string   `json:"last_sync_error"`
+		}
+	}
+}
+
+func (d *daemon) health(t *testing.T) gitHealthz {
+	t.Helper()
+	_, body := d.get(t, "/healthz")
+	var h gitHealthz
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("/healthz: %v\n%s", err, body)
+	}
+	return h
+}
+
+func (d *daemon) token(t *testing.T) string {
+	return readFile(t, filepath.Join(d.dataDir, "api-token"))
+}
+
+// sync is POST /api/v1/profiles/sync with the daemon's token.
+func (d *daemon) sync(t *testing.T) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, d.base+"/api/v1/profiles/sync", nil)
+	req.Header.Set("Authorization", "Bearer "+d.token(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func newGitRepo(t *testing.T) *gitsynctest.Repo {
+	t.Helper()
+	gitsynctest.RequireGit(t) // go-git's file:// runs git-upload-pack
+	return gitsynctest.NewRepo(t, filepath.Join(t.TempDir(), "profiles.git"))
+}
+
+// The webhook path end to end: a good commit is live; a bad one is rejected
+// with file:line problems while node1 keeps booting the good commit's
+// script and /healthz shows both; a revert and a later commit go live.
+func TestServeProfilesGitWebhook(t *testing.T) {
+	repo := newGitRepo(t)
+	good := repo.Commit(t, "node1 boots v1", profilesAt("v1"))
+	d, err := startDaemon(t, t.TempDir(), "--profiles-git", repo.URL(), "--profiles-git-interval", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := d.kernel(t); k != "v1" {
+		t.Fatalf("kernel %q; want v1", k)
+	}
+	// Run's first sync finds nothing new; wait for it, so that it does not
+	// take the commits below from the requests that follow.
+	gitsynctest.WaitFor(context.Background(), t, 10*time.Second, "the poller's first sync", func() bool {
+		return d.health(t).Profiles.Git.LastSyncResult == boot.SyncUnchanged
+	})
+	if h := d.health(t); h.Status != "ok" || h.Profiles.Git.LiveCommit != good {
+		t.Errorf("healthz %+v; want ok with %s live", h, good)
+	}
+
+	bad := repo.Commit(t, "node2 boots pp", profilesAt("v2", gitTypo))
+	code, body := d.sync(t)
+	var res struct {
+		Result   string
+		Live     *gitsync.Revision
+		Fetched  *gitsync.Revision
+		Problems []struct {
+			File    string
+			Line    int
+			Message string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil || code != http.StatusUnprocessableEntity || res.Result != "rejected" {
+		t.Fatalf("sync of a bad commit = %d %v\n%s", code, err, body)
+	}
+	if res.Fetched.Commit != bad || res.Live.Commit != good || len(res.Problems) != 1 || res.Problems[0].File != "all.yaml" || res.Problems[0].Line != 10 {
+		t.Errorf("rejection %+v", res)
+	}
+	// node1, from the good commit, still boots its script.
+	if k := d.kernel(t); k != "v1" {
+		t.Errorf("after a rejected commit node1 boots %q; want the good commit's v1", k)
+	}
+	h := d.health(t)
+	if h.Status != "degraded" || h.Profiles.Git.LiveCommit != good || h.Profiles.Git.RejectedCommit != bad ||
+		len(h.Profiles.Git.RejectedErrors) != 1 || h.Profiles.Git.RejectedErrors[0] != `all.yaml:10: machine "node2" uses unknown profile "pp"` {
+		t.Errorf("healthz after the rejection: %+v", h)
+	}
+	// Asked again, the same commit is not loaded again.
+	if code, _ := d.sync(t); code != http.StatusUnprocessableEntity {
+		t.Errorf("second sync of the bad commit = %d", code)
+	}
+	if n := strings.Count(d.logs.String(), "profiles commit rejected"); n != 1 {
+		t.Errorf("rejection logged %d times; want once", n)
+	}
+
+	// git revert, through the CLI.
+	revert := repo.Revert(t, bad)
+	code2, out, errOut := runCmd("profiles", "sync", "--server", d.base, "--token-file", filepath.Join(d.dataDir, "api-token"))
+	if code2 != 0 || !strings.Contains(out, "result:   updated") || !strings.Contains(out, revert[:12]+` Revert "node2 boots pp"`) {
+		t.Errorf("profiles sync = %d\n%s\n%s", code2, out, errOut)
+	}
+	if h := d.health(t); h.Status != "ok" || h.Profiles.Git.LiveCommit != revert || h.Profiles.Git.RejectedCommit != bad {
+		t.Errorf("healthz after the revert: %+v", h)
+	}
+
+	// Latency: commit to served, through the webhook.
+	repo.Commit(t, "node1 boots v3", profilesAt("v3"))
+	start := time.Now()
+	if code, body := d.sync(t); code != 200 || !strings.Contains(body, `"result": "updated"`) {
+		t.Fatalf("sync = %d\n%s", code, body)
+	}
+	for d.kernel(t) != "v3" {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("v3 not served")
+		}
+	}
+	t.Logf("commit to served through POST /api/v1/profiles/sync: %v", time.Since(start).Round(time.Millisecond))
+
+	// The CLI on a rejected commit: problems, exit 1.
+	repo.Commit(t, "typo again", profilesAt("v4", gitTypo))
+	code2, out, errOut = runCmd("profiles", "sync", "--server", d.base, "--token-file", filepath.Join(d.dataDir, "api-token"))
+	if code2 != 1 || !strings.Contains(out, "result:   rejected") || !strings.Contains(out, `  all.yaml:10: machine "node2" uses unknown profile "pp"`) ||
+		!strings.Contains(errOut, "the commit does not validate; the live commit keeps serving") {
+		t.Errorf("profiles sync of a bad commit = %d\n%s\n%s", code2, out, errOut)
+	}
+
+	_, metrics := d.get(t, "/metrics")
+	live := d.health(t).Profiles.Git.LiveCommit
+	for _, w := range []string{
+		`provisiond_profile_syncs_total{result="updated"} 3`,
+		`provisiond_profile_syncs_total{result="rejected"} 3`,
+		`provisiond_profile_syncs_total{result="error"} 0`,
+		`provisiond_profile_live_commit_info{commit="` + live[:12] + `"} 1`,
+	} {
+		if !strings.Contains(metrics, w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+	if n := strings.Count(metrics, "provisiond_profile_live_commit_info{"); n != 1 {
+		t.Errorf("%d live commit series; want 1", n)
+	}
+	req, _ := http.NewRequest(http.MethodGet, d.base+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+d.token(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Count(string(evs), `"type": "profiles-live"`) != 3 || strings.Count(string(evs), `"type": "profiles-rejected"`) != 2 {
+		t.Errorf("events:\n%s", evs)
+	}
+}
+
+// Polling, then restarts: with the remote gone, or naming a rejected
+// commit, a restart serves the last good tree; without one, start fails.
+func TestServeProfilesGitPollAndRestart(t *testing.T) {
+	repo := newGitRepo(t)
+	repo.Commit(t, "v1", profilesAt("v1"))
+	dataDir := t.TempDir()
+	d, err := startDaemon(t, dataDir, "--profiles-git", repo.URL(), "--profiles-git-interval", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := repo.Commit(t, "v2", profilesAt("v2"))
+	took := gitsynctest.WaitFor(context.Background(), t, 10*time.Second, "v2 served by polling", func() bool { return d.kernel(t) == "v2" })
+	t.Logf("commit to served by polling every 1s: %v", took.Round(time.Millisecond))
+	d.stop(t)
+
+	// The remote is gone: the restart serves v2 and says the sync failed.
+	moved := repo.Dir + ".moved"
+	if err := os.Rename(repo.Dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	d, err = startDaemon(t, dataDir, "--profiles-git", repo.URL(), "--profiles-git-interval", "1h")
+	if err != nil {
+		t.Fatalf("restart without the remote: %v", err)
+	}
+	if k := d.kernel(t); k != "v2" {
+		t.Errorf("restart without the remote serves %q; want the last good v2", k)
+	}
+	gitsynctest.WaitFor(context.Background(), t, 10*time.Second, "the failed sync in /healthz", func() bool {
+		return d.health(t).Profiles.Git.LastSyncResult == boot.SyncError
+	})
+	if h := d.health(t); h.Status != "degraded" || h.Profiles.Git.LiveCommit != v2 || h.Profiles.Git.LastSyncError == "" {
+		t.Errorf("healthz without the remote: %+v", h)
+	}
+	if !strings.Contains(d.logs.String(), `level=WARN msg="profiles sync failed; the live set keeps serving"`) {
+		t.Errorf("no warning about the failed sync")
+	}
+	d.stop(t)
+
+	// Back, but naming a commit that does not validate: v2 still serves.
+	if err := os.Rename(moved, repo.Dir); err != nil {
+		t.Fatal(err)
+	}
+	bad := repo.Commit(t, "typo", profilesAt("v3", gitTypo))
+	d, err = startDaemon(t, dataDir, "--profiles-git", repo.URL(), "--profiles-git-interval", "1h")
+	if err != nil {
+		t.Fatalf("restart with a rejected head: %v", err)
+	}
+	gitsynctest.WaitFor(context.Background(), t, 10*time.Second, "the rejection in /healthz", func() bool {
+		return d.health(t).Profiles.Git.RejectedCommit == bad
+	})
+	if k, h := d.kernel(t), d.health(t); k != "v2" || h.Status != "degraded" || h.Profiles.Git.LiveCommit != v2 {
+		t.Errorf("restart with a rejected head: kernel %q, %+v", k, h)
+	}
+	d.stop(t)
+
+	// Without a previous tree, the first sync must succeed.
+	_, err = startDaemon(t, t.TempDir(), "--profiles-git", repo.URL())
+	if err == nil || !strings.Contains(err.Error(), "at commit "+bad[:12]+" (typo) do not validate:\nall.yaml:10: machine \"node2\" uses unknown profile \"pp\"") {
+		t.Errorf("first start on a rejected commit: %v", err)
+	}
+	_, err = startDaemon(t, t.TempDir(), "--profiles-git", "file://"+filepath.Join(t.TempDir(), "nothing.git"))
+	if err == nil || !strings.Contains(err.Error(), "first sync of the profiles from file://") {
+		t.Errorf("first start without the remote: %v", err)
+	}
+}
+
+// Over http with a token file, as for GitHub or Gitea: a wrong token stops
+// the first start with a clear error, and no token shows anywhere.
+func TestServeProfilesGitToken(t *testing.T) {
+	root := t.TempDir()
+	repo := gitsynctest.NewRepo(t, filepath.Join(root, "profiles.git"))
+	repo.Commit(t, "v1", profilesAt("v1"))
+	const token = "gitea-token-3b1f0c9e7d5a"
+	srv := gitsynctest.HTTPBackend(t, root, token)
+	tokenFile := writeFile(t, "token", "not-"+token+"\n")
+	url := srv.URL + "/profiles.git"
+
+	_, err := startDaemon(t, t.TempDir(), "--profiles-git", url, "--profiles-git-token-file", tokenFile)
+	if err == nil || !strings.Contains(err.Error(), "authentication required") || !strings.Contains(err.Error(), "check --profiles-git-token-file") || strings.Contains(err.Error(), token) {
+		t.Fatalf("start with a wrong token: %v", err)
+	}
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDaemon(t, t.TempDir(), "--profiles-git", url, "--profiles-git-token-file", tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, health := d.get(t, "/healthz")
+	_, sync := d.sync(t)
+	for what, s := range map[string]string{"log": d.logs.String(), "healthz": health, "sync answer": sync} {
+		if strings.Contains(s, token) {
+			t.Errorf("the token is in the %s:\n%s", what, s)
+		}
+	}
+	if !strings.Contains(sync, `"result": "unchanged"`) {
+		t.Errorf("sync:\n%s", sync)
+	}
+}
+
+func TestServeFlagsProfilesGit(t *testing.T) {
+	key := writeFile(t, "key", "x")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"both", []string{"--profiles", "x", "--profiles-git", "https://h/p.git"}, "exclude each other"},
+		{"neither", []string{}, "--profiles DIR or --profiles-git URL is required"},
+		{"git flag without git", []string{"--profiles", "x", "--profiles-git-ref", "main"}, "need --profiles-git"},
+		{"ssh without key", []string{"--profiles-git", "git@h:infra/p.git"}, "needs --profiles-git-ssh-key"},
+		{"password in URL", []string{"--profiles-git", "https://bot:hunter2@h/p.git"}, "--profiles-git-token-file"},
+		{"interval", []string{"--profiles-git", "https://h/p.git", "--profiles-git-interval", "10ms"}, "want 1s or more"},
+		{"token for ssh", []string{"--profiles-git", "ssh://h/p.git", "--profiles-git-ssh-key", key, "--profiles-git-token-file", key}, "is for https"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServe(tc.args, io.Discard)
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("parseServe(%q) = %v; want a usage error with %q", tc.args, err, tc.want)
+			}
+		})
+	}
+
+	// Every flag can come from the environment.
+	t.Setenv("PROVISIOND_PROFILES_GIT", "ssh://git@git.example.com/infra/profiles.git")
+	t.Setenv("PROVISIOND_PROFILES_GIT_REF", "v1.2")
+	t.Setenv("PROVISIOND_PROFILES_GIT_INTERVAL", "5m")
+	t.Setenv("PROVISIOND_PROFILES_GIT_SSH_KEY", key)
+	t.Setenv("PROVISIOND_PROFILES_GIT_KNOWN_HOSTS", "/etc/provisiond/known_hosts")
+	cfg, err := parseServe([]string{"--http-addr", "127.0.0.1:0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProfilesGit != "ssh://git@git.example.com/infra/profiles.git" || cfg.ProfilesGitRef != "v1.2" || cfg.ProfilesGitInterval != 5*time.Minute ||
+		cfg.ProfilesGitSSHKey != key || cfg.ProfilesGitKnownHosts != "/etc/provisiond/known_hosts" || cfg.ProfilesDir != "" {
+		t.Errorf("config from env = %+v", cfg)
+	}
+	t.Setenv("PROVISIOND_PROFILES_GIT", "https://git.example.com/infra/profiles.git")
+	t.Setenv("PROVISIOND_PROFILES_GIT_SSH_KEY", "")
+	t.Setenv("PROVISIOND_PROFILES_GIT_KNOWN_HOSTS", "")
+	t.Setenv("PROVISIOND_PROFILES_GIT_TOKEN_FILE", key)
+	if cfg, err := parseServe([]string{"--http-addr", "127.0.0.1:0"}, io.Discard); err != nil || cfg.ProfilesGitTokenFile != key {
+		t.Errorf("token file from env = %+v, %v", cfg, err)
+	}
+}
+
+// The syncer's outcomes are the core's sync results.
+func TestSyncResultNames(t *testing.T) {
+	for o, r := range map[gitsync.Outcome]string{gitsync.Updated: boot.SyncUpdated, gitsync.Unchanged: boot.SyncUnchanged, gitsync.Rejected: boot.SyncRejected, gitsync.Failed: boot.SyncError} {
+		if string(o) != r {
+			t.Errorf("gitsync %q is boot %q", o, r)
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/provisiond/provisiond/internal/boot"
+)
+
+const healthProfiles = "kind: Profile\nname: p\nboot: {kernel: /assets/k}\n---\nkind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
+
+// With Git, /healthz names the live commit, the rejected one with its
+// file:line problems, and a fetch that failed.
+func TestHealthGit(t *testing.T) {
+	tree := func(commit, content string) string {
+		dir := filepath.Join(t.TempDir(), commit)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	good := &boot.Revision{Commit: strings.Repeat("a", 40), Short: strings.Repeat("a", 12), Subject: "add n1"}
+	bad := &boot.Revision{Commit: strings.Repeat("b", 40), Short: strings.Repeat("b", 12), Subject: "typo"}
+	core := newCore(t, tree("plain", healthProfiles))
+	ts := httptest.NewServer(New(Config{Core: core, AdvertiseURL: base}).Handler())
+	t.Cleanup(ts.Close)
+
+	type health struct {
+		Status   string
+		Profiles struct {
+			Dir string
+			Git *gitHealth
+		}
+	}
+	check := func(name string) health {
+		t.Helper()
+		code, body, _ := get(t, ts, "/healthz")
+		var h health
+		if err := json.Unmarshal([]byte(body), &h); err != nil || code != 200 {
+			t.Fatalf("%s: /healthz = %d %v\n%s", name, code, err, body)
+		}
+		return h
+	}
+	if h := check("plain directory"); h.Profiles.Git != nil || h.Status != "ok" {
+		t.Errorf("plain directory: %+v; want no git section", h)
+	}
+
+	if err := core.LoadRevision(tree(good.Commit, healthProfiles), good); err != nil {
+		t.Fatal(err)
+	}
+	err := core.LoadRevision(tree(bad.Commit, healthProfiles+"---\nkind: Machine\nname: n2\nmatch: {mac: \"52:54:00:00:00:02\"}\nprofile: nope\n"), bad)
+	if err == nil {
+		t.Fatal("the bad tree loaded")
+	}
+	core.RecordSync(context.Background(), boot.SyncStatus{Result: boot.SyncRejected, Remote: "https://git.example.com/p.git", Fetched: bad, Live: good, Tried: true, Err: err})
+	h := check("rejected")
+	g := h.Profiles.Git
+	if h.Status != "degraded" || g == nil || g.LiveCommit != good.Commit || g.LiveSubject != "add n1" || g.RejectedCommit != bad.Commit ||
+		len(g.RejectedErrs) != 1 || g.RejectedErrs[0] != `all.yaml:10: machine "n2" uses unknown profile "nope"` ||
+		g.LastSyncResult != "rejected" || g.Remote != "https://git.example.com/p.git" || !strings.HasSuffix(h.Profiles.Dir, good.Commit) {
+		t.Errorf("after a rejection: %+v %+v", h, g)
+	}
+	// The good commit's machine still boots.
+	if code, body, _ := get(t, ts, "/ipxe?mac=52-54-00-00-00-01"); code != 200 || !strings.Contains(body, "/assets/k") {
+		t.Errorf("/ipxe of n1 = %d\n%s", code, body)
+	}
+
+	// A good commit again: ok, the rejection stays on record.
+	if err := core.LoadRevision(tree(strings.Repeat("c", 40), healthProfiles), &boot.Revision{Commit: strings.Repeat("c", 40), Short: "cccccccccccc"}); err != nil {
+		t.Fatal(err)
+	}
+	core.RecordSync(context.Background(), boot.SyncStatus{Result: boot.SyncUpdated})
+	if h := check("fixed"); h.Status != "ok" || h.Profiles.Git.RejectedCommit != bad.Commit || h.Profiles.Git.LiveCommit != strings.Repeat("c", 40) {
+		t.Errorf("after the fix: %+v %+v", h, h.Profiles.Git)
+	}
+
+	// The remote went away: still serving, degraded, with the fetch's error.
+	core.RecordSync(context.Background(), boot.SyncStatus{Result: boot.SyncError, Err: errors.New("list the refs of https://git.example.com/p.git: connection refused")})
+	if h := check("fetch failed"); h.Status != "degraded" || !strings.Contains(h.Profiles.Git.LastSyncError, "connection refused") {
+		t.Errorf("after a failed fetch: %+v %+v", h, h.Profiles.Git)
+	}
+}
