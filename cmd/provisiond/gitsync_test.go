@@ -154,17 +154,11 @@ func (d *daemon) sync(t *testing.T) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func newGitRepo(t *testing.T) *gitsynctest.Repo {
-	t.Helper()
-	gitsynctest.RequireGit(t) // go-git's file:// runs git-upload-pack
-	return gitsynctest.NewRepo(t, filepath.Join(t.TempDir(), "profiles.git"))
-}
-
 // The webhook path end to end: a good commit is live; a bad one is rejected
 // with file:line problems while node1 keeps booting the good commit's
 // script and /healthz shows both; a revert and a later commit go live.
 func TestServeProfilesGitWebhook(t *testing.T) {
-	repo := newGitRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	good := repo.Commit(t, "node1 boots v1", profilesAt("v1"))
 	d, err := startDaemon(t, t.TempDir(), "--profiles-git", repo.URL(), "--profiles-git-interval", "1h")
 	if err != nil {
@@ -279,7 +273,7 @@ func TestServeProfilesGitWebhook(t *testing.T) {
 // Polling, then restarts: with the remote gone, or naming a rejected
 // commit, a restart serves the last good tree; without one, start fails.
 func TestServeProfilesGitPollAndRestart(t *testing.T) {
-	repo := newGitRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	repo.Commit(t, "v1", profilesAt("v1"))
 	dataDir := t.TempDir()
 	d, err := startDaemon(t, dataDir, "--profiles-git", repo.URL(), "--profiles-git-interval", "1s")

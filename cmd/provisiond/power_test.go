@@ -4,51 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/testutil"
 	"github.com/provisiond/provisiond/test/bmcsim"
 )
-
-// hangingBMC accepts TCP connections and never answers.
-func hangingBMC(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	return l.Addr().String()
-}
 
 // One bulk power-cycle of a 40-machine rack whose BMCs are real Redfish
 // services driven by bmclib, 5 of them hung: every answering machine cycles,
@@ -66,7 +35,7 @@ func TestBulkPowerWithHungBMCs(t *testing.T) {
 	for i := range machines {
 		var addr string
 		if i%(machines/hung) == 0 {
-			addr = hangingBMC(t)
+			addr = testutil.SilentAddr(t)
 		} else {
 			chassis[i] = bmcsim.NewMemChassis(i%2 == 0)
 			_, addr = bmcsim.StartRedfish(t, chassis[i], "admin", "rack-secret")

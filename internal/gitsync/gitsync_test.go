@@ -90,16 +90,10 @@ func newSyncer(t *testing.T, url string, l *loader, cfg Config) (*Syncer, *testu
 	return s, logs
 }
 
-func newRepo(t *testing.T) *gitsynctest.Repo {
-	t.Helper()
-	gitsynctest.RequireGit(t) // go-git's file:// runs git-upload-pack
-	return gitsynctest.NewRepo(t, filepath.Join(t.TempDir(), "profiles.git"))
-}
-
 // A good commit goes live; a bad one is rejected once with file:line
 // problems while the good one stays live; a revert goes live.
 func TestSyncLifecycle(t *testing.T) {
-	repo := newRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	good := repo.Commit(t, "node1 boots p", map[string]string{"all.yaml": goodProfiles, "butane/readme.txt": "x"})
 	l := &loader{}
 	s, logs := newSyncer(t, repo.URL(), l, Config{})
@@ -195,7 +189,7 @@ func TestSyncLifecycle(t *testing.T) {
 // The ref may be a branch, a tag (annotated or not), a full ref name or a
 // commit hash; the default follows the remote's HEAD.
 func TestSyncRefs(t *testing.T) {
-	repo := newRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	first := repo.Commit(t, "first", map[string]string{"all.yaml": goodProfiles})
 	second := repo.Commit(t, "second", map[string]string{"all.yaml": goodProfiles, "more.yaml": "kind: Default\nprofile: p\n"})
 	repo.Branch(t, "staging", first)
@@ -239,7 +233,7 @@ func cmpOr(a, b string) string {
 
 // Symlinks and submodules are not exported, with a warning each.
 func TestExportSkipsSymlinksAndSubmodules(t *testing.T) {
-	repo := newRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	repo.CommitFiles(t, "links", map[string]gitsynctest.File{
 		"all.yaml":         {Content: goodProfiles},
 		"secret.yaml":      {Content: "/etc/shadow", Mode: filemode.Symlink},
@@ -269,7 +263,7 @@ func TestExportSkipsSymlinksAndSubmodules(t *testing.T) {
 
 // Syncs asked for during a sync wait for the next one, which they share.
 func TestSyncCoalesces(t *testing.T) {
-	repo := newRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	repo.Commit(t, "first", map[string]string{"all.yaml": goodProfiles})
 	l := &loader{entered: make(chan struct{}), release: make(chan struct{})}
 	var mu sync.Mutex
@@ -330,7 +324,7 @@ func TestSyncCoalesces(t *testing.T) {
 // A fetch failure changes nothing, and a restart serves the last live tree
 // without the remote.
 func TestRestoreWithoutRemote(t *testing.T) {
-	repo := newRepo(t)
+	repo := gitsynctest.NewFileRepo(t)
 	good := repo.Commit(t, "good", map[string]string{"all.yaml": goodProfiles})
 	dir := filepath.Join(t.TempDir(), "profiles-git")
 	s, _ := newSyncer(t, repo.URL(), &loader{}, Config{Dir: dir})

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/provisiond/provisiond/internal/gitsync/gitsynctest"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // git:// against git daemon on loopback: a first sync and a later commit.
@@ -125,32 +126,7 @@ func err2s(err error) string {
 
 // A server that never answers is given up after Timeout.
 func TestSyncTimeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var held []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // accepted, never answered
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	s, _ := newSyncer(t, "git://"+l.Addr().String()+"/p.git", &loader{}, Config{Timeout: 300 * time.Millisecond})
+	s, _ := newSyncer(t, "git://"+testutil.SilentAddr(t)+"/p.git", &loader{}, Config{Timeout: 300 * time.Millisecond})
 	start := time.Now()
 	res, err := s.Sync(context.Background())
 	took := time.Since(start)

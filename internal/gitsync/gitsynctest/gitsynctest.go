@@ -216,6 +216,15 @@ func (r *Repo) Branch(tb testing.TB, name, commit string) {
 	}
 }
 
+// NewFileRepo is a bare repository under tb's temporary directory, for a
+// file:// remote. go-git fetches file:// with git-upload-pack, so it skips
+// (or fails, under PROVISIOND_REQUIRE_LAB) without git.
+func NewFileRepo(tb testing.TB) *Repo {
+	tb.Helper()
+	RequireGit(tb)
+	return NewRepo(tb, filepath.Join(tb.TempDir(), "profiles.git"))
+}
+
 // RequireGit skips tb, or fails it with PROVISIOND_REQUIRE_LAB=1, unless
 // the git binary is installed: go-git's file:// transport runs
 // git-upload-pack, and the servers here are git's own.
