@@ -100,13 +100,16 @@ type Observer interface {
 	Done(f File)
 }
 
-// Fetcher downloads and verifies releases. The zero value uses a client with
-// connect and header timeouts, DefaultMaxSize, DefaultStall and no Observer.
+// Fetcher downloads and verifies releases. The zero value uses
+// DefaultMaxSize, DefaultStall and no Observer. Each Fetch makes its own HTTP
+// client, with connect and header timeouts and no redirect from https to
+// http: the trust of a checksum fetched over HTTPS depends on it.
 type Fetcher struct {
-	Client   *http.Client
 	Observer Observer
 	MaxSize  int64
 	Stall    time.Duration
+
+	client *http.Client // set for the duration of one Fetch
 }
 
 // artifact is one file to fetch and what it must match.
@@ -135,14 +138,12 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.Client == nil {
-		// One client for the whole fetch, so connections are reused, and
-		// closed when it is done.
-		g := *f
-		g.Client = newClient()
-		defer g.Client.CloseIdleConnections()
-		f = &g
-	}
+	// One client for the whole fetch, so connections are reused, and closed
+	// when it is done.
+	g := *f
+	g.client = newClient()
+	defer g.client.CloseIdleConnections()
+	f = &g
 	var kr openpgp.EntityList
 	if req.OS != Talos {
 		keys := req.Keyring

@@ -58,12 +58,7 @@ func (f *Fetcher) get(ctx context.Context, url string) (io.ReadCloser, int64, er
 		cancel(nil)
 		return nil, 0, fmt.Errorf("GET %s: %w", url, err)
 	}
-	client := f.Client
-	if client == nil {
-		client = newClient()
-		defer client.CloseIdleConnections()
-	}
-	resp, err := client.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		cancel(nil)
 		return nil, 0, fmt.Errorf("GET %s: %w", url, unwrapURLError(err))

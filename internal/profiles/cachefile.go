@@ -54,6 +54,9 @@ func (c *Cache) SaveFile(path string) error {
 
 	err := atomicfile.Write(path, func(w io.Writer) error { return gob.NewEncoder(w).Encode(entries) })
 	if err != nil {
+		c.mu.Lock()
+		c.dirty = true // the next reload tries again
+		c.mu.Unlock()
 		return fmt.Errorf("save translation cache: %w", err)
 	}
 	return nil

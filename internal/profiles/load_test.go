@@ -3,6 +3,7 @@ package profiles
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,7 +171,15 @@ metadata: {hostname: c}
 			files: map[string]string{
 				"p.yaml": "kind: Profile\nname: x\nboot:\n  kernel: /assets/../../etc/shadow\n  args: [\"a b\", ignition.config.url=x]\n",
 			},
-			want: []string{"p.yaml:4: boot.kernel: path /assets/../../etc/shadow escapes", `p.yaml:5: boot.args: "a b" must be one non-empty word`, `p.yaml:5: boot.args: "ignition.config.url=x" is added by provisiond`},
+			want: []string{"p.yaml:4: boot.kernel: path /assets/../../etc/shadow is not a plain path inside the assets directory", `p.yaml:5: boot.args: "a b" must be one non-empty word`, `p.yaml:5: boot.args: "ignition.config.url=x" is added by provisiond`},
+		},
+		{
+			// The /assets handler refuses these, so they must not validate.
+			name: "asset paths the server would refuse",
+			files: map[string]string{
+				"p.yaml": "kind: Profile\nname: x\nboot:\n  kernel: /assets/a//k\n  initrd: [/assets/./i, /assets/x/../i]\n",
+			},
+			want: []string{"p.yaml:4: boot.kernel: path /assets/a//k is not a plain path", "p.yaml:5: boot.initrd: path /assets/./i is not a plain path", "p.yaml:5: boot.initrd: path /assets/x/../i is not a plain path"},
 		},
 		{
 			name: "inline bmc password",
@@ -310,17 +319,62 @@ func TestCacheFileRoundTrip(t *testing.T) {
 	if len(restored.entries) != 1 {
 		t.Fatalf("restored %d entries; want 1", len(restored.entries))
 	}
+	var saved *Rendered
+	for _, r := range restored.entries {
+		saved = r
+	}
 	set, err := Load(dir, LoadOptions{Cache: restored})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := set.configs[set.Machines[0]]; !strings.Contains(string(got.Body), "one.lab") {
-		t.Fatalf("config from restored cache = %s", got.Body)
+	if got := set.configs[set.Machines[0]]; got != saved || !strings.Contains(string(got.Body), "one.lab") {
+		t.Fatalf("config served after a restore = %p %s; want the restored entry %p, not a new translation", got, got.Body, saved)
 	}
 	if err := os.WriteFile(file, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := NewCache().LoadFile(file); err == nil {
 		t.Fatal("a corrupt cache file loaded without error")
+	}
+}
+
+// A load keeps every translation it made, however many: the bound on
+// on-demand (Default) entries must not evict them before they are pinned.
+func TestCacheKeepsLoadEntries(t *testing.T) {
+	files := map[string]string{"p.yaml": "kind: Profile\nname: p\nboot: {kernel: /assets/k}\nconfig: {template: c.txt}\n", "c.txt": "host {{ .machine.name }}\n"}
+	var ms strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&ms, "---\nkind: Machine\nname: n%d\nmatch: {mac: \"52:54:00:00:00:%02x\"}\nprofile: p\n", i, i)
+	}
+	files["m.yaml"] = ms.String()
+	cache := NewCache()
+	cache.limit = 2
+	if _, err := Load(writeTree(t, files), LoadOptions{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cache.entries) != 5 || len(cache.pinned) != 5 {
+		t.Fatalf("after loading 5 machines the cache keeps %d entries, %d pinned; want 5 and 5", len(cache.entries), len(cache.pinned))
+	}
+}
+
+// A failed save is tried again at the next one, even with nothing new.
+func TestCacheSaveRetries(t *testing.T) {
+	cache := NewCache()
+	dir := writeTree(t, map[string]string{
+		"p.yaml": baseProfile, "worker.bu": workerButane,
+		"m.yaml": "kind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: worker\nmetadata: {hostname: one.lab}\n",
+	})
+	if _, err := Load(dir, LoadOptions{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.SaveFile(filepath.Join(t.TempDir(), "missing", "dir", "translations.cache")); err == nil {
+		t.Fatal("saving into a missing directory succeeded")
+	}
+	file := filepath.Join(t.TempDir(), "translations.cache")
+	if err := cache.SaveFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the save after a failed one wrote nothing: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -175,7 +174,7 @@ func (r *renderer) config(p *Profile, m *Machine, mac, uuid string) (*Rendered, 
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", kind, src, err)
 	}
-	r.cache.put(key, out)
+	r.cache.put(key, out, r.used == nil)
 	return out, nil
 }
 
@@ -395,20 +394,15 @@ func exposeResource(res map[string]any, src, loc string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: decode data URL: %w", loc, err)
 	}
-	gzipped := res["compression"] == "gzip"
-	data := du.Data
-	if gzipped {
-		// Butane takes `compression: gzip` to mean the contents are gzipped
-		// already, so inline text stays as written: look there too.
-		if plain, err := gunzip(data); err == nil {
-			data = append(plain, data...)
-		}
-	}
-	inData := countMarkers(data)
+	// Markers come only from templates, which render text: they can be in
+	// base64, never inside gzip bytes. Butane takes `compression: gzip` to
+	// mean inline text is gzipped already and keeps it as written, so a
+	// marker there is seen here and refused, since the machine would gunzip it.
+	inData := countMarkers(du.Data)
 	if inData == 0 {
 		return false, nil
 	}
-	if gzipped {
+	if res["compression"] == "gzip" {
 		return false, fmt.Errorf("%s: uses the session token or machine id inside gzip-compressed contents, where it cannot be filled in per machine; remove `compression: gzip`", loc)
 	}
 	if ver, _ := res["verification"].(map[string]any); ver != nil {
@@ -435,14 +429,6 @@ func percentDataURL(src string, du *dataurl.DataURL) string {
 		header = header[:i]
 	}
 	return "data:" + header + "," + dataurl.Escape(du.Data)
-}
-
-func gunzip(b []byte) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	return io.ReadAll(zr)
 }
 
 func countMarkers(b []byte) int {
@@ -491,6 +477,7 @@ const defaultEntryLimit = 4096
 // concurrent use.
 type Cache struct {
 	mu      sync.Mutex
+	limit   int // on-demand entries kept beyond the pinned ones
 	entries map[[32]byte]*Rendered
 	pinned  map[[32]byte]bool // used by the live Set
 	dirty   bool              // pinned entries changed since SaveFile
@@ -498,7 +485,7 @@ type Cache struct {
 
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
-	return &Cache{entries: map[[32]byte]*Rendered{}, pinned: map[[32]byte]bool{}}
+	return &Cache{limit: defaultEntryLimit, entries: map[[32]byte]*Rendered{}, pinned: map[[32]byte]bool{}}
 }
 
 func (c *Cache) get(k [32]byte) (*Rendered, bool) {
@@ -508,10 +495,13 @@ func (c *Cache) get(k [32]byte) (*Rendered, bool) {
 	return r, ok
 }
 
-func (c *Cache) put(k [32]byte, r *Rendered) {
+// put adds an entry. onDemand entries (Default machines, the wipe profile,
+// rendered per requester) are bounded; a load's own entries are not, or a
+// large first load would evict what it just translated before retain pins it.
+func (c *Cache) put(k [32]byte, r *Rendered, onDemand bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= len(c.pinned)+defaultEntryLimit {
+	if onDemand && len(c.entries) >= len(c.pinned)+c.limit {
 		for key := range c.entries {
 			if !c.pinned[key] {
 				delete(c.entries, key)

@@ -21,8 +21,8 @@ type Set struct {
 	Default  *Default
 
 	byName   map[string]*Machine
-	byMAC    map[string][]*Machine
-	byUUID   map[string][]*Machine
+	byMAC    map[string]*Machine // validation refuses two Machines claiming one MAC
+	byUUID   map[string]*Machine
 	labelled []*Machine // label-only machines, most labels first
 
 	configs map[*Machine]*Rendered
@@ -51,11 +51,12 @@ type Result struct {
 func (s *Set) Match(q Query) (Result, error) {
 	var best *Machine
 	bestScore := -1
-	consider := func(ms []*Machine) {
-		for _, m := range ms {
-			if sc, ok := score(m, q); ok && (sc > bestScore || sc == bestScore && m.Name < best.Name) {
-				best, bestScore = m, sc
-			}
+	consider := func(m *Machine) {
+		if m == nil {
+			return
+		}
+		if sc, ok := score(m, q); ok && (sc > bestScore || sc == bestScore && m.Name < best.Name) {
+			best, bestScore = m, sc
 		}
 	}
 	if q.MAC != "" {

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"io/fs"
 	"net/url"
 	"path"
 	"strings"
@@ -130,8 +131,10 @@ func checkBootRef(ref string) string {
 	if !strings.HasPrefix(ref, AssetPrefix) {
 		return "must be " + AssetPrefix + "<path> or an http(s) URL (got " + ref + ")"
 	}
-	if _, ok := localPath(strings.TrimPrefix(ref, AssetPrefix)); !ok || strings.ContainsAny(ref, " \t\r\n") {
-		return "path " + ref + " escapes the assets directory or contains whitespace"
+	// The same test the /assets handler applies, so that what validates is
+	// what is served: no "..", ".", empty or backslashed elements.
+	if p := strings.TrimPrefix(ref, AssetPrefix); !fs.ValidPath(p) || p == "." || strings.Contains(p, "\\") || strings.ContainsAny(ref, " \t\r\n") {
+		return "path " + ref + " is not a plain path inside the assets directory (no ., .., // or \\) or contains whitespace"
 	}
 	return ""
 }
@@ -165,10 +168,9 @@ func validName(s string) bool {
 // profiles, duplicate names and two Machines claiming one MAC, UUID or label set.
 func (l *loader) index(set *Set) {
 	set.byName = map[string]*Machine{}
-	set.byMAC = map[string][]*Machine{}
-	set.byUUID = map[string][]*Machine{}
+	set.byMAC = map[string]*Machine{}
+	set.byUUID = map[string]*Machine{}
 	byLabels := map[string]*Machine{}
-	macOwner, uuidOwner := map[string]*Machine{}, map[string]*Machine{}
 	for _, m := range set.Machines {
 		if prev, dup := set.byName[m.Name]; dup {
 			l.probs.add(m.Pos.File, m.Pos.Line, "machine name %q is also used at %s", m.Name, prev.Pos)
@@ -177,28 +179,20 @@ func (l *loader) index(set *Set) {
 		if _, ok := set.Profiles[m.Profile]; !ok && m.Profile != "" && !l.broken[m.Profile] {
 			l.probs.add(m.Pos.File, m.Pos.Line, "machine %q uses unknown profile %q", m.Name, m.Profile)
 		}
-		switch {
-		case m.Match.MAC != "":
-			if prev, dup := macOwner[m.Match.MAC]; dup {
-				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims MAC %s, already claimed by machine %q at %s", m.Name, m.Match.MAC, prev.Name, prev.Pos)
+		if mac := m.Match.MAC; mac != "" {
+			if prev, dup := set.byMAC[mac]; dup {
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims MAC %s, already claimed by machine %q at %s", m.Name, mac, prev.Name, prev.Pos)
 			}
-			macOwner[m.Match.MAC] = m
-			set.byMAC[m.Match.MAC] = append(set.byMAC[m.Match.MAC], m)
-			if m.Match.UUID != "" {
-				set.byUUID[m.Match.UUID] = append(set.byUUID[m.Match.UUID], m)
-			}
-		case m.Match.UUID != "":
-			set.byUUID[m.Match.UUID] = append(set.byUUID[m.Match.UUID], m)
-		default:
-			set.labelled = append(set.labelled, m)
+			set.byMAC[mac] = m
 		}
-		if m.Match.UUID != "" {
-			if prev, dup := uuidOwner[m.Match.UUID]; dup {
-				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims UUID %s, already claimed by machine %q at %s", m.Name, m.Match.UUID, prev.Name, prev.Pos)
+		if uuid := m.Match.UUID; uuid != "" {
+			if prev, dup := set.byUUID[uuid]; dup {
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims UUID %s, already claimed by machine %q at %s", m.Name, uuid, prev.Name, prev.Pos)
 			}
-			uuidOwner[m.Match.UUID] = m
+			set.byUUID[uuid] = m
 		}
 		if m.Match.MAC == "" && m.Match.UUID == "" {
+			set.labelled = append(set.labelled, m)
 			key := labelKey(m.Match.Labels)
 			if prev, dup := byLabels[key]; dup {
 				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q has the same labels as machine %q at %s: which one wins would be a coin toss", m.Name, prev.Name, prev.Pos)

@@ -17,6 +17,9 @@ import (
 // after a change, until ctx ends. A `git pull` touches many files in a burst; the
 // debounce turns the burst into one reload. Hidden entries (.git) are ignored.
 func Watch(ctx context.Context, dir string, debounce time.Duration, log *slog.Logger, reload func()) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch profiles: %w", err)
