@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,14 +76,23 @@ func (c *Core) Events(ctx context.Context, q store.EventQuery) ([]store.Event, e
 	return c.store.Events(ctx, q)
 }
 
-// key turns an id into a store key: MACs and UUIDs as they are, a Machine name
-// into the MAC of the one inventoried machine it matched.
+// key turns an id into a store key: MACs and UUIDs as they are; a Machine
+// name into the MAC or UUID its entry in Git matches, else (a Machine
+// matched by labels, or a name no longer in Git) the MAC of the one
+// inventoried machine recorded under that name.
 func (c *Core) key(ctx context.Context, id string) (string, error) {
 	if _, err := ident.MAC(id); err == nil {
 		return id, nil
 	}
 	if _, err := ident.UUID(id); err == nil {
 		return id, nil
+	}
+	// Git is authoritative: the inventory's name may be stale (a Machine moved
+	// to a new board), and looking it up there scans every record.
+	if set := c.set.Load(); set != nil {
+		if m := set.Machine(id); m != nil && (m.Match.MAC != "" || m.Match.UUID != "") {
+			return cmp.Or(m.Match.MAC, m.Match.UUID), nil
+		}
 	}
 	ms, err := c.store.Machines(ctx)
 	if err != nil {

@@ -95,15 +95,11 @@ func (c *Core) target(ctx context.Context, id string) (target, error) {
 	var t target
 	set := c.set.Load()
 	key, err := c.key(ctx, id)
-	var named *profiles.Machine // the Machine id names, when no inventoried machine carries the name
 	if errors.Is(err, ErrNotFound) && set != nil {
-		if named = set.Machine(id); named != nil {
-			if named.Match.MAC == "" && named.Match.UUID == "" {
-				return target{git: named}, nil // matched by labels only and never seen: nothing to look up
-			}
-			// It may be inventoried under Git's MAC or UUID all the same,
-			// having booted before this Machine existed.
-			key, err = cmp.Or(named.Match.MAC, named.Match.UUID), nil
+		// key answers a Machine with a MAC or UUID from Git: this one is
+		// matched by labels only and was never seen, so there is nothing to look up.
+		if named := set.Machine(id); named != nil {
+			return target{git: named}, nil
 		}
 	}
 	if err != nil {
@@ -128,9 +124,6 @@ func (c *Core) target(ctx context.Context, id string) (target, error) {
 			// A machine named by UUID before it ever booted: Git may know its MAC.
 			t.mac, t.uuid = cmp.Or(t.mac, t.git.Match.MAC), cmp.Or(t.uuid, t.git.Match.UUID)
 		}
-	}
-	if t.git == nil {
-		t.git = named
 	}
 	if !t.known && t.git == nil {
 		return t, fmt.Errorf("machine %q: %w", id, ErrNotFound)

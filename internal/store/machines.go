@@ -97,7 +97,7 @@ func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisio
 	now := db.now()
 	var out Machine
 	var prov Provisioning
-	err = db.bdb.Batch(func(tx *bolt.Tx) error {
+	err = db.batch(func(tx *bolt.Tx) error {
 		m, err := seen(tx, s, now)
 		if err != nil {
 			return err
@@ -119,14 +119,14 @@ func (db *DB) Update(ctx context.Context, key string, fn Change) (Machine, Provi
 	now := db.now()
 	var out Machine
 	var prov Provisioning
-	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		mac, err := resolve(tx, key)
 		if err != nil {
-			return err
+			return refused{err}
 		}
 		m, err := getMachine(tx, mac)
 		if err != nil {
-			return err
+			return refused{err}
 		}
 		out, prov, err = db.apply(tx, m, fn, now)
 		return err
@@ -135,6 +135,31 @@ func (db *DB) Update(ctx context.Context, key string, fn Change) (Machine, Provi
 		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", key, err)
 	}
 	return out, prov, nil
+}
+
+// refused is an outcome found before anything was written: an unknown
+// machine, a Change's own error. Returned from a bbolt Batch closure as an
+// error it would roll back and re-run every other caller's work in the
+// batch, so batch hands it to its caller alone.
+type refused struct{ err error }
+
+func (r refused) Error() string { return r.err.Error() }
+func (r refused) Unwrap() error { return r.err }
+
+// batch runs fn in a bbolt Batch, where a refused error fails only this call
+// and the batch commits the others' work.
+func (db *DB) batch(fn func(*bolt.Tx) error) error {
+	var out error
+	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+		out = nil // a re-run starts over
+		err := fn(tx)
+		if r, ok := errors.AsType[refused](err); ok {
+			out = r.err
+			return nil
+		}
+		return err
+	})
+	return cmp.Or(err, out)
 }
 
 // apply runs fn on m and its provisioning data and writes what it changed,
@@ -151,10 +176,10 @@ func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, 
 	mac := m.MAC
 	events, err := fn(&m, &p)
 	if err != nil {
-		return Machine{}, Provisioning{}, err
+		return Machine{}, Provisioning{}, refused{err}
 	}
 	if m.MAC != mac || !m.State.Valid() {
-		return Machine{}, Provisioning{}, fmt.Errorf("change to mac %q state %q: %w", m.MAC, m.State, ErrInvalid)
+		return Machine{}, Provisioning{}, refused{fmt.Errorf("change to mac %q state %q: %w", m.MAC, m.State, ErrInvalid)}
 	}
 	if err := putMachine(tx, m); err != nil {
 		return Machine{}, Provisioning{}, err

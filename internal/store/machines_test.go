@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,6 +362,45 @@ func TestUpdateConcurrent(t *testing.T) {
 	}
 	if p.ConfigFetches != n {
 		t.Errorf("ConfigFetches = %d, want %d", p.ConfigFetches, n)
+	}
+}
+
+// Refusals in a batch (an unknown machine, a Change's error) fail their own
+// call only: the batch does not roll back and re-run the others' Changes.
+func TestUpdateRefusalsDoNotRerunTheBatch(t *testing.T) {
+	db := mustOpen(t, Options{})
+	ctx := context.Background()
+	mustSeen(t, db, Machine{MAC: testMAC})
+	var runs atomic.Int64
+	var wg sync.WaitGroup
+	const n = 64
+	for i := range n {
+		wg.Go(func() {
+			switch i % 4 {
+			case 0: // unknown machine
+				if _, _, err := db.Update(ctx, fmt.Sprintf("52:54:00:ff:00:%02x", i), nil); !errors.Is(err, ErrNotFound) {
+					t.Errorf("update of an unknown machine: %v; want ErrNotFound", err)
+				}
+			case 1: // the Change refuses
+				_, _, err := db.Update(ctx, testMAC, func(*Machine, *Provisioning) ([]Event, error) { return nil, ErrInvalid })
+				if !errors.Is(err, ErrInvalid) {
+					t.Errorf("refusing change: %v; want its error", err)
+				}
+			default:
+				_, _, err := db.Update(ctx, testMAC, func(_ *Machine, p *Provisioning) ([]Event, error) {
+					runs.Add(1)
+					p.ConfigFetches++
+					return nil, nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if p, _ := db.Provisioning(ctx, testMAC); p.ConfigFetches != n/2 || runs.Load() != n/2 {
+		t.Errorf("%d changes applied, %d runs; want %d and %d (each run once)", p.ConfigFetches, runs.Load(), n/2, n/2)
 	}
 }
 
