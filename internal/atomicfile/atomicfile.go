@@ -12,7 +12,7 @@ import (
 
 // Write creates or replaces path (mode 0600: these files hold secrets) with
 // what fill writes: into a temporary file in the same directory, synced to
-// disk, then renamed over path.
+// disk, then renamed over path, and the directory synced.
 func Write(path string, fill func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
@@ -33,8 +33,27 @@ func Write(path string, fill func(io.Writer) error) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// syncDir makes a rename in dir durable: until the directory itself is
+// synced, a power cut may lose the new entry. For a freshly generated key
+// that would mean a new key at the next start, and every secret sealed
+// with the lost one unreadable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

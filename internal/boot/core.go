@@ -423,12 +423,14 @@ func (c *Core) checkNeighbor(ctx context.Context, r Request, what string) *Refus
 	if c.neighbors == nil || c.policy.SkipNeighborCheck || r.IP == "" {
 		return nil
 	}
+	// Only a lookup that succeeded may say "not on-link": a failed one (an
+	// unreadable peer address, a netlink dump lost under load) refuses.
 	ip, err := netip.ParseAddr(r.IP)
 	if err != nil {
-		return nil
+		return &RefusedError{What: what, Reason: ReasonNeighbor}
 	}
 	mac, onLink, err := c.neighbors.Lookup(ip.Unmap())
-	if !onLink {
+	if err == nil && !onLink {
 		return nil
 	}
 	claimed := r.MAC

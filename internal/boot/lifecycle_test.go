@@ -313,22 +313,31 @@ func TestLifecycleEdges(t *testing.T) {
 		if _, err := c.Machine(ctx, "52:54:00:00:00:55"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("unknown MAC: %v", err)
 		}
-		if _, err := c.Installed(ctx, "n2", "", true); !errors.Is(err, ErrState) && err != nil {
-			t.Errorf("installed twice: %v", err)
+		// n2 is provisioning (its second boot above): the first phone-home
+		// installs it, a second one has no session to close.
+		if _, err := c.Installed(ctx, "n2", "", true); err != nil {
+			t.Fatalf("installed: %v", err)
+		}
+		if _, err := c.Installed(ctx, "n2", "", true); !errors.Is(err, ErrState) {
+			t.Errorf("installed twice: %v; want ErrState", err)
 		}
 	})
 }
 
-// fakeNeighbors is a map-backed neighbour table; addresses absent are routed.
+// fakeNeighbors is a map-backed neighbour table; addresses absent are
+// routed, and an address mapped to "fail" cannot be looked up.
 type fakeNeighbors map[string]string
 
 func (f fakeNeighbors) Lookup(ip netip.Addr) (string, bool, error) {
 	mac, ok := f[ip.String()]
+	if mac == "fail" {
+		return "", false, errors.New("netlink dump interrupted")
+	}
 	return mac, ok, nil
 }
 
 func TestNeighborCheck(t *testing.T) {
-	nb := fakeNeighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66"}
+	nb := fakeNeighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66", "10.0.0.7": "fail"}
 	for _, tc := range []struct {
 		name     string
 		ip       string
@@ -341,6 +350,8 @@ func TestNeighborCheck(t *testing.T) {
 		{name: "on-link, IPv4-mapped", ip: "::ffff:10.0.0.6", reason: ReasonNeighbor},
 		{name: "on-link, another host, check skipped", ip: "10.0.0.6", pol: Policy{SkipNeighborCheck: true}},
 		{name: "routed: nothing to check", ip: "192.0.2.7"},
+		{name: "table unreadable: refused, not skipped", ip: "10.0.0.7", reason: ReasonNeighbor},
+		{name: "peer address unreadable: refused", ip: "not-an-address", reason: ReasonNeighbor},
 		{name: "on-link, UUID only, not in the inventory", ip: "10.0.0.5", uuidOnly: true, reason: ReasonNeighbor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

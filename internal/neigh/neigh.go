@@ -93,7 +93,8 @@ type snapshot struct {
 // aa:bb:cc:dd:ee:ff) the neighbour table holds for it. onLink=false (and no
 // error) for routed addresses, loopback, and this host's own addresses:
 // nothing can be checked for them. On-link with no usable entry (none, or
-// INCOMPLETE/FAILED) gives an error wrapping ErrNoEntry.
+// INCOMPLETE/FAILED) gives an error wrapping ErrNoEntry. onLink means
+// something only when err is nil: a failed lookup must not skip a check.
 //
 // IPv4-mapped IPv6 addresses are unmapped first. A link-local IPv6 address
 // is looked up on the interface named by its zone, or on every interface
