@@ -116,7 +116,7 @@ func syncJSON(st boot.SyncStatus) SyncResult {
 // gitStatus is the Git side of the profiles, or nil for a plain directory.
 func (a *api) gitStatus(st *boot.ReloadStatus) *GitStatus {
 	sync := a.b.Sync()
-	if sync == nil && (st == nil || (st.Live == nil && st.Rejected == nil)) {
+	if !boot.UsesGit(st, sync) {
 		return nil
 	}
 	g := &GitStatus{}

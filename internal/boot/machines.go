@@ -76,6 +76,10 @@ func (c *Core) Events(ctx context.Context, q store.EventQuery) ([]store.Event, e
 	return c.store.Events(ctx, q)
 }
 
+// Generation changes whenever a machine or an event is written; see
+// store.Store.Generation.
+func (c *Core) Generation() uint64 { return c.store.Generation() }
+
 // key turns an id into a store key: MACs and UUIDs as they are; a Machine
 // name into the MAC or UUID its entry in Git matches, else (a Machine
 // matched by labels, or a name no longer in Git) the MAC of the one

@@ -103,3 +103,9 @@ func (c *Core) Sync() *SyncStatus { return c.sync.Load() }
 func (c *Core) SyncProfiles(context.Context) (SyncStatus, error) {
 	return SyncStatus{}, ErrNoSync
 }
+
+// UsesGit reports whether the profiles come from Git, given the latest
+// reload and sync status (either may be nil).
+func UsesGit(st *ReloadStatus, sync *SyncStatus) bool {
+	return sync != nil || (st != nil && (st.Live != nil || st.Rejected != nil))
+}

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -47,4 +48,18 @@ type problems struct{ list Problems }
 
 func (ps *problems) add(file string, line int, format string, args ...any) {
 	ps.list = append(ps.list, Problem{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Lines is a load error as lines for people: "file:line: message" for each
+// problem, or the error's own text when it is not Problems.
+func Lines(err error) []string {
+	var probs Problems
+	if !errors.As(err, &probs) {
+		return []string{err.Error()}
+	}
+	out := make([]string, len(probs))
+	for i, p := range probs {
+		out[i] = p.String()
+	}
+	return out
 }

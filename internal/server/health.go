@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
@@ -45,17 +44,18 @@ type gitHealth struct {
 // reload failed, which it reports), 503 before any set has loaded.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	rep := healthReport{Status: "ok"}
-	if st := s.cfg.Core.Status(); st != nil {
+	st := s.cfg.Core.Status() // one snapshot for the whole answer
+	if st != nil {
 		t := st.Time
 		rep.Profiles.LastReload = &t
 		rep.Profiles.LastReloadMS = float64(st.Duration.Microseconds()) / 1000
 		rep.Profiles.LastReloadOK = st.Err == nil
 		if st.Err != nil {
 			rep.Status = "degraded"
-			rep.Profiles.LastReloadErrs = problemLines(st.Err)
+			rep.Profiles.LastReloadErrs = profiles.Lines(st.Err)
 		}
 	}
-	if g := s.gitHealth(); g != nil {
+	if g := s.gitHealth(st); g != nil {
 		rep.Profiles.Git = g
 		if g.LastSyncResult == boot.SyncError {
 			rep.Status = "degraded" // serving, but no longer following Git
@@ -78,9 +78,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // gitHealth reports the profiles' Git sync, or nil for a plain directory.
-func (s *Server) gitHealth() *gitHealth {
-	st, sync := s.cfg.Core.Status(), s.cfg.Core.Sync()
-	if sync == nil && (st == nil || (st.Live == nil && st.Rejected == nil)) {
+func (s *Server) gitHealth(st *boot.ReloadStatus) *gitHealth {
+	sync := s.cfg.Core.Sync()
+	if !boot.UsesGit(st, sync) {
 		return nil
 	}
 	g := &gitHealth{}
@@ -88,7 +88,7 @@ func (s *Server) gitHealth() *gitHealth {
 		g.LiveCommit, g.LiveSubject = st.Live.Commit, st.Live.Subject
 	}
 	if st != nil && st.Rejected != nil {
-		g.RejectedCommit, g.RejectedErrs = st.Rejected.Revision.Commit, problemLines(st.Rejected.Err)
+		g.RejectedCommit, g.RejectedErrs = st.Rejected.Revision.Commit, profiles.Lines(st.Rejected.Err)
 	}
 	if sync != nil {
 		t := sync.Time
@@ -98,17 +98,4 @@ func (s *Server) gitHealth() *gitHealth {
 		}
 	}
 	return g
-}
-
-// problemLines is a load error as file:line: message lines.
-func problemLines(err error) []string {
-	var probs profiles.Problems
-	if !errors.As(err, &probs) {
-		return []string{err.Error()}
-	}
-	out := make([]string, len(probs))
-	for i, p := range probs {
-		out[i] = p.String()
-	}
-	return out
 }

@@ -29,6 +29,7 @@ type EventQuery struct {
 	Since    time.Time // only events at or after Since
 	AfterSeq uint64    // only events with Seq > AfterSeq: resume where a previous page ended
 	Limit    int       // at most this many; 0 = all
+	Newest   bool      // newest first, so Limit keeps the latest (a timeline), not the oldest
 }
 
 // ageCheckEvery is how often (in appends) the age cap is checked: it costs a
@@ -59,6 +60,7 @@ func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("store: append event %s: %w", e.Type, err)
 	}
+	db.gen.Add(1)
 	return out, nil
 }
 
@@ -135,7 +137,12 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	var es []Event
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		c := bucket(tx, bucketEvents).Cursor()
-		for k, v := c.Seek(seqKey(q.AfterSeq + 1)); k != nil; k, v = c.Next() {
+		from := seqKey(q.AfterSeq + 1)
+		first, next := func() ([]byte, []byte) { return c.Seek(from) }, c.Next
+		if q.Newest {
+			first, next = c.Last, c.Prev
+		}
+		for k, v := first(); k != nil && bytes.Compare(k, from) >= 0; k, v = next() {
 			// Skipping other machines' events before decoding keeps a
 			// per-machine query over a full log cheap.
 			if needle != nil && !bytes.Contains(v, needle) {

@@ -84,6 +84,9 @@ func TestEvents(t *testing.T) {
 		{name: "after max seq", q: EventQuery{AfterSeq: ^uint64(0)}},
 		{name: "limit", q: EventQuery{Limit: 2}, want: []uint64{1, 2}},
 		{name: "combined", q: EventQuery{MAC: testMAC, Since: t0.Add(time.Minute), AfterSeq: 1, Limit: 1}, want: []uint64{3}},
+		{name: "newest first", q: EventQuery{Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
+		{name: "newest of a machine, limited", q: EventQuery{MAC: testMAC, Newest: true, Limit: 2}, want: []uint64{5, 3}},
+		{name: "newest after seq", q: EventQuery{AfterSeq: 3, Newest: true}, want: []uint64{5, 4}},
 		{name: "unknown MAC", q: EventQuery{MAC: "52:54:00:00:00:99"}},
 		{name: "bad MAC", q: EventQuery{MAC: "nope"}, wantErr: ErrInvalid},
 	} {
@@ -96,6 +99,23 @@ func TestEvents(t *testing.T) {
 				t.Errorf("seqs = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Generation moves with each write of a machine or an event, and not with
+// reads or refused writes.
+func TestGeneration(t *testing.T) {
+	db := mustOpen(t, Options{})
+	ctx := context.Background()
+	g0 := db.Generation()
+	mustSeen(t, db, Machine{MAC: testMAC})
+	g1 := db.Generation()
+	mustAppend(t, db, Event{Type: "t"})
+	g2 := db.Generation()
+	_, _ = db.Machines(ctx)
+	_, _, err := db.Update(ctx, "52:54:00:00:00:99", nil)
+	if g0 == g1 || g1 == g2 || db.Generation() != g2 || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("generations %d %d %d then %d (update err %v); want a change per write only", g0, g1, g2, db.Generation(), err)
 	}
 }
 

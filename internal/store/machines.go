@@ -159,7 +159,10 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 		}
 		return err
 	})
-	return cmp.Or(err, out)
+	if err = cmp.Or(err, out); err == nil {
+		db.gen.Add(1)
+	}
+	return err
 }
 
 // apply runs fn on m and its provisioning data and writes what it changed,

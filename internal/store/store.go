@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,6 +60,10 @@ type Store interface {
 	Secret(ctx context.Context, mac, name string) ([]byte, error)
 	// DeleteSecret removes the blob under (mac, name). ErrNotFound if none.
 	DeleteSecret(ctx context.Context, mac, name string) error
+	// Generation changes whenever a machine or an event was written, and
+	// only then: a reader whose view is keyed by it may skip unchanged work.
+	// It is not persisted; pair it with something unique to the process.
+	Generation() uint64
 }
 
 var _ Store = (*DB)(nil)
@@ -89,6 +94,7 @@ func (o Options) withDefaults() Options {
 
 // DB is the bbolt implementation of Store. It is safe for concurrent use.
 type DB struct {
+	gen         atomic.Uint64 // bumped after each committed machine or event write
 	bdb         *bolt.DB
 	maxEvents   int
 	maxEventAge time.Duration
@@ -142,6 +148,9 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	return &DB{bdb: bdb, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge, clock: opts.Clock}, nil
 }
+
+// Generation implements Store.
+func (db *DB) Generation() uint64 { return db.gen.Load() }
 
 // Close releases the file lock. Outstanding transactions finish first.
 func (db *DB) Close() error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -68,15 +67,11 @@ func (d *Dashboard) machineView(r *http.Request) (machineView, error) {
 		return machineView{}, err
 	}
 	v := machineView{M: m}
-	es, err := d.b.Events(ctx, store.EventQuery{MAC: m.MAC})
+	es, err := d.b.Events(ctx, store.EventQuery{MAC: m.MAC, Newest: true, Limit: maxEvents + 1})
 	if err != nil {
 		return v, err
 	}
-	if len(es) > maxEvents {
-		es, v.More = es[len(es)-maxEvents:], true
-	}
-	slices.Reverse(es)
-	v.Events = es
+	v.Events, v.More = es[:min(len(es), maxEvents)], len(es) > maxEvents
 	return v, nil
 }
 
@@ -110,12 +105,7 @@ func (d *Dashboard) machinePage(w http.ResponseWriter, r *http.Request) {
 
 // machineLive serves the changing part of a machine's page, for its refresh.
 func (d *Dashboard) machineLive(w http.ResponseWriter, r *http.Request) {
-	v, err := d.machineView(r)
-	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
-		return
-	}
-	d.fragment(w, r, "live", v)
+	d.fragment(w, r, "live", func() (any, error) { return d.machineView(r) })
 }
 
 // explain asks the core what the machine's next network boot would get, with

@@ -2,8 +2,7 @@ package web
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -77,10 +77,8 @@ func (f filter) match(m store.Machine) bool {
 	if f.State != "" && string(m.State) != f.State {
 		return false
 	}
-	for k, v := range f.labels {
-		if m.Labels[k] != v {
-			return false
-		}
+	if !profiles.HasLabels(m.Labels, f.labels) {
+		return false
 	}
 	if f.Q != "" {
 		q := strings.ToLower(f.Q)
@@ -160,10 +158,6 @@ func (d *Dashboard) table(r *http.Request) (table, error) {
 
 // machinesPage serves / : the machines table.
 func (d *Dashboard) machinesPage(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
 	t, err := d.table(r)
 	if err != nil {
 		d.failPage(w, r, http.StatusInternalServerError, err)
@@ -172,35 +166,39 @@ func (d *Dashboard) machinesPage(w http.ResponseWriter, r *http.Request) {
 	d.renderPage(w, r, http.StatusOK, "machines.html", "Machines", t)
 }
 
-// machineRows serves the table's body alone, for the page's live refresh. An
-// unchanged body is a 304, so an idle dashboard costs a hash per poll.
+// machineRows serves the table alone, for the page's live refresh.
 func (d *Dashboard) machineRows(w http.ResponseWriter, r *http.Request) {
-	t, err := d.table(r)
-	if err != nil {
-		d.log.Error("dashboard rows", "error", err)
-		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
-		return
-	}
-	d.fragment(w, r, "table", t)
+	d.fragment(w, r, "table", func() (any, error) { return d.table(r) })
 }
 
-// fragment renders a template alone, answering 304 when the browser already
-// has the same bytes.
-func (d *Dashboard) fragment(w http.ResponseWriter, r *http.Request, name string, data any) {
+// fragment renders a template alone, for a page's live refresh. Its ETag is
+// the inventory's generation: while nothing was written, the browser gets a
+// 304 and nothing is read or rendered, so an idle open page costs next to
+// nothing. (Fragments carry no relative times, which would change alone.)
+func (d *Dashboard) fragment(w http.ResponseWriter, r *http.Request, name string, load func() (any, error)) {
+	etag := `"` + d.epoch + "-" + strconv.FormatUint(d.b.Generation(), 36) + `"`
+	w.Header().Set("Cache-Control", "no-cache")
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	data, err := load()
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			d.log.Error("dashboard refresh", "path", r.URL.Path, "error", err)
+			err = errors.New("internal error; see the server log")
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
 	var buf bytes.Buffer
 	if err := d.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
 		d.log.Error("render dashboard fragment", "template", name, "error", err)
 		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
 		return
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
 	w.Header().Set("ETag", etag)
-	w.Header().Set("Cache-Control", "no-cache")
-	if r.Header.Get("If-None-Match") == etag {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write(buf.Bytes())
 }

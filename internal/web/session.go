@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -52,20 +51,13 @@ func newSessions(token string, ttl time.Duration) *sessions {
 	return &sessions{token: []byte(token), ttl: ttl, now: time.Now, byID: map[string]*session{}}
 }
 
-// randomToken is 256 bits, URL-safe.
-func randomToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux, and panics otherwise
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // open checks the API token and starts a session.
 func (ss *sessions) open(token, name string) (*session, bool) {
 	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), ss.token) != 1 {
 		return nil, false
 	}
 	now := ss.now()
-	s := &session{id: randomToken(), CSRF: randomToken(), Name: name, created: now, expires: now.Add(ss.ttl)}
+	s := &session{id: rand.Text(), CSRF: rand.Text(), Name: name, created: now, expires: now.Add(ss.ttl)}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for id, old := range ss.byID {
@@ -225,9 +217,13 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-// safeNext keeps the post-sign-in redirect on this site.
+// safeNext keeps the post-sign-in redirect on this site: a path, with no
+// scheme or host however a browser might read one in (browsers drop tabs
+// and newlines and take "\\" for "/": "/\t/evil.example" is another site).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(next, "/") ||
+		strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\t\r\n") {
 		return "/"
 	}
 	return next

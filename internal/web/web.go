@@ -9,19 +9,20 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -41,6 +42,7 @@ type Backend interface {
 	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Power(ctx context.Context, id, action, actor string) boot.PowerResult
+	Generation() uint64
 	MachineBMC(ctx context.Context, id string) (boot.BMCInfo, error)
 	Status() *boot.ReloadStatus
 	Profiles() *profiles.Set
@@ -70,6 +72,7 @@ type Dashboard struct {
 	sessions *sessions
 	tmpl     *template.Template
 	poll     time.Duration
+	epoch    string           // this process's, so a fragment's ETag never matches one from before a restart
 	static   map[string]asset // by name, e.g. "app.css"
 }
 
@@ -89,8 +92,9 @@ func New(cfg Config) (*Dashboard, error) {
 	d := &Dashboard{
 		b:        cfg.Backend,
 		log:      cfg.Logger,
-		sessions: newSessions(cfg.Token, cmpDuration(cfg.SessionTTL, 12*time.Hour)),
-		poll:     cmpDuration(cfg.PollInterval, 3*time.Second),
+		sessions: newSessions(cfg.Token, cmp.Or(cfg.SessionTTL, 12*time.Hour)),
+		poll:     cmp.Or(cfg.PollInterval, 3*time.Second),
+		epoch:    rand.Text()[:8],
 		static:   map[string]asset{},
 	}
 	if d.log == nil {
@@ -105,7 +109,7 @@ func New(cfg Config) (*Dashboard, error) {
 			return err
 		}
 		sum := sha256.Sum256(body)
-		d.static[path.Base(p)] = asset{body: body, hash: hex.EncodeToString(sum[:6]), ctype: contentType(p)}
+		d.static[path.Base(p)] = asset{body: body, hash: hex.EncodeToString(sum[:6]), ctype: mime.TypeByExtension(path.Ext(p))}
 		return nil
 	})
 	if err != nil {
@@ -123,25 +127,6 @@ func New(cfg Config) (*Dashboard, error) {
 		return nil, fmt.Errorf("web: templates: %w", err)
 	}
 	return d, nil
-}
-
-func cmpDuration(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-func contentType(p string) string {
-	switch path.Ext(p) {
-	case ".css":
-		return "text/css; charset=utf-8"
-	case ".js":
-		return "text/javascript; charset=utf-8"
-	case ".svg":
-		return "image/svg+xml"
-	}
-	return "application/octet-stream"
 }
 
 // Routes registers the dashboard on r: / and everything under /ui/.
@@ -231,26 +216,13 @@ func (d *Dashboard) profileStatus() profileStatus {
 	ps.Live = st.Live
 	if st.Err != nil {
 		ps.Failed, ps.FailedAt = true, st.Time
-		ps.Problems = problemLines(st.Err)
+		ps.Problems = profiles.Lines(st.Err)
 		if r := st.Rejected; r != nil && r.Time.Equal(st.Time) { // this failure was a Git commit
 			rev := r.Revision
 			ps.Rejected = &rev
 		}
 	}
 	return ps
-}
-
-// problemLines turns a reload error into file:line lines.
-func problemLines(err error) []string {
-	var probs profiles.Problems
-	if errors.As(err, &probs) {
-		out := make([]string, len(probs))
-		for i, p := range probs {
-			out[i] = p.String()
-		}
-		return out
-	}
-	return strings.Split(err.Error(), "\n")
 }
 
 // render executes a named template into a buffer first, so a template error

@@ -94,9 +94,11 @@ func TestSignIn(t *testing.T) {
 		t.Errorf("name with @ and /: %s; want 400", res.Status)
 	}
 
-	res, _ = o.do("POST", "/ui/login", url.Values{"token": {testToken}, "next": {"//evil.example/"}})
-	if loc := res.Header.Get("Location"); loc != "/" {
-		t.Errorf("next=//evil.example/ redirected to %q; want /", loc)
+	for _, next := range []string{"//evil.example/", "/\t/evil.example/", "/\\evil.example/", "https://evil.example/"} {
+		res, _ = o.do("POST", "/ui/login", url.Values{"token": {testToken}, "next": {next}})
+		if loc := res.Header.Get("Location"); loc != "/" {
+			t.Errorf("next=%q redirected to %q; want /", next, loc)
+		}
 	}
 	c := res.Cookies()
 	if len(c) != 1 || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode || c[0].Secure || c[0].Path != "/" {
@@ -218,6 +220,7 @@ func TestMachineTable(t *testing.T) {
 		{"", []string{node1MAC, strayMAC, "2 machines"}, nil},
 		{"?state=installed", []string{node1MAC, "1 of 2 machines match"}, []string{strayMAC}},
 		{"?label=rack%3Dr1", []string{node1MAC}, []string{strayMAC}},
+		{"?label=rack%3D", nil, []string{node1MAC, strayMAC}}, // an empty value still needs the label
 		{"?q=node1", []string{node1MAC}, []string{strayMAC}},
 		{"?q=00:99", []string{strayMAC}, []string{node1MAC}},
 		{"?state=wiped", []string{"No machine matches this filter"}, []string{node1MAC, strayMAC}},
