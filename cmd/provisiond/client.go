@@ -161,6 +161,9 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 	if len(b) > maxResponse {
 		return nil, fmt.Errorf("the answer of %s is larger than %d MiB", c.server, maxResponse>>20)
 	}
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil // DELETE answers nothing
+	}
 	if resp.StatusCode/100 == 2 {
 		if !json.Valid(b) {
 			return nil, fmt.Errorf("%s answered %s %s with something that is not JSON; is --server a provisiond?", c.server, method, path)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
@@ -74,8 +75,9 @@ func (d *testDaemon) args(cmd []string, extra ...string) []string {
 }
 
 // newTestDaemon serves /api/v1 with node1 booted (provisioning, with a UUID)
-// and a stray machine the Default profile booted (discovered).
-func newTestDaemon(t *testing.T) *testDaemon {
+// and a stray machine the Default profile booted (discovered). opts adjust
+// the core's Config.
+func newTestDaemon(t *testing.T, opts ...func(*boot.Config)) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	profiles := filepath.Join(dir, "profiles")
@@ -90,7 +92,11 @@ func newTestDaemon(t *testing.T) *testDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	core := boot.New(boot.Config{ProfilesDir: profiles, AdvertiseURL: "http://127.0.0.1:1", Store: db})
+	cfg := boot.Config{ProfilesDir: profiles, AdvertiseURL: "http://127.0.0.1:1", Store: db}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	core := boot.New(cfg)
 	if err := core.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -438,6 +444,26 @@ func TestClientUsageErrors(t *testing.T) {
 	if n := len(d.sent()); n != 0 {
 		t.Errorf("usage errors sent %d requests", n)
 	}
+}
+
+// machines bmc sets, shows and deletes a BMC set through the API; the
+// delete's empty 204 is success, not "not JSON".
+func TestMachinesBMC(t *testing.T) {
+	d := newTestDaemon(t, func(c *boot.Config) {
+		box, _, err := seal.LoadOrCreate(filepath.Join(t.TempDir(), "secret-key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Secrets = box
+	})
+	pw := writeFile(t, "bmc-password", "s3cret\n")
+	runCases(t, d, []cliCase{
+		{name: "set", args: d.args([]string{"machines", "bmc", "node1"}, "--address", "redfish://10.0.0.11", "--username", "admin", "--password-file", pw),
+			out: []string{"redfish://10.0.0.11"}, notOut: []string{"s3cret"}},
+		{name: "show", args: d.args([]string{"machines", "bmc", "node1"}), out: []string{"redfish://10.0.0.11", "api"}, notOut: []string{"s3cret"}},
+		{name: "delete", args: d.args([]string{"machines", "bmc", "node1", "--delete"}), out: []string{"node1: BMC set through the API removed"}},
+		{name: "gone", args: d.args([]string{"machines", "bmc", "node1"}), code: 1, errOut: []string{"no BMC"}},
+	})
 }
 
 func TestMachinesReprovision(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/vincent-petithory/dataurl"
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/boot"
@@ -285,7 +286,7 @@ func TestExamplesServed(t *testing.T) {
 				// Butane stores some files base64-encoded; the load re-encodes
 				// those holding session values so that they are filled in too.
 				for _, f := range parseIgnition(t, []byte(body)).Storage.Files {
-					if b, err := decodeDataURL(f.Contents.Source); err != nil || bytes.Contains(b, []byte("PROVISIOND_")) {
+					if b, err := decodeData(f.Contents.Source); err != nil || bytes.Contains(b, []byte("PROVISIOND_")) {
 						t.Errorf("file %s of the served config holds an unfilled session placeholder (%v):\n%s", f.Path, err, b)
 					}
 				}
@@ -446,7 +447,7 @@ func ignitionFile(t *testing.T, body []byte, path string) []byte {
 	t.Helper()
 	for _, f := range parseIgnition(t, body).Storage.Files {
 		if f.Path == path {
-			b, err := decodeDataURL(f.Contents.Source)
+			b, err := decodeData(f.Contents.Source)
 			if err != nil {
 				t.Fatalf("%s: %v", path, err)
 			}
@@ -475,24 +476,6 @@ func wantIgnitionFile(path, contains string) func(*testing.T, []byte) {
 			t.Errorf("%s = %q; want it to hold %q", path, b, contains)
 		}
 	}
-}
-
-// decodeDataURL decodes the data: URLs Butane writes for inline contents
-// (RFC 2397: percent-encoded, or base64).
-func decodeDataURL(s string) ([]byte, error) {
-	rest, ok := strings.CutPrefix(s, "data:")
-	if !ok {
-		return nil, fmt.Errorf("source %.40q is not a data URL", s)
-	}
-	meta, data, ok := strings.Cut(rest, ",")
-	if !ok {
-		return nil, errors.New("data URL without a comma")
-	}
-	if strings.HasSuffix(meta, ";base64") {
-		return base64.StdEncoding.DecodeString(data)
-	}
-	d, err := url.PathUnescape(data)
-	return []byte(d), err
 }
 
 // checkTalos checks the served Talos machine config: a v1alpha1 document with
@@ -593,4 +576,13 @@ func kernelLine(script string) string {
 		}
 	}
 	return ""
+}
+
+// decodeData is the content of a data URL, the form Butane gives inline files.
+func decodeData(src string) ([]byte, error) {
+	du, err := dataurl.DecodeString(src)
+	if err != nil {
+		return nil, err
+	}
+	return du.Data, nil
 }

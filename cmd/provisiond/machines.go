@@ -109,7 +109,7 @@ func runMachinesList(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: list takes no arguments, got %q", errUsage, pos)
 	}
 	if *state != "" && !store.State(*state).Valid() {
-		return fmt.Errorf("%w: --state %q: want one of %s", errUsage, *state, states())
+		return fmt.Errorf("%w: --state %q: want one of %s", errUsage, *state, joinStates(store.States()))
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -142,15 +142,6 @@ func runMachinesList(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return machineTable(stdout, list.Machines, time.Now())
-}
-
-func states() string {
-	all := []store.State{store.StateDiscovered, store.StateReady, store.StateProvisioning, store.StateInstalled, store.StateWiping, store.StateWiped}
-	s := make([]string, len(all))
-	for i, st := range all {
-		s[i] = string(st)
-	}
-	return strings.Join(s, ", ")
 }
 
 // parseIDVerb parses a verb that names one machine and returns the id with a
@@ -386,4 +377,12 @@ func fetchEventsPaged(c *apiClient, q url.Values, limit, pageSize int) ([]store.
 		}
 		after = events[len(events)-1].Seq
 	}
+}
+
+func joinStates(states []store.State) string {
+	s := make([]string, len(states))
+	for i, st := range states {
+		s[i] = string(st)
+	}
+	return strings.Join(s, ", ")
 }

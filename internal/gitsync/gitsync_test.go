@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -208,7 +209,7 @@ func TestSyncRefs(t *testing.T) {
 		{ref: "nope", err: `--profiles-git-ref "nope": no such branch or tag`},
 		{ref: strings.Repeat("ab", 20), err: "is not on any branch or tag"},
 	} {
-		t.Run(cmpOr(tc.ref, "HEAD"), func(t *testing.T) {
+		t.Run(cmp.Or(tc.ref, "HEAD"), func(t *testing.T) {
 			s, _ := newSyncer(t, repo.URL(), &loader{}, Config{Ref: tc.ref})
 			res, err := s.Sync(context.Background())
 			if tc.err != "" {
@@ -222,13 +223,6 @@ func TestSyncRefs(t *testing.T) {
 			}
 		})
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Symlinks and submodules are not exported, with a warning each.

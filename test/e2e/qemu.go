@@ -3,18 +3,18 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vincent-petithory/dataurl"
 )
 
 // ovmf is the UEFI firmware of Debian's ovmf package.
@@ -283,34 +283,13 @@ func (c *ignition) fileContents(path string) (string, error) {
 		if f.Contents.Compression != "" {
 			return "", fmt.Errorf("%s: compressed (%s) contents not supported", path, f.Contents.Compression)
 		}
-		return decodeDataURL(f.Contents.Source)
+		du, err := dataurl.DecodeString(f.Contents.Source)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		return string(du.Data), nil
 	}
 	return "", fmt.Errorf("no file %s in the config", path)
-}
-
-// decodeDataURL decodes an RFC 2397 data URL, the form Butane gives inline
-// file contents.
-func decodeDataURL(s string) (string, error) {
-	rest, ok := strings.CutPrefix(s, "data:")
-	if !ok {
-		return "", fmt.Errorf("not a data URL: %q", s)
-	}
-	meta, data, ok := strings.Cut(rest, ",")
-	if !ok {
-		return "", fmt.Errorf("data URL without ',': %q", s)
-	}
-	if strings.HasSuffix(meta, ";base64") {
-		b, err := base64.StdEncoding.DecodeString(data)
-		if err != nil {
-			return "", fmt.Errorf("data URL %q: %w", s, err)
-		}
-		return string(b), nil
-	}
-	text, err := url.PathUnescape(data)
-	if err != nil {
-		return "", fmt.Errorf("data URL %q: %w", s, err)
-	}
-	return text, nil
 }
 
 // parseIgnition parses a config and checks it claims spec 3.x.

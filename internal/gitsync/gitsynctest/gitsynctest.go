@@ -28,6 +28,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // Repo is a bare repository on disk with a main branch.
@@ -246,7 +248,7 @@ func RequireGit(tb testing.TB) string {
 func Daemon(tb testing.TB, base string) string {
 	tb.Helper()
 	gitBin := RequireGit(tb)
-	port := freePort(tb)
+	_, port, _ := net.SplitHostPort(testutil.FreeAddr(tb))
 	var out bytes.Buffer
 	cmd := exec.Command(gitBin, "daemon", "--reuseaddr", "--base-path="+base, "--export-all",
 		"--port="+port, "--listen=127.0.0.1", "--informative-errors", base)
@@ -286,16 +288,6 @@ func Daemon(tb testing.TB, base string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freePort(tb testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // HTTPServer is git http-backend behind basic auth, on loopback.
