@@ -114,6 +114,7 @@ type Syncer struct {
 	life    context.Context // Run's; ends in-flight syncs when Run returns
 	running *round
 	next    *round
+	synced  bool // a sync has run: Run need not start with one
 }
 
 // round is one sync and everyone waiting for it.
@@ -150,7 +151,7 @@ func New(cfg Config) (*Syncer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("remote", r.display)
+	log = log.With("remote", r.url)
 	if r.cleartextToken(cfg) {
 		log.Warn("--profiles-git-token-file is sent over plain http; use https")
 	}
@@ -158,7 +159,7 @@ func New(cfg Config) (*Syncer, error) {
 }
 
 // Remote is the repository URL without credentials, for logs and status.
-func (s *Syncer) Remote() string { return s.remote.display }
+func (s *Syncer) Remote() string { return s.remote.url }
 
 // Ref is the ref as configured; "" follows the remote's HEAD.
 func (s *Syncer) Ref() string { return s.cfg.Ref }
@@ -178,21 +179,26 @@ func clone(r *Revision) *Revision {
 	return &c
 }
 
-// Run syncs now and then every Interval until ctx ends; Sync adds syncs on
-// demand. A failed sync is logged and retried at the next tick.
+// Run syncs now (unless a sync already ran, such as the first one at
+// start) and then every Interval until ctx ends; Sync adds syncs on demand.
+// A failed sync is logged and retried at the next tick.
 func (s *Syncer) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.life = ctx
+	synced := s.synced
 	s.mu.Unlock()
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
-	for {
+	if !synced {
 		_, _ = s.Sync(ctx)
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		_, _ = s.Sync(ctx)
 	}
 }
 
@@ -235,6 +241,7 @@ func (s *Syncer) rounds(r *round) {
 		cancel()
 		close(r.done)
 		s.mu.Lock()
+		s.synced = true
 		r, s.next = s.next, nil
 		s.running = r
 		s.mu.Unlock()
@@ -304,7 +311,7 @@ func (s *Syncer) setLive(rev Revision) {
 	s.mu.Lock()
 	s.live = &rev
 	s.mu.Unlock()
-	if err := writeLive(s.cfg.Dir, s.remote.display, rev); err != nil {
+	if err := writeLive(s.cfg.Dir, s.remote.url, rev); err != nil {
 		s.log.Warn("record the live profiles commit; a restart without the remote will not find it", "commit", rev.Short, "error", err)
 	}
 	s.prune()
@@ -343,7 +350,7 @@ func (s *Syncer) report(res Result) {
 func (s *Syncer) Restore() (*Revision, error) {
 	s.work.Lock()
 	defer s.work.Unlock()
-	rev, err := readLive(s.cfg.Dir, s.remote.display)
+	rev, err := readLive(s.cfg.Dir, s.remote.url)
 	if err != nil || rev == nil {
 		return nil, err
 	}

@@ -29,7 +29,6 @@ const remoteName = "origin"
 // remote is the parsed --profiles-git URL.
 type remote struct {
 	url     string // what go-git is given: the URL without user and password
-	display string // the same, for people; equal to url
 	scheme  string // https, http, ssh, git or file
 	user    string // the URL's user, for ssh and basic auth; "" if none
 	host    string // ssh: the server's host name
@@ -38,23 +37,6 @@ type remote struct {
 
 // scpLike matches user@host:path, the ssh shorthand.
 var scpLike = regexp.MustCompile(`^(?:([^@/]+)@)?([^@/:]+):(.*)$`)
-
-// Redact returns a repository URL without its user information, fit to log
-// or show. An unparsable URL is replaced by a note, not echoed.
-func Redact(raw string) string {
-	if !strings.Contains(raw, "://") {
-		if m := scpLike.FindStringSubmatch(raw); m != nil {
-			return m[2] + ":" + m[3]
-		}
-		return "(unparsable URL)"
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.User = nil
-	return u.String()
-}
 
 func parseRemote(raw string) (remote, error) {
 	if !strings.Contains(raw, "://") {
@@ -67,7 +49,7 @@ func parseRemote(raw string) (remote, error) {
 			return remote{}, errors.New("--profiles-git: write host:name as ssh://host/name, or with a directory (host:dir/name)")
 		}
 		clean := m[2] + ":" + m[3]
-		r := remote{url: clean, display: clean, scheme: "ssh", user: m[1], host: m[2], port: "22"}
+		r := remote{url: clean, scheme: "ssh", user: m[1], host: m[2], port: "22"}
 		// go-git also reads host:port:path; take host and port as it will.
 		if ep, err := transport.NewEndpoint(clean); err == nil && ep.Protocol == "ssh" && ep.Port != 0 {
 			r.host, r.port = ep.Host, strconv.Itoa(ep.Port)
@@ -99,7 +81,6 @@ func parseRemote(raw string) (remote, error) {
 		return remote{}, errors.New("--profiles-git: file URL without a path")
 	}
 	r.url = u.String()
-	r.display = r.url
 	r.host, r.port = u.Hostname(), u.Port()
 	if r.port == "" {
 		r.port = "22"
@@ -266,7 +247,7 @@ func (s *Syncer) fetchWith(ctx context.Context, auth transport.AuthMethod) (*obj
 	c, err := commitOf(repo, hash)
 	if err != nil {
 		if isHash(want) {
-			return nil, "", fmt.Errorf("commit %s is not on any branch or tag of %s", want, s.remote.display)
+			return nil, "", fmt.Errorf("commit %s is not on any branch or tag of %s", want, s.remote.url)
 		}
 		return nil, "", fmt.Errorf("after fetching %s: %w", name, err)
 	}
@@ -290,7 +271,7 @@ func (s *Syncer) networkError(doing string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = fmt.Sprintf(" (no answer within %v)", s.cfg.Timeout)
 	}
-	msg := fmt.Sprintf("%s %s: %s%s", doing, s.remote.display, strings.Join(strings.Fields(err.Error()), " "), hint)
+	msg := fmt.Sprintf("%s %s: %s%s", doing, s.remote.url, strings.Join(strings.Fields(err.Error()), " "), hint)
 	return &cleanError{msg: msg, err: err}
 }
 
