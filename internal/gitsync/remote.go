@@ -28,11 +28,11 @@ const remoteName = "origin"
 
 // remote is the parsed --profiles-git URL.
 type remote struct {
-	url     string // what go-git is given: the URL without user and password
-	scheme  string // https, http, ssh, git or file
-	user    string // the URL's user, for ssh and basic auth; "" if none
-	host    string // ssh: the server's host name
-	port    string // ssh: the server's port
+	url    string // what go-git is given: the URL without user and password
+	scheme string // https, http, ssh, git or file
+	user   string // the URL's user, for ssh and basic auth; "" if none
+	host   string // ssh: the server's host name
+	port   string // ssh: the server's port
 }
 
 // scpLike matches user@host:path, the ssh shorthand.

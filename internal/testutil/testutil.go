@@ -3,7 +3,11 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -49,10 +53,12 @@ func SilentAddr(tb testing.TB) string {
 	}
 	var mu sync.Mutex
 	var held []net.Conn
+	closed := false
 	tb.Cleanup(func() {
 		l.Close()
 		mu.Lock()
 		defer mu.Unlock()
+		closed = true
 		for _, c := range held {
 			c.Close()
 		}
@@ -64,9 +70,48 @@ func SilentAddr(tb testing.TB) string {
 				return
 			}
 			mu.Lock()
-			held = append(held, c)
+			if closed { // accepted just as the test ended
+				c.Close()
+			} else {
+				held = append(held, c)
+			}
 			mu.Unlock()
 		}
 	}()
 	return l.Addr().String()
+}
+
+// Tool is a command a lab test needs and the Debian package that has it.
+type Tool struct{ Command, Package string }
+
+// Missing lists the tools not on PATH, as "command (package)".
+func Missing(tools ...Tool) []string {
+	var missing []string
+	for _, t := range tools {
+		if _, err := exec.LookPath(t.Command); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%s)", t.Command, t.Package))
+		}
+	}
+	return missing
+}
+
+// RequireLab skips tb when something it needs is missing, or fails it when
+// PROVISIOND_REQUIRE_LAB=1: CI sets it, so that a broken install cannot
+// pass as a skip.
+func RequireLab(tb testing.TB, missing ...string) {
+	tb.Helper()
+	if len(missing) == 0 {
+		return
+	}
+	msg := "missing: " + strings.Join(missing, ", ")
+	if os.Getenv("PROVISIOND_REQUIRE_LAB") == "1" {
+		tb.Fatal(msg + " (PROVISIOND_REQUIRE_LAB=1)")
+	}
+	tb.Skip(msg)
+}
+
+// RequireTools is RequireLab for commands on PATH.
+func RequireTools(tb testing.TB, tools ...Tool) {
+	tb.Helper()
+	RequireLab(tb, Missing(tools...)...)
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/chromedp"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // -screenshots DIR saves a PNG of each page there; `make screenshots` refreshes
@@ -23,13 +25,8 @@ var screenshots = flag.String("screenshots", "", "directory to save a screenshot
 // flags that keep it off the network; it skips when there is none.
 func browser(t testing.TB) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("PROVISIOND_REQUIRE_LAB") != "" {
-			t.Fatal("chromium not installed (apt-get install chromium)")
-		}
-		t.Skip("chromium not installed (apt-get install chromium)")
-	}
+	testutil.RequireTools(t, testutil.Tool{Command: "chromium", Package: "chromium"})
+	path, _ := exec.LookPath("chromium")
 	actx, cancel := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),

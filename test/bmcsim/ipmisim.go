@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // IPMIConfig configures StartIPMISim.
@@ -41,32 +43,13 @@ type IPMISim struct {
 	exited         chan struct{}
 }
 
-// requireCommands skips t, or fails it if PROVISIOND_REQUIRE_LAB=1, unless
-// every command is on PATH. Each is given as {command, Debian package}.
-func requireCommands(t testing.TB, cmds ...[2]string) {
-	t.Helper()
-	var missing []string
-	for _, c := range cmds {
-		if _, err := exec.LookPath(c[0]); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (%s)", c[0], c[1]))
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("PROVISIOND_REQUIRE_LAB") == "1" {
-		t.Fatalf("missing: %s (PROVISIOND_REQUIRE_LAB=1)", strings.Join(missing, ", "))
-	}
-	t.Skipf("missing: %s", strings.Join(missing, ", "))
-}
-
 // StartIPMISim starts OpenIPMI's ipmi_sim as a BMC whose chassis is
 // cfg.Script, returns once it answers ipmitool, and stops it, and powers the
 // machine off, when t ends: the machine runs in a session of its own and
 // would outlive the simulator.
 func StartIPMISim(t testing.TB, cfg IPMIConfig) *IPMISim {
 	t.Helper()
-	requireCommands(t, [2]string{"ipmi_sim", "openipmi"}, [2]string{"ipmitool", "ipmitool"})
+	testutil.RequireTools(t, testutil.Tool{Command: "ipmi_sim", Package: "openipmi"}, testutil.Tool{Command: "ipmitool", Package: "ipmitool"})
 	if cfg.Script == "" {
 		t.Fatal("StartIPMISim: no chassis script")
 	}

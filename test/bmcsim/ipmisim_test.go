@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bmclib "github.com/bmc-toolbox/bmclib/v2"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // sleeper is a machine that runs until killed: a shell with a child, so
@@ -21,7 +23,7 @@ func sleeper(string) []string { return []string{"sh", "-c", "sleep 600 & wait"} 
 
 func writeScript(t *testing.T, start func(string) []string) (dir, path string) {
 	t.Helper()
-	requireCommands(t, [2]string{"setsid", "util-linux"}, [2]string{"flock", "util-linux"})
+	testutil.RequireTools(t, testutil.Tool{Command: "setsid", Package: "util-linux"}, testutil.Tool{Command: "flock", Package: "util-linux"})
 	dir = t.TempDir()
 	path, err := WriteChassisScript(dir, start)
 	if err != nil {
@@ -365,7 +367,7 @@ func TestIPMISimNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a network namespace")
 	}
-	requireCommands(t, [2]string{"ip", "iproute2"})
+	testutil.RequireTools(t, testutil.Tool{Command: "ip", Package: "iproute2"})
 	dir, path := writeScript(t, sleeper)
 	ns := "bmcsim-" + strconv.Itoa(os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/testutil"
 	"github.com/provisiond/provisiond/test/bmcsim"
 )
 
@@ -555,19 +556,11 @@ func (pd *provisiondRun) cli(l *lab, v any, args ...string) error {
 // test/bmcsim does, unless the BMC simulators' tools are installed.
 func requireBMCLab(t *testing.T) {
 	t.Helper()
-	missing := missingTools([]tool{
-		{"ipmi_sim", "openipmi"},
-		{"ipmitool", "ipmitool"},
-		{"bash", "bash"},
-		{"setsid", "util-linux"},
-		{"flock", "util-linux"},
-		{"setpriv", "util-linux"},
-	})
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("PROVISIOND_REQUIRE_LAB") == "1" {
-		t.Fatalf("missing: %s (PROVISIOND_REQUIRE_LAB=1)", strings.Join(missing, ", "))
-	}
-	t.Skipf("missing: %s", strings.Join(missing, ", "))
+	testutil.RequireTools(t,
+		testutil.Tool{Command: "ipmi_sim", Package: "openipmi"},
+		testutil.Tool{Command: "ipmitool", Package: "ipmitool"},
+		testutil.Tool{Command: "bash", Package: "bash"},
+		testutil.Tool{Command: "setsid", Package: "util-linux"},
+		testutil.Tool{Command: "flock", Package: "util-linux"},
+		testutil.Tool{Command: "setpriv", Package: "util-linux"})
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // The VMs of TestPXEBoot: one per firmware, each its own machine in the
@@ -569,12 +571,12 @@ func requireLab(t *testing.T) (kernel, release, busybox string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, a bridge and tap devices")
 	}
-	missing := missingTools([]tool{
-		{"ip", "iproute2"},
-		{"qemu-system-x86_64", "qemu-system-x86"},
-		{"dnsmasq", "dnsmasq-base"},
-		{"busybox", "busybox-static"},
-	})
+	missing := testutil.Missing(
+		testutil.Tool{Command: "ip", Package: "iproute2"},
+		testutil.Tool{Command: "qemu-system-x86_64", Package: "qemu-system-x86"},
+		testutil.Tool{Command: "dnsmasq", Package: "dnsmasq-base"},
+		testutil.Tool{Command: "busybox", Package: "busybox-static"},
+	)
 	if _, err := os.Stat(ovmf); err != nil {
 		missing = append(missing, ovmf+" (ovmf)")
 	}
@@ -588,9 +590,7 @@ func requireLab(t *testing.T) (kernel, release, busybox string) {
 	if err == nil && !isStatic(busybox) {
 		missing = append(missing, "a static busybox (busybox-static)")
 	}
-	if len(missing) > 0 {
-		t.Skipf("missing: %s", strings.Join(missing, ", "))
-	}
+	testutil.RequireLab(t, missing...)
 	return kernel, release, busybox
 }
 
@@ -604,20 +604,6 @@ func keepLastError(cond func() (bool, error), last *error) func() bool {
 		}
 		return ok && err == nil
 	}
-}
-
-// tool is a command the lab needs and the Debian package that has it.
-type tool struct{ cmd, pkg string }
-
-// missingTools lists the tools not on PATH as "cmd (package)".
-func missingTools(tools []tool) []string {
-	var missing []string
-	for _, t := range tools {
-		if _, err := exec.LookPath(t.cmd); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (%s)", t.cmd, t.pkg))
-		}
-	}
-	return missing
 }
 
 // isStatic reports whether the ELF file at path has no program interpreter,

@@ -500,9 +500,14 @@ func TestCrashSafety(t *testing.T) {
 
 	total := time.Since(start)
 	acked := cnt.boots.Load() + cnt.reprovisions.Load() + cnt.installs.Load() + cnt.discoveries.Load()
+	// A daemon that acknowledged nothing would lose nothing: the checks above
+	// mean something only if writes were acknowledged and kills cut some off.
+	if acked == 0 || cnt.inFlight.Load() == 0 {
+		t.Errorf("%d acknowledged ops and %d cut off in flight; want both, or the kills tested nothing", acked, cnt.inFlight.Load())
+	}
 	slices.Sort(startups)
 	t.Logf("%d SIGKILL rounds in %.1fs: %d acknowledged ops (%d discoveries, %d boots, %d reprovisions, %d installs), all found after restart; "+
-		"%d requests cut off in flight (%d of them had committed), %d refused after the kill; %d machines in the store; "+
+		"%d requests cut off in flight (%d of them had committed), %d refused after the kill; %d machines tracked; "+
 		"restart to healthy p50 %v max %v; bbolt tx.Check clean after every kill",
 		crashRounds, total.Seconds(), acked, cnt.discoveries.Load(), cnt.boots.Load(), cnt.reprovisions.Load(), cnt.installs.Load(),
 		cnt.inFlight.Load(), cnt.inFlightCommitted.Load(), cnt.refused.Load(), len(inv.known)+len(inv.discovered),

@@ -232,15 +232,9 @@ func NewFileRepo(tb testing.TB) *Repo {
 // git-upload-pack, and the servers here are git's own.
 func RequireGit(tb testing.TB) string {
 	tb.Helper()
-	p, err := exec.LookPath("git")
-	if err == nil {
-		return p
-	}
-	if os.Getenv("PROVISIOND_REQUIRE_LAB") == "1" {
-		tb.Fatalf("missing: git (Debian package git) (PROVISIOND_REQUIRE_LAB=1)")
-	}
-	tb.Skip("missing: git (Debian package git)")
-	return ""
+	testutil.RequireTools(tb, testutil.Tool{Command: "git", Package: "git"})
+	p, _ := exec.LookPath("git")
+	return p
 }
 
 // Daemon serves the repositories under base with `git daemon` on loopback
