@@ -29,7 +29,7 @@ type Backend interface {
 	Provisioning(ctx context.Context, id string) (store.Provisioning, error)
 	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
-	Installed(ctx context.Context, id, token string, viaAPI bool) (store.Machine, error)
+	Installed(ctx context.Context, id, token, note string, viaAPI bool) (store.Machine, error)
 	PowerStatus(ctx context.Context, id string) boot.PowerResult
 	Power(ctx context.Context, id, action, actor string) boot.PowerResult
 	BulkPower(ctx context.Context, req boot.BulkRequest) ([]boot.PowerResult, error)
@@ -197,7 +197,8 @@ func decodeBody(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
 	}
-	if dec.More() {
+	// Token, not More: More misses a stray '}' or ']' after the value.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: request body: more than one JSON value", errBadRequest)
 	}
 	return nil

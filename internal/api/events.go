@@ -25,10 +25,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		since, err := ParseSince(v, time.Now())
 		if err != nil {
-			err = fmt.Errorf("%w: %v", errBadRequest, err)
-		}
-		if err != nil {
-			a.fail(w, r, err)
+			a.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
 			return
 		}
 		eq.Since = since

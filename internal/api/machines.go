@@ -125,7 +125,7 @@ func (a *api) installed(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	m, err := a.b.Installed(r.Context(), chi.URLParam(r, "id"), token, viaAPI)
+	m, err := a.b.Installed(r.Context(), chi.URLParam(r, "id"), token, req.Message, viaAPI)
 	if !viaAPI && (errors.Is(err, boot.ErrNotFound) || errors.Is(err, boot.ErrAmbiguous)) {
 		err = boot.ErrUnauthorized
 	}

@@ -162,7 +162,7 @@ func refusal(what, reason string) store.Event {
 // wiping becomes wiped. viaAPI is an operator with the API token; otherwise
 // the machine must present its session token. A bad token is recorded and
 // reported in *denied, committing the event.
-func installed(token string, viaAPI bool, now time.Time, denied *bool) store.Change {
+func installed(token, note string, viaAPI bool, now time.Time, denied *bool) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 		*denied = false
 		actor := "api"
@@ -185,7 +185,11 @@ func installed(token string, viaAPI bool, now time.Time, denied *bool) store.Cha
 		from := m.State
 		m.State = to
 		p.TokenHash, p.Installed = "", now
-		return []store.Event{{Type: EventInstalled, Message: fmt.Sprintf("%s -> %s by phone-home", from, to), Actor: actor}}, nil
+		msg := fmt.Sprintf("%s -> %s by phone-home", from, to)
+		if note != "" {
+			msg += ": " + note
+		}
+		return []store.Event{{Type: EventInstalled, Message: msg, Actor: actor}}, nil
 	}
 }
 

@@ -227,13 +227,13 @@ func TestBootOnceLifecycle(t *testing.T) {
 		t.Fatalf("second fetch: %v, want %s", err, ReasonRefetch)
 	}
 
-	if _, err := c.Installed(ctx, "n1", tok, false); !errors.Is(err, ErrUnauthorized) {
+	if _, err := c.Installed(ctx, "n1", tok, "", false); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("phone-home with an old token: %v, want ErrUnauthorized", err)
 	}
-	if m, err := c.Installed(ctx, "52-54-00-00-00-01", tok2, false); err != nil || m.State != store.StateInstalled {
+	if m, err := c.Installed(ctx, "52-54-00-00-00-01", tok2, "", false); err != nil || m.State != store.StateInstalled {
 		t.Fatalf("phone-home: %+v, %v; want installed", m, err)
 	}
-	if _, err := c.Installed(ctx, "n1", tok2, false); !errors.Is(err, ErrUnauthorized) {
+	if _, err := c.Installed(ctx, "n1", tok2, "", false); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("replayed phone-home: %v, want ErrUnauthorized (the session closed)", err)
 	}
 	if s, tok := script(t, c, n1); tok != "" || !strings.Contains(s, "\nexit\n") {
@@ -273,7 +273,7 @@ func TestLifecycleEdges(t *testing.T) {
 	t.Run("a profile without once netboots again after install", func(t *testing.T) {
 		n2 := Request{MAC: "52:54:00:00:00:02"}
 		script(t, c, n2)
-		if _, err := c.Installed(ctx, "n2", "", true); err != nil {
+		if _, err := c.Installed(ctx, "n2", "", "", true); err != nil {
 			t.Fatal(err)
 		}
 		if _, tok := script(t, c, n2); tok == "" || state(t, db, n2.MAC) != store.StateProvisioning {
@@ -315,10 +315,10 @@ func TestLifecycleEdges(t *testing.T) {
 		}
 		// n2 is provisioning (its second boot above): the first phone-home
 		// installs it, a second one has no session to close.
-		if _, err := c.Installed(ctx, "n2", "", true); err != nil {
+		if _, err := c.Installed(ctx, "n2", "", "", true); err != nil {
 			t.Fatalf("installed: %v", err)
 		}
-		if _, err := c.Installed(ctx, "n2", "", true); !errors.Is(err, ErrState) {
+		if _, err := c.Installed(ctx, "n2", "", "", true); !errors.Is(err, ErrState) {
 			t.Errorf("installed twice: %v; want ErrState", err)
 		}
 	})
@@ -408,5 +408,21 @@ func TestExplainOpensNoSession(t *testing.T) {
 	}
 	if _, err := db.Machine(context.Background(), "52:54:00:00:00:01"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("explain recorded the machine: %v", err)
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"flatcar-install done", 200, "flatcar-install done"},
+		{"  two\nlines\x1b[31m and\ttabs ", 200, "two lines [31m and tabs"},
+		{"ééééé", 4, "éééé…"},
+	} {
+		if got := oneLine(tc.in, tc.max); got != tc.want {
+			t.Errorf("oneLine(%q, %d) = %q; want %q", tc.in, tc.max, got, tc.want)
+		}
 	}
 }

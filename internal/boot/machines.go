@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/provisiond/provisiond/internal/ident"
 	"github.com/provisiond/provisiond/internal/store"
@@ -41,13 +43,13 @@ func (c *Core) Provisioning(ctx context.Context, id string) (store.Provisioning,
 
 // Installed records a phone-home. viaAPI is a caller holding the API token;
 // anyone else must present the machine's current session token.
-func (c *Core) Installed(ctx context.Context, id, token string, viaAPI bool) (store.Machine, error) {
+func (c *Core) Installed(ctx context.Context, id, token, note string, viaAPI bool) (store.Machine, error) {
 	key, err := c.key(ctx, id)
 	if err != nil {
 		return store.Machine{}, err
 	}
 	var denied bool
-	m, _, err := c.store.Update(ctx, key, installed(token, viaAPI, time.Now().UTC(), &denied))
+	m, _, err := c.store.Update(ctx, key, installed(token, oneLine(note, maxNote), viaAPI, time.Now().UTC(), &denied))
 	if err != nil {
 		return m, notFound(id, err)
 	}
@@ -57,6 +59,19 @@ func (c *Core) Installed(ctx context.Context, id, token string, viaAPI bool) (st
 	}
 	c.log.Info("phone-home: installed", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "state", m.State)
 	return m, nil
+}
+
+// maxNote bounds the free text a phone-home may add to its event.
+const maxNote = 200
+
+// oneLine keeps a machine's free text fit for one event line: printable,
+// each run of spaces or control characters one space, at most max runes.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }), " ")
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max]) + "…"
+	}
+	return s
 }
 
 // Events returns events, oldest first. q.MAC may be any machine id.

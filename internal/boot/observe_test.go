@@ -208,10 +208,10 @@ func TestMachineLogFields(t *testing.T) {
 	if _, _, err := c.Config(ctx, Request{MAC: n1.MAC, Token: tok}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Installed(ctx, uuid, "wrong", false); err == nil {
+	if _, err := c.Installed(ctx, uuid, "wrong", "", false); err == nil {
 		t.Fatal("phone-home with a wrong token accepted")
 	}
-	if _, err := c.Installed(ctx, "n1", tok, false); err != nil {
+	if _, err := c.Installed(ctx, "n1", tok, "", false); err != nil {
 		t.Fatal(err)
 	}
 	script(t, c, n1)                                // boot from disk
