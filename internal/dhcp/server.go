@@ -166,14 +166,17 @@ func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, p
 		s.log.Debug("dhcp ignored", "service", svc.String(), "peer", peer.String(), "reason", "malformed packet: "+err.Error())
 		return Handled{Outcome: OutcomeMalformed}
 	}
-	log := s.log.With("service", svc.String(), "xid", req.TransactionID.String(), "mac", req.ClientHWAddr.String())
 	c, err := Classify(req)
 	if err != nil {
-		log.Debug("dhcp ignored", "reason", err.Error())
+		// Most broadcasts on the segment are not PXE: no logger is built
+		// for them unless debug lines are wanted.
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("dhcp ignored", "service", svc.String(), "xid", req.TransactionID.String(), "mac", req.ClientHWAddr.String(), "reason", err.Error())
+		}
 		return Handled{Outcome: OutcomeIgnored}
 	}
 	h := Handled{Arch: c.Arch.String()}
-	log = log.With("uuid", c.UUID, "arch", int(c.Arch))
+	log := s.log.With("service", svc.String(), "xid", req.TransactionID.String(), "mac", req.ClientHWAddr.String(), "uuid", c.UUID, "arch", int(c.Arch))
 	if err := accepts(svc, req, c, s.cfg.ServerIP); err != nil {
 		log.Debug("dhcp ignored", "reason", err.Error())
 		return h.with(OutcomeIgnored)

@@ -213,7 +213,11 @@ func (m *Metrics) TFTPTransfer(t tftp.Transfer) {
 // tftpFile is the file label: the iPXE binaries by name, everything else
 // FileOther, so that clients asking for random names add no series.
 func tftpFile(requested string) string {
-	switch name := strings.TrimPrefix(requested, "/"); name {
+	name, err := tftp.Resolve(requested) // the name served, as the server resolves it
+	if err != nil {
+		return FileOther
+	}
+	switch name {
 	case ipxe.UndionlyKPXE, ipxe.IPXEEFI, ipxe.SNPEFI:
 		return name
 	}

@@ -150,6 +150,7 @@ func TestTFTPFileBounded(t *testing.T) {
 	m := New(Config{})
 	m.TFTPTransfer(tftp.Transfer{File: "/undionly.kpxe", Bytes: 100, Duration: time.Second})
 	m.TFTPTransfer(tftp.Transfer{File: "snp.efi", Bytes: 50, Duration: time.Second})
+	m.TFTPTransfer(tftp.Transfer{File: "./undionly.kpxe", Bytes: 100, Duration: time.Second}) // served as undionly.kpxe, so counted as it
 	for i := range 1000 {
 		m.TFTPTransfer(tftp.Transfer{File: fmt.Sprintf("random-%d", i), Err: fmt.Errorf("open: %w", fs.ErrNotExist)})
 	}
@@ -159,8 +160,8 @@ func TestTFTPFileBounded(t *testing.T) {
 	if got := testutil.ToFloat64(m.tftpTransfers.WithLabelValues(FileOther, "not_found")); got != 1000 {
 		t.Errorf("other/not_found = %v; want 1000", got)
 	}
-	if got := testutil.ToFloat64(m.tftpBytes.WithLabelValues("undionly.kpxe", "ok")); got != 100 {
-		t.Errorf("undionly.kpxe bytes = %v; want 100", got)
+	if got := testutil.ToFloat64(m.tftpBytes.WithLabelValues("undionly.kpxe", "ok")); got != 200 {
+		t.Errorf("undionly.kpxe bytes = %v; want 200", got)
 	}
 }
 
