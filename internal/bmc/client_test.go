@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/testutil"
 	"github.com/provisiond/provisiond/test/bmcsim"
 )
 
@@ -86,31 +87,6 @@ func TestWrongPassword(t *testing.T) {
 	t.Logf("wrong password: %v", err)
 }
 
-// hangTCP accepts connections and never answers.
-func hangTCP(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	return l.Addr().String()
-}
-
 // hangUDP receives datagrams and never answers, like an IPMI BMC that hangs.
 func hangUDP(t *testing.T) string {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -129,25 +105,14 @@ func hangUDP(t *testing.T) string {
 	return pc.LocalAddr().String()
 }
 
-// closedPort is an address nothing listens on.
-func closedPort(t *testing.T, network string) string {
-	var addr string
-	if network == "tcp" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = l.Addr().String()
-		l.Close()
-	} else {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = pc.LocalAddr().String()
-		pc.Close()
+// closedUDP is a UDP address nothing listens on.
+func closedUDP(t *testing.T) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return addr
+	defer pc.Close()
+	return pc.LocalAddr().String()
 }
 
 // Unreachable BMCs fail within the timeout with a clear error.
@@ -160,8 +125,8 @@ func TestUnreachableBMCs(t *testing.T) {
 		addr  string
 		want  error
 	}{
-		{"redfish accepts and never answers", Redfish, hangTCP(t), ErrTimeout},
-		{"redfish refuses", Redfish, closedPort(t, "tcp"), ErrUnreachable},
+		{"redfish accepts and never answers", Redfish, testutil.SilentAddr(t), ErrTimeout},
+		{"redfish refuses", Redfish, testutil.FreeAddr(t), ErrUnreachable},
 	}
 	if _, err := exec.LookPath("ipmitool"); err == nil {
 		cases = append(cases,
@@ -176,7 +141,7 @@ func TestUnreachableBMCs(t *testing.T) {
 				proto Protocol
 				addr  string
 				want  error
-			}{"ipmi port closed", IPMI, closedPort(t, "udp"), nil},
+			}{"ipmi port closed", IPMI, closedUDP(t), nil},
 		)
 	} else {
 		t.Log("ipmitool not installed: IPMI cases skipped")
@@ -209,7 +174,7 @@ func TestUnreachableBMCs(t *testing.T) {
 // A hung BMC holds its own lock and one slot, not the others'.
 func TestHungBMCBlocksNoOther(t *testing.T) {
 	c := New(Options{Timeout: 1500 * time.Millisecond, Parallel: 2})
-	host, port, _ := net.SplitHostPort(hangTCP(t))
+	host, port, _ := net.SplitHostPort(testutil.SilentAddr(t))
 	hung := Endpoint{Protocol: Redfish, Host: host, Port: port, User: "a", Password: "b"}
 	done := make(chan error, 2)
 	for range 2 { // two calls to the same hung BMC: one slot, the second queues on its lock

@@ -394,7 +394,7 @@ func machineAttrs(r Request, res profiles.Result) []any {
 	if res.Machine != nil {
 		name = res.Machine.Name
 	}
-	attrs := []any{"mac", r.MAC, "uuid", r.UUID, "machine", name}
+	attrs := Identity{MAC: r.MAC, UUID: r.UUID, Machine: name}.Attrs()
 	if res.Profile != nil {
 		attrs = append(attrs, "profile", res.Profile.Name)
 	}
@@ -456,7 +456,7 @@ func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) store.Mac
 	ev.MAC = m.MAC
 	ev.Fields["ip"] = r.IP
 	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
-		c.log.Warn("record refusal", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "error", err)
+		c.log.Warn("record refusal", append(machineID(m).Attrs(), "error", err)...)
 	}
 	return m
 }

@@ -24,6 +24,12 @@ func (id Identity) Attrs() []any {
 	return []any{"mac", id.MAC, "uuid", id.UUID, "machine", id.Machine}
 }
 
+// machineID is who stored machine m is.
+func machineID(m store.Machine) Identity { return Identity{MAC: m.MAC, UUID: m.UUID, Machine: m.Name} }
+
+// identity is who target t is.
+func (t target) identity() Identity { return Identity{MAC: t.mac, UUID: t.uuid, Machine: t.name()} }
+
 // Identify puts an address to a machine for the log lines of requests that
 // name none (TFTP, /nbp/): the MAC the neighbour table holds for an on-link
 // ip, else the MAC whose /ipxe request last came from ip, then the

@@ -71,7 +71,7 @@ func (s *sightings) run(ctx context.Context, log func(msg string, args ...any)) 
 				case m := <-s.queue:
 					if _, _, err := s.inv.Seen(context.WithoutCancel(ctx), m, sighted); err != nil {
 						s.forget(m.MAC)
-						log("record machine sighting", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "error", err)
+						log("record machine sighting", append(machineID(m).Attrs(), "error", err)...)
 					}
 				}
 			}

@@ -54,10 +54,10 @@ func (c *Core) Installed(ctx context.Context, id, token, note string, viaAPI boo
 		return m, notFound(id, err)
 	}
 	if denied {
-		c.log.Warn("phone-home refused: wrong token", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name)
+		c.log.Warn("phone-home refused: wrong token", machineID(m).Attrs()...)
 		return store.Machine{}, ErrUnauthorized
 	}
-	c.log.Info("phone-home: installed", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "state", m.State)
+	c.log.Info("phone-home: installed", append(machineID(m).Attrs(), "state", m.State)...)
 	return m, nil
 }
 

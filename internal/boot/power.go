@@ -222,7 +222,7 @@ func (c *Core) SetBMC(ctx context.Context, id, address, user, password, actor st
 		return BMCInfo{}, err
 	}
 	c.event(ctx, t, store.Event{Type: EventBMC, Message: "BMC set to " + address, Actor: actor})
-	c.log.Info("BMC credentials set", "mac", t.mac, "uuid", t.uuid, "machine", t.name(), "bmc", address, "actor", actor)
+	c.log.Info("BMC credentials set", append(t.identity().Attrs(), "bmc", address, "actor", actor)...)
 	return BMCInfo{Address: address, Source: SourceAPI}, nil
 }
 
@@ -304,7 +304,7 @@ func (c *Core) sendBack(ctx context.Context, id, what string, change store.Chang
 	if err != nil {
 		return m, nil, notFound(id, err)
 	}
-	c.log.Info(what+" requested", "mac", m.MAC, "uuid", m.UUID, "machine", m.Name, "actor", actor, "state", m.State)
+	c.log.Info(what+" requested", append(machineID(m).Attrs(), "actor", actor, "state", m.State)...)
 	if !power {
 		return m, nil, nil
 	}
@@ -350,7 +350,7 @@ func (c *Core) drive(ctx context.Context, t target, ep bmc.Endpoint, req bmc.Req
 	start := time.Now()
 	r.Outcome, r.Err = c.bmc.Do(ctx, ep, req)
 	c.obs.BMCOperation(r.Action, time.Since(start), r.Err)
-	log := c.log.With("mac", t.mac, "uuid", t.uuid, "machine", t.name(), "bmc", ep, "action", r.Action, "actor", actor, "took", r.Outcome.Took)
+	log := c.log.With(append(t.identity().Attrs(), "bmc", ep, "action", r.Action, "actor", actor, "took", r.Outcome.Took)...)
 	if r.Err != nil {
 		log.Warn("BMC operation failed", "error", r.Err)
 	} else {
@@ -430,7 +430,7 @@ func (c *Core) event(ctx context.Context, t target, e store.Event) {
 		e.Fields["machine"] = t.name()
 	}
 	if _, err := c.store.AppendEvent(ctx, e); err != nil {
-		c.log.Warn("record event", "mac", t.mac, "uuid", t.uuid, "machine", t.name(), "type", e.Type, "error", err)
+		c.log.Warn("record event", append(t.identity().Attrs(), "type", e.Type, "error", err)...)
 	}
 }
 
@@ -440,7 +440,7 @@ func (c *Core) powerSeen(ctx context.Context, t target, state string) {
 		return
 	}
 	if _, _, err := c.store.Update(ctx, t.mac, powerSeen(state, time.Now().UTC())); err != nil {
-		c.log.Warn("record power state", "mac", t.mac, "uuid", t.uuid, "machine", t.name(), "error", err)
+		c.log.Warn("record power state", append(t.identity().Attrs(), "error", err)...)
 	}
 }
 

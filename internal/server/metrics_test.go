@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,13 +12,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/metrics"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // A boot-once install profile whose config phones home, and one machine.
@@ -188,25 +187,11 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 }
 
-// lockedLog is a log sink safe for concurrent handlers.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// take returns the JSON records logged since the last take.
-func (l *lockedLog) take(t *testing.T) []map[string]any {
+// records parses JSON log lines.
+func records(t *testing.T, logs string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var recs []map[string]any
-	sc := bufio.NewScanner(&l.b)
+	sc := bufio.NewScanner(strings.NewReader(logs))
 	for sc.Scan() {
 		var rec map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
@@ -214,7 +199,6 @@ func (l *lockedLog) take(t *testing.T) []map[string]any {
 		}
 		recs = append(recs, rec)
 	}
-	l.b.Reset()
 	return recs
 }
 
@@ -223,9 +207,9 @@ func (l *lockedLog) take(t *testing.T) []map[string]any {
 // about it, with its message and the machine's mac, uuid and machine name, so
 // `jq 'select(.mac=="52:54:00:00:00:01")'` tells the story.
 func TestBootStepLogs(t *testing.T) {
-	logs := &lockedLog{}
+	logs := &testutil.Buffer{}
 	ts, _ := installServer(t, logs)
-	logs.take(t) // startup
+	logs.Take() // startup
 	var token string
 	for _, step := range []struct {
 		name, msg string
@@ -255,7 +239,7 @@ func TestBootStepLogs(t *testing.T) {
 				t.Fatalf("%s = %d %s", step.name, code, body)
 			}
 			var infos []map[string]any
-			for _, rec := range logs.take(t) {
+			for _, rec := range records(t, logs.Take()) {
 				if rec["level"] == "INFO" {
 					infos = append(infos, rec)
 				}

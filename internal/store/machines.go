@@ -33,13 +33,7 @@ var states = [...]State{StateDiscovered, StateReady, StateProvisioning, StateIns
 func States() []State { return slices.Clone(states[:]) }
 
 // Valid reports whether s is one of the lifecycle states.
-func (s State) Valid() bool {
-	switch s {
-	case StateDiscovered, StateReady, StateProvisioning, StateInstalled, StateWiping, StateWiped:
-		return true
-	}
-	return false
-}
+func (s State) Valid() bool { return slices.Contains(states[:], s) }
 
 // Machine is what provisiond remembers about one machine, keyed by its MAC.
 type Machine struct {

@@ -21,7 +21,6 @@ import (
 // Sentinel errors, checked with errors.Is.
 var (
 	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
 	// ErrInvalid marks malformed input (a MAC, UUID, state or secret name), so
 	// callers can tell a bad request from a missing record.
 	ErrInvalid      = errors.New("invalid")

@@ -43,6 +43,15 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// Take returns what was written since the last Take, and forgets it.
+func (b *Buffer) Take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.b.String()
+	b.b.Reset()
+	return s
+}
+
 // SilentAddr is a loopback TCP address that accepts connections and never
 // answers, like a hung BMC or Git server; everything closes when the test ends.
 func SilentAddr(tb testing.TB) string {

@@ -122,15 +122,13 @@ type stateCount struct {
 	N     int
 }
 
-var states = []store.State{store.StateDiscovered, store.StateReady, store.StateProvisioning,
-	store.StateInstalled, store.StateWiping, store.StateWiped}
-
 func (d *Dashboard) table(r *http.Request) (table, error) {
 	ms, err := d.b.Machines(r.Context())
 	if err != nil {
 		return table{}, err
 	}
 	f := parseFilter(r)
+	states := store.States()
 	t := table{Filter: f, States: states, Total: len(ms), Query: f.query(f.Page)}
 	counts := map[store.State]int{}
 	var hits []store.Machine
