@@ -93,10 +93,7 @@ func TestBinaryHotReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "provisiond")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.Binary(t)
 	profiles := t.TempDir()
 	write := func(content string) {
 		t.Helper()
@@ -237,3 +234,5 @@ func TestServeFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMain(m *testing.M) { testutil.Main(m) }

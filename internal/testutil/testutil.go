@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -123,4 +124,52 @@ func RequireLab(tb testing.TB, missing ...string) {
 func RequireTools(tb testing.TB, tools ...Tool) {
 	tb.Helper()
 	RequireLab(tb, Missing(tools...)...)
+}
+
+// build is ./cmd/provisiond, built once per test binary by Binary.
+var build struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Binary builds ./cmd/provisiond of this module once per test binary and
+// returns its path. It is built WITHOUT -race on purpose, even when the
+// tests run under -race: the detector slows the daemon several times over,
+// and the figures tests report must be the daemon's. (A -race in GOFLAGS
+// would still reach it.) A package that calls it uses Main as its TestMain.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	build.once.Do(func() {
+		gomod, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			build.err = fmt.Errorf("go env GOMOD: %v", err)
+			return
+		}
+		if build.dir, err = os.MkdirTemp("", "provisiond-test-"); err != nil {
+			build.err = err
+			return
+		}
+		build.path = filepath.Join(build.dir, "provisiond")
+		cmd := exec.Command("go", "build", "-o", build.path, "./cmd/provisiond")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./cmd/provisiond: %v\n%s", err, out)
+		}
+	})
+	if build.err != nil {
+		tb.Fatal(build.err)
+	}
+	return build.path
+}
+
+// Main runs m's tests, then removes what Binary built:
+// func TestMain(m *testing.M) { testutil.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
 }

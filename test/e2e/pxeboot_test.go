@@ -638,7 +638,7 @@ type provisiondRun struct {
 // runProvisiond builds provisiond and serves vms with it as startProvisiond
 // does; env (VAR=value) is added to the daemon's environment.
 func runProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm, env ...string) *provisiondRun {
-	bin := buildProvisiond(t)
+	bin := testutil.Binary(t)
 	profiles := writeProfiles(t, tos, vms)
 	data := t.TempDir()
 	argv := []string{bin, "serve",
@@ -666,22 +666,6 @@ func runProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm, env ...string) *
 		tokenFile: tokenFile,
 		api:       &apiClient{base: advertiseURL + "/api/v1", token: strings.TrimSpace(string(token)), http: l.httpClient(l.Prov)},
 	}
-}
-
-// buildProvisiond compiles ./cmd/provisiond of the module this test is in.
-func buildProvisiond(t *testing.T) string {
-	t.Helper()
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "provisiond")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/provisiond")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build provisiond: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // writeProfiles writes the profiles directory provisiond serves: one

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 const (
@@ -376,7 +378,7 @@ func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the daemon and kills it 50 times")
 	}
-	bin := binary(t)
+	bin := testutil.Binary(t)
 	profiles := crashProfiles(t)
 	dataDir, logDir := t.TempDir(), t.TempDir()
 	dbPath := filepath.Join(dataDir, "provisiond.db")

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,50 +21,7 @@ import (
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	buildDir  string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// binary builds ./cmd/provisiond of this module once per test binary. It is
-// built WITHOUT -race on purpose, even when the tests run under -race: the
-// race detector slows the daemon several times over, and the figures these
-// tests report must be the daemon's, not the detector's. (A -race in GOFLAGS
-// would still reach it.)
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %v", err)
-			return
-		}
-		if buildDir, err = os.MkdirTemp("", "provisiond-reliability-"); err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(buildDir, "provisiond")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/provisiond")
-		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/provisiond: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // daemon is one run of `provisiond serve`.
 type daemon struct {

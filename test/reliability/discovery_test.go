@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 const (
@@ -27,7 +29,7 @@ func TestConcurrentDiscovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon")
 	}
-	bin := binary(t)
+	bin := testutil.Binary(t)
 	profiles := t.TempDir()
 	writeFile(t, filepath.Join(profiles, "profiles.yaml"), fmt.Sprintf(
 		"kind: Profile\nname: discovery\nboot: {kernel: %s, args: [console=ttyS0]}\n---\nkind: Default\nprofile: discovery\n", discoveryKernel))
