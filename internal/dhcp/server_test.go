@@ -413,3 +413,21 @@ func waitFor(t *testing.T, logs *testutil.Buffer, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A Booter is given booterTimeout at most, so a stuck one cannot hold a
+// handler for long; its error is the packet's.
+func TestBooterBounded(t *testing.T) {
+	var deadline time.Time
+	var bounded bool
+	s := &Server{cfg: Config{Booter: booterFunc(func(ctx context.Context, c Client) (Verdict, error) {
+		deadline, bounded = ctx.Deadline()
+		return Verdict{}, errors.New("store unavailable")
+	})}}
+	_, err := s.boots(context.Background(), Client{MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}})
+	if left := time.Until(deadline); !bounded || left > booterTimeout {
+		t.Errorf("the Booter's context: deadline in %v (set %v); want at most %v", left, bounded, booterTimeout)
+	}
+	if err == nil || !strings.Contains(err.Error(), "store unavailable") {
+		t.Errorf("boots = %v; want the Booter's error", err)
+	}
+}
