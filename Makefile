@@ -14,7 +14,7 @@ build:
 # Serves examples/ on :8080 with the state database and assets under ./data.
 run: build
 	mkdir -p data/assets
-	./$(BIN) serve --profiles examples --data-dir ./data --assets ./data/assets --http-addr :8080 --wipe-profile wipe
+	./$(BIN) serve --profiles examples --data-dir ./data --assets ./data/assets --http-addr :8080 --wipe-profile wipe --trust-loopback
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -29,6 +29,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMAC$$' -fuzztime $(FUZZTIME) ./internal/ident
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./internal/dhcp
 	$(GO) test -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME) ./internal/tftp
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/boot
 
 # Figures for the closing notes: Go benchmarks, then wrk against a generated
 # 10,000-machine profiles directory.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"path"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/iana"
@@ -21,6 +22,15 @@ type dhcpBooter struct{ core *boot.Core }
 func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, error) {
 	a, err := b.core.BootPXE(ctx, dhcpRequest(c))
 	return dhcp.Verdict{Boot: a.Boot, Machine: a.Machine}, err
+}
+
+// Bind hands what a DHCP packet showed of its sender to the boot core.
+func (b dhcpBooter) Bind(ctx context.Context, d dhcp.Binding) {
+	uuid := d.UUID
+	if ident.PlaceholderUUID(uuid) {
+		uuid = "" // shared by many boards: it binds nothing
+	}
+	b.core.Bind(ctx, d.MAC.String(), uuid, d.IP)
 }
 
 // dhcpRequest is what a DHCP client tells the boot core about itself.
@@ -65,6 +75,18 @@ func (o tftpTransfers) done(t tftp.Transfer) {
 	if o.count != nil {
 		o.count(t)
 	}
+	if t.Outcome() == "busy" {
+		// A flood is refused by the thousand: the counter tells it, and a
+		// line (with an inventory lookup) each would only feed it.
+		o.log.Debug("tftp transfer refused: busy", "client", t.Client, "file", t.File, "error", t.Err)
+		return
+	}
+	level := slog.LevelInfo
+	if t.Outcome() == "probe" || t.Outcome() == "not_found" && path.Base(t.File) == "autoexec.ipxe" {
+		// Every UEFI boot probes the size first, and every iPXE looks for
+		// an autoexec.ipxe first: both are how a boot goes, not news.
+		level = slog.LevelDebug
+	}
 	var id boot.Identity
 	if ap, err := netip.ParseAddrPort(t.Client); err == nil {
 		id = o.identify(context.Background(), ap.Addr())
@@ -73,5 +95,5 @@ func (o tftpTransfers) done(t tftp.Transfer) {
 	if t.Err != nil {
 		attrs = append(attrs, "error", t.Err)
 	}
-	o.log.Info("tftp transfer", attrs...)
+	o.log.Log(context.Background(), level, "tftp transfer", attrs...)
 }

@@ -470,7 +470,7 @@ func TestMachinesReprovision(t *testing.T) {
 	d := newTestDaemon(t)
 	// Take node1 to installed through the real phone-home, so that the
 	// reprovision is a visible change.
-	if _, err := d.core.Installed(context.Background(), node1MAC, "", "", true); err != nil {
+	if _, err := d.core.Installed(context.Background(), node1MAC, "", "", "", true); err != nil {
 		t.Fatal(err)
 	}
 	runCases(t, d, []cliCase{

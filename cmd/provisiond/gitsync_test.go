@@ -44,7 +44,7 @@ type daemon struct {
 func startDaemon(t *testing.T, dataDir string, args ...string) (*daemon, error) {
 	t.Helper()
 	addr := testutil.FreeAddr(t)
-	cfg, err := parseServe(append([]string{"--data-dir", dataDir, "--http-addr", addr}, args...), io.Discard)
+	cfg, err := parseServe(append([]string{"--data-dir", dataDir, "--http-addr", addr, "--trust-loopback"}, args...), io.Discard)
 	if err != nil {
 		return nil, err
 	}

@@ -112,7 +112,7 @@ func TestBinaryHotReload(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	var logs testutil.Buffer
 	dataDir := t.TempDir()
-	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir, "--http-addr", addr, "--reload-debounce", "200ms")
+	cmd := exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir, "--http-addr", addr, "--reload-debounce", "200ms", "--trust-loopback")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -236,3 +236,21 @@ func TestServeFlagErrors(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { testutil.Main(m) }
+
+// A labels-only Machine whose profile has a config loads, with a warning
+// that its config will never be served: labels identify no one.
+func TestValidateWarnsLabelsOnlyConfig(t *testing.T) {
+	dir := t.TempDir()
+	docs := "kind: Profile\nname: p\nboot: {kernel: /assets/k}\nconfig: {template: t.sh}\n---\nkind: Profile\nname: plain\nboot: {kernel: /assets/k}\n" +
+		"---\nkind: Machine\nname: rack\nmatch: {labels: {rack: r1}}\nprofile: p\n---\nkind: Machine\nname: rack2\nmatch: {labels: {rack: r2}}\nprofile: plain\n"
+	for name, body := range map[string]string{"all.yaml": docs, "t.sh": "#!/bin/sh\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ := runCmd("validate", dir)
+	want := "warning: " + filepath.Join(dir, "all.yaml") + `:10: machine "rack" is matched by labels only`
+	if code != 0 || !strings.Contains(out, want) || strings.Contains(out, `"rack2"`) || !strings.Contains(out, "ok: ") {
+		t.Errorf("validate = %d\n%s\nwant 0, ok, and one warning starting %q", code, out, want)
+	}
+}

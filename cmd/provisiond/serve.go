@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -52,6 +53,9 @@ type serveConfig struct {
 	BMCTimeout     time.Duration
 	BMCParallel    int
 	Policy         boot.Policy
+	TrustedProxies []netip.Prefix
+	BindingTTL     time.Duration
+	MaxDiscovered  int
 
 	// ProfilesGit and the rest follow a Git repository instead of ProfilesDir.
 	ProfilesGit           string
@@ -60,6 +64,10 @@ type serveConfig struct {
 	ProfilesGitSSHKey     string
 	ProfilesGitKnownHosts string
 	ProfilesGitTokenFile  string
+
+	// TFTPMaxTransfers and TFTPMaxPerClient cap the TFTP transfers in flight.
+	TFTPMaxTransfers int
+	TFTPMaxPerClient int
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -78,6 +86,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "base URL machines reach the HTTP server at (default: derived from --dhcp-interface or --http-addr)")
 	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "interface for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them")
 	fs.StringVar(&c.TFTPRoot, "tftp-root", "", "optional directory of extra files served over TFTP")
+	fs.IntVar(&c.TFTPMaxTransfers, "tftp-max-transfers", tftp.DefaultMaxTransfers, "TFTP transfers served at once; more are refused \"server busy\"")
+	fs.IntVar(&c.TFTPMaxPerClient, "tftp-max-per-client", tftp.DefaultMaxPerClient, "TFTP transfers served at once to one client IP")
 	fs.StringVar(&c.IPXEDir, "ipxe-dir", "", "optional directory whose undionly.kpxe, ipxe.efi or snp.efi replace the embedded builds")
 	fs.DurationVar(&c.ReloadDebounce, "reload-debounce", 500*time.Millisecond, "quiet time after a profiles change before reloading")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -89,7 +99,16 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.BMCParallel, "bmc-parallel", 16, "how many BMCs are talked to at once")
 	fs.BoolVar(&c.Policy.AllowConfigWithoutToken, "allow-config-without-token", false, "RISK: serve /ignition and /config without the session token, to anyone who names a booting machine's MAC")
 	fs.BoolVar(&c.Policy.AllowConfigRefetch, "allow-config-refetch", false, "RISK: serve a config more than once per provisioning, so a leaked config URL works until the session ends")
-	fs.BoolVar(&c.Policy.SkipNeighborCheck, "skip-neighbor-check", false, "RISK: do not check that an on-link requester's IP resolves to the MAC it claims (needed behind a reverse proxy on the same L2)")
+	fs.BoolVar(&c.Policy.SkipNeighborCheck, "skip-neighbor-check", false, "RISK: do not check that an on-link requester's IP resolves to the MAC it claims")
+	fs.BoolVar(&c.Policy.TrustLoopback, "trust-loopback", false, "RISK: treat requesters on this host (loopback, its own addresses) as the machine they name, so any local process gets any config; for trying provisiond on one host (make run)")
+	fs.BoolVar(&c.Policy.AllowUnbound, "allow-unbound-routed", false, "RISK: serve a routed requester that no DHCP binding names as the machine it claims (when relays do not forward DHCP to provisiond)")
+	fs.Func("trusted-proxy", "CIDR[,CIDR...] of reverse proxies whose X-Forwarded-For gives the requester's address", func(v string) error {
+		ps, err := parsePrefixes(v)
+		c.TrustedProxies = ps
+		return err
+	})
+	fs.DurationVar(&c.BindingTTL, "binding-ttl", boot.DefaultBindingTTL, "how long an address DHCP showed a machine using identifies that machine's routed requests")
+	fs.IntVar(&c.MaxDiscovered, "max-discovered", boot.DefaultMaxDiscovered, "machines kept that were only discovered (no Machine claims them); beyond it the oldest are pruned")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return c, err
@@ -108,6 +127,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.BMCTimeout <= 0 || c.BMCParallel <= 0 {
 		return c, fmt.Errorf("%w: --bmc-timeout and --bmc-parallel must be positive", errUsage)
+	}
+	if c.BindingTTL <= 0 || c.MaxDiscovered <= 0 {
+		return c, fmt.Errorf("%w: --binding-ttl and --max-discovered must be positive", errUsage)
 	}
 	host, port, err := net.SplitHostPort(c.HTTPAddr)
 	if err != nil {
@@ -145,6 +167,28 @@ func checkProfilesFlags(c serveConfig) error {
 	return checkGitFlags(c)
 }
 
+// parsePrefixes reads a comma-separated list of CIDRs; a bare address is a
+// /32 or /128.
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/24 or an address", f)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 // startPXE runs the proxyDHCP (67, 4011) and TFTP (69) on --dhcp-interface.
 func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) error {
 	ip, err := dhcp.InterfaceIPv4(cfg.DHCPInterface)
@@ -156,6 +200,7 @@ func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boo
 		ServerIP:     ip,
 		AdvertiseURL: cfg.AdvertiseURL,
 		Booter:       dhcpBooter{core},
+		Binder:       dhcpBooter{core},
 		Logger:       log,
 		OnPacket:     m.DHCPPacket,
 	})
@@ -163,7 +208,8 @@ func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boo
 		return err
 	}
 	transfers := tftpTransfers{identify: core.Identify, count: m.TFTPTransfer, log: log}
-	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log, OnTransfer: transfers.done})
+	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log, OnTransfer: transfers.done,
+		MaxTransfers: cfg.TFTPMaxTransfers, MaxPerClient: cfg.TFTPMaxPerClient})
 	if err != nil {
 		return err
 	}
@@ -262,21 +308,24 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 	m := metrics.New(metrics.Config{Machines: db, Logger: log})
 	core := boot.New(boot.Config{
-		ProfilesDir:  cfg.ProfilesDir,
-		AdvertiseURL: cfg.AdvertiseURL,
-		Store:        db,
-		Neighbors:    neigh.New(),
-		Policy:       cfg.Policy,
-		CacheFile:    filepath.Join(cfg.DataDir, "translations.cache"),
-		BMC:          bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
-		Secrets:      secrets,
-		WipeProfile:  cfg.WipeProfile,
-		Observer:     m,
-		Logger:       log,
+		ProfilesDir:   cfg.ProfilesDir,
+		AdvertiseURL:  cfg.AdvertiseURL,
+		Store:         db,
+		Neighbors:     neigh.New(),
+		Policy:        cfg.Policy,
+		BindingTTL:    cfg.BindingTTL,
+		MaxDiscovered: cfg.MaxDiscovered,
+		CacheFile:     filepath.Join(cfg.DataDir, "translations.cache"),
+		BMC:           bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
+		Secrets:       secrets,
+		WipeProfile:   cfg.WipeProfile,
+		Observer:      m,
+		Logger:        log,
 	})
 	if cfg.Policy != (boot.Policy{}) {
 		log.Warn("config secrecy checks relaxed by flag", "allow_config_without_token", cfg.Policy.AllowConfigWithoutToken,
-			"allow_config_refetch", cfg.Policy.AllowConfigRefetch, "skip_neighbor_check", cfg.Policy.SkipNeighborCheck)
+			"allow_config_refetch", cfg.Policy.AllowConfigRefetch, "skip_neighbor_check", cfg.Policy.SkipNeighborCheck,
+			"trust_loopback", cfg.Policy.TrustLoopback, "allow_unbound_routed", cfg.Policy.AllowUnbound)
 	}
 	// The first load must succeed: serving nothing while claiming to be up helps no one.
 	var syncer *gitsync.Syncer
@@ -290,7 +339,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			return err
 		}
 		backend, profilesFrom = gitBackend{Core: core, syncer: syncer}, syncer.Remote()
-	} else if err := core.Reload(); err != nil {
+	} else if err := core.ReloadContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped during the first load: a shutdown, not a failure
+		}
 		var probs profiles.Problems
 		if errors.As(err, &probs) {
 			return fmt.Errorf("profiles in %s do not validate:\n%w", cfg.ProfilesDir, err)
@@ -304,14 +356,15 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	srv := server.New(server.Config{
-		Core:         core,
-		AdvertiseURL: cfg.AdvertiseURL,
-		Assets:       assets,
-		Binaries:     binaries,
-		API:          api.New(api.Config{Backend: backend, Token: token, Logger: log}),
-		Metrics:      m,
-		Dashboard:    dash.Routes,
-		Logger:       log,
+		Core:           core,
+		AdvertiseURL:   cfg.AdvertiseURL,
+		Assets:         assets,
+		Binaries:       binaries,
+		API:            api.New(api.Config{Backend: backend, Token: token, Logger: log}),
+		Metrics:        m,
+		Dashboard:      dash.Routes,
+		TrustedProxies: cfg.TrustedProxies,
+		Logger:         log,
 	})
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return core.Run(ctx) })
@@ -325,7 +378,11 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		g.Go(func() error { return syncer.Run(ctx) })
 	} else {
 		g.Go(func() error {
-			return profiles.Watch(ctx, cfg.ProfilesDir, cfg.ReloadDebounce, log, func() { _ = core.Reload() })
+			// Each reload runs beside the watch, so that the next change
+			// supersedes it instead of waiting for it.
+			return profiles.Watch(ctx, cfg.ProfilesDir, cfg.ReloadDebounce, log, func() {
+				g.Go(func() error { _ = core.ReloadContext(ctx); return nil })
+			})
 		})
 	}
 	return g.Wait()

@@ -35,6 +35,10 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range set.Warnings {
+		w.File = filepath.Join(dir, w.File)
+		fmt.Fprintln(stdout, "warning: "+w.String())
+	}
 	fmt.Fprintf(stdout, "ok: %d profile(s), %d machine(s), default: %s\n", len(set.Profiles), len(set.Machines), defaultName(set))
 	return nil
 }

@@ -29,7 +29,9 @@ type Backend interface {
 	Provisioning(ctx context.Context, id string) (store.Provisioning, error)
 	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
-	Installed(ctx context.Context, id, token, note string, viaAPI bool) (store.Machine, error)
+	// Installed is the phone-home; from is the requester's address, which
+	// must be the machine's unless viaAPI.
+	Installed(ctx context.Context, id, token, note, from string, viaAPI bool) (store.Machine, error)
 	PowerStatus(ctx context.Context, id string) boot.PowerResult
 	Power(ctx context.Context, id, action, actor string) boot.PowerResult
 	BulkPower(ctx context.Context, req boot.BulkRequest) ([]boot.PowerResult, error)
@@ -91,17 +93,28 @@ func New(cfg Config) http.Handler {
 		r.Get("/profiles", a.profiles)
 		r.Post("/profiles/sync", a.syncProfiles)
 	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+	// Without the token, a missing route or method is the same 401 as a
+	// protected one: a 404 or 405 would tell a caller which paths exist.
+	r.NotFound(a.operatorOnly(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path))
+	}))
+	r.MethodNotAllowed(a.operatorOnly(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on %s", r.Method, r.URL.Path))
+	}))
+	return r
+}
+
+// operatorOnly answers 401 instead of calling next unless r carries the
+// operator's token. Unlike authenticate it logs nothing: scanners probing
+// random paths would flood the log.
+func (a *api) operatorOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if !a.operator(r) {
 			writeError(w, http.StatusUnauthorized, errUnauthorized)
 			return
 		}
-		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s", r.Method, r.URL.Path))
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on %s", r.Method, r.URL.Path))
-	})
-	return r
+		next(w, r)
+	}
 }
 
 var errUnauthorized = errors.New("unauthorized: send Authorization: Bearer <token>")
@@ -178,6 +191,8 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = errUnauthorized
 	case errors.Is(err, boot.ErrNotLoaded):
 		code = http.StatusServiceUnavailable
+	case errors.As(err, new(*boot.RefusedError)):
+		code = http.StatusForbidden
 	}
 	if code == http.StatusInternalServerError {
 		a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err)

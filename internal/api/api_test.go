@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -320,5 +321,73 @@ func TestBodyLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("oversized body = %d, want 400", resp.StatusCode)
+	}
+}
+
+// Without the operator's token, every path and method under /api/v1 gets the
+// same answer, byte for byte and header for header: whether a route exists,
+// exists for another method, or not at all is the operator's business. With
+// the token, 404 and 405 tell them apart.
+func TestUnauthenticatedRevealsNothing(t *testing.T) {
+	f := newFixture(t)
+	session := f.boot(t, boot.Request{MAC: "52:54:00:00:00:01"}) // a machine's token is no operator's
+	type answer struct {
+		code   int
+		header http.Header
+		body   string
+	}
+	send := func(t *testing.T, method, path, token string) answer {
+		t.Helper()
+		req, err := http.NewRequest(method, f.srv.URL+"/api/v1"+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		resp.Header.Del("Date")
+		return answer{resp.StatusCode, resp.Header, string(body)}
+	}
+	want := send(t, "GET", "/machines", "")
+	if want.code != http.StatusUnauthorized {
+		t.Fatalf("GET /machines without a token = %d %s; want 401", want.code, want.body)
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		operator           int // the status with the operator's token
+	}{
+		{"unregistered method on a collection", "PATCH", "/machines", 405},
+		{"unregistered method on a machine", "DELETE", "/machines/node1", 405},
+		{"unregistered method on an unknown machine", "DELETE", "/machines/52:54:00:00:00:77", 405},
+		{"HEAD of a GET route", "HEAD", "/machines", 405},
+		{"OPTIONS", "OPTIONS", "/machines", 405},
+		{"GET of the public phone-home route", "GET", "/machines/node1/installed", 405},
+		{"unknown route", "GET", "/secrets", 404},
+		{"unknown route, unregistered method", "PATCH", "/secrets", 404},
+		{"trailing slash", "GET", "/machines/", 404},
+		{"the mount point itself", "GET", "", 404},
+		{"the mount point with a slash", "GET", "/", 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, token := range []string{"", "nope", session} {
+				got := send(t, tc.method, tc.path, token)
+				if tc.method == "HEAD" {
+					got.body = want.body // no body to compare
+				}
+				if got.code != want.code || got.body != want.body || !reflect.DeepEqual(got.header, want.header) {
+					t.Errorf("%s %s with token %q = %d %v %s; want the same as GET /machines without one: %d %v %s",
+						tc.method, tc.path, token, got.code, got.header, got.body, want.code, want.header, want.body)
+				}
+			}
+			if got := send(t, tc.method, tc.path, apiToken); got.code != tc.operator {
+				t.Errorf("%s %s with the operator's token = %d %s; want %d", tc.method, tc.path, got.code, got.body, tc.operator)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -125,7 +126,11 @@ func (a *api) installed(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	m, err := a.b.Installed(r.Context(), chi.URLParam(r, "id"), token, req.Message, viaAPI)
+	from := ""
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		from = ap.Addr().Unmap().String()
+	}
+	m, err := a.b.Installed(r.Context(), chi.URLParam(r, "id"), token, req.Message, from, viaAPI)
 	if !viaAPI && (errors.Is(err, boot.ErrNotFound) || errors.Is(err, boot.ErrAmbiguous)) {
 		err = boot.ErrUnauthorized
 	}

@@ -68,10 +68,13 @@ func (r Request) query() profiles.Query {
 }
 
 // Neighbors tells which MAC the kernel's neighbour table holds for an on-link
-// requester; internal/neigh implements it.
+// requester, and which requesters are this host; internal/neigh implements it.
 type Neighbors interface {
-	// Lookup returns onLink false for routed, loopback and local addresses.
+	// Lookup returns onLink false for routed, loopback and local addresses;
+	// on-link with no usable entry is an error wrapping neigh.ErrNoEntry.
 	Lookup(ip netip.Addr) (mac string, onLink bool, err error)
+	// Local reports loopback and this host's own addresses.
+	Local(ip netip.Addr) bool
 }
 
 // Config configures a Core.
@@ -81,8 +84,16 @@ type Config struct {
 	ProfilesDir  string
 	AdvertiseURL string      // base URL machines reach the HTTP server at, no trailing slash
 	Store        store.Store // inventory, sessions and events; required
-	Neighbors    Neighbors   // nil skips the neighbour check
-	Policy       Policy      // relaxations of the config secrecy checks
+	// Neighbors identifies requesters (see verify.go); nil takes requests
+	// at their word, for tests only.
+	Neighbors Neighbors
+	Policy    Policy // relaxations of the config secrecy checks
+	// BindingTTL is how long a DHCP binding identifies a routed requester;
+	// 0: DefaultBindingTTL.
+	BindingTTL time.Duration
+	// MaxDiscovered caps the machines kept that only were discovered, the
+	// oldest pruned first; 0: DefaultMaxDiscovered.
+	MaxDiscovered int
 	// CacheFile persists rendered configs between runs so a restart does not
 	// translate every machine's Butane again; "" keeps them in memory only.
 	CacheFile string
@@ -107,16 +118,20 @@ type Core struct {
 	status    atomic.Pointer[ReloadStatus]
 	sync      atomic.Pointer[SyncStatus]
 	mu        sync.Mutex // serialises reloads, and guards dir
+	reloading atomic.Pointer[context.CancelCauseFunc]
 	store     store.Store
 	seen      *sightings
 	neighbors Neighbors
-	addrs     *addrBook
+	refusals  *refusals
 	obs       Observer
 	policy    Policy
-	cacheFile string
-	bmc       bmc.Controller
-	secrets   Sealer
-	wipe      string
+	// bindingTTL and maxDiscovered: Config's, defaults filled in.
+	bindingTTL    time.Duration
+	maxDiscovered int
+	cacheFile     string
+	bmc           bmc.Controller
+	secrets       Sealer
+	wipe          string
 }
 
 // loadHeap is the heap a profile load may grow to before the collector runs.
@@ -159,20 +174,22 @@ func New(cfg Config) *Core {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Core{
-		dir:       cfg.ProfilesDir,
-		base:      strings.TrimRight(cfg.AdvertiseURL, "/"),
-		log:       log,
-		cache:     profiles.NewCache(),
-		store:     cfg.Store,
-		seen:      newSightings(cfg.Store),
-		neighbors: cfg.Neighbors,
-		addrs:     newAddrBook(),
-		obs:       cfg.Observer,
-		policy:    cfg.Policy,
-		cacheFile: cfg.CacheFile,
-		bmc:       cfg.BMC,
-		secrets:   cfg.Secrets,
-		wipe:      cfg.WipeProfile,
+		dir:           cfg.ProfilesDir,
+		base:          strings.TrimRight(cfg.AdvertiseURL, "/"),
+		log:           log,
+		cache:         profiles.NewCache(),
+		store:         cfg.Store,
+		seen:          newSightings(cfg.Store),
+		neighbors:     cfg.Neighbors,
+		refusals:      newRefusals(),
+		obs:           cfg.Observer,
+		policy:        cfg.Policy,
+		bindingTTL:    cmp.Or(cfg.BindingTTL, DefaultBindingTTL),
+		maxDiscovered: cmp.Or(cfg.MaxDiscovered, DefaultMaxDiscovered),
+		cacheFile:     cfg.CacheFile,
+		bmc:           cfg.BMC,
+		secrets:       cfg.Secrets,
+		wipe:          cfg.WipeProfile,
 	}
 	if c.bmc == nil {
 		c.bmc = noBMC{}
@@ -188,41 +205,59 @@ func New(cfg Config) *Core {
 	return c
 }
 
-// Run records queued sightings in the store until ctx ends. It first learns
-// the inventory's last addresses, so that Identify knows machines from
-// before a restart.
+// Run records queued sightings and bindings in the store, flushes refusal
+// counts and prunes what unauthenticated clients can grow, until ctx ends.
 func (c *Core) Run(ctx context.Context) error {
-	if err := c.addrs.seed(ctx, c.store); err != nil {
-		c.log.Warn("read the inventory's last addresses; TFTP lines name routed clients once they ask over HTTP", "error", err)
-	}
-	c.seen.run(ctx, c.log.Warn)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.seen.run(ctx, c.log.Warn) })
+	wg.Go(func() { c.runRefusals(ctx) })
+	wg.Go(func() { c.runPrune(ctx) })
+	wg.Wait()
 	return nil
 }
 
+// errSuperseded is why a reload is cancelled when a newer one starts.
+var errSuperseded = errors.New("superseded by a newer reload")
+
 // Reload loads the profiles directory and, only if it validates, swaps it in
 // whole. A failed reload leaves the last good set serving.
-func (c *Core) Reload() error {
+func (c *Core) Reload() error { return c.ReloadContext(context.Background()) }
+
+// ReloadContext is Reload, given up when ctx ends or a newer ReloadContext
+// starts: the tree it was loading is outdated by then, and a load busy with a
+// slow template must not hold up the next. A cancelled reload changes nothing.
+func (c *Core) ReloadContext(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if prev := c.reloading.Swap(&cancel); prev != nil {
+		(*prev)(errSuperseded)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.load(c.dir, nil)
+	return c.load(ctx, c.dir, nil)
 }
 
 // load loads dir, the tree of rev (nil: a plain directory), and swaps it in
 // if it validates. c.mu is held.
-func (c *Core) load(dir string, rev *Revision) error {
+func (c *Core) load(ctx context.Context, dir string, rev *Revision) error {
 	defer loadGC()()
 	start := time.Now()
-	set, err := profiles.Load(dir, profiles.LoadOptions{Cache: c.cache, BaseURL: c.base})
+	log := c.log.With("dir", dir)
+	if rev != nil {
+		log = log.With("commit", rev.Short)
+	}
+	set, err := profiles.Load(dir, profiles.LoadOptions{Context: ctx, Cache: c.cache, BaseURL: c.base})
+	if err != nil && ctx.Err() != nil {
+		// No verdict on the profiles: nothing to record or count.
+		log.Info("profiles reload cancelled; last good set keeps serving", "cause", context.Cause(ctx), "duration", time.Since(start))
+		return err
+	}
 	if err == nil && c.wipe != "" && set.Profiles[c.wipe] == nil {
 		err = fmt.Errorf("--wipe-profile %q: no Profile of that name in %s", c.wipe, dir)
 	}
 	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err}
 	if prev := c.status.Load(); prev != nil {
 		st.Live, st.Rejected = prev.Live, prev.Rejected
-	}
-	log := c.log.With("dir", dir)
-	if rev != nil {
-		log = log.With("commit", rev.Short)
 	}
 	if err != nil {
 		var probs profiles.Problems
@@ -257,7 +292,10 @@ func (c *Core) load(dir string, rev *Revision) error {
 			log.Warn("persist translation cache", "error", err)
 		}
 	}
-	log.Info("profiles loaded", "profiles", len(set.Profiles), "machines", len(set.Machines), "duration", st.Duration)
+	for _, w := range set.Warnings {
+		log.Warn("profile warning", "file", w.File, "line", w.Line, "msg", w.Msg, "at", w.String())
+	}
+	log.Info("profiles loaded", "profiles", len(set.Profiles), "machines", len(set.Machines), "warnings", len(set.Warnings), "duration", st.Duration)
 	return nil
 }
 
@@ -324,15 +362,15 @@ func (c *Core) BootPXE(ctx context.Context, r Request) (PXEAnswer, error) {
 // whose token the script's config URL carries, or, if it is an installed
 // machine on a boot-once profile, the script that boots its disk.
 func (c *Core) Script(ctx context.Context, r Request) (string, error) {
+	// Checked before anything is recorded: another host must not even
+	// rewrite what the inventory says about a machine.
+	r, err := c.authenticate(ctx, r, "script")
+	if err != nil {
+		return "", err
+	}
 	res, _, err := c.Match(r)
 	if errors.Is(err, ErrNoIdentity) || errors.Is(err, ErrNotLoaded) {
 		return "", err
-	}
-	// Checked before anything is recorded: another host must not even
-	// rewrite what the inventory says about a machine.
-	if e := c.checkNeighbor(ctx, r, "script"); e != nil {
-		m := c.refuse(ctx, r, e)
-		return "", c.refused(c.log.With(machineAttrs(known(r, m), res)...), r, e)
 	}
 	if err != nil {
 		m, _, serr := c.record(ctx, r, res, sighted)
@@ -360,8 +398,6 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 
 // record writes a sighting of r and applies fn in the same transaction.
 func (c *Core) record(ctx context.Context, r Request, res profiles.Result, fn store.Change) (store.Machine, store.Provisioning, error) {
-	// After the neighbour check: only a machine's own requests say where it is.
-	c.addrs.note(r.MAC, r.IP)
 	if r.MAC == "" {
 		// The store keys machines by MAC: a UUID-only request can only update a
 		// machine already seen with its MAC.
@@ -408,59 +444,6 @@ func known(r Request, m store.Machine) Request {
 	return r
 }
 
-// refused logs a refusal with the machine's fields and counts it; it returns e.
-func (c *Core) refused(log *slog.Logger, r Request, e *RefusedError) *RefusedError {
-	log.Warn(e.What+" refused", "reason", e.Reason, "ip", r.IP)
-	c.obs.Refused(e)
-	return e
-}
-
-// checkNeighbor refuses an on-link requester whose address the kernel resolves
-// to another MAC than the one it claims: another host on the VLAN asking for
-// this machine's script or config.
-// A request naming only a UUID is held to the MAC the inventory has for it.
-func (c *Core) checkNeighbor(ctx context.Context, r Request, what string) *RefusedError {
-	if c.neighbors == nil || c.policy.SkipNeighborCheck || r.IP == "" {
-		return nil
-	}
-	// Only a lookup that succeeded may say "not on-link": a failed one (an
-	// unreadable peer address, a netlink dump lost under load) refuses.
-	ip, err := netip.ParseAddr(r.IP)
-	if err != nil {
-		return &RefusedError{What: what, Reason: ReasonNeighbor}
-	}
-	mac, onLink, err := c.neighbors.Lookup(ip.Unmap())
-	if err == nil && !onLink {
-		return nil
-	}
-	claimed := r.MAC
-	if claimed == "" {
-		if m, merr := c.store.Machine(ctx, r.UUID); merr == nil {
-			claimed = m.MAC
-		}
-	}
-	if err == nil && claimed != "" && mac == claimed {
-		return nil
-	}
-	return &RefusedError{What: what, Reason: ReasonNeighbor}
-}
-
-// refuse records a refusal on the claimed machine, if the inventory knows it,
-// and returns that machine (zero if unknown).
-func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) store.Machine {
-	m, err := c.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
-	if err != nil {
-		return store.Machine{}
-	}
-	ev := refusal(e.What, e.Reason)
-	ev.MAC = m.MAC
-	ev.Fields["ip"] = r.IP
-	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
-		c.log.Warn("record refusal", append(machineID(m).Attrs(), "error", err)...)
-	}
-	return m
-}
-
 // Explain renders the decision for r for humans: why it matched and its script.
 func (c *Core) Explain(r Request) (profiles.Result, string, error) {
 	res, _, err := c.Match(r)
@@ -495,9 +478,21 @@ func (c *Core) bootFor(res profiles.Result, r Request, token string) ipxe.Boot {
 	return b
 }
 
+// Chained records a /boot.ipxe request that names its machine, once the
+// requester is proven to be that machine (see verify.go); a refusal is the
+// answer. The script itself is the same for everyone.
+func (c *Core) Chained(ctx context.Context, r Request) error {
+	r, err := c.authenticate(ctx, r, "script")
+	if err != nil {
+		return err
+	}
+	_, _, _ = c.Sighted(ctx, r) // who asks matters, not what matches
+	return nil
+}
+
 // Sighted matches r and queues a record of it that nothing waits for: DHCP and
 // /boot.ipxe must answer at once, and the machine's /ipxe request records it
-// synchronously anyway.
+// synchronously anyway. r must be what was observed (DHCP) or verified.
 func (c *Core) Sighted(ctx context.Context, r Request) (profiles.Result, *profiles.Set, error) {
 	res, set, err := c.Match(r)
 	if !errors.Is(err, ErrNoIdentity) && !errors.Is(err, ErrNotLoaded) {
@@ -541,6 +536,11 @@ func (c *Core) configURL(path string, r Request, token string) string {
 // the session its /ipxe script opened, with that session's token, and by
 // default only once; see Policy.
 func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.Rendered, []byte, error) {
+	r, err := c.authenticate(ctx, r, "config")
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Labels = nil // anyone can send labels: they never select a config
 	res, set, err := c.Match(r)
 	if err != nil {
 		return nil, nil, err
@@ -555,10 +555,6 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
 		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
-	if e := c.checkNeighbor(ctx, r, "config"); e != nil {
-		m := c.refuse(ctx, r, e)
-		return nil, nil, c.refused(c.log.With(machineAttrs(known(r, m), res)...), r, e)
-	}
 	out, err := set.Config(res, r.query())
 	if err != nil {
 		return nil, nil, fmt.Errorf("render config for profile %s: %w", res.Profile.Name, err)
@@ -566,17 +562,27 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	if out == nil {
 		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
-	var refused string
-	m, _, err := c.store.Update(ctx, cmp.Or(r.MAC, r.UUID), admitConfig(r.Token, c.policy, time.Now().UTC(), &refused))
-	if errors.Is(err, store.ErrNotFound) {
-		refused = ReasonNoSession
-	} else if err != nil {
+	key := cmp.Or(r.MAC, r.UUID)
+	// Judged on a read first, so that a storm of bad tokens costs no writes;
+	// then again in the transaction, which a concurrent fetch may have beaten.
+	refused := ReasonNoSession
+	if p, err := c.store.Provisioning(ctx, key); err == nil {
+		refused = admit(p, r.Token, c.policy)
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, nil, err
 	}
-	log := c.log.With(machineAttrs(known(r, m), res)...)
-	if refused != "" {
-		return nil, nil, c.refused(log, r, &RefusedError{What: "config", Reason: refused})
+	var m store.Machine
+	if refused == "" {
+		m, _, err = c.store.Update(ctx, key, admitConfig(r.Token, c.policy, time.Now().UTC(), &refused))
+		if errors.Is(err, store.ErrNotFound) {
+			refused = ReasonNoSession
+		} else if err != nil {
+			return nil, nil, err
+		}
 	}
-	log.Info("config served", "kind", string(kind), "ip", r.IP)
+	if refused != "" {
+		return nil, nil, c.refuse(ctx, r, &RefusedError{What: "config", Reason: refused})
+	}
+	c.log.Info("config served", append(machineAttrs(known(r, m), res), "kind", string(kind), "ip", r.IP)...)
 	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), r.Token), nil
 }

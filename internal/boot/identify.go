@@ -3,8 +3,6 @@ package boot
 import (
 	"context"
 	"net/netip"
-	"slices"
-	"sync"
 
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
@@ -32,7 +30,7 @@ func (t target) identity() Identity { return Identity{MAC: t.mac, UUID: t.uuid, 
 
 // Identify puts an address to a machine for the log lines of requests that
 // name none (TFTP, /nbp/): the MAC the neighbour table holds for an on-link
-// ip, else the MAC whose /ipxe request last came from ip, then the
+// ip, else the MAC a DHCP binding gives ip (however old), then the
 // inventory's UUID and the Machine that MAC matches. It decides nothing: an
 // address is no proof of who asked. The zero Identity when nothing knows ip.
 func (c *Core) Identify(ctx context.Context, ip netip.Addr) Identity {
@@ -44,7 +42,9 @@ func (c *Core) Identify(ctx context.Context, ip netip.Addr) Identity {
 		}
 	}
 	if id.MAC == "" {
-		id.MAC = c.addrs.lookup(ip)
+		if b, err := c.store.IPBinding(ctx, ip.String()); err == nil {
+			id.MAC = b.MAC
+		}
 	}
 	if id.MAC == "" {
 		return id
@@ -60,66 +60,4 @@ func (c *Core) Identify(ctx context.Context, ip netip.Addr) Identity {
 		}
 	}
 	return id
-}
-
-// addrBook remembers the address each MAC last asked from, for Identify:
-// a routed client's MAC is not in the neighbour table. It keeps one address
-// per MAC, so it grows no faster than the inventory.
-type addrBook struct {
-	mu    sync.Mutex
-	byIP  map[netip.Addr]string // -> MAC
-	byMAC map[string]netip.Addr
-}
-
-func newAddrBook() *addrBook {
-	return &addrBook{byIP: map[netip.Addr]string{}, byMAC: map[string]netip.Addr{}}
-}
-
-// note records that mac asked from ip; either "" is nothing to note.
-func (b *addrBook) note(mac, ip string) {
-	b.add(mac, ip, true)
-}
-
-func (b *addrBook) add(mac, ip string, replace bool) {
-	a, err := netip.ParseAddr(ip)
-	if mac == "" || err != nil {
-		return
-	}
-	a = a.Unmap()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	old, ok := b.byMAC[mac]
-	if _, taken := b.byIP[a]; !replace && (ok || taken) {
-		return
-	}
-	if ok && old == a {
-		return
-	}
-	if ok && b.byIP[old] == mac {
-		delete(b.byIP, old)
-	}
-	b.byMAC[mac] = a
-	b.byIP[a] = mac
-}
-
-// lookup returns the MAC that last asked from ip, or "".
-func (b *addrBook) lookup(ip netip.Addr) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.byIP[ip]
-}
-
-// seed learns the inventory's last addresses without overwriting anything:
-// newest sighting first, so that of two machines seen at one address the
-// later keeps it, and what was noted since the start is newer still.
-func (b *addrBook) seed(ctx context.Context, inv store.Store) error {
-	ms, err := inv.Machines(ctx)
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(ms, func(x, y store.Machine) int { return y.LastSeen.Compare(x.LastSeen) })
-	for _, m := range ms {
-		b.add(m.MAC, m.LastIP, false)
-	}
-	return nil
 }

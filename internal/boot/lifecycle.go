@@ -53,6 +53,13 @@ type Policy struct {
 	// SkipNeighborCheck trusts the claimed MAC of an on-link requester without
 	// asking the kernel's neighbour table.
 	SkipNeighborCheck bool
+	// TrustLoopback treats requesters on this host (loopback, the server's
+	// own addresses) as the machine they name, so that provisiond can be
+	// tried on one host; any local process can then fetch any config.
+	TrustLoopback bool
+	// AllowUnbound takes a routed requester that no DHCP binding names at its
+	// word, for networks whose relays do not forward DHCP to provisiond.
+	AllowUnbound bool
 }
 
 // newToken returns a fresh session token: 128 random bits as 26 base32
@@ -126,19 +133,8 @@ func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash string, now
 // *refused; it is not an error, so the event commits.
 func admitConfig(token string, pol Policy, now time.Time, refused *string) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
-		*refused = ""
-		switch {
-		case p.TokenHash == "":
-			*refused = ReasonNoSession
-		case token == "" && !pol.AllowConfigWithoutToken:
-			*refused = ReasonNoToken
-		case token != "" && !tokenMatches(token, p.TokenHash):
-			*refused = ReasonBadToken
-		case p.ConfigFetches > 0 && !pol.AllowConfigRefetch:
-			*refused = ReasonRefetch
-		}
-		if *refused != "" {
-			return []store.Event{refusal("config", *refused)}, nil
+		if *refused = admit(*p, token, pol); *refused != "" {
+			return nil, nil // recorded by the caller, aggregated (see refuse)
 		}
 		if p.ConfigServed.IsZero() {
 			p.ConfigServed = now
@@ -149,19 +145,38 @@ func admitConfig(token string, pol Policy, now time.Time, refused *string) store
 	}
 }
 
-// refusal is the event for a refused script or config request.
+// admit judges a config request against the machine's session: "" to
+// serve it, else the refusal reason.
+func admit(p store.Provisioning, token string, pol Policy) string {
+	switch {
+	case p.TokenHash == "":
+		return ReasonNoSession
+	case token == "" && !pol.AllowConfigWithoutToken:
+		return ReasonNoToken
+	case token != "" && !tokenMatches(token, p.TokenHash):
+		return ReasonBadToken
+	case p.ConfigFetches > 0 && !pol.AllowConfigRefetch:
+		return ReasonRefetch
+	}
+	return ""
+}
+
+// refusal is the event for a refused script, config or phone-home request.
 func refusal(what, reason string) store.Event {
 	typ := EventConfigRefused
-	if what == "script" {
+	switch what {
+	case "script":
 		typ = EventScriptRefused
+	case "phone-home":
+		typ = EventPhoneHomeDeny
 	}
 	return store.Event{Type: typ, Message: what + " refused: " + reason, Actor: "system", Fields: map[string]string{"reason": reason}}
 }
 
 // installed closes the session on phone-home: provisioning becomes installed and
 // wiping becomes wiped. viaAPI is an operator with the API token; otherwise
-// the machine must present its session token. A bad token is recorded and
-// reported in *denied, committing the event.
+// the machine must present its session token. A bad token is reported in
+// *denied and changes nothing; the caller records it.
 func installed(token, note string, viaAPI bool, now time.Time, denied *bool) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 		*denied = false
@@ -170,7 +185,7 @@ func installed(token, note string, viaAPI bool, now time.Time, denied *bool) sto
 			actor = "machine"
 			if !tokenMatches(token, p.TokenHash) {
 				*denied = true
-				return []store.Event{{Type: EventPhoneHomeDeny, Message: "phone-home with a token that is not this machine's current one", Actor: actor}}, nil
+				return nil, nil
 			}
 		}
 		var to store.State

@@ -42,11 +42,27 @@ func (c *Core) Provisioning(ctx context.Context, id string) (store.Provisioning,
 }
 
 // Installed records a phone-home. viaAPI is a caller holding the API token;
-// anyone else must present the machine's current session token.
-func (c *Core) Installed(ctx context.Context, id, token, note string, viaAPI bool) (store.Machine, error) {
+// anyone else must be the machine itself, asking from from (its address,
+// see verify.go), with its current session token.
+func (c *Core) Installed(ctx context.Context, id, token, note, from string, viaAPI bool) (store.Machine, error) {
 	key, err := c.key(ctx, id)
 	if err != nil {
 		return store.Machine{}, err
+	}
+	if !viaAPI {
+		m, err := c.store.Machine(ctx, key)
+		if err != nil {
+			return m, notFound(id, err)
+		}
+		r := Request{MAC: m.MAC, IP: from}
+		if _, err := c.authenticate(ctx, r, "phone-home"); err != nil {
+			return store.Machine{}, err
+		}
+		// A read first: a storm of bad tokens costs no writes.
+		if p, err := c.store.Provisioning(ctx, key); err != nil || !tokenMatches(token, p.TokenHash) {
+			return store.Machine{}, c.phoneHomeDenied(ctx, r)
+		}
+		key = m.MAC
 	}
 	var denied bool
 	m, _, err := c.store.Update(ctx, key, installed(token, oneLine(note, maxNote), viaAPI, time.Now().UTC(), &denied))
@@ -54,11 +70,17 @@ func (c *Core) Installed(ctx context.Context, id, token, note string, viaAPI boo
 		return m, notFound(id, err)
 	}
 	if denied {
-		c.log.Warn("phone-home refused: wrong token", machineID(m).Attrs()...)
-		return store.Machine{}, ErrUnauthorized
+		return store.Machine{}, c.phoneHomeDenied(ctx, Request{MAC: m.MAC, IP: from})
 	}
 	c.log.Info("phone-home: installed", append(machineID(m).Attrs(), "state", m.State)...)
 	return m, nil
+}
+
+// phoneHomeDenied records a phone-home without the machine's current token
+// and returns ErrUnauthorized.
+func (c *Core) phoneHomeDenied(ctx context.Context, r Request) error {
+	_ = c.refuse(ctx, r, &RefusedError{What: "phone-home", Reason: ReasonBadToken})
+	return ErrUnauthorized
 }
 
 // maxNote bounds the free text a phone-home may add to its event.

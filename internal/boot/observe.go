@@ -12,8 +12,11 @@ type Observer interface {
 	// BMCOperation reports one conversation with a BMC: action as
 	// PowerResult.Action names it, its wall time, and the BMC's error.
 	BMCOperation(action string, took time.Duration, err error)
-	// Refused reports a script or config request refused by a secrecy check.
+	// Refused reports a script, config or phone-home request refused by a
+	// secrecy check.
 	Refused(e *RefusedError)
+	// Pruned reports only-discovered machines deleted over the cap.
+	Pruned(n int)
 	// Synced reports a sync with the profiles' Git repository: result is
 	// one of the Sync constants.
 	Synced(result string)
@@ -28,5 +31,6 @@ type noObserver struct{}
 func (noObserver) Reloaded(time.Time, error)                 {}
 func (noObserver) BMCOperation(string, time.Duration, error) {}
 func (noObserver) Refused(*RefusedError)                     {}
+func (noObserver) Pruned(int)                                {}
 func (noObserver) Synced(string)                             {}
 func (noObserver) LiveCommit(string)                         {}

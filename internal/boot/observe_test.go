@@ -15,6 +15,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // recordingObserver is an Observer that writes down what it is told.
@@ -55,6 +56,8 @@ func (o *recordingObserver) BMCOperation(action string, _ time.Duration, err err
 	o.bmc = append(o.bmc, s)
 }
 
+func (o *recordingObserver) Pruned(int) {}
+
 func (o *recordingObserver) Refused(e *RefusedError) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -80,9 +83,9 @@ func TestObserverReloads(t *testing.T) {
 
 func TestObserverRefusals(t *testing.T) {
 	obs := &recordingObserver{}
-	c, _ := lifecycleCore(t, Config{Observer: obs, Neighbors: fakeNeighbors{"10.0.0.6": "52:54:00:00:00:66"}})
+	c, _ := lifecycleCore(t, Config{Observer: obs, Neighbors: testutil.Neighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66"}})
 	ctx := context.Background()
-	n1 := Request{MAC: "52:54:00:00:00:01"}
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
 	if _, err := c.Script(ctx, Request{MAC: n1.MAC, IP: "10.0.0.6"}); refusedFor(err) != ReasonNeighbor {
 		t.Fatalf("script from another host: %v", err)
 	}
@@ -128,20 +131,19 @@ func TestObserverBMC(t *testing.T) {
 }
 
 func TestIdentify(t *testing.T) {
-	c, db := lifecycleCore(t, Config{Neighbors: fakeNeighbors{"10.0.0.5": "52:54:00:00:00:01"}})
+	c, db := lifecycleCore(t, Config{Neighbors: testutil.Neighbors{"10.0.0.5": "52:54:00:00:00:01"}})
 	ctx := context.Background()
 	const uuid = "11111111-2222-3333-4444-555555555555"
 	// n2 boots from a routed address: the neighbour table cannot tell it,
-	// its last /ipxe request can.
+	// the DHCP binding can, and its /ipxe request recorded its UUID.
+	if err := db.Bind(ctx, store.Binding{MAC: "52:54:00:00:00:02", UUID: uuid, IP: "192.0.2.7"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Script(ctx, Request{MAC: "52:54:00:00:00:02", UUID: uuid, IP: "192.0.2.7"}); err != nil {
 		t.Fatal(err)
 	}
-	// A machine in the inventory from before a restart, and one that Git
-	// knows by MAC but the inventory does not.
-	if _, _, err := db.Seen(ctx, store.Machine{MAC: "52:54:00:00:00:33", LastIP: "192.0.2.33"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.addrs.seed(ctx, db); err != nil {
+	// A binding whose machine the inventory does not know.
+	if err := db.Bind(ctx, store.Binding{MAC: "52:54:00:00:00:33", IP: "192.0.2.33"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -160,24 +162,6 @@ func TestIdentify(t *testing.T) {
 	}
 }
 
-func TestAddrBook(t *testing.T) {
-	b := newAddrBook()
-	b.note("m1", "10.0.0.1")
-	b.note("m2", "10.0.0.1") // the address moved to another machine
-	b.note("m1", "10.0.0.2")
-	b.add("m3", "10.0.0.2", false) // an older sighting: the newer stays
-	b.note("", "10.0.0.3")
-	b.note("m4", "not an address")
-	for ip, want := range map[string]string{"10.0.0.1": "m2", "10.0.0.2": "m1", "10.0.0.3": ""} {
-		if got := b.lookup(netip.MustParseAddr(ip)); got != want {
-			t.Errorf("lookup(%s) = %q; want %q", ip, got, want)
-		}
-	}
-	if len(b.byIP) != 2 || len(b.byMAC) != 2 {
-		t.Errorf("book holds %v / %v; want one address per machine", b.byIP, b.byMAC)
-	}
-}
-
 // TestMachineLogFields runs one machine through boot, refusals, phone-home and
 // power operations and checks that every log line naming a machine names it
 // by mac, uuid and machine, so a grep on any of them finds the whole story.
@@ -191,34 +175,37 @@ func TestMachineLogFields(t *testing.T) {
 	write(t, dir, "install.bu", lifecycleButane)
 	write(t, dir, "wipe.sh", "#!/bin/sh\n")
 	f := &fakeBMC{power: map[string]string{}, fail: map[string]error{}}
-	c, _ := newCore(t, dir, Config{BMC: f, Logger: log, WipeProfile: "wipe", Neighbors: fakeNeighbors{"10.0.0.6": "52:54:00:00:00:66"}})
+	c, db := newCore(t, dir, Config{BMC: f, Logger: log, WipeProfile: "wipe", Neighbors: testutil.Neighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66", "10.0.0.99": "52:54:00:00:00:99"}})
 	if err := c.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	const uuid = "11111111-2222-3333-4444-555555555555"
-	n1 := Request{MAC: "52:54:00:00:00:01", UUID: uuid}
+	n1 := Request{MAC: "52:54:00:00:00:01", UUID: uuid, IP: "10.0.0.5"}
+	if err := db.Bind(ctx, store.Binding{MAC: n1.MAC, UUID: uuid}); err != nil { // what its DHCP showed
+		t.Fatal(err)
+	}
 	_, tok := script(t, c, n1)
 	if _, err := c.Script(ctx, Request{MAC: n1.MAC, IP: "10.0.0.6"}); err == nil {
 		t.Fatal("script from another host served")
 	}
-	if _, _, err := c.Config(ctx, Request{MAC: n1.MAC}, true); err == nil { // no token; the uuid comes from the inventory
+	if _, _, err := c.Config(ctx, Request{MAC: n1.MAC, IP: n1.IP}, true); err == nil { // no token; the uuid comes from the inventory
 		t.Fatal("config without token served")
 	}
-	if _, _, err := c.Config(ctx, Request{MAC: n1.MAC, Token: tok}, true); err != nil {
+	if _, _, err := c.Config(ctx, Request{MAC: n1.MAC, Token: tok, IP: n1.IP}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Installed(ctx, uuid, "wrong", "", false); err == nil {
+	if _, err := c.Installed(ctx, uuid, "wrong", "", n1.IP, false); err == nil {
 		t.Fatal("phone-home with a wrong token accepted")
 	}
-	if _, err := c.Installed(ctx, "n1", tok, "", false); err != nil {
+	if _, err := c.Installed(ctx, "n1", tok, "", n1.IP, false); err != nil {
 		t.Fatal(err)
 	}
-	script(t, c, n1)                                // boot from disk
-	script(t, c, Request{MAC: "52:54:00:00:00:99"}) // the Default profile
-	c.Power(ctx, "n1", "on", "test")                // a BMC operation
-	f.fail["10.0.0.1"] = errors.New("BMC on fire")  // and a failed one
-	c.Power(ctx, "n1", "off", "test")               //
+	script(t, c, n1)                                                 // boot from disk
+	script(t, c, Request{MAC: "52:54:00:00:00:99", IP: "10.0.0.99"}) // the Default profile
+	c.Power(ctx, "n1", "on", "test")                                 // a BMC operation
+	f.fail["10.0.0.1"] = errors.New("BMC on fire")                   // and a failed one
+	c.Power(ctx, "n1", "off", "test")                                //
 	if _, _, err := c.Reprovision(ctx, "n1", "test", "", false); err != nil {
 		t.Fatal(err)
 	}

@@ -189,7 +189,7 @@ func TestReprovisionDrivesBMC(t *testing.T) {
 	ctx := context.Background()
 	n1 := Request{MAC: "52:54:00:00:00:01", Arch: "efi-x86_64"}
 	script(t, c, n1)
-	if _, err := c.Installed(ctx, "n1", "", "", true); err != nil {
+	if _, err := c.Installed(ctx, "n1", "", "", "", true); err != nil {
 		t.Fatal(err)
 	}
 	m, r, err := c.Reprovision(ctx, "n1", "bob/api@10.0.0.9", "new disk", true)
@@ -294,7 +294,7 @@ func TestWipeLifecycle(t *testing.T) {
 	if err != nil || !strings.Contains(string(body), "wipefs -a /dev/sda # n1") || !strings.Contains(string(body), tok) {
 		t.Fatalf("/config for a wiping machine = %q, %v", body, err)
 	}
-	if _, err := c.Installed(ctx, "n1", tok, "", false); err != nil {
+	if _, err := c.Installed(ctx, "n1", tok, "", "", false); err != nil {
 		t.Fatal(err)
 	}
 	if state(t, db, n1.MAC) != store.StateWiped {

@@ -64,7 +64,7 @@ type SyncStatus struct {
 func (c *Core) LoadRevision(dir string, rev *Revision) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.load(dir, rev)
+	return c.load(context.Background(), dir, rev)
 }
 
 // RecordSync keeps the outcome of a Git sync for Sync, /healthz and the API,

@@ -70,6 +70,9 @@ type Config struct {
 	AdvertiseURL string
 	// Booter decides which clients are answered; nil answers every PXE client.
 	Booter Booter
+	// Binder learns who uses which address from every DISCOVER and REQUEST,
+	// answered or not; nil: nothing is learned.
+	Binder Binder
 	// Logger receives one info line per reply and debug lines for ignored packets; nil discards.
 	Logger *slog.Logger
 	// OnPacket, if set, is called once for every packet read, with what became of it,

@@ -166,6 +166,9 @@ func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, p
 		s.log.Debug("dhcp ignored", "service", svc.String(), "peer", peer.String(), "reason", "malformed packet: "+err.Error())
 		return Handled{Outcome: OutcomeMalformed}
 	}
+	if b, ok := Observe(req, svc, peer); ok && s.cfg.Binder != nil {
+		s.cfg.Binder.Bind(ctx, b)
+	}
 	c, err := Classify(req)
 	if err != nil {
 		// Most broadcasts on the segment are not PXE: no logger is built

@@ -75,6 +75,8 @@ type Metrics struct {
 	bmcDuration    *prometheus.HistogramVec
 	configsRefused *prometheus.CounterVec
 	scriptsRefused *prometheus.CounterVec
+	phoneRefused   *prometheus.CounterVec
+	pruned         prometheus.Counter
 }
 
 // New returns Metrics registered with the Go and process collectors.
@@ -92,7 +94,7 @@ func New(cfg Config) *Metrics {
 		}, []string{"arch", "outcome"}),
 		tftpTransfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_tftp_transfers_total",
-			Help: "TFTP read requests finished, by file (an iPXE binary, or other) and outcome (ok, not_found, denied, error).",
+			Help: "TFTP read requests finished, by file (an iPXE binary, or other) and outcome (ok, probe: a UEFI size probe the client ended after learning the size, not_found, denied, busy: refused by --tftp-max-transfers or --tftp-max-per-client, error).",
 		}, []string{"file", "outcome"}),
 		tftpBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_tftp_sent_bytes_total",
@@ -146,15 +148,23 @@ func New(cfg Config) *Metrics {
 		}, []string{"reason"}),
 		scriptsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_scripts_refused_total",
-			Help: "Script requests (/ipxe) refused by a secrecy check, by reason.",
+			Help: "Script requests (/ipxe, /boot.ipxe naming a machine) refused by a secrecy check, by reason.",
 		}, []string{"reason"}),
+		phoneRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_phone_homes_refused_total",
+			Help: "Phone-homes (POST /api/v1/machines/{id}/installed with a session token) refused, by reason.",
+		}, []string{"reason"}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "provisiond_discovered_pruned_total",
+			Help: "Only-discovered machines deleted, oldest first, because there were more than --max-discovered.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration,
 		m.httpRequests, m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit,
-		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused,
+		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.phoneRefused, m.pruned,
 	)
 	if cfg.Machines != nil {
 		m.reg.MustRegister(newMachineCollector(cfg.Machines))
@@ -170,7 +180,11 @@ func New(cfg Config) *Metrics {
 	for _, r := range refusalReasons() {
 		m.configsRefused.WithLabelValues(r)
 	}
-	m.scriptsRefused.WithLabelValues(boot.ReasonNeighbor)
+	for _, r := range identityReasons() {
+		m.scriptsRefused.WithLabelValues(r)
+		m.phoneRefused.WithLabelValues(r)
+	}
+	m.phoneRefused.WithLabelValues(boot.ReasonBadToken)
 	return m
 }
 
@@ -304,9 +318,15 @@ func bmcResult(err error) string {
 	return other
 }
 
+// identityReasons are the refusals of the requester's identity, for
+// every kind of request.
+func identityReasons() []string {
+	return []string{boot.ReasonNeighbor, boot.ReasonLocal, boot.ReasonUnbound, boot.ReasonBindMAC}
+}
+
 // refusalReasons are the reason label's values; anything else is "other".
-func refusalReasons() [5]string {
-	return [...]string{boot.ReasonNoSession, boot.ReasonNoToken, boot.ReasonBadToken, boot.ReasonRefetch, boot.ReasonNeighbor}
+func refusalReasons() []string {
+	return append(identityReasons(), boot.ReasonNoSession, boot.ReasonNoToken, boot.ReasonBadToken, boot.ReasonRefetch)
 }
 
 // Refused implements boot.Observer.
@@ -317,12 +337,18 @@ func (m *Metrics) Refused(e *boot.RefusedError) {
 			reason = r
 		}
 	}
-	if e.What == "script" {
+	switch e.What {
+	case "script":
 		m.scriptsRefused.WithLabelValues(reason).Inc()
-		return
+	case "phone-home":
+		m.phoneRefused.WithLabelValues(reason).Inc()
+	default:
+		m.configsRefused.WithLabelValues(reason).Inc()
 	}
-	m.configsRefused.WithLabelValues(reason).Inc()
 }
+
+// Pruned implements boot.Observer.
+func (m *Metrics) Pruned(n int) { m.pruned.Add(float64(n)) }
 
 var _ boot.Observer = (*Metrics)(nil)
 

@@ -165,6 +165,19 @@ func TestTFTPFileBounded(t *testing.T) {
 	}
 }
 
+// A request refused by a TFTP cap counts as busy, apart from the errors a
+// flood's refusals would otherwise bury.
+func TestTFTPBusy(t *testing.T) {
+	m := New(Config{})
+	m.TFTPTransfer(tftp.Transfer{File: "ipxe.efi", Err: fmt.Errorf("%w: 50 transfers in flight", tftp.ErrBusy)})
+	m.TFTPTransfer(tftp.Transfer{File: "ipxe.efi", Err: errors.New("sending block 3: timeout")})
+	for _, outcome := range []string{"busy", "error"} {
+		if got := testutil.ToFloat64(m.tftpTransfers.WithLabelValues("ipxe.efi", outcome)); got != 1 {
+			t.Errorf("ipxe.efi/%s = %v; want 1", outcome, got)
+		}
+	}
+}
+
 func TestHTTP(t *testing.T) {
 	m := New(Config{})
 	m.ObserveHTTP("/api/v1/machines/{id}", 404, 2*time.Millisecond)
@@ -251,10 +264,11 @@ func TestBMC(t *testing.T) {
 func TestRefused(t *testing.T) {
 	m := New(Config{})
 	// Every reason is there from the start.
-	if n := testutil.CollectAndCount(m.configsRefused); n != 5 {
-		t.Errorf("%d config refusal series before any; want 5", n)
+	if n := testutil.CollectAndCount(m.configsRefused); n != 8 {
+		t.Errorf("%d config refusal series before any; want 8", n)
 	}
 	m.Refused(&boot.RefusedError{What: "config", Reason: boot.ReasonRefetch})
+	m.Refused(&boot.RefusedError{What: "phone-home", Reason: boot.ReasonUnbound})
 	m.Refused(&boot.RefusedError{What: "config", Reason: "something new"})
 	m.Refused(&boot.RefusedError{What: "script", Reason: boot.ReasonNeighbor})
 	for _, tc := range []struct {
@@ -264,6 +278,7 @@ func TestRefused(t *testing.T) {
 		{m.configsRefused, boot.ReasonRefetch},
 		{m.configsRefused, "other"},
 		{m.scriptsRefused, boot.ReasonNeighbor},
+		{m.phoneRefused, boot.ReasonUnbound},
 	} {
 		if got := testutil.ToFloat64(tc.c.WithLabelValues(tc.reason)); got != 1 {
 			t.Errorf("%s = %v; want 1", tc.reason, got)

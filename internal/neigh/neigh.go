@@ -143,6 +143,27 @@ func (t *Table) Lookup(ip netip.Addr) (mac string, onLink bool, err error) {
 	return found.String(), true, nil
 }
 
+// Local reports whether ip is this host itself: a loopback address or one
+// assigned to one of its interfaces. Such a requester is a process on the
+// server, not a machine on the network. An unreadable interface list counts
+// as local, so that a caller refusing local requesters fails closed.
+func (t *Table) Local(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	s, err := t.snapshot()
+	if err != nil {
+		return true
+	}
+	for _, a := range s.addrs {
+		if a.prefix.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
 // unicast reports whether ip could be a TCP peer at all; loopback,
 // unspecified and multicast never have neighbour entries worth checking.
 func unicast(ip netip.Addr) bool {

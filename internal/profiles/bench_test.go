@@ -1,11 +1,14 @@
 package profiles
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"text/template"
 )
 
 // benchTree writes n Machines sharing one Butane-templated profile, each with its
@@ -69,6 +72,35 @@ func BenchmarkLoad(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				if _, err := Load(dir, LoadOptions{Cache: cache}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRender compares a render under the limits with text/template's own
+// Execute: the cost of the limits per render, and of the tick per range
+// iteration.
+func BenchmarkRender(b *testing.B) {
+	data := map[string]any{"metadata": map[string]any{"hostname": "node1.bench", "disks": []any{"sda", "sdb", "sdc", "sdd"}}}
+	for _, tc := range []struct{ name, src string }{
+		{"butane", workerButane},
+		{"range=4", "{{range .metadata.disks}}- /dev/{{.}}\n{{end}}"},
+		{"range=10000", "{{range 10000}}{{end}}"},
+	} {
+		t := template.Must(template.New("t").Option("missingkey=error").Parse(tc.src))
+		b.Run(tc.name+"/text-template", func(b *testing.B) {
+			for b.Loop() {
+				if err := t.Execute(io.Discard, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		limited := newConfigTemplate(template.Must(t.Clone()))
+		b.Run(tc.name+"/limited", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := limited.execute(context.Background(), data); err != nil {
 					b.Fatal(err)
 				}
 			}

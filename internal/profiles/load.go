@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,9 @@ import (
 
 // LoadOptions tunes Load. The zero value is ready to use.
 type LoadOptions struct {
+	// Context cancels the load: Load then returns its cause, not Problems,
+	// as soon as the template being rendered notices. Nil: never.
+	Context context.Context
 	// Cache carries translated configs from the previous Set, so a reload only
 	// translates what changed. Nil disables reuse.
 	Cache *Cache
@@ -30,8 +34,13 @@ type LoadOptions struct {
 
 // Load reads, validates, indexes and renders the profiles directory dir. It returns
 // either a complete Set or Problems listing everything wrong (file:line: message);
-// other errors mean the directory could not be read at all.
+// other errors mean the directory could not be read at all, or the load was
+// cancelled.
 func Load(dir string, opts LoadOptions) (*Set, error) {
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open profiles directory: %w", err)
@@ -46,7 +55,11 @@ func Load(dir string, opts LoadOptions) (*Set, error) {
 	set := l.decode(docs)
 	l.index(set)
 	if len(l.probs.list) == 0 {
-		l.render(set, opts.Cache, strings.TrimRight(opts.BaseURL, "/"))
+		l.render(ctx, set, opts.Cache, strings.TrimRight(opts.BaseURL, "/"))
+	}
+	if ctx.Err() != nil {
+		// The problems found may be the cancellation's doing: not a verdict.
+		return nil, fmt.Errorf("load profiles %s: %w", dir, context.Cause(ctx))
 	}
 	if len(l.probs.list) > 0 {
 		return nil, l.probs.list.sorted()
@@ -64,6 +77,8 @@ type loader struct {
 	// broken names profiles whose documents did not decode, so machines using
 	// them are not also reported as using an unknown profile.
 	broken map[string]bool
+	// overLimit names profiles whose template passed a render limit.
+	overLimit map[string]bool
 }
 
 // document is one YAML document of a profiles file.

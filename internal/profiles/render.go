@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -59,8 +60,8 @@ func (r *Rendered) For(id, token string) []byte {
 
 // renderer holds the parsed templates of one Set.
 type renderer struct {
-	base      string                        // LoadOptions.BaseURL
-	templates map[string]*template.Template // by profile name
+	base      string                     // LoadOptions.BaseURL
+	templates map[string]*configTemplate // by profile name
 	cache     *Cache
 	used      *sync.Map // cache keys Load relied on, for Cache.retain; nil after Load
 }
@@ -71,12 +72,12 @@ const sampleMAC = "00:00:00:00:00:00"
 
 // render parses every profile's config template and renders the config of every
 // Machine, and of the Default for a sample machine, so a template or Butane error
-// is a load problem rather than a failed boot.
-func (l *loader) render(set *Set, cache *Cache, base string) {
+// is a load problem rather than a failed boot. It gives up when ctx ends.
+func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string) {
 	if cache == nil {
 		cache = NewCache()
 	}
-	r := &renderer{base: base, templates: map[string]*template.Template{}, cache: cache, used: &sync.Map{}}
+	r := &renderer{base: base, templates: map[string]*configTemplate{}, cache: cache, used: &sync.Map{}}
 	set.render = r
 	set.configs = make(map[*Machine]*Rendered, len(set.Machines))
 	for name, p := range set.Profiles {
@@ -96,7 +97,7 @@ func (l *loader) render(set *Set, cache *Cache, base string) {
 			l.probs.add(clean, line, "template: %s", msg)
 			continue
 		}
-		r.templates[name] = t
+		r.templates[name] = newConfigTemplate(t)
 	}
 	if len(l.probs.list) > 0 {
 		return
@@ -104,7 +105,7 @@ func (l *loader) render(set *Set, cache *Cache, base string) {
 
 	// Rendering is the one expensive step (Butane translation is ~1 ms per
 	// machine), so it runs on every core.
-	var mu sync.Mutex
+	var mu sync.Mutex // guards l
 	work := make(chan *Machine)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -112,10 +113,16 @@ func (l *loader) render(set *Set, cache *Cache, base string) {
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				out, err := r.config(set.Profiles[m.Profile], m, m.Match.MAC, m.Match.UUID)
+				mu.Lock()
+				skip := l.overLimit[m.Profile]
+				mu.Unlock()
+				if skip {
+					continue
+				}
+				out, err := r.config(ctx, set.Profiles[m.Profile], m, m.Match.MAC, m.Match.UUID)
 				mu.Lock()
 				if err != nil {
-					l.probs.add(m.Pos.File, m.Pos.Line, "machine %q: %v", m.Name, err)
+					l.renderFailed(r, m.Profile, m.Pos, fmt.Sprintf("machine %q", m.Name), err)
 				} else if out != nil {
 					set.configs[m] = out
 				}
@@ -123,21 +130,52 @@ func (l *loader) render(set *Set, cache *Cache, base string) {
 			}
 		}()
 	}
+feed:
 	for _, m := range set.Machines {
-		work <- m
+		select {
+		case work <- m:
+		case <-ctx.Done():
+			break feed
+		}
 	}
 	close(work)
 	wg.Wait()
 
-	if d := set.Default; d != nil {
-		if _, err := r.config(set.Profiles[d.Profile], nil, sampleMAC, ""); err != nil {
-			l.probs.add(d.Pos.File, d.Pos.Line, "Default profile %q for a machine with no metadata: %v", d.Profile, err)
+	if d := set.Default; d != nil && !l.overLimit[d.Profile] && ctx.Err() == nil {
+		if _, err := r.config(ctx, set.Profiles[d.Profile], nil, sampleMAC, ""); err != nil {
+			l.renderFailed(r, d.Profile, d.Pos, fmt.Sprintf("Default profile %q for a machine with no metadata", d.Profile), err)
 		}
 	}
-	if len(l.probs.list) == 0 {
+	// A cancelled load used only part of the cache.
+	if len(l.probs.list) == 0 && ctx.Err() == nil {
 		cache.retain(r.used)
 	}
 	r.used = nil
+}
+
+// renderFailed records why rendering profile's config for who failed, at pos,
+// unless its template passed a render limit: that is the template's problem,
+// reported once at the action that passed the limit. The template is then not
+// rendered for other machines, each of which would spend the limit anew.
+func (l *loader) renderFailed(r *renderer, profile string, pos Pos, who string, err error) {
+	var lim *limitError
+	if !errors.As(err, &lim) {
+		l.probs.add(pos.File, pos.Line, "%s: %v", who, err)
+		return
+	}
+	if l.overLimit[profile] {
+		return // another worker was rendering it too
+	}
+	if l.overLimit == nil {
+		l.overLimit = map[string]bool{}
+	}
+	l.overLimit[profile] = true
+	line := 0 // the output limit is met writing, with no action to name
+	var execErr template.ExecError
+	if errors.As(err, &execErr) {
+		line, _ = splitTemplateError(execErr)
+	}
+	l.probs.add(r.templates[profile].t.Name(), line, "%v (rendering %s)", lim, who)
 }
 
 // Config returns the config served to the machine of res and q, or nil when its
@@ -148,29 +186,30 @@ func (s *Set) Config(res Result, q Query) (*Rendered, error) {
 		return s.configs[res.Machine], nil
 	}
 	// The Default profile, or another profile than the Machine's own (the
-	// wipe profile): rendered on demand, through the translation cache.
-	return s.render.config(res.Profile, res.Machine, q.MAC, q.UUID)
+	// wipe profile): rendered on demand, through the translation cache, within
+	// the render limits.
+	return s.render.config(context.Background(), res.Profile, res.Machine, q.MAC, q.UUID)
 }
 
 // config renders profile p's config for machine m (nil for a Default match).
-func (r *renderer) config(p *Profile, m *Machine, mac, uuid string) (*Rendered, error) {
+func (r *renderer) config(ctx context.Context, p *Profile, m *Machine, mac, uuid string) (*Rendered, error) {
 	kind, src := p.Config.Source()
 	t := r.templates[p.Name]
 	if kind == ConfigNone || t == nil {
 		return nil, nil
 	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, r.templateData(p, m, mac, uuid)); err != nil {
+	body, err := t.execute(ctx, r.templateData(p, m, mac, uuid))
+	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", src, err)
 	}
-	key := sha256.Sum256(append(append(append([]byte(nil), translatorSalt...), kind+"\x00"...), buf.Bytes()...))
+	key := sha256.Sum256(append(append(append([]byte(nil), translatorSalt...), kind+"\x00"...), body...))
 	if r.used != nil {
 		r.used.Store(key, true)
 	}
 	if out, ok := r.cache.get(key); ok {
 		return out, nil
 	}
-	out, err := produce(kind, buf.Bytes())
+	out, err := produce(kind, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", kind, src, err)
 	}

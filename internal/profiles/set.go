@@ -19,6 +19,9 @@ type Set struct {
 	Profiles map[string]*Profile
 	Machines []*Machine
 	Default  *Default
+	// Warnings are findings that do not stop the set from loading, such as a
+	// Machine whose config can never be served.
+	Warnings Problems
 
 	byName   map[string]*Machine
 	byMAC    map[string]*Machine // validation refuses two Machines claiming one MAC

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"fmt"
 	"io/fs"
 	"net/url"
 	"path"
@@ -198,6 +199,13 @@ func (l *loader) index(set *Set) {
 				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q has the same labels as machine %q at %s: which one wins would be a coin toss", m.Name, prev.Name, prev.Pos)
 			}
 			byLabels[key] = m
+			if p := set.Profiles[m.Profile]; p != nil {
+				if kind, _ := p.Config.Source(); kind != ConfigNone {
+					set.Warnings = append(set.Warnings, Problem{File: m.Pos.File, Line: m.Pos.Line, Msg: fmt.Sprintf(
+						"machine %q is matched by labels only, and labels never identify a machine for its config (anyone can send them): "+
+							"profile %q's config will not be served to it; match it by mac or uuid", m.Name, m.Profile)})
+				}
+			}
 		}
 	}
 	if d := set.Default; d != nil {

@@ -13,8 +13,9 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 )
 
-// assets serves files under --assets with Range support. Opening through os.Root
-// keeps every path, including symlinks, inside the assets directory.
+// assets serves files under --assets with Range support, at most maxRanges
+// ranges a request. Opening through os.Root keeps every path, including
+// symlinks, inside the assets directory.
 func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "*")
 	if s.cfg.Assets == nil || !fs.ValidPath(name) || strings.Contains(name, "\\") {
@@ -32,7 +33,10 @@ func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: asset %q is not a file", errNotFound, truncate(name)))
 		return
 	}
-	s.log.Debug("asset served", "file", name, "range", r.Header.Get("Range"), "remote", r.RemoteAddr)
+	if !s.rangesOK(w, r, fi.Size()) {
+		return
+	}
+	s.log.Debug("asset served", "file", name, "range", truncate(r.Header.Get("Range")), "remote", r.RemoteAddr)
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
 
@@ -43,9 +47,12 @@ func (s *Server) binary(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: no iPXE binaries configured", errNotFound))
 		return
 	}
-	rs, _, err := s.cfg.Binaries.Open(name)
+	rs, size, err := s.cfg.Binaries.Open(name)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("%w: iPXE binary %q", errNotFound, truncate(name)))
+		return
+	}
+	if !s.rangesOK(w, r, size) {
 		return
 	}
 	// The request names no machine; the core can often tell whose address it is.

@@ -9,10 +9,14 @@ import (
 const ipxeContentType = "text/plain; charset=utf-8"
 
 // chainScript serves /boot.ipxe: the same script for every machine. A request
-// that names its machine is recorded in the inventory.
+// that names its machine is recorded in the inventory, and refused if it
+// does not come from that machine.
 func (s *Server) chainScript(w http.ResponseWriter, r *http.Request) {
 	if req, err := machineRequest(r); err == nil {
-		_, _, _ = s.cfg.Core.Sighted(r.Context(), req) // who asks matters, not what matches
+		if err := s.cfg.Core.Chained(r.Context(), req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", ipxeContentType)
 	_, _ = w.Write([]byte(ipxe.ChainScript(s.cfg.AdvertiseURL)))

@@ -2,12 +2,12 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,10 +66,14 @@ func installServer(t *testing.T, logs io.Writer) (*httptest.Server, *metrics.Met
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	// What node1's DHCP showed: its UUID counts only from there.
+	if err := db.Bind(context.Background(), store.Binding{MAC: node1MAC, UUID: node1UUID}); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m := metrics.New(metrics.Config{Machines: db, Logger: log})
 	// Requests come from 127.0.0.1, which the neighbour table says is node1.
-	nb := fakeNeighbors{"127.0.0.1": node1MAC}
+	nb := testutil.Neighbors{"127.0.0.1": node1MAC}
 	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base, Store: db, Neighbors: nb, Observer: m, Logger: log})
 	if err := core.Reload(); err != nil {
 		t.Fatal(err)
@@ -84,14 +88,6 @@ func installServer(t *testing.T, logs io.Writer) (*httptest.Server, *metrics.Met
 	}).Handler())
 	t.Cleanup(ts.Close)
 	return ts, m
-}
-
-// fakeNeighbors is a map-backed neighbour table; addresses absent are routed.
-type fakeNeighbors map[string]string
-
-func (f fakeNeighbors) Lookup(ip netip.Addr) (string, bool, error) {
-	mac, ok := f[ip.String()]
-	return mac, ok, nil
 }
 
 // do sends one request and returns its status.

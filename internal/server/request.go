@@ -8,6 +8,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/ident"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // reserved query parameters are never treated as labels.
@@ -41,6 +42,9 @@ func ParseRequest(q url.Values) (boot.Request, error) {
 	// firmware too.
 	buildarch := q.Get("arch")
 	r.Arch = boot.Arch(q.Get("platform"), buildarch)
+	if !archName(r.Arch) {
+		return r, fmt.Errorf("%w: arch %q and platform %q: want iPXE's ${buildarch} and ${platform}, such as x86_64 and efi", errBadRequest, truncate(buildarch), truncate(q.Get("platform")))
+	}
 	r.Token = q.Get("token")
 	for k, vs := range q {
 		if reserved[k] || len(vs) == 0 {
@@ -71,6 +75,20 @@ func machineRequest(hr *http.Request) (boot.Request, error) {
 		r.IP = ap.Addr().Unmap().String()
 	}
 	return r, nil
+}
+
+// archName reports whether a is a plausible architecture name to record: the
+// inventory keeps it, so anything else would be stored junk.
+func archName(a string) bool {
+	if len(a) > store.MaxArch {
+		return false
+	}
+	for _, c := range a {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // truncate keeps hostile input out of long error lines.

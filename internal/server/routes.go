@@ -6,6 +6,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -37,7 +40,13 @@ type Config struct {
 	Metrics      Metrics      // counts requests and serves /metrics; nil: neither
 	// Dashboard registers the web UI's routes (/ and /ui/); nil serves none.
 	Dashboard func(chi.Router)
-	Logger    *slog.Logger
+	// TrustedProxies are reverse proxies whose X-Forwarded-For names the
+	// requester (--trusted-proxy); nil trusts none.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	// ReadTimeout bounds reading a whole request, headers and body, in
+	// Serve; 0 is defaultReadTimeout.
+	ReadTimeout time.Duration
 }
 
 // Server is provisiond's HTTP side.
@@ -58,6 +67,10 @@ func New(cfg Config) *Server {
 		r.Use(observe(cfg.Metrics)) // outermost, so a recovered panic counts as its 500
 	}
 	r.Use(middleware.Recoverer)
+	r.Use(fromProxies(cfg.TrustedProxies))
+	if cfg.API != nil {
+		r.Use(unknownMethodsTo("/api/v1", cfg.API))
+	}
 	r.Get("/boot.ipxe", s.chainScript)
 	r.Get("/ipxe", s.machineScript)
 	r.Get("/ignition", s.config(true))
@@ -82,14 +95,39 @@ func New(cfg Config) *Server {
 // Handler returns the router, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve serves on l until ctx ends, then shuts down gracefully.
+// Limits of Serve's connections: no client may hold one, or a descriptor,
+// for longer than it takes to send a request or to read the answer.
+const (
+	// readHeaderTimeout: a request line and headers are a few hundred bytes.
+	readHeaderTimeout = 10 * time.Second
+	// defaultReadTimeout bounds reading a whole request, body included: a
+	// client dribbling a body used to hold its connection for minutes. The
+	// largest body anyone sends is the API's 64 KiB of JSON; 20 s allows
+	// 3 KiB/s. Responses are not bounded: net/http lifts the read deadline
+	// once the body is read, and there is deliberately no WriteTimeout, so a
+	// slow download of a 500 MB image runs to its end.
+	defaultReadTimeout = 20 * time.Second
+	// idleTimeout closes keep-alive connections idle this long: each holds a
+	// descriptor, and iPXE, browsers and Prometheus reconnect for nothing.
+	idleTimeout = 30 * time.Second
+	// maxHeaderBytes: requests here are a URL and a few short headers (nginx
+	// allows 32 KiB); the 1 MiB default let each connection make us buffer
+	// a megabyte.
+	maxHeaderBytes = 64 << 10
+)
+
+// Serve serves on l until ctx ends, then shuts down gracefully. Each remote
+// address but a trusted proxy's may hold maxConnsPerIP connections at once.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       cmp.Or(s.cfg.ReadTimeout, defaultReadTimeout),
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	l = limitPerIP(l, maxConnsPerIP, s.cfg.TrustedProxies, s.log)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -126,6 +164,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, boot.ErrNotLoaded):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, errTooManyRanges):
+		code = http.StatusRequestedRangeNotSatisfiable
 	case errors.As(err, new(*boot.RefusedError)):
 		code = http.StatusForbidden
 	}
@@ -141,3 +181,29 @@ var (
 	errBadRequest = errors.New("bad request")
 	errNotFound   = errors.New("not found")
 )
+
+// chiRoutes reports whether chi routes method. It answers any other
+// (PROPFIND, BREW) with a bare 405 before a mounted router sees the request.
+func chiRoutes(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// unknownMethodsTo hands requests under prefix with a method chi does not
+// route straight to h, so that h answers them like any other: the API, 401
+// without a token, whatever the path.
+func unknownMethodsTo(prefix string, h http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !chiRoutes(r.Method) && (r.URL.Path == prefix || strings.HasPrefix(r.URL.Path, prefix+"/")) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

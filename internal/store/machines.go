@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -63,6 +64,40 @@ type Provisioning struct {
 	Installed     time.Time `json:"installed,omitzero"` // phone-home of the last session
 }
 
+// Limits on what a sighting may store. Sightings come from unauthenticated
+// requests: without them one request with a 500 KB arch grew the database
+// by megabytes, and every later read of the machine paid for it.
+const (
+	MaxArch   = 64  // "efi-x86_64" and friends, with room to spare
+	MaxName   = 253 // Machine and Profile names, label keys and values: a DNS name's length
+	MaxLabels = 64
+)
+
+// checkSizes refuses a sighting whose fields exceed the limits, or whose
+// LastIP is not an address.
+func (m Machine) checkSizes() error {
+	if len(m.Arch) > MaxArch {
+		return fmt.Errorf("arch of %d bytes, over %d: %w", len(m.Arch), MaxArch, ErrInvalid)
+	}
+	if m.LastIP != "" {
+		if _, err := netip.ParseAddr(m.LastIP); err != nil {
+			return fmt.Errorf("last ip %.64q: %w", m.LastIP, ErrInvalid)
+		}
+	}
+	if len(m.Name) > MaxName || len(m.Profile) > MaxName {
+		return fmt.Errorf("name or profile over %d bytes: %w", MaxName, ErrInvalid)
+	}
+	if len(m.Labels) > MaxLabels {
+		return fmt.Errorf("%d labels, over %d: %w", len(m.Labels), MaxLabels, ErrInvalid)
+	}
+	for k, v := range m.Labels {
+		if len(k) > MaxName || len(v) > MaxName {
+			return fmt.Errorf("label over %d bytes: %w", MaxName, ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // Change edits a machine and its provisioning data inside one transaction and
 // returns the events to append in that same transaction. It may run more than
 // once (a failed batch is retried), so it must compute only from its
@@ -87,6 +122,9 @@ func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisio
 	}
 	if s.State != "" && !s.State.Valid() {
 		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: state %q: %w", mac, s.State, ErrInvalid)
+	}
+	if err := s.checkSizes(); err != nil {
+		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
 	}
 	now := db.now()
 	var out Machine

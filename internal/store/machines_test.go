@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,6 +109,11 @@ func TestSeenRejects(t *testing.T) {
 		{"bad MAC", Machine{MAC: "52:54:00:00:00"}},
 		{"bad UUID", Machine{MAC: testMAC, UUID: "not-a-uuid"}},
 		{"unknown state", Machine{MAC: testMAC, State: "exploded"}},
+		{"huge arch", Machine{MAC: testMAC, Arch: strings.Repeat("x", 500<<10)}},
+		{"arch one byte over", Machine{MAC: testMAC, Arch: strings.Repeat("x", MaxArch+1)}},
+		{"last ip not an address", Machine{MAC: testMAC, LastIP: "10.0.0.1; rm -rf"}},
+		{"huge name", Machine{MAC: testMAC, Name: strings.Repeat("n", MaxName+1)}},
+		{"huge label", Machine{MAC: testMAC, Labels: map[string]string{"k": strings.Repeat("v", MaxName+1)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := db.Seen(context.Background(), tc.sighting, nil); !errors.Is(err, ErrInvalid) {

@@ -59,6 +59,19 @@ type Store interface {
 	Secret(ctx context.Context, mac, name string) ([]byte, error)
 	// DeleteSecret removes the blob under (mac, name). ErrNotFound if none.
 	DeleteSecret(ctx context.Context, mac, name string) error
+	// Bind records what a DHCP packet showed: b.IP belongs to b.MAC (newest
+	// claim wins) and b.MAC sent b.UUID. The store stamps Seen.
+	Bind(ctx context.Context, b Binding) error
+	// IPBinding returns the binding of an address. ErrNotFound.
+	IPBinding(ctx context.Context, ip string) (Binding, error)
+	// UUIDBinding returns the UUID a MAC last sent in DHCP. ErrNotFound.
+	UUIDBinding(ctx context.Context, mac string) (Binding, error)
+	// PruneBindings deletes bindings seen before cutoff and all but the
+	// newest max of each kind; it returns how many it deleted.
+	PruneBindings(ctx context.Context, cutoff time.Time, max int) (int, error)
+	// PruneDiscovered deletes the oldest machines in state discovered
+	// (holding no secrets) beyond max, and returns them.
+	PruneDiscovered(ctx context.Context, max int) ([]Machine, error)
 	// Generation changes whenever a machine or an event was written, and
 	// only then: a reader whose view is keyed by it may skip unchanged work.
 	// It is not persisted; pair it with something unique to the process.
@@ -110,6 +123,8 @@ const (
 	bucketEvents       = "events"       // big-endian uint64 seq -> Event JSON
 	bucketProvisioning = "provisioning" // canonical MAC -> Provisioning JSON
 	bucketSecrets      = "secrets"      // canonical MAC "/" name -> opaque blob
+	bucketBindIP       = "bind-ip"      // canonical IP -> Binding: the MAC DHCP showed using it
+	bucketBindMAC      = "bind-mac"     // canonical MAC -> Binding: the UUID it sent in DHCP
 
 	keySchema = "schema"
 )
@@ -177,7 +192,7 @@ func prepareSchema(tx *bolt.Tx) error {
 			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 		}
 	}
-	for _, name := range [...]string{bucketMachines, bucketUUIDs, bucketEvents, bucketProvisioning, bucketSecrets} {
+	for _, name := range [...]string{bucketMachines, bucketUUIDs, bucketEvents, bucketProvisioning, bucketSecrets, bucketBindIP, bucketBindMAC} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

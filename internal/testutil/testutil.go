@@ -3,8 +3,10 @@ package testutil
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,3 +175,23 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// Neighbors is a map-backed neighbour table for the boot core's identity
+// check: an address maps to the MAC on-link at it, "local" for this host,
+// or "fail" for a lookup that fails; an address absent is routed.
+type Neighbors map[string]string
+
+// Lookup implements boot.Neighbors.
+func (n Neighbors) Lookup(ip netip.Addr) (string, bool, error) {
+	mac, ok := n[ip.Unmap().String()]
+	switch {
+	case mac == "fail":
+		return "", false, errors.New("netlink dump interrupted")
+	case mac == "local":
+		return "", false, nil
+	}
+	return mac, ok, nil
+}
+
+// Local implements boot.Neighbors.
+func (n Neighbors) Local(ip netip.Addr) bool { return n[ip.Unmap().String()] == "local" }

@@ -1,7 +1,10 @@
 package tftp
 
 import (
+	"encoding/binary"
+	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +55,40 @@ func TestTransferLogLevel(t *testing.T) {
 				t.Errorf("transfer lines %q; want one at %s", lines, tc.level)
 			}
 		})
+	}
+}
+
+// UEFI firmware starts every PXE boot with a size probe: a request with
+// tsize whose OACK it answers with ERROR 8. That is outcome "probe", not
+// "error", so an alert on TFTP errors does not fire on every UEFI boot.
+func TestSizeProbe(t *testing.T) {
+	done := make(chan Transfer, 1)
+	addr := startServer(t, Config{Files: embedded, OnTransfer: func(tr Transfer) { done <- tr }})
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	if _, err := c.WriteToUDP(rawRequest(1, "ipxe.efi", "tsize", "0", "blksize", "1468", "windowsize", "4"), to); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 1500)
+	n, from, err := c.ReadFromUDP(buf)
+	if err != nil || binary.BigEndian.Uint16(buf[:n]) != 6 {
+		t.Fatalf("no OACK: %v %q", err, buf[:n])
+	}
+	errPkt := append(binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 5), 8), "User aborted the transfer\x00"...)
+	if _, err := c.WriteToUDP(errPkt, from); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tr := <-done:
+		if tr.Outcome() != "probe" || !errors.Is(tr.Err, ErrProbe) {
+			t.Errorf("size probe: outcome %q (%v), want probe", tr.Outcome(), tr.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the probe never ended")
 	}
 }

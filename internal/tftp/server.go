@@ -11,7 +11,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -28,7 +30,22 @@ const (
 	DefaultTimeout         = 5 * time.Second
 	DefaultRetries         = 5
 	DefaultMaxTransferTime = 10 * time.Minute
+	// DefaultMaxTransfers is dnsmasq's tftp-max. A transfer holds its slot
+	// for a fraction of a second on a LAN, so 50 at once is a rack or more
+	// asking in the same instant; only clients that stop ACKing hold one
+	// for long.
+	DefaultMaxTransfers = 50
+	// DefaultMaxPerClient leaves a PXE client room for what it does at
+	// once: EDK2's tsize probe then the transfer, plus one or two requests
+	// left waiting by a client that reset, each held until it times out.
+	DefaultMaxPerClient = 4
 )
+
+// ErrProbe marks a transfer the client ended at once after learning the
+// file's size: UEFI firmware (EDK2) asks for tsize, then answers the OACK
+// with ERROR 8 "User aborted the transfer", and fetches the file in a second
+// request. It is how every UEFI PXE boot starts, not a failure.
+var ErrProbe = errors.New("size probe: the client asked for the size and ended the transfer")
 
 // ErrReadOnly is why every write request is refused.
 var ErrReadOnly = errors.New("access violation: read-only server")
@@ -59,6 +76,16 @@ type Config struct {
 	// MaxTransferTime bounds a whole transfer, so a client that ACKs just
 	// often enough cannot hold one forever (DefaultMaxTransferTime if zero).
 	MaxTransferTime time.Duration
+	// MaxTransfers caps the read requests served at once; one over it is
+	// refused with an ERROR "server busy" (DefaultMaxTransfers if zero), and
+	// a PXE ROM gives up that boot attempt on it. It bounds the sockets,
+	// goroutines and retransmissions that clients which never ACK can hold,
+	// each for about Timeout*(Retries+1).
+	MaxTransfers int
+	// MaxPerClient caps the read requests served at once to one client IP,
+	// so that a single host cannot take every slot of MaxTransfers
+	// (DefaultMaxPerClient if zero).
+	MaxPerClient int
 	// OnTransfer, if set, is called once per read request when it ends,
 	// e.g. to feed metrics or to log the transfer with the machine behind
 	// the client address. It must not block.
@@ -75,15 +102,20 @@ type Transfer struct {
 }
 
 // Outcome classifies the transfer for logs and metric labels: "ok",
-// "not_found", "denied" or "error".
+// "probe" (a size probe, see ErrProbe), "not_found", "denied", "busy"
+// (refused by a cap) or "error".
 func (t Transfer) Outcome() string {
 	switch {
 	case t.Err == nil:
 		return "ok"
+	case errors.Is(t.Err, ErrProbe):
+		return "probe"
 	case errors.Is(t.Err, fs.ErrNotExist):
 		return "not_found"
 	case errors.Is(t.Err, ErrInvalidName):
 		return "denied"
+	case errors.Is(t.Err, ErrBusy):
+		return "busy"
 	default:
 		return "error"
 	}
@@ -92,8 +124,9 @@ func (t Transfer) Outcome() string {
 // Server is a read-only TFTP server. It is safe to Serve several
 // connections at once.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	slots *limiter // shared by every Serve
 }
 
 // New checks cfg and fills in defaults. A Root that is not a readable
@@ -118,11 +151,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxTransferTime <= 0 {
 		cfg.MaxTransferTime = DefaultMaxTransferTime
 	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = DefaultMaxTransfers
+	}
+	if cfg.MaxPerClient <= 0 {
+		cfg.MaxPerClient = DefaultMaxPerClient
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	return &Server{cfg: cfg, log: log, slots: newLimiter(cfg.MaxTransfers, cfg.MaxPerClient)}, nil
 }
 
 // ListenAndServe listens on the UDP address addr (":69" for the standard
@@ -183,14 +222,27 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 func (s *Server) read(ctx context.Context, requested string, rf io.ReaderFrom) error {
 	start := time.Now()
 	t := Transfer{File: requested}
+	var client netip.Addr
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		addr := ot.RemoteAddr()
 		t.Client = addr.String()
+		client = addr.AddrPort().Addr().Unmap()
 	}
 	defer func() {
 		t.Duration = time.Since(start)
 		s.report(t)
 	}()
+
+	// pin/tftp has opened this transfer's socket before calling us and
+	// offers no way in earlier, nor one to close it silently: returning an
+	// error is what sends an ERROR and closes it. So a refused request costs
+	// one short packet and a socket open only until this goroutine runs, and
+	// only the transfers holding a slot can wait out a client that never ACKs.
+	if err := s.slots.acquire(client); err != nil {
+		t.Err = err
+		return ErrBusy
+	}
+	defer s.slots.release(client)
 
 	name, err := Resolve(requested)
 	if err != nil {
@@ -218,8 +270,20 @@ func (s *Server) read(ctx context.Context, requested string, rf io.ReaderFrom) e
 		ctx:      ctx,
 		deadline: start.Add(s.cfg.MaxTransferTime),
 	})
+	if sizeProbe(t) {
+		t.Err = fmt.Errorf("%w (%v)", ErrProbe, t.Err)
+	}
 	// ReadFrom has already sent the client an ERROR if it failed.
 	return t.Err
+}
+
+// sizeProbe reports whether a failed transfer was a size probe: the client
+// answered our OACK (block 0: sent only when it asked for options such as
+// tsize) with an ERROR, before any data. pin/tftp reports a client's ERROR
+// only as text ("sending block 0: code=8, error: ..."), so the text is what
+// there is to go by.
+func sizeProbe(t Transfer) bool {
+	return t.Err != nil && t.Bytes == 0 && strings.HasPrefix(t.Err.Error(), "sending block 0: code=")
 }
 
 func (s *Server) report(t Transfer) {

@@ -58,6 +58,10 @@ func startServer(t *testing.T, cfg Config) string {
 	if cfg.Retries == 0 {
 		cfg.Retries = 2
 	}
+	// Every test client is on 127.0.0.1, as no rack of machines would be.
+	if cfg.MaxPerClient == 0 {
+		cfg.MaxPerClient = DefaultMaxTransfers
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -224,15 +228,19 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// request sends a raw TFTP request and returns the first reply.
+// request sends a raw TFTP request from 127.0.0.1 and returns the first reply.
 func request(t *testing.T, addr string, op uint16, file string, opts ...string) []byte {
 	t.Helper()
-	pkt := binary.BigEndian.AppendUint16(nil, op)
-	for _, s := range append([]string{file, "octet"}, opts...) {
-		pkt = append(append(pkt, s...), 0)
-	}
+	return requestFrom(t, net.IPv4(127, 0, 0, 1), addr, op, file, opts...)
+}
+
+// requestFrom sends a raw TFTP request from src, any loopback address, and
+// returns the first reply.
+func requestFrom(t *testing.T, src net.IP, addr string, op uint16, file string, opts ...string) []byte {
+	t.Helper()
+	pkt := rawRequest(op, file, opts...)
 	// Not a connected socket: the reply comes from the transfer's new port.
-	lc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	lc, err := net.ListenUDP("udp", &net.UDPAddr{IP: src})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +258,15 @@ func request(t *testing.T, addr string, op uint16, file string, opts ...string) 
 		t.Fatalf("no reply to request for %q: %v", file, err)
 	}
 	return buf[:n]
+}
+
+// rawRequest builds an RRQ (op 1) or WRQ (op 2) packet in octet mode.
+func rawRequest(op uint16, file string, opts ...string) []byte {
+	pkt := binary.BigEndian.AppendUint16(nil, op)
+	for _, s := range append([]string{file, "octet"}, opts...) {
+		pkt = append(append(pkt, s...), 0)
+	}
+	return pkt
 }
 
 // oackOptions parses an OACK packet.

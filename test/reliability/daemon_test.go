@@ -45,7 +45,9 @@ func startDaemon(t *testing.T, bin, profiles, dataDir, logPath string) *daemon {
 	defer logf.Close() // the child holds its own descriptor
 	d := &daemon{base: "http://" + addr, logPath: logPath, done: make(chan struct{})}
 	d.cmd = exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir,
-		"--http-addr", addr, "--advertise-url", d.base)
+		"--http-addr", addr, "--advertise-url", d.base,
+		"--trust-loopback",            // the test is every machine, from loopback
+		"--max-discovered", "1000000") // durability, not the cap, is under test
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	d.started = time.Now()

@@ -45,8 +45,9 @@ func TestConcurrentDiscovery(t *testing.T) {
 		macs[i] = fmt.Sprintf("52:54:02:%02x:%02x:%02x", byte(i>>16), byte(i>>8), byte(i))
 	}
 	c := &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{MaxIdleConns: 2 * discoveryClients, MaxIdleConnsPerHost: discoveryClients},
+		Timeout: 30 * time.Second,
+		// At most one connection per client: the server admits 64 per address.
+		Transport: &http.Transport{MaxIdleConns: 2 * discoveryClients, MaxIdleConnsPerHost: discoveryClients, MaxConnsPerHost: discoveryClients},
 	}
 	defer c.CloseIdleConnections()
 

@@ -25,7 +25,9 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := tftp.New(tftp.Config{Root: *root, Logger: log})
+	// The bench's concurrent clients all fetch from 127.0.0.1; dnsmasq,
+	// which it compares against, has no per-client cap.
+	srv, err := tftp.New(tftp.Config{Root: *root, Logger: log, MaxPerClient: tftp.DefaultMaxTransfers})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
 		os.Exit(1)

@@ -1,0 +1,162 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/testutil"
+)
+
+const (
+	macA  = "52:54:00:00:00:0a"
+	macB  = "52:54:00:00:00:0b"
+	uuidA = "aaaaaaaa-0000-0000-0000-00000000000a"
+	uuidB = "bbbbbbbb-0000-0000-0000-00000000000b"
+)
+
+func TestVerify(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		r      Request
+		o      observed
+		pol    Policy
+		want   Request // when admitted
+		reason string
+	}{
+		{name: "on-link, own MAC, own UUID", r: Request{MAC: macA, UUID: uuidA}, o: observed{onLink: true, neighMAC: macA, uuid: uuidA}, want: Request{MAC: macA, UUID: uuidA}},
+		{name: "on-link, UUID not seen from it: dropped", r: Request{MAC: macA, UUID: uuidB}, o: observed{onLink: true, neighMAC: macA, uuid: uuidA}, want: Request{MAC: macA, UUID: uuidA}},
+		{name: "on-link, UUID claimed, none seen", r: Request{MAC: macA, UUID: uuidB}, o: observed{onLink: true, neighMAC: macA}, want: Request{MAC: macA}},
+		{name: "on-link, UUID only: acts as its own MAC", r: Request{UUID: uuidB}, o: observed{onLink: true, neighMAC: macA}, want: Request{MAC: macA}},
+		{name: "on-link, another MAC", r: Request{MAC: macB}, o: observed{onLink: true, neighMAC: macA}, reason: ReasonNeighbor},
+		{name: "on-link, another MAC, check skipped", r: Request{MAC: macB, UUID: uuidB}, o: observed{onLink: true, neighMAC: macA}, pol: Policy{SkipNeighborCheck: true}, want: Request{MAC: macB, UUID: uuidB}},
+		{name: "on-link, no entry, no binding", r: Request{MAC: macA}, o: observed{onLink: true}, reason: ReasonNeighbor},
+		{name: "on-link, no entry (a proxy), bound", r: Request{MAC: macA}, o: observed{onLink: true, bound: macA}, want: Request{MAC: macA}},
+		{name: "routed, bound", r: Request{MAC: macA, UUID: uuidA}, o: observed{bound: macA, uuid: uuidA}, want: Request{MAC: macA, UUID: uuidA}},
+		{name: "routed, bound to another MAC", r: Request{MAC: macB}, o: observed{bound: macA}, reason: ReasonBindMAC},
+		{name: "routed, bound to another MAC, unbound allowed", r: Request{MAC: macB}, o: observed{bound: macA}, pol: Policy{AllowUnbound: true}, reason: ReasonBindMAC},
+		{name: "routed, unbound", r: Request{MAC: macA}, o: observed{}, reason: ReasonUnbound},
+		{name: "routed, unbound, allowed", r: Request{MAC: macB, UUID: uuidB}, o: observed{}, pol: Policy{AllowUnbound: true}, want: Request{MAC: macB, UUID: uuidB}},
+		{name: "local", r: Request{MAC: macA}, o: observed{local: true}, reason: ReasonLocal},
+		{name: "local, every other relaxation", r: Request{MAC: macA}, o: observed{local: true}, pol: Policy{SkipNeighborCheck: true, AllowUnbound: true}, reason: ReasonLocal},
+		{name: "local, trusted", r: Request{MAC: macB, UUID: uuidB}, o: observed{local: true}, pol: Policy{TrustLoopback: true}, want: Request{MAC: macB, UUID: uuidB}},
+		{name: "lookup failed", r: Request{MAC: macA}, o: observed{failed: true}, pol: Policy{AllowUnbound: true}, reason: ReasonNeighbor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason := verify(tc.r, tc.o, tc.pol)
+			if reason != tc.reason {
+				t.Fatalf("reason %q, want %q", reason, tc.reason)
+			}
+			if reason == "" && (got.MAC != tc.want.MAC || got.UUID != tc.want.UUID) {
+				t.Errorf("acts as %s/%s, want %s/%s", got.MAC, got.UUID, tc.want.MAC, tc.want.UUID)
+			}
+		})
+	}
+}
+
+// FuzzVerify checks the decision's invariants on any input: a requester on
+// this host is admitted only when loopback is trusted; an admitted request
+// acts as a MAC that was observed at its source (neighbour table or DHCP
+// binding) unless a relaxation took it at its word, and with no UUID but the
+// one DHCP showed from that MAC.
+func FuzzVerify(f *testing.F) {
+	f.Add(macA, uuidA, macA, "", uuidA, true, false, false, uint8(0))
+	f.Add(macB, "", "", macA, "", false, false, false, uint8(2))
+	f.Add("", uuidB, macA, "", uuidA, true, true, false, uint8(7))
+	f.Fuzz(func(t *testing.T, mac, uuid, neighMAC, bound, boundUUID string, onLink, local, failed bool, pol uint8) {
+		if !onLink {
+			neighMAC = "" // observe learns a neighbour only on-link
+		}
+		r := Request{MAC: mac, UUID: uuid}
+		o := observed{local: local, onLink: onLink, neighMAC: neighMAC, failed: failed, bound: bound, uuid: boundUUID}
+		p := Policy{SkipNeighborCheck: pol&1 != 0, TrustLoopback: pol&2 != 0, AllowUnbound: pol&4 != 0}
+		got, reason := verify(r, o, p)
+		if reason != "" {
+			return
+		}
+		if local {
+			if !p.TrustLoopback || got.MAC != mac || got.UUID != uuid {
+				t.Fatalf("local requester admitted as %+v with %+v", got, p)
+			}
+			return
+		}
+		if failed {
+			t.Fatal("a failed lookup admitted")
+		}
+		if got.MAC == mac && got.UUID == uuid && (p.SkipNeighborCheck && onLink || p.AllowUnbound && neighMAC == "" && bound == "" && !onLink) {
+			return // taken at its word, by a relaxation
+		}
+		if got.MAC == "" || (got.MAC != neighMAC && got.MAC != bound) {
+			t.Fatalf("admitted as %q, observed neighbour %q, binding %q", got.MAC, neighMAC, bound)
+		}
+		if got.MAC == neighMAC && neighMAC != "" && onLink && mac != "" && mac != neighMAC {
+			t.Fatalf("claimed %q admitted as on-link %q", mac, neighMAC)
+		}
+		if got.UUID != boundUUID {
+			t.Fatalf("acts with UUID %q; DHCP showed %q", got.UUID, boundUUID)
+		}
+	})
+}
+
+// Bindings expire: an address DHCP showed long ago identifies no one.
+func TestBindingTTL(t *testing.T) {
+	now := time.Now()
+	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	c := New(Config{Store: db, Neighbors: testutil.Neighbors{}, BindingTTL: time.Hour})
+	ctx := context.Background()
+	if err := db.Bind(ctx, store.Binding{MAC: macA, UUID: uuidA, IP: "192.0.2.7"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.authenticate(ctx, Request{MAC: macA, IP: "192.0.2.7"}, "config"); err != nil || got.UUID != uuidA {
+		t.Fatalf("fresh binding: %+v, %v", got, err)
+	}
+	now = now.Add(-2 * time.Hour)
+	if err := db.Bind(ctx, store.Binding{MAC: macA, IP: "192.0.2.8"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.authenticate(ctx, Request{MAC: macA, IP: "192.0.2.8"}, "config"); refusedFor(err) != ReasonUnbound {
+		t.Fatalf("expired binding: %v, want %s", err, ReasonUnbound)
+	}
+}
+
+// BenchmarkIdentityCheck is the cost the identity check adds to each boot
+// request, with a real bbolt store: routed (two binding reads) and on-link
+// (the neighbour table, here a map, and one read).
+func BenchmarkIdentityCheck(b *testing.B) {
+	db, err := store.Open(filepath.Join(b.TempDir(), "db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	nb := testutil.Neighbors{}
+	for i := range 10000 {
+		mac := fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff)
+		ip := fmt.Sprintf("10.1.%d.%d", i>>8, i&0xff)
+		if err := db.Bind(ctx, store.Binding{MAC: mac, UUID: fmt.Sprintf("00000000-0000-0000-0000-0000000%05d", i), IP: ip}); err != nil {
+			b.Fatal(err)
+		}
+		nb[fmt.Sprintf("10.2.%d.%d", i>>8, i&0xff)] = mac
+	}
+	c := New(Config{Store: db, Neighbors: nb})
+	for _, tc := range []struct{ name, prefix string }{{"routed", "10.1"}, {"on-link", "10.2"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				n := i % 10000
+				i++
+				r := Request{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", n>>8, n&0xff), IP: fmt.Sprintf("%s.%d.%d", tc.prefix, n>>8, n&0xff)}
+				if _, err := c.authenticate(ctx, r, "config"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
