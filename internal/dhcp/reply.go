@@ -85,6 +85,14 @@ func Decide(req *dhcpv4.DHCPv4, c Client, cfg Config) (*dhcpv4.DHCPv4, error) {
 		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier),
 		func(d *dhcpv4.DHCPv4) { d.BootFileName = file },
 	}
+	if ciaddr.IsUnspecified() {
+		// A client without an address can be reached only by broadcast. A
+		// relay (RFC 1542) delivers a reply without the broadcast flag to
+		// yiaddr, which a proxy leaves 0: the offer would be lost. iPXE does
+		// not set the flag in its request, so the reply does, as dnsmasq's
+		// proxy mode does.
+		mods = append(mods, func(d *dhcpv4.DHCPv4) { d.SetBroadcast() })
+	}
 	if c.HTTP && !c.IPXE {
 		// UEFI HTTP Boot wants option 60 "HTTPClient", an http URL in the file field and
 		// no PXE option 43; it never asks port 4011.

@@ -203,3 +203,30 @@ func BenchmarkDecide(b *testing.B) {
 		_ = reply.ToBytes()
 	}
 }
+
+// A relay delivers a reply without the broadcast flag to yiaddr, which a
+// proxy leaves 0: every reply to a client without an address must carry the
+// flag, whatever the request had, and one to a client with an address need not.
+func TestReplyBroadcastFlag(t *testing.T) {
+	relayed := packet(t, vendor("PXEClient"), arch(iana.INTEL_X86PC), rawUserClass("iPXE"), dhcpv4.WithBroadcast(false), dhcpv4.WithRelay(net.IPv4(10, 98, 0, 254)))
+	withAddr := packet(t, vendor(vcEDK2x64), arch(iana.EFI_X86_64), msgType(dhcpv4.MessageTypeRequest), dhcpv4.WithBroadcast(false), dhcpv4.WithClientIP(net.IPv4(10, 99, 0, 50)))
+	for _, tc := range []struct {
+		name string
+		req  *dhcpv4.DHCPv4
+		want bool
+	}{{"relayed DISCOVER without the flag", relayed, true}, {"boot-server REQUEST from an address", withAddr, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Classify(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reply, err := Decide(tc.req, c, testConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reply.IsBroadcast() != tc.want {
+				t.Errorf("broadcast flag %v, want %v", reply.IsBroadcast(), tc.want)
+			}
+		})
+	}
+}

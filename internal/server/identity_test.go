@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -55,25 +54,6 @@ func identityServer(t *testing.T, pol boot.Policy, trusted ...netip.Prefix) (*ht
 	}).Handler())
 	t.Cleanup(ts.Close)
 	return ts, core, db
-}
-
-// send makes one request from loopback with extra headers.
-func send(t *testing.T, ts *httptest.Server, method, path string, hdr map[string]string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, ts.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
 }
 
 // Findings 1-4 of the security issue, as regression tests: a process on the

@@ -93,12 +93,22 @@ func installServer(t *testing.T, logs io.Writer) (*httptest.Server, *metrics.Met
 // do sends one request and returns its status.
 func do(t *testing.T, ts *httptest.Server, method, path, token string) (int, string) {
 	t.Helper()
+	hdr := map[string]string{}
+	if token != "" {
+		hdr["Authorization"] = "Bearer " + token
+	}
+	return send(t, ts, method, path, hdr)
+}
+
+// send sends one request with headers and returns its status and body.
+func send(t *testing.T, ts *httptest.Server, method, path string, hdr map[string]string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, ts.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := ts.Client().Do(req)
 	if err != nil {
