@@ -25,12 +25,12 @@ func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, e
 }
 
 // Bind hands what a DHCP packet showed of its sender to the boot core.
-func (b dhcpBooter) Bind(ctx context.Context, d dhcp.Binding) {
+func (b dhcpBooter) Bind(_ context.Context, d dhcp.Binding) {
 	uuid := d.UUID
 	if ident.PlaceholderUUID(uuid) {
 		uuid = "" // shared by many boards: it binds nothing
 	}
-	b.core.Bind(ctx, d.MAC.String(), uuid, d.IP)
+	b.core.Bind(d.MAC.String(), uuid, d.IP)
 }
 
 // dhcpRequest is what a DHCP client tells the boot core about itself.

@@ -72,21 +72,24 @@ func (s *sightings) record(ctx context.Context, m store.Machine) {
 	if s.repeat("m"+m.MAC, m.UUID+"|"+m.Arch+"|"+m.LastIP+"|"+m.Name+"|"+m.Profile) {
 		return
 	}
-	s.enqueue(ctx, queued{machine: &m})
+	select {
+	case s.queue <- queued{machine: &m}:
+	case <-ctx.Done():
+	}
 }
 
 // bind queues a DHCP binding unless an identical one was written recently.
-func (s *sightings) bind(ctx context.Context, b store.Binding) {
-	if s.repeat("b"+b.MAC+"/"+b.IP, b.UUID) {
+// It never blocks the DHCP server: when the writers are far behind (a
+// flood), the binding is dropped, and the client's next packet tries again.
+func (s *sightings) bind(b store.Binding) {
+	key := "b" + b.MAC + "/" + b.IP
+	if s.repeat(key, b.UUID) {
 		return
 	}
-	s.enqueue(ctx, queued{binding: &b})
-}
-
-func (s *sightings) enqueue(ctx context.Context, w queued) {
 	select {
-	case s.queue <- w:
-	case <-ctx.Done():
+	case s.queue <- queued{binding: &b}:
+	default:
+		s.forget(key)
 	}
 }
 
@@ -163,12 +166,12 @@ func (s *sightings) forget(key string) {
 
 // Bind records what a DHCP packet showed of its sender (see verify.go),
 // off the request path: ip may be invalid, uuid "".
-func (c *Core) Bind(ctx context.Context, mac, uuid string, ip netip.Addr) {
+func (c *Core) Bind(mac, uuid string, ip netip.Addr) {
 	b := store.Binding{MAC: mac, UUID: uuid}
 	if ip.IsValid() {
 		b.IP = ip.String()
 	}
-	c.seen.bind(ctx, b)
+	c.seen.bind(b)
 }
 
 // runPrune keeps what unauthenticated clients can grow bounded: expired and

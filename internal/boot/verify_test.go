@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -159,4 +160,26 @@ func BenchmarkIdentityCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// What DHCP shows reaches the store off the request path, and then
+// identifies the routed machine.
+func TestBindThroughCore(t *testing.T) {
+	c, db := lifecycleCore(t, Config{Neighbors: testutil.Neighbors{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c.Bind("52:54:00:00:00:01", "", netip.MustParseAddr("192.0.2.7"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := db.IPBinding(ctx, "192.0.2.7"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the binding never reached the store")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	script(t, c, Request{MAC: "52:54:00:00:00:01", IP: "192.0.2.7"})
 }
