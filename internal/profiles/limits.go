@@ -55,7 +55,7 @@ var (
 	errTooManySteps = &limitError{fmt.Sprintf("template passed the limit of %d loop iterations and template calls", maxRenderSteps)}
 	errTooSlow      = &limitError{fmt.Sprintf("template passed the render time limit of %v", renderTimeout)}
 	errTooLong      = &limitError{fmt.Sprintf("template output passed the limit of %d MiB", maxRenderBytes>>20)}
-	errTooMuchBuilt = &limitError{fmt.Sprintf("the strings built by printf, print, println, html, js and urlquery passed the limit of %d MiB", maxRenderBytes>>20)}
+	errTooMuchBuilt = &limitError{fmt.Sprintf("the strings built by printf, print, println, html, js, urlquery, quote, toJson and join passed the limit of %d MiB", maxRenderBytes>>20)}
 	errWideList     = &limitError{"a width or precision on a list or map is refused (fmt pads each element)"}
 )
 
@@ -67,38 +67,51 @@ func instrument(t *template.Template) {
 		if tt.Tree == nil || tt.Root == nil {
 			continue
 		}
-		instrumentRanges(tt.Root)
+		eachList(nil, tt.Root, func(owner parse.Node, list *parse.ListNode) {
+			if r, ok := owner.(*parse.RangeNode); ok && list == r.List {
+				list.Nodes = append([]parse.Node{tickAt(r.Pos)}, list.Nodes...)
+			}
+		})
 		tt.Root.Nodes = append([]parse.Node{tickAt(tt.Root.Pos)}, tt.Root.Nodes...)
 	}
 }
 
-func instrumentRanges(list *parse.ListNode) {
+// eachList calls visit for list, owned by owner (nil for a template body),
+// and for every list nested in it (the bodies and else branches of range, if
+// and with), innermost first, so that visit may add nodes to the list it is
+// given.
+func eachList(owner parse.Node, list *parse.ListNode, visit func(owner parse.Node, list *parse.ListNode)) {
 	if list == nil {
 		return
 	}
 	for _, n := range list.Nodes {
+		var b *parse.BranchNode
 		switch n := n.(type) {
 		case *parse.RangeNode:
-			instrumentRanges(n.List)
-			instrumentRanges(n.ElseList) // runs once, but may hold ranges
-			n.List.Nodes = append([]parse.Node{tickAt(n.Pos)}, n.List.Nodes...)
+			b = &n.BranchNode
 		case *parse.IfNode:
-			instrumentRanges(n.List)
-			instrumentRanges(n.ElseList)
+			b = &n.BranchNode
 		case *parse.WithNode:
-			instrumentRanges(n.List)
-			instrumentRanges(n.ElseList)
+			b = &n.BranchNode
+		default:
+			continue
 		}
+		eachList(n, b.List, visit)
+		eachList(n, b.ElseList, visit) // runs once, but may hold ranges
 	}
+	visit(owner, list)
 }
 
 // tickAt is the action {{$provisiondTick := provisiondTick}} at pos, so that
 // an execution error it raises names the line of the range or template body
 // it ticks for.
-func tickAt(pos parse.Pos) *parse.ActionNode {
-	cmd := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: pos, Args: []parse.Node{parse.NewIdentifier(tickFunc).SetPos(pos)}}
-	// Declaring a variable, not printing the empty result, skips a write.
-	decl := []*parse.VariableNode{{NodeType: parse.NodeVariable, Pos: pos, Ident: []string{"$" + tickFunc}}}
+func tickAt(pos parse.Pos) *parse.ActionNode { return callAt(pos, tickFunc) }
+
+// callAt is the action {{$fn := fn args...}} at pos, calling a function of
+// ours. Declaring a variable, not printing the empty result, skips a write.
+func callAt(pos parse.Pos, fn string, args ...parse.Node) *parse.ActionNode {
+	cmd := &parse.CommandNode{NodeType: parse.NodeCommand, Pos: pos, Args: append([]parse.Node{parse.NewIdentifier(fn).SetPos(pos)}, args...)}
+	decl := []*parse.VariableNode{{NodeType: parse.NodeVariable, Pos: pos, Ident: []string{"$" + fn}}}
 	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos, Decl: decl, Cmds: []*parse.CommandNode{cmd}}}
 }
 
@@ -107,7 +120,27 @@ func tickAt(pos parse.Pos) *parse.ActionNode {
 // renders do.
 type configTemplate struct {
 	t     *template.Template
+	text  string    // the source, for tracing a failed render (see locate)
 	execs sync.Pool // of *execution, each bound to its own copy of t
+}
+
+// parseConfigTemplate parses a config file as Load does.
+func parseConfigTemplate(name, text string) (*configTemplate, error) {
+	t, err := parseTemplate(name, text)
+	if err != nil {
+		return nil, err
+	}
+	ct := newConfigTemplate(t)
+	ct.text = text
+	return ct, nil
+}
+
+// parseTemplate parses text with the options and function names of config
+// templates. The functions are bound to an execution that never runs: each
+// render binds its own (see execute); only their names and signatures
+// count here.
+func parseTemplate(name, text string) (*template.Template, error) {
+	return template.New(name).Option("missingkey=error").Funcs((&execution{}).funcs()).Parse(text)
 }
 
 func newConfigTemplate(t *template.Template) *configTemplate {
@@ -120,14 +153,25 @@ func newConfigTemplate(t *template.Template) *configTemplate {
 func (ct *configTemplate) execute(ctx context.Context, data any) ([]byte, error) {
 	x, _ := ct.execs.Get().(*execution)
 	if x == nil {
-		x = &execution{}
 		t, err := ct.t.Clone() // shares the parse trees
 		if err != nil {
 			return nil, err
 		}
-		x.t = t.Funcs(x.funcs())
+		x = newExecution(t)
 	}
 	defer ct.execs.Put(x)
+	return x.run(ctx, data)
+}
+
+// newExecution binds the functions of a render to t, which it then owns.
+func newExecution(t *template.Template) *execution {
+	x := &execution{}
+	x.t = t.Funcs(x.funcs()).Funcs(template.FuncMap{tickFunc: x.tick})
+	return x
+}
+
+// run renders x's template with data under fresh limits.
+func (x *execution) run(ctx context.Context, data any) ([]byte, error) {
 	x.ctx, x.deadline, x.steps, x.out, x.built = ctx, time.Now().Add(renderTimeout), maxRenderSteps, nil, maxRenderBytes
 	if err := x.t.Execute(x, data); err != nil {
 		return nil, err
@@ -150,13 +194,13 @@ type execution struct {
 	fmtErr *limitError
 }
 
-// funcs are the tick and bounded replacements for the builtins that can build
-// a string much larger than their arguments; a FuncMap entry takes precedence
-// over the builtin of the same name. The other builtins slice, index or
-// compare without copying.
+// funcs are the functions templates may call besides the builtins: bounded
+// replacements for the builtins that can build a string much larger than
+// their arguments (a FuncMap entry takes precedence over the builtin of the
+// same name; the other builtins slice, index or compare without copying),
+// and those of funcs.go. The tick is not among them: see tickFunc.
 func (x *execution) funcs() template.FuncMap {
 	return template.FuncMap{
-		tickFunc:  x.tick,
 		"printf":  x.printf,
 		"print":   func(args ...any) (string, error) { return x.sprint("print", fmt.Sprint, args, false) },
 		"println": func(args ...any) (string, error) { return x.sprint("println", fmt.Sprintln, args, false) },
@@ -165,6 +209,10 @@ func (x *execution) funcs() template.FuncMap {
 		"html":     x.escaper("html", template.HTMLEscapeString),
 		"js":       x.escaper("js", template.JSEscapeString),
 		"urlquery": x.escaper("urlquery", url.QueryEscape),
+		"toJson":   x.toJSON,
+		"quote":    x.quote,
+		"join":     x.join,
+		"default":  pickDefault,
 	}
 }
 

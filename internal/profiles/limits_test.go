@@ -40,7 +40,7 @@ func TestRenderLimits(t *testing.T) {
 		{"printf width", "x\n{{printf \"%9999999d\" 1}}\n", "t.txt:2: printf: width or precision 9999999 passes the limit of 4096"},
 		{"printf precision", "{{printf \"%.9999999f\" 1.0}}", "t.txt:1: printf: width or precision 9999999 passes the limit of 4096"},
 		{"printf wide list", "{{printf \"%40v\" .metadata.disks}}", "t.txt:1: printf: a width or precision on a list or map is refused"},
-		{"printf loop", "{{range 100000}}\n{{printf \"%4000d\" 1}}{{end}}", "t.txt:2: printf: the strings built by printf, print, println, html, js and urlquery passed the limit of 4 MiB"},
+		{"printf loop", "{{range 100000}}\n{{printf \"%4000d\" 1}}{{end}}", "t.txt:2: printf: the strings built by printf, print, println, html, js, urlquery, quote, toJson and join passed the limit of 4 MiB"},
 		{"printf doubling", "{{$x := \"ab\"}}{{range 64}}\n{{$x = printf \"%s%s\" $x $x}}{{end}}", "t.txt:2: printf: the strings built by printf"},
 		{"printf repeated operand", `{{$f := "%[1]s"}}{{range 16}}{{$f = print $f $f}}{{end}}{{$s := printf "%1000d" 0}}` + "\n" + `{{printf $f $s}}`, "t.txt:2: printf: the strings built by printf"},
 		{"print many operands", `{{$s := printf "%4000d" 0}}{{range 10}}{{$s = print $s $s}}{{end}}`, "t.txt:1: print: the strings built by printf"},
@@ -131,7 +131,7 @@ func TestRenderLimitsKeepOutput(t *testing.T) {
 
 func TestPrintfStarRefused(t *testing.T) {
 	_, err := Load(templateTree(t, "{{printf \"%*d\" 5 1}}", 1), LoadOptions{})
-	if err == nil || !strings.Contains(err.Error(), `m.yaml:2: machine "n1": render t.txt: `) || !strings.Contains(err.Error(), "(*) is not supported") {
+	if err == nil || !strings.Contains(err.Error(), `m.yaml:2: machine "n1": t.txt:1: template: `) || !strings.Contains(err.Error(), "(*) is not supported") {
 		t.Errorf("Load = %v; want the star refused at the machine", err)
 	}
 	for format, want := range map[string]bool{"%*d": true, "%-.*f": true, "%[2]*d": true, "%d*": false, "*%s*": false, "%%*": false, "100%": false} {

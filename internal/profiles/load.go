@@ -11,7 +11,6 @@ import (
 	"path"
 	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -150,7 +149,13 @@ func (l *loader) readDocuments() ([]document, error) {
 	return kept, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): `)
+var (
+	yamlLine = regexp.MustCompile(`line (\d+): `)
+	// yamlParserError matches the problems yaml.v3's parser, as opposed to
+	// its scanner, reports: it numbers their lines from 0, so they name the
+	// line above the one where the construct they concern starts.
+	yamlParserError = regexp.MustCompile(`did not find expected (node content|key|'-' indicator|',' or '\]'|',' or '\}'|<document start>)`)
+)
 
 // parseFile splits a file into its YAML documents.
 func (l *loader) parseFile(file string, data []byte) []document {
@@ -172,11 +177,15 @@ func (l *loader) parseFile(file string, data []byte) []document {
 		}
 		top := n.Content[0]
 		if top.Kind != yaml.MappingNode {
-			l.probs.add(file, top.Line, "document must be a mapping with a kind")
+			l.probs.add(file, top.Line, "document must be a map with a kind (%s, %s or %s); got %s", KindProfile, KindMachine, KindDefault, describeNode(top))
 			continue
 		}
 		kind := ""
 		if v := mappingValue(top, "kind"); v != nil {
+			if v.Kind != yaml.ScalarNode {
+				l.probs.add(file, keyLine(top, "kind"), "kind must be %s, %s or %s; got %s", KindProfile, KindMachine, KindDefault, describeNode(v))
+				continue
+			}
 			kind = v.Value
 		}
 		docs = append(docs, document{file: file, node: top, kind: kind})
@@ -187,6 +196,9 @@ func splitYAMLError(err error) (int, string) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil {
 		line, _ := strconv.Atoi(msg[m[2]:m[3]])
+		if yamlParserError.MatchString(msg) {
+			line++
+		}
 		return line, msg[:m[0]] + msg[m[1]:]
 	}
 	return 0, msg
@@ -232,7 +244,7 @@ func (l *loader) decode(docs []document) *Set {
 			l.probs.add(d.file, keyLine(d.node, "kind"), "unknown kind %q (want %s, %s or %s)", d.kind, KindProfile, KindMachine, KindDefault)
 			continue
 		}
-		if !l.checkFields(d.file, d.node, reflect.TypeOf(target).Elem()) {
+		if !l.checkShape(d.file, d.node.Line, "", d.node, reflect.TypeOf(target).Elem(), "") {
 			l.markBroken(d)
 			continue
 		}
@@ -280,56 +292,4 @@ func (l *loader) markBroken(d document) {
 		}
 		l.broken[name.Value] = true
 	}
-}
-
-// checkFields reports mapping keys that no field of t (by yaml tag) accepts,
-// recursing into nested structs. yaml.v3 ignores unknown fields when decoding a
-// Node, and a typo such as "intrd:" must not silently boot without an initrd.
-func (l *loader) checkFields(file string, n *yaml.Node, t reflect.Type) bool {
-	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
-		t = t.Elem()
-		if n.Kind == yaml.SequenceNode {
-			ok := true
-			for _, c := range n.Content {
-				ok = l.checkFields(file, c, t) && ok
-			}
-			return ok
-		}
-	}
-	if t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
-		return true // scalars and free-form maps are checked by Decode
-	}
-	ok := true
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key := n.Content[i]
-		f, found := fieldByTag(t, key.Value)
-		if !found {
-			l.probs.add(file, key.Line, "unknown field %q in %s (known: %s)", key.Value, strings.ToLower(t.Name()), strings.Join(knownFields(t), ", "))
-			ok = false
-			continue
-		}
-		ok = l.checkFields(file, n.Content[i+1], f.Type) && ok
-	}
-	return ok
-}
-
-func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if tag := strings.Split(f.Tag.Get("yaml"), ",")[0]; tag == name && tag != "-" {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
-func knownFields(t reflect.Type) []string {
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
-			names = append(names, tag)
-		}
-	}
-	sort.Strings(names)
-	return names
 }

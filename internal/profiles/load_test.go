@@ -82,14 +82,20 @@ func TestValidationProblems(t *testing.T) {
 			want:  []string{`a.yaml:5: unknown field "intrd" in boot`},
 		},
 		{
+			// yaml.v3 numbers this one from 0: it said line 1.
 			name:  "yaml syntax error",
 			files: map[string]string{"a.yaml": "kind: Profile\nname: [x\n"},
-			want:  []string{"a.yaml:"},
+			want:  []string{"a.yaml:2: invalid YAML: did not find expected ',' or ']'"},
+		},
+		{
+			name:  "yaml syntax error below a block",
+			files: map[string]string{"a.yaml": "kind: Profile\nname: x\nboot:\n  kernel: /assets/k\n - y\n"},
+			want:  []string{"a.yaml:5: invalid YAML: did not find expected key"},
 		},
 		{
 			name:  "type error",
 			files: map[string]string{"a.yaml": "kind: Profile\nname: x\nonce: maybe\nboot: {kernel: /assets/k}\n"},
-			want:  []string{"a.yaml:3: cannot unmarshal"},
+			want:  []string{`a.yaml:3: once must be true or false; got "maybe"`},
 		},
 		{
 			name: "missing profile and config file",
@@ -133,7 +139,10 @@ metadata: {hostname: c}
 				"p.yaml": baseProfile, "worker.bu": workerButane,
 				"m.yaml": "kind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: worker\nmetadata: {host: a}\n",
 			},
-			want: []string{`m.yaml:1: machine "n1": render worker.bu: template: worker.bu:7:`, `map has no entry for key "hostname"`},
+			want: []string{
+				`m.yaml:1: machine "n1": worker.bu:7: template: executing "worker.bu" at <.metadata.hostname>: map has no entry for key "hostname" (column 28); if it is optional, write {{ index .metadata "hostname" | default "..." }}`,
+				`worker.bu:7: template: executing "worker.bu" at <.metadata.hostname>: map has no entry`,
+			},
 		},
 		{
 			name: "template syntax error",
@@ -148,7 +157,7 @@ metadata: {hostname: c}
 				"p.yaml": baseProfile, "worker.bu": "variant: flatcar\nversion: 1.0.0\nstorage:\n  filez: []\n",
 				"m.yaml": "kind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: worker\n",
 			},
-			want: []string{`m.yaml:1: machine "n1": butane worker.bu:`, "filez"},
+			want: []string{`m.yaml:1: machine "n1": worker.bu:4: butane warning: unused key filez (column 3, at $.storage.filez)`, "\nworker.bu:4: butane warning: unused key filez"},
 		},
 		{
 			name: "invalid ignition",
@@ -157,7 +166,7 @@ metadata: {hostname: c}
 				"w.ign":  `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"relative/path"}]}}`,
 				"m.yaml": "kind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: worker\n",
 			},
-			want: []string{`m.yaml:1: machine "n1": ignition w.ign: ignition: config is not valid`, "path not absolute"},
+			want: []string{`m.yaml:1: machine "n1": w.ign:1: ignition error: path not absolute (column 61, at $.storage.files.0.path)`, "\nw.ign:1: ignition error: path not absolute"},
 		},
 		{
 			name: "config path escapes",

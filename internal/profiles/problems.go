@@ -44,10 +44,26 @@ func (ps Problems) sorted() Problems {
 }
 
 // problems collects findings during a load.
-type problems struct{ list Problems }
+type problems struct {
+	list Problems
+	seen map[Problem]bool // those added by addOnce
+}
 
 func (ps *problems) add(file string, line int, format string, args ...any) {
 	ps.list = append(ps.list, Problem{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addOnce adds p unless it was added by addOnce before: a problem in a file
+// that every machine using it runs into.
+func (ps *problems) addOnce(p Problem) {
+	if ps.seen[p] {
+		return
+	}
+	if ps.seen == nil {
+		ps.seen = map[Problem]bool{}
+	}
+	ps.seen[p] = true
+	ps.list = append(ps.list, p)
 }
 
 // Lines is a load error as lines for people: "file:line: message" for each

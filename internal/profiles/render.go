@@ -8,13 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"text/template"
 
 	bconf "github.com/coreos/butane/config"
 	bcommon "github.com/coreos/butane/config/common"
@@ -80,6 +77,9 @@ func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string
 	r := &renderer{base: base, templates: map[string]*configTemplate{}, cache: cache, used: &sync.Map{}}
 	set.render = r
 	set.configs = make(map[*Machine]*Rendered, len(set.Machines))
+	// Profiles whose template does not parse: their machines are reported,
+	// the others still rendered, so that one run shows every problem.
+	unparsed := map[string]*configError{}
 	for name, p := range set.Profiles {
 		kind, src := p.Config.Source()
 		if kind == ConfigNone {
@@ -91,16 +91,17 @@ func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string
 			l.probs.add(p.Pos.File, p.Pos.Line, "read config %s: %v", src, err)
 			continue
 		}
-		t, err := template.New(clean).Option("missingkey=error").Parse(string(text))
+		t, err := parseConfigTemplate(clean, string(text))
 		if err != nil {
-			line, msg := splitTemplateError(err)
-			l.probs.add(clean, line, "template: %s", msg)
+			ce := templateError(clean, err)
+			if len(ce.places) == 0 {
+				l.probs.add(clean, 0, "template: %v", err)
+			}
+			l.configAtFile(ce)
+			unparsed[name] = ce
 			continue
 		}
-		r.templates[name] = newConfigTemplate(t)
-	}
-	if len(l.probs.list) > 0 {
-		return
+		r.templates[name] = t
 	}
 
 	// Rendering is the one expensive step (Butane translation is ~1 ms per
@@ -113,6 +114,13 @@ func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string
 		go func() {
 			defer wg.Done()
 			for m := range work {
+				who := fmt.Sprintf("machine %q", m.Name)
+				if ce := unparsed[m.Profile]; ce != nil {
+					mu.Lock()
+					l.configFailed(m.Pos, who, ce)
+					mu.Unlock()
+					continue
+				}
 				mu.Lock()
 				skip := l.overLimit[m.Profile]
 				mu.Unlock()
@@ -122,7 +130,7 @@ func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string
 				out, err := r.config(ctx, set.Profiles[m.Profile], m, m.Match.MAC, m.Match.UUID)
 				mu.Lock()
 				if err != nil {
-					l.renderFailed(r, m.Profile, m.Pos, fmt.Sprintf("machine %q", m.Name), err)
+					l.renderFailed(r, m.Profile, m.Pos, who, err)
 				} else if out != nil {
 					set.configs[m] = out
 				}
@@ -142,8 +150,11 @@ feed:
 	wg.Wait()
 
 	if d := set.Default; d != nil && !l.overLimit[d.Profile] && ctx.Err() == nil {
-		if _, err := r.config(ctx, set.Profiles[d.Profile], nil, sampleMAC, ""); err != nil {
-			l.renderFailed(r, d.Profile, d.Pos, fmt.Sprintf("Default profile %q for a machine with no metadata", d.Profile), err)
+		who := fmt.Sprintf("Default profile %q for a machine with no metadata", d.Profile)
+		if ce := unparsed[d.Profile]; ce != nil {
+			l.configFailed(d.Pos, who, ce)
+		} else if _, err := r.config(ctx, set.Profiles[d.Profile], nil, sampleMAC, ""); err != nil {
+			l.renderFailed(r, d.Profile, d.Pos, who, err)
 		}
 	}
 	// A cancelled load used only part of the cache.
@@ -153,14 +164,20 @@ feed:
 	r.used = nil
 }
 
-// renderFailed records why rendering profile's config for who failed, at pos,
-// unless its template passed a render limit: that is the template's problem,
-// reported once at the action that passed the limit. The template is then not
-// rendered for other machines, each of which would spend the limit anew.
+// renderFailed records why rendering profile's config for who failed, at pos
+// and at the places of the config file that are wrong, unless its template
+// passed a render limit: that is the template's problem, reported once at the
+// action that passed the limit. The template is then not rendered for other
+// machines, each of which would spend the limit anew.
 func (l *loader) renderFailed(r *renderer, profile string, pos Pos, who string, err error) {
 	var lim *limitError
 	if !errors.As(err, &lim) {
-		l.probs.add(pos.File, pos.Line, "%s: %v", who, err)
+		var ce *configError
+		if errors.As(err, &ce) {
+			l.configFailed(pos, who, ce)
+		} else {
+			l.probs.add(pos.File, pos.Line, "%s: %v", who, err)
+		}
 		return
 	}
 	if l.overLimit[profile] {
@@ -171,9 +188,9 @@ func (l *loader) renderFailed(r *renderer, profile string, pos Pos, who string, 
 	}
 	l.overLimit[profile] = true
 	line := 0 // the output limit is met writing, with no action to name
-	var execErr template.ExecError
-	if errors.As(err, &execErr) {
-		line, _ = splitTemplateError(execErr)
+	var ce *configError
+	if errors.As(err, &ce) && len(ce.places) > 0 {
+		line = ce.places[0].line
 	}
 	l.probs.add(r.templates[profile].t.Name(), line, "%v (rendering %s)", lim, who)
 }
@@ -192,15 +209,17 @@ func (s *Set) Config(res Result, q Query) (*Rendered, error) {
 }
 
 // config renders profile p's config for machine m (nil for a Default match).
+// It fails with a *configError.
 func (r *renderer) config(ctx context.Context, p *Profile, m *Machine, mac, uuid string) (*Rendered, error) {
-	kind, src := p.Config.Source()
+	kind, _ := p.Config.Source()
 	t := r.templates[p.Name]
 	if kind == ConfigNone || t == nil {
 		return nil, nil
 	}
-	body, err := t.execute(ctx, r.templateData(p, m, mac, uuid))
+	data := r.templateData(p, m, mac, uuid)
+	body, err := t.execute(ctx, data)
 	if err != nil {
-		return nil, fmt.Errorf("render %s: %w", src, err)
+		return nil, templateError(t.t.Name(), err)
 	}
 	key := sha256.Sum256(append(append(append([]byte(nil), translatorSalt...), kind+"\x00"...), body...))
 	if r.used != nil {
@@ -211,7 +230,15 @@ func (r *renderer) config(ctx context.Context, p *Profile, m *Machine, mac, uuid
 	}
 	out, err := produce(kind, body)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", kind, src, err)
+		ce := &configError{stage: string(kind), file: t.t.Name(), err: err}
+		// Only an unwrapped placedError is about body itself: produce wraps
+		// those about what it made of body (the Ignition Butane produced).
+		if pe, ok := err.(*placedError); ok {
+			// Without the source's places the problem is still reported,
+			// at the machine.
+			ce.places, _ = t.locate(ctx, data, body, pe.places)
+		}
+		return nil, ce
 	}
 	r.cache.put(key, out, r.used == nil)
 	return out, nil
@@ -248,7 +275,8 @@ func (r *renderer) templateData(p *Profile, m *Machine, mac, uuid string) map[st
 // translations.
 const translateOptions = "butane:no-auto-compression,markers:percent-encoded"
 
-// produce turns rendered source into what is served, validating it.
+// produce turns rendered source into what is served, validating it. A
+// *placedError it returns unwrapped locates problems in src.
 func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 	switch kind {
 	case ConfigButane:
@@ -261,7 +289,7 @@ func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 		}
 		return &Rendered{Kind: kind, Body: out, ContentType: "application/vnd.coreos.ignition+json"}, nil
 	case ConfigIgnition:
-		if err := validateIgnition(src); err != nil {
+		if err := validateIgnition(src, true); err != nil {
 			return nil, err
 		}
 		out, err := exposeMarkers(src)
@@ -271,7 +299,7 @@ func produce(kind ConfigKind, src []byte) (*Rendered, error) {
 		return &Rendered{Kind: kind, Body: out, ContentType: "application/vnd.coreos.ignition+json"}, nil
 	case ConfigTalos:
 		if err := validateYAML(src); err != nil {
-			return nil, err
+			return nil, yamlError(err)
 		}
 		return &Rendered{Kind: kind, Body: src, ContentType: "application/yaml"}, nil
 	default:
@@ -291,14 +319,17 @@ func translateButane(src []byte) ([]byte, error) {
 		TranslateOptions: bcommon.TranslateOptions{NoResourceAutoCompression: true},
 	})
 	if err != nil {
-		return nil, reportError(rep, err)
+		if len(rep.Entries) == 0 {
+			return nil, yamlError(err) // a YAML syntax error, or no position at all
+		}
+		return nil, reportError(rep, src, err)
 	}
 	// Warnings too: an unused key is a typo that would silently drop config.
 	if len(rep.Entries) > 0 {
-		return nil, reportError(rep, errors.New("butane reported problems"))
+		return nil, reportError(rep, src, errors.New("butane reported problems"))
 	}
-	if err := validateIgnition(out); err != nil {
-		return nil, err
+	if err := validateIgnition(out, false); err != nil {
+		return nil, fmt.Errorf("the Ignition Butane produced: %w", err)
 	}
 	return out, nil
 }
@@ -316,10 +347,13 @@ var ignitionParsers = map[string]func([]byte) (report.Report, error){
 }
 
 // validateIgnition checks an Ignition config with the upstream validator.
-func validateIgnition(b []byte) error {
+// strict, for configs written by hand, refuses unknown keys too: Ignition
+// ignores them with a warning, so a typo would silently drop config. Its
+// other warnings (a unit enabled without an [Install] section) stay advice.
+func validateIgnition(b []byte, strict bool) error {
 	v, rep, err := ignutil.GetConfigVersion(b)
 	if err != nil {
-		return reportError(rep, fmt.Errorf("ignition: %w", err))
+		return reportError(rep, b, fmt.Errorf("ignition: %w", err))
 	}
 	parse, ok := ignitionParsers[v.String()]
 	if !ok {
@@ -327,10 +361,22 @@ func validateIgnition(b []byte) error {
 	}
 	rep, err = parse(b)
 	if err != nil {
-		return reportError(rep, fmt.Errorf("ignition: %w", err))
+		return reportError(rep, b, fmt.Errorf("ignition: %w", err))
 	}
 	if rep.IsFatal() {
-		return reportError(rep, errors.New("ignition: invalid config"))
+		return reportError(rep, b, errors.New("ignition: invalid config"))
+	}
+	if !strict {
+		return nil
+	}
+	var unused report.Report
+	for _, e := range rep.Entries {
+		if strings.HasPrefix(e.Message, "unused key ") {
+			unused.Entries = append(unused.Entries, e)
+		}
+	}
+	if len(unused.Entries) > 0 {
+		return reportError(unused, b, errors.New("ignition: unknown keys"))
 	}
 	return nil
 }
@@ -365,7 +411,7 @@ func exposeMarkers(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("ignition: re-encode: %w", err)
 	}
 	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if err := validateIgnition(out); err != nil {
+	if err := validateIgnition(out, false); err != nil {
 		return nil, fmt.Errorf("after re-encoding data URLs: %w", err)
 	}
 	return out, nil
@@ -486,25 +532,6 @@ func validateYAML(b []byte) error {
 			return fmt.Errorf("invalid YAML: %w", err)
 		}
 	}
-}
-
-func reportError(rep report.Report, err error) error {
-	if s := strings.TrimSpace(rep.String()); s != "" {
-		return fmt.Errorf("%w: %s", err, strings.ReplaceAll(s, "\n", "; "))
-	}
-	return err
-}
-
-var templateLine = regexp.MustCompile(`^template: [^:]+:(\d+):\s*`)
-
-// splitTemplateError pulls the line number out of a text/template parse error.
-func splitTemplateError(err error) (int, string) {
-	msg := err.Error()
-	if m := templateLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return line, strings.TrimPrefix(msg, m[0])
-	}
-	return 0, msg
 }
 
 // defaultEntryLimit bounds the cache entries kept for Default machines, whose

@@ -271,7 +271,7 @@ func TestSessionMarkersInDataURLs(t *testing.T) {
 					t.Errorf("a data URL of the served config holds a marker:\n%s", p)
 				}
 			}
-			if err := validateIgnition(served); err != nil {
+			if err := validateIgnition(served, false); err != nil {
 				t.Errorf("served config does not validate: %v\n%s", err, served)
 			}
 			for _, path := range tc.hidden {

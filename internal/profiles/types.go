@@ -13,11 +13,14 @@ const (
 )
 
 // Profile says how a class of machines boots and which config it is served.
+//
+// The example tags here and in the types below show an operator who wrote a
+// field in the wrong shape what it should look like (see checkShape).
 type Profile struct {
 	Kind   string `yaml:"kind"`
 	Name   string `yaml:"name"`
-	Boot   Boot   `yaml:"boot"`
-	Config Config `yaml:"config"`
+	Boot   Boot   `yaml:"boot" example:"{kernel: /assets/vmlinuz, initrd: [/assets/initrd.img]}"`
+	Config Config `yaml:"config" example:"{butane: butane/worker.bu}"`
 	// Once makes the install boot-once: after the machine reports installed it boots
 	// from disk until it is reprovisioned.
 	Once bool `yaml:"once"`
@@ -28,9 +31,9 @@ type Profile struct {
 // Boot is the kernel, initrds and kernel arguments of a Profile. Kernel and initrd
 // are either a path under the assets directory ("/assets/...") or an http(s) URL.
 type Boot struct {
-	Kernel string   `yaml:"kernel"`
-	Initrd []string `yaml:"initrd"`
-	Args   []string `yaml:"args"`
+	Kernel string   `yaml:"kernel" example:"/assets/vmlinuz"`
+	Initrd []string `yaml:"initrd" example:"[/assets/initrd.img]"`
+	Args   []string `yaml:"args" example:"[console=ttyS0, quiet]"`
 }
 
 // Config names at most one config source, a path relative to the profiles directory.
@@ -77,14 +80,14 @@ func (k ConfigKind) Ignition() bool { return k == ConfigButane || k == ConfigIgn
 type Machine struct {
 	Kind     string         `yaml:"kind"`
 	Name     string         `yaml:"name"`
-	Match    Match          `yaml:"match"`
+	Match    Match          `yaml:"match" example:"{mac: \"52:54:00:00:00:01\"}"`
 	Profile  string         `yaml:"profile"`
-	Metadata map[string]any `yaml:"metadata"`
+	Metadata map[string]any `yaml:"metadata" example:"{hostname: node1.lab}"`
 	// Labels describe the machine to operators: bulk power actions and the
 	// inventory select by them. Unlike match.labels they are not compared
 	// with what a booting machine reports.
-	Labels map[string]string `yaml:"labels"`
-	BMC    *BMC              `yaml:"bmc"`
+	Labels map[string]string `yaml:"labels" example:"{rack: r1}"`
+	BMC    *BMC              `yaml:"bmc" example:"{address: ipmi://10.0.0.5, credentials: env:NODE1_BMC}"`
 
 	Pos Pos `yaml:"-"`
 }
@@ -102,9 +105,9 @@ func (m *Machine) AllLabels() map[string]string {
 // Match selects machines. Every given criterion must match. MAC and UUID are kept
 // in canonical form after Load.
 type Match struct {
-	MAC    string            `yaml:"mac"`
-	UUID   string            `yaml:"uuid"`
-	Labels map[string]string `yaml:"labels"`
+	MAC    string            `yaml:"mac" example:"\"52:54:00:00:00:01\""`
+	UUID   string            `yaml:"uuid" example:"4c4c4544-0042-3510-8057-b7c04f4e3732"`
+	Labels map[string]string `yaml:"labels" example:"{rack: r1}"`
 }
 
 // BMC locates a machine's baseboard management controller. Credentials are a

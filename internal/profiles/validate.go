@@ -3,8 +3,10 @@ package profiles
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/provisiond/provisiond/internal/ident"
@@ -87,6 +89,13 @@ func (l *loader) checkMachine(m *Machine, n *yaml.Node) {
 	if match == nil || m.Match.MAC == "" && m.Match.UUID == "" && len(m.Match.Labels) == 0 {
 		l.probs.add(file, keyLine(n, "match"), "machine %q needs a match with mac, uuid and/or labels", m.Name)
 		return
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Match.Labels)) {
+		if m.Match.Labels[k] == "" {
+			// A request without the label has it empty too, so the
+			// Machine would match every request that does not send it.
+			l.probs.add(file, keyLine(mappingValue(match, "labels"), k), "match.labels.%s has no value, which would match every request without a %s label; give it one, e.g. %s: r1", k, k, k)
+		}
 	}
 	if m.Match.MAC != "" {
 		mac, err := ident.MAC(m.Match.MAC)

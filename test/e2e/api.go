@@ -22,6 +22,9 @@ type apiClient struct {
 // apiMachine is the part of GET /api/v1/machines/{id} the test reads.
 type apiMachine struct {
 	MAC          string `json:"mac"`
+	UUID         string `json:"uuid"`
+	Arch         string `json:"arch"`
+	IP           string `json:"ip"`    // the last address it was seen at
 	State        string `json:"state"` // "" while the machine has never been seen
 	Provisioning *struct {
 		SessionOpen   bool      `json:"session_open"`

@@ -92,7 +92,7 @@ const (
 func (l *lab) addBMCMachine(v vm, protocol string) *bmcMachine {
 	t := l.t
 	t.Helper()
-	tap := l.addTap()
+	tap := l.addTap(vlanBridge)
 	m := &bmcMachine{vm: v, protocol: protocol, dir: filepath.Join(l.Artifacts, v.Name+"-bmc")}
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -1,33 +1,61 @@
 // Package e2e boots real virtual machines through provisiond and checks what
 // they received.
 //
-// TestPXEBoot builds a VLAN out of three network namespaces joined by a bridge:
+// TestPXEBoot builds a VLAN out of network namespaces joined by a bridge:
 // the site's plain DHCP server (dnsmasq, addresses only), provisiond (proxyDHCP
 // on UDP 67 and 4011, TFTP, HTTP) and a "switch" namespace whose tap devices
-// carry two QEMU VMs: one with SeaBIOS, whose NIC ROM is iPXE, and one with
-// OVMF, whose EDK2 PXE client must first load iPXE over TFTP. Each VM boots a
-// tiny test OS (the host's Debian cloud kernel and a busybox initramfs built
-// by the test) that provisiond serves from its assets directory; the test OS
-// fetches the ignition.config.url provisiond put on its kernel command line,
-// prints the config on the serial console, phones home with the session token
-// and phone-home URL provisiond templated into that config (a systemd unit of
-// testdata/e2e.bu) and reboots. The profile is boot-once, so the VM's next
-// power-on must be told to boot from disk (iPXE `exit`; the VM has no disk).
+// carry QEMU VMs: one with SeaBIOS, whose NIC ROM is iPXE, and one with OVMF,
+// whose EDK2 PXE client must first load iPXE over TFTP. A router namespace
+// joins the VLAN (10.99.0.254) to a second subnet, 10.98.0.0/24 on its own
+// bridge (the router at 10.98.0.254), and runs a real DHCP relay there:
+// dnsmasq relays each request, giaddr 10.98.0.254, to both the site's DHCP
+// server (which leases 10.98.0.x by giaddr, the router as gateway) and
+// provisiond, which sees the relayed DHCP only that way and must answer
+// through the relay. A third VM, BIOS, boots on that subnet. The site host
+// and the provisioner route 10.98.0.0/24 via the router.
+//
+// Each VM boots a tiny test OS (the host's Debian cloud kernel and a busybox
+// initramfs built by the test) that provisiond serves from its assets
+// directory; the test OS leases an address, fetches the ignition.config.url
+// provisiond put on its kernel command line, prints the config on the serial
+// console, phones home with the session token and phone-home URL provisiond
+// templated into that config (a systemd unit of testdata/e2e.bu) and reboots.
+// The profile is boot-once, so the VM's next power-on must be told to boot
+// from disk (iPXE `exit`; the VM has no disk).
 //
 // For each VM the test checks: a valid Ignition 3.x config, rendered from a
 // Butane template, whose /etc/hostname is that VM's own hostname and which
-// names no other VM's (provisiond told the two machines apart, booted both
-// firmware types and templated per machine), whose phone-home unit names this
-// machine's installed URL and this boot's token; the phone-home accepted; the
-// machine `installed` in /api/v1 (asked with the API token serve generated);
-// then, on the second power-on, a boot-local event, no second session and no
-// second config fetch. While the BIOS VM's first session is open, the site's
-// DHCP host, another host on the same L2, asks for that VM's /ipxe and
-// /ignition in its name: both must be refused with 403 neighbor-mismatch and
-// leave the VM's session alone. It logs the seconds from power-on to config
-// fetched, to installed and (second power-on) to the boot-local event.
+// names no other VM's (provisiond told the machines apart, booted both
+// firmware types, on-link and relayed, and templated per machine), whose
+// phone-home unit names this machine's installed URL and this boot's token;
+// the phone-home accepted; the machine `installed` in /api/v1 (asked with the
+// API token serve generated); then, on the second power-on, a boot-local
+// event, no second session and no second config fetch.
 //
-// Run it as root (it creates namespaces, a bridge and taps; every lab packet
+// While each VM's first session is open, three attackers ask in its name
+// (by MAC; the UEFI VM by UUID alone, as its Machine matches it) for
+// /boot.ipxe with a forged UUID and architecture, /ipxe, /ignition with a
+// made-up token, and POST its phone-home with a made-up bearer token:
+//   - the site's DHCP host, on the VLAN: the kernel's neighbour table gives
+//     its own MAC, so /ipxe and /ignition get 403 neighbor-mismatch;
+//   - a host at 10.98.0.66 behind the router that never asked for a lease:
+//     no DHCP binding vouches for it, 403 unbound;
+//   - a host on the same subnet that leased its address through the relay
+//     (busybox udhcpc): bound to its own MAC, 403 binding-mismatch.
+//
+// /boot.ipxe may answer the generic chain script or refuse; the phone-home
+// gets 401 or 403. A UUID counts only as far as DHCP showed it from the
+// requester's own MAC, so a UUID-only request of an attacker provisiond can
+// put a MAC to (neighbour entry, binding) is answered as that attacker's own:
+// 404, as no Machine matches it. Each 403 must give the attacker's reason and
+// be on record (script-refused, config-refused) with its address, and the
+// victim stay untouched: the same session (issued_at), still provisioning or
+// installed, no UUID, architecture or address of the attackers' in its
+// inventory record, and its own install completing as above. It logs every
+// answer, and the seconds from power-on to config fetched, to installed and
+// (second power-on) to the boot-local event.
+//
+// Run it as root (it creates namespaces, bridges and taps; every lab packet
 // stays inside them) on a host with iproute2, qemu-system-x86, ovmf,
 // ipxe-qemu, dnsmasq-base, busybox-static and linux-image-cloud-amd64:
 //
@@ -35,27 +63,29 @@
 //	go test ./test/e2e/ -run TestPXEBoot -v -artifacts -outputdir /tmp/e2e
 //
 // Without root or those packages, or with -short, it skips. It needs no KVM:
-// under TCG the two VMs run side by side in about 65 s (BIOS ~22 s to config
-// fetched and installed, ~18.5 s for the second boot; UEFI ~35 s and ~22 s).
+// under TCG it runs two VMs at a time, one per core (a third at once slowed
+// all of them twofold), the relayed VM taking the core of the first to finish,
+// in about 100 s (BIOS ~23 s to config fetched and installed, ~19 s for the
+// second boot; UEFI ~35 s and ~26 s; relayed BIOS ~24 s and ~19 s).
 // With -artifacts, each VM's serial console (both power-ons) and every
 // daemon's log are kept under -outputdir/_artifacts; on failure their last
 // lines, and each machine's events, are in the test output either way.
 //
-// TestBMCLifecycle runs on the same lab with two BIOS VMs whose power a BMC
-// owns: one behind OpenIPMI's ipmi_sim (IPMI over LAN, driven by bmclib's
-// ipmitool provider), one behind test/bmcsim's Redfish service (driven by
-// bmclib's gofish provider), both on the provisioner's loopback. Each BMC
-// starts and stops its VM's QEMU through a test/bmcsim chassis script, with
-// the boot order of the device it was told (pxe: network; disk: disk, then
-// network). Everything goes through provisiond: `provisiond power on`, the
-// install (PXE, Ignition, phone-home), the boot from disk after it, then
-// POST /api/v1/machines/{id}/reprovision with power, which must set the next
-// boot to PXE before it power-cycles the machine into a second install. It
-// checks the BMC's own record of what it was told and what it booted, the
-// consoles, and the power, reprovision and install events, and logs the
-// seconds from power-on to config fetched and from reprovision to installed.
-// It also needs openipmi, ipmitool and util-linux (setsid, flock, setpriv);
-// without them it skips, or fails with PROVISIOND_REQUIRE_LAB=1. If the test
-// binary dies without its cleanups (-timeout), its VMs are powered off and
-// ipmi_sim is killed all the same.
+// TestBMCLifecycle runs on the same VLAN (no routed subnet) with two BIOS VMs
+// whose power a BMC owns: one behind OpenIPMI's ipmi_sim (IPMI over LAN,
+// driven by bmclib's ipmitool provider), one behind test/bmcsim's Redfish
+// service (driven by bmclib's gofish provider), both on the provisioner's
+// loopback. Each BMC starts and stops its VM's QEMU through a test/bmcsim
+// chassis script, with the boot order of the device it was told (pxe: network;
+// disk: disk, then network). Everything goes through provisiond: `provisiond
+// power on`, the install (PXE, Ignition, phone-home), the boot from disk after
+// it, then POST /api/v1/machines/{id}/reprovision with power, which must set
+// the next boot to PXE before it power-cycles the machine into a second
+// install. It checks the BMC's own record of what it was told and what it
+// booted, the consoles, and the power, reprovision and install events, and
+// logs the seconds from power-on to config fetched and from reprovision to
+// installed. It also needs openipmi, ipmitool and util-linux (setsid, flock,
+// setpriv); without them it skips, or fails with PROVISIOND_REQUIRE_LAB=1. If
+// the test binary dies without its cleanups (-timeout), its VMs are powered
+// off and ipmi_sim is killed all the same.
 package e2e

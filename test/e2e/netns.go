@@ -19,11 +19,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Addresses of the lab VLAN. They exist only inside the lab's namespaces.
+// Addresses of the lab. They exist only inside the lab's namespaces.
 const (
-	siteAddr = "10.99.0.1" // the site's plain DHCP server
-	provAddr = "10.99.0.2" // the PXE stack under test
-	labMask  = "/24"
+	siteAddr   = "10.99.0.1"   // the site's plain DHCP server
+	provAddr   = "10.99.0.2"   // the PXE stack under test
+	routerAddr = "10.99.0.254" // the router's leg on the VLAN
+	labMask    = "/24"
+
+	// routedNet is a second subnet, behind the router: its hosts reach the
+	// VLAN only routed, so provisiond sees their IP but never their MAC.
+	routedNet    = "10.98.0.0/24"
+	gatewayAddr  = "10.98.0.254" // the router's leg there: its hosts' gateway and the relay's giaddr
+	attackerAddr = "10.98.0.66"  // a host there that never did DHCP
+)
+
+// The lab's bridges, in the switch namespace.
+const (
+	vlanBridge   = "br0" // the VLAN: site DHCP, provisioner, router, VMs
+	routedBridge = "br1" // routedNet: router, attacker, routed VMs
 )
 
 // lab is a VLAN made of three network namespaces, unique to one test run:
@@ -33,11 +46,18 @@ const (
 //	Site:   eth0 at 10.99.0.1, the site's DHCP server (leases, no PXE).
 //	Prov:   eth0 at 10.99.0.2, the PXE stack under test.
 //
+// addRoutedSubnet adds a second subnet behind a router (Router, Attacker),
+// and leaseTenant a host there that leases its address (Tenant).
+//
 // Nothing is configured in the caller's namespace, so no lab packet can leave
 // the lab. t.Cleanup tears everything down, in reverse order of creation.
 type lab struct {
 	t                  *testing.T
+	prefix             string // of every namespace's name
 	Switch, Site, Prov string
+	// Router and Attacker are "" until addRoutedSubnet, Tenant until
+	// leaseTenant.
+	Router, Attacker, Tenant string
 	// Artifacts keeps every log of the run (see testing.T.ArtifactDir).
 	Artifacts string
 	logs      []namedLog
@@ -48,50 +68,123 @@ type namedLog struct{ name, path string }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	prefix := fmt.Sprintf("pvd%d-", os.Getpid())
 	l := &lab{
 		t:         t,
-		Switch:    prefix + "switch",
-		Site:      prefix + "site",
-		Prov:      prefix + "prov",
+		prefix:    fmt.Sprintf("pvd%d-", os.Getpid()),
 		Artifacts: t.ArtifactDir(),
 	}
 	// Registered before any resource, this runs after all of them are gone
 	// (so every log is complete) and before the artifact directory is.
 	t.Cleanup(l.dumpLogsOnFailure)
 
-	for _, ns := range []string{l.Switch, l.Site, l.Prov} {
-		l.mustIP("netns", "add", ns)
-		t.Cleanup(func() { l.cleanupIP("netns", "del", ns) })
-		l.mustIP("-n", ns, "link", "set", "lo", "up")
-	}
-	l.mustIP("-n", l.Switch, "link", "add", "br0", "type", "bridge")
-	t.Cleanup(func() { l.cleanupIP("-n", l.Switch, "link", "del", "br0") })
-	l.mustIP("-n", l.Switch, "link", "set", "br0", "up")
-
-	for _, host := range []struct{ ns, port, addr string }{
-		{l.Site, "site0", siteAddr},
-		{l.Prov, "prov0", provAddr},
-	} {
-		// Created in the switch namespace with its peer moved straight into
-		// the host's, so no interface ever appears in the caller's.
-		l.mustIP("-n", l.Switch, "link", "add", host.port, "type", "veth", "peer", "name", "eth0", "netns", host.ns)
-		t.Cleanup(func() { l.cleanupIP("-n", l.Switch, "link", "del", host.port) })
-		l.mustIP("-n", l.Switch, "link", "set", host.port, "master", "br0", "up")
-		l.mustIP("-n", host.ns, "addr", "add", host.addr+labMask, "dev", "eth0")
-		l.mustIP("-n", host.ns, "link", "set", "eth0", "up")
-	}
+	l.Switch, l.Site, l.Prov = l.addNetns("switch"), l.addNetns("site"), l.addNetns("prov")
+	l.addBridge(vlanBridge)
+	l.join(l.Site, "eth0", vlanBridge, "site0", siteAddr)
+	l.join(l.Prov, "eth0", vlanBridge, "prov0", provAddr)
 	return l
 }
 
-// addTap adds a tap port to the bridge for one VM and returns its name.
-func (l *lab) addTap() string {
+// addRoutedSubnet puts routedNet behind a router on the lab:
+//
+//	Switch:   bridge br1, the subnet's ports.
+//	Router:   eth0 at 10.99.0.254 on the VLAN, eth1 at 10.98.0.254 on br1;
+//	          it forwards between them (and relays DHCP once startRelay runs).
+//	Attacker: eth0 at 10.98.0.66, default route via the router: a host that
+//	          reaches provisiond only routed and never asks for a lease.
+//
+// The site's DHCP host and the provisioner route routedNet via the router, as
+// a site's servers would: the one to answer the relay, the other to answer
+// boot-server requests and HTTP from the subnet.
+func (l *lab) addRoutedSubnet() {
+	l.t.Helper()
+	l.Router, l.Attacker = l.addNetns("router"), l.addNetns("attacker")
+	l.addBridge(routedBridge)
+	l.join(l.Router, "eth0", vlanBridge, "router0", routerAddr)
+	l.join(l.Router, "eth1", routedBridge, "router1", gatewayAddr)
+	l.join(l.Attacker, "eth0", routedBridge, "attacker0", attackerAddr)
+	// A new namespace starts with forwarding off; its sysctls are its own.
+	if err := inNetns(l.Router, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+	}); err != nil {
+		l.t.Fatalf("router: enable forwarding: %v", err)
+	}
+	l.mustIP("-n", l.Attacker, "route", "add", "default", "via", gatewayAddr)
+	for _, ns := range []string{l.Site, l.Prov} {
+		l.mustIP("-n", ns, "route", "add", routedNet, "via", routerAddr)
+	}
+}
+
+// addNetns creates the lab's namespace name, its loopback up, and returns its
+// full name.
+func (l *lab) addNetns(name string) string {
+	l.t.Helper()
+	ns := l.prefix + name
+	l.mustIP("netns", "add", ns)
+	l.t.Cleanup(func() { l.cleanupIP("netns", "del", ns) })
+	l.mustIP("-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+// addBridge creates a bridge in the switch namespace.
+func (l *lab) addBridge(name string) {
+	l.t.Helper()
+	l.mustIP("-n", l.Switch, "link", "add", name, "type", "bridge")
+	l.t.Cleanup(func() { l.cleanupIP("-n", l.Switch, "link", "del", name) })
+	l.mustIP("-n", l.Switch, "link", "set", name, "up")
+}
+
+// join connects namespace ns to bridge through a veth pair: port on the
+// bridge, ifname at addr (in labMask) in ns; "" leaves ifname without one.
+func (l *lab) join(ns, ifname, bridge, port, addr string) {
+	l.t.Helper()
+	// Created in the switch namespace with its peer moved straight into
+	// the host's, so no interface ever appears in the caller's.
+	l.mustIP("-n", l.Switch, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns)
+	l.t.Cleanup(func() { l.cleanupIP("-n", l.Switch, "link", "del", port) })
+	l.mustIP("-n", l.Switch, "link", "set", port, "master", bridge, "up")
+	if addr != "" {
+		l.mustIP("-n", ns, "addr", "add", addr+labMask, "dev", ifname)
+	}
+	l.mustIP("-n", ns, "link", "set", ifname, "up")
+}
+
+// leaseTenant adds a host on routedNet that leases its address through the
+// router's relay (startRelay), as any machine there does, so that provisiond
+// binds that address to the host's own MAC; it returns the address. The
+// lease is applied by the test OS's udhcpc script: the address and a default
+// route via the router.
+func (l *lab) leaseTenant() string {
+	l.t.Helper()
+	l.Tenant = l.addNetns("tenant")
+	l.join(l.Tenant, "eth0", routedBridge, "tenant0", "")
+	script := filepath.Join(l.t.TempDir(), "udhcpc.script")
+	if err := os.WriteFile(script, udhcpcScript, 0o755); err != nil {
+		l.t.Fatal(err)
+	}
+	// The site's dnsmasq pings an address for up to 3 s before it offers it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := l.command(ctx, l.Tenant, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "3", "-s", script).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("tenant: udhcpc: %v\n%s", err, out)
+	}
+	// PVD-E2E-LEASE eth0 10.98.0.101/24 via 10.98.0.254
+	lease, ok := consoleLine(string(out), "PVD-E2E-LEASE eth0 ")
+	addr, _, _ := strings.Cut(lease, "/")
+	if !ok || net.ParseIP(addr) == nil {
+		l.t.Fatalf("tenant: no lease in udhcpc's output:\n%s", out)
+	}
+	return addr
+}
+
+// addTap adds a tap port to bridge for one VM and returns its name.
+func (l *lab) addTap(bridge string) string {
 	l.t.Helper()
 	name := fmt.Sprintf("tap%d", l.taps)
 	l.taps++
 	l.mustIP("-n", l.Switch, "tuntap", "add", name, "mode", "tap")
 	l.t.Cleanup(func() { l.cleanupIP("-n", l.Switch, "link", "del", name) })
-	l.mustIP("-n", l.Switch, "link", "set", name, "master", "br0", "up")
+	l.mustIP("-n", l.Switch, "link", "set", name, "master", bridge, "up")
 	return name
 }
 
@@ -269,18 +362,48 @@ func inNetns(ns string, fn func() error) error {
 }
 
 // startSiteDHCP runs the site's plain DHCP server: leases only, no PXE
-// options, exactly what a home router or a datacenter's DHCP would send.
+// options, exactly what a home router or a datacenter's DHCP would send. It
+// also leases routedNet's addresses to requests relayed from there (dnsmasq
+// picks the range by giaddr), with the router as their gateway.
 func (l *lab) startSiteDHCP() {
 	l.t.Helper()
-	dir := l.t.TempDir()
-	d := l.start(l.Site, "site-dnsmasq",
-		"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+	l.startDnsmasq(l.Site, "site-dnsmasq", "DHCP, IP range",
 		"--interface=eth0", "--bind-interfaces",
 		"--dhcp-range=10.99.0.100,10.99.0.200,255.255.255.0,1h",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"),
-		"--pid-file="+filepath.Join(dir, "pid"),
-		"--log-dhcp", "--log-facility=-")
-	d.waitLog(l.t, "DHCP, IP range", 10*time.Second)
+		"--dhcp-range=set:routed,10.98.0.100,10.98.0.200,255.255.255.0,1h",
+		"--dhcp-option=tag:routed,option:router,"+gatewayAddr)
+}
+
+// startRelay runs a real DHCP relay on the router (addRoutedSubnet): dnsmasq
+// relays each DHCP request from routedNet, giaddr 10.98.0.254, to the site's
+// DHCP server for the lease AND to provisiond, which must see the relayed
+// DHCP to offer a boot and to learn which address is which machine's. Each
+// answer goes back onto the subnet as RFC 1542 says: broadcast if its
+// broadcast flag is set, else unicast to yiaddr. A proxy offer has no yiaddr
+// (and iPXE sets no broadcast flag), so it arrives only if the proxy sets the
+// flag, as dnsmasq's own proxy mode does.
+func (l *lab) startRelay() {
+	l.t.Helper()
+	l.startDnsmasq(l.Router, "relay-dnsmasq", "DHCP relay from",
+		// Only the subnet's requests are relayed; the servers' answers come
+		// in on eth0 and are taken by their giaddr.
+		"--interface=eth1",
+		// Two relays from one local address: dnsmasq forwards each request
+		// to every server.
+		"--dhcp-relay="+gatewayAddr+","+siteAddr,
+		"--dhcp-relay="+gatewayAddr+","+provAddr)
+}
+
+// startDnsmasq runs a DHCP-only dnsmasq (no DNS: --port=0) with args in
+// namespace ns and waits for ready in its log.
+func (l *lab) startDnsmasq(ns, name, ready string, args ...string) {
+	l.t.Helper()
+	dir := l.t.TempDir()
+	argv := append([]string{"dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"),
+		"--pid-file=" + filepath.Join(dir, "pid"),
+		"--log-dhcp", "--log-facility=-"}, args...)
+	l.start(ns, name, argv...).waitLog(l.t, ready, 10*time.Second)
 }
 
 // dumpLogsOnFailure shows the tail of every lab log in the test output.

@@ -28,6 +28,9 @@ type vm struct {
 	UUID     string // SMBIOS UUID (QEMU -uuid); when set, the Machine matches by it alone
 	Hostname string
 	UEFI     bool
+	// Routed puts the VM on the lab's routed subnet (lab.addRoutedSubnet),
+	// where its DHCP reaches the servers only through the router's relay.
+	Routed bool
 	// BMC is the bmc: of its Machine in the profiles; nil for none.
 	BMC *vmBMC
 }
@@ -66,7 +69,11 @@ func (l *lab) addMachine(v vm) *machine {
 	l.t.Helper()
 	serial, _ := l.logFile(v.Name + "-serial")
 	l.t.Cleanup(func() { serial.Close() })
-	return &machine{vm: v, lab: l, tap: l.addTap(), serial: serial}
+	bridge := vlanBridge
+	if v.Routed {
+		bridge = routedBridge
+	}
+	return &machine{vm: v, lab: l, tap: l.addTap(bridge), serial: serial}
 }
 
 // power is one power-on of a machine: a QEMU process that runs until the
@@ -302,4 +309,15 @@ func parseIgnition(config []byte) (*ignition, error) {
 		return nil, fmt.Errorf("ignition.version is %q, want 3.x", c.Ignition.Version)
 	}
 	return &c, nil
+}
+
+// consoleLine returns the rest of the first console line that starts with
+// prefix.
+func consoleLine(serial, prefix string) (string, bool) {
+	for line := range strings.Lines(strings.ReplaceAll(serial, "\r", "")) {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
 }
