@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,14 +24,19 @@ import (
 // download an OS release's PXE kernel and initrds, verify them, leave them
 // where `serve --assets DIR` serves them and print the profile lines.
 
-func assetsUsage(w io.Writer) {
-	fmt.Fprint(w, `usage: provisiond assets fetch flatcar|fcos|talos --version V --dest DIR [flags]
-
-Downloads an OS release's PXE kernel and initrd(s) into DIR/<os>/, verifies
-them, and prints the profile lines that boot them. Files are written under a
-temporary name and renamed into place only once verified, so DIR never holds
-an unverified file under a real name; a file already in place that verifies
-is not downloaded again ("already present, verified").
+func assetsCommand() *command {
+	return &command{
+		name:     "assets",
+		summary:  "fetch and verify OS images (Flatcar, Fedora CoreOS, Talos) for serve --assets",
+		examples: []string{"provisiond assets fetch flatcar --version current --dest ./data/assets"},
+		verbNoun: "verb",
+		verbs: []*command{{
+			name:    "fetch",
+			args:    "flatcar|fcos|talos",
+			summary: "download an OS release's PXE kernel and initrds into --dest, verify them and print the profile lines that boot them",
+			about: `Files are written under a temporary name and renamed into place only once
+verified, so --dest never holds an unverified file under a real name; a file
+already in place that verifies is not downloaded again.
 
   flatcar  flatcar_production_pxe.vmlinuz, flatcar_production_pxe_image.cpio.gz
            from https://CHANNEL.release.flatcar-linux.net/ARCH-usr/VERSION/
@@ -49,35 +53,26 @@ is not downloaded again ("already present, verified").
            Talos publishes no OpenPGP signature, so these files are NOT
            signature-verified.
 
-The --*-base-url flags point at a mirror with the same layout, for sites
-without internet access.
-
-flags:
-`)
+Without internet access, point --flatcar-base-url, --fcos-base-url or
+--talos-base-url at a mirror with the same layout.`,
+			examples: []string{
+				"provisiond assets fetch flatcar --version current --dest ./data/assets",
+				"provisiond assets fetch fcos --version current --stream testing --dest ./data/assets",
+				"provisiond assets fetch talos --version 1.11.5 --dest ./data/assets",
+				"provisiond assets fetch flatcar --version current --dest /srv/assets --flatcar-base-url http://mirror.lan/flatcar",
+			},
+			flags: assetsFetchFlags,
+		}},
+	}
 }
 
-func runAssets(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		assetsUsage(stderr)
-		return fmt.Errorf("%w: want a subcommand: fetch", errUsage)
-	}
-	switch args[0] {
-	case "fetch":
-	case "-h", "-help", "--help", "help":
-		assetsUsage(stderr)
-		return flag.ErrHelp
-	default:
-		assetsUsage(stderr)
-		return fmt.Errorf("%w: unknown subcommand %q; want fetch", errUsage, args[0])
-	}
-	fs := newFlagSet("assets fetch", stderr)
-	fs.Usage = func() { assetsUsage(stderr); fs.PrintDefaults() }
+func assetsFetchFlags(fs *flagSet, c *cli) func([]string) error {
 	var req assets.Request
 	fs.StringVar(&req.Version, "version", "", "release `V` to fetch (required; \"current\" works for flatcar and fcos)")
 	fs.StringVar(&req.Dest, "dest", "", "assets directory `DIR` (required): files go to DIR/flatcar, DIR/fcos or DIR/talos")
-	fs.StringVar(&req.Arch, "arch", "amd64", "architecture: amd64 or arm64")
-	fs.StringVar(&req.Channel, "channel", "stable", "Flatcar channel: stable, beta, alpha or lts")
-	fs.StringVar(&req.Stream, "stream", "stable", "Fedora CoreOS stream: stable, testing or next")
+	fs.StringVar(&req.Arch, "arch", "amd64", "architecture `ARCH`: amd64 or arm64")
+	fs.StringVar(&req.Channel, "channel", "stable", "Flatcar `CHANNEL`: stable, beta, alpha or lts")
+	fs.StringVar(&req.Stream, "stream", "stable", "Fedora CoreOS `STREAM`: stable, testing or next")
 	keyring := fs.String("keyring", "", "OpenPGP public keys `FILE` (armored or binary) to verify with instead of the built-in ones")
 	bases := map[string]*string{
 		assets.Flatcar: fs.String("flatcar-base-url", "", "`URL` of a mirror of https://CHANNEL.release.flatcar-linux.net (ARCH-usr/VERSION/ below it)"),
@@ -85,45 +80,51 @@ func runAssets(args []string, stdout, stderr io.Writer) error {
 		assets.Talos:   fs.String("talos-base-url", "", "`URL` of a mirror of https://github.com/siderolabs/talos/releases/download (vVERSION/ below it)"),
 	}
 	maxSize := byteSize(assets.DefaultMaxSize)
-	fs.Var(&maxSize, "max-size", "refuse any file larger than this `size` (bytes, or with KiB, MiB, GiB)")
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%w: want one OS: %s", errUsage, strings.Join(assets.OSes(), ", "))
-	}
-	req.OS = pos[0]
-	base, ok := bases[req.OS]
-	if !ok {
-		return fmt.Errorf("%w: unknown OS %q; want %s", errUsage, req.OS, strings.Join(assets.OSes(), ", "))
-	}
-	req.BaseURL = *base
-	switch {
-	case req.Version == "":
-		return fmt.Errorf("%w: --version is required", errUsage)
-	case req.Dest == "":
-		return fmt.Errorf("%w: --dest is required (the directory serve --assets serves)", errUsage)
-	}
-	if *keyring != "" {
-		if req.Keyring, err = os.ReadFile(*keyring); err != nil {
-			return fmt.Errorf("read keyring: %w", err)
+	fs.Var(&maxSize, "max-size", "refuse any file larger than `SIZE` (bytes, or with KiB, MiB, GiB)")
+	return func(pos []string) error {
+		if len(pos) != 1 {
+			return usagef("want one OS: %s", strings.Join(assets.OSes(), ", "))
 		}
+		req.OS = pos[0]
+		base, ok := bases[req.OS]
+		if !ok {
+			return usagef("unknown OS %q; want %s", req.OS, strings.Join(assets.OSes(), ", "))
+		}
+		req.BaseURL = *base
+		switch {
+		case req.Version == "":
+			return usagef("--version is required")
+		case req.Dest == "":
+			return usagef("--dest is required (the directory serve --assets serves)")
+		}
+		if *keyring != "" {
+			var err error
+			if req.Keyring, err = os.ReadFile(*keyring); err != nil {
+				return fmt.Errorf("read keyring: %w", err)
+			}
+		}
+		return fetchAssets(c, req, int64(maxSize))
 	}
+}
 
+func fetchAssets(c *cli, req assets.Request, maxSize int64) error {
+	stderr, stdout := c.stderr, c.stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(stderr, "Fetching %s\n", describe(req))
 	if req.OS == assets.Talos {
 		fmt.Fprintln(stderr, talosNote(req))
 	}
-	f := &assets.Fetcher{Observer: newObserver(stderr), MaxSize: int64(maxSize)}
+	f := &assets.Fetcher{Observer: newObserver(stderr), MaxSize: maxSize}
 	res, err := f.Fetch(ctx, req)
 	switch {
 	case errors.Is(err, assets.ErrBadRequest):
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("interrupted; nothing unverified was left under a real name: %w", err)
+	case errors.Is(err, assets.ErrNetwork):
+		return fmt.Errorf("%w\nthe download failed; nothing unverified was put in place. Without internet access, "+
+			"point --%s-base-url at a mirror with the same layout", err, req.OS)
 	case errors.Is(err, assets.ErrUnverified):
 		if hint := keyHint(req); hint != "" && strings.Contains(err.Error(), "not in the keyring") {
 			return fmt.Errorf("%w\n%s", err, hint)

@@ -158,8 +158,8 @@ func TestAssetsFetchRefusals(t *testing.T) {
 			t.Errorf("%v: exit %d; want 2", args, code)
 		}
 	}
-	if code, _, errOut := runCmd("assets", "fetch", "--help"); code != 0 || !strings.Contains(errOut, "NOT") {
-		t.Errorf("help: exit %d\n%s", code, errOut)
+	if code, out, _ := runCmd("assets", "fetch", "--help"); code != 0 || !strings.Contains(out, "NOT") || !strings.Contains(out, "--talos-base-url URL") {
+		t.Errorf("help: exit %d\n%s", code, out)
 	}
 }
 

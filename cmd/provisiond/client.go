@@ -6,70 +6,167 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
 const (
-	defaultServer    = "http://127.0.0.1:8080"
-	defaultTokenFile = "./data/api-token" // where `serve` with the default --data-dir writes it
-	clientTimeout    = 30 * time.Second
+	defaultServer = "http://127.0.0.1:8080"
+	// devTokenFile is where `make run` (serve --data-dir ./data) writes the
+	// token: the last place looked, so that the README's "Try it" works from
+	// the repository.
+	devTokenFile  = "./data/api-token"
+	clientTimeout = 30 * time.Second
 	// maxResponse bounds what the client reads of one response: a misdirected
 	// --server must not make it buffer without end.
 	maxResponse = 64 << 20
 )
 
+// hostPaths is where the daemon on this host keeps its settings, as the
+// example systemd unit (examples/systemd) installs it. Without --server and
+// --token-file the client talks to that daemon.
+type hostPaths struct {
+	envFile string // the unit's EnvironmentFile
+	dataDir string // the unit's --data-dir, where serve writes the API token
+}
+
+func systemHost() hostPaths {
+	return hostPaths{envFile: "/etc/provisiond/provisiond.env", dataDir: "/var/lib/provisiond"}
+}
+
 // clientFlags are the flags every client subcommand takes.
 type clientFlags struct {
 	server    string
 	tokenFile string
-	output    string
+	out       *output
+	host      hostPaths
 }
 
-func addClientFlags(fs *flag.FlagSet) *clientFlags {
-	f := &clientFlags{}
-	fs.StringVar(&f.server, "server", defaultServer, "base URL of the provisiond daemon")
-	fs.StringVar(&f.tokenFile, "token-file", defaultTokenFile, "file holding the API token (provisiond serve writes <data-dir>/api-token)")
-	fs.StringVar(&f.output, "o", "table", "output format: table or json")
+func addClientFlags(fs *flagSet, c *cli) *clientFlags {
+	f := &clientFlags{host: c.host}
+	fs.StringVar(&f.server, "server", "", fmt.Sprintf("`URL` of the provisiond daemon (default: http://127.0.0.1:<port> of PROVISIOND_HTTP_ADDR in %s, else %s)",
+		c.host.envFile, defaultServer))
+	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` holding the API token (default: the first readable of "+strings.Join(c.host.tokenFiles(), ", ")+")")
+	f.out = addOutputFlag(fs)
 	return f
 }
 
-// wantJSON reports whether -o json was asked for.
-func (f *clientFlags) wantJSON() bool { return f.output == "json" }
+// serverURL is --server, else the address the daemon on this host listens
+// at, else defaultServer.
+func (f *clientFlags) serverURL() string {
+	if f.server != "" {
+		return f.server
+	}
+	if addr := readEnvFile(f.host.envFile)[envName("http-addr")]; addr != "" {
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			return "http://" + net.JoinHostPort(host, port)
+		}
+	}
+	return defaultServer
+}
 
-// client checks the flags and returns a client for the daemon. Bad flags are
-// usage errors; an unreadable token file is not.
+// tokenFiles lists where the API token is looked for without --token-file,
+// in order: the unit's --api-token-file, the token serve generated in the
+// unit's data dir, the one `make run` generated.
+func (h hostPaths) tokenFiles() []string {
+	var out []string
+	if p := readEnvFile(h.envFile)[envName("api-token-file")]; p != "" {
+		out = append(out, p)
+	}
+	return append(out, filepath.Join(h.dataDir, apiTokenName), devTokenFile)
+}
+
+// token reads --token-file, else the first readable of tokenFiles. It
+// returns the token and the file it came from.
+func (f *clientFlags) token() (string, string, error) {
+	if f.tokenFile != "" {
+		tok, err := readToken(f.tokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("--token-file: %w", err)
+		}
+		return tok, f.tokenFile, nil
+	}
+	var tried []string
+	for _, p := range f.host.tokenFiles() {
+		tok, err := readToken(p)
+		if err == nil {
+			return tok, p, nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w (run as root or as the daemon's user)", err)
+		}
+		tried = append(tried, err.Error())
+	}
+	return "", "", fmt.Errorf("no API token found: %s; pass --token-file", strings.Join(tried, "; "))
+}
+
+// readEnvFile reads the KEY=VALUE lines of a systemd EnvironmentFile; an
+// unreadable file is an empty one (it is 0640 root:provisiond).
+func readEnvFile(path string) map[string]string {
+	vars := map[string]string{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return vars
+	}
+	for l := range strings.Lines(string(b)) {
+		l = strings.TrimSpace(l)
+		if l == "" || l[0] == '#' || l[0] == ';' {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		vars[strings.TrimSpace(strings.TrimPrefix(k, "export "))] = v
+	}
+	return vars
+}
+
+// client checks the flags and returns a client for the daemon. A bad
+// --server is a usage error; an unreadable token file is not.
 func (f *clientFlags) client() (*apiClient, error) {
-	if f.output != "table" && f.output != "json" {
-		return nil, fmt.Errorf("%w: -o %q: want table or json", errUsage, f.output)
-	}
-	u, err := url.Parse(f.server)
+	server := f.serverURL()
+	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%w: --server %q: want an http:// or https:// URL such as %s", errUsage, f.server, defaultServer)
+		return nil, usagef("--server %q: want an http:// or https:// URL such as %s", server, defaultServer)
 	}
-	token, err := readClientToken(f.tokenFile)
+	token, tokenFile, err := f.token()
 	if err != nil {
 		return nil, err
 	}
 	return &apiClient{
+		ctx:       context.Background(),
 		base:      strings.TrimRight(u.String(), "/") + "/api/v1",
 		server:    strings.TrimRight(u.Redacted(), "/"),
 		token:     token,
-		tokenFile: f.tokenFile,
+		tokenFile: tokenFile,
 		http: &http.Client{
 			Timeout: clientTimeout,
 			// Follow no redirect: a POST would turn into a GET, and the
@@ -79,19 +176,11 @@ func (f *clientFlags) client() (*apiClient, error) {
 	}, nil
 }
 
-// readClientToken reads the API token, pointing at the flag on failure.
-func readClientToken(path string) (string, error) {
-	tok, err := readToken(path)
-	if err != nil {
-		return "", fmt.Errorf("%w; pass --token-file", err)
-	}
-	return tok, nil
-}
-
 // apiClient calls /api/v1 with the operator's bearer token.
 type apiClient struct {
-	base      string // <server>/api/v1
-	server    string // for messages: the --server URL without any password
+	ctx       context.Context // ends every request early, e.g. on Ctrl-C
+	base      string          // <server>/api/v1
+	server    string          // for messages: the --server URL without any password
 	token     string
 	tokenFile string
 	http      *http.Client
@@ -131,7 +220,7 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, u, rd)
+	req, err := http.NewRequestWithContext(c.ctx, method, u, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +264,7 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 		Error string `json:"error"`
 	}
 	if json.Unmarshal(b, &apiErr) == nil && apiErr.Error != "" {
-		e.Msg = printable(apiErr.Error)
+		e.Msg = printable(cliWords(apiErr.Error))
 	} else {
 		e.hint = fmt.Sprintf("not an answer of the provisiond API; check --server %s", c.server)
 		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 {
@@ -197,6 +286,16 @@ func (c *apiClient) get(path string, query url.Values, v any) ([]byte, error) {
 	return b, decodeAnswer(b, v)
 }
 
+// noBMCForCLI is boot.ErrNoBMC for someone at the command line.
+const noBMCForCLI = "the machine has no BMC: give its Machine a bmc: in Git, or set one with " +
+	"provisiond machines bmc ID --address URL --username USER --password-file FILE"
+
+// cliWords rewords what the API tells an HTTP client to send into what an
+// operator at the command line runs.
+func cliWords(msg string) string {
+	return strings.ReplaceAll(msg, boot.ErrNoBMC.Error(), noBMCForCLI)
+}
+
 func decodeAnswer(b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode the API's answer: %w", err)
@@ -205,17 +304,6 @@ func decodeAnswer(b []byte, v any) error {
 }
 
 // Rendering.
-
-// printAPIJSON prints the API's JSON indented; b is valid JSON (do checks).
-func printAPIJSON(w io.Writer, b []byte) error {
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, bytes.TrimSpace(b), "", "  "); err != nil {
-		return err
-	}
-	buf.WriteByte('\n')
-	_, err := w.Write(buf.Bytes())
-	return err
-}
 
 func newTabWriter(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -346,16 +434,22 @@ func machineName(m api.Machine) string {
 	return printable(m.Machine) + " (" + printable(m.MAC) + ")"
 }
 
-// eventTable prints events as TIME SEQ MAC TYPE ACTOR MESSAGE.
-func eventTable(w io.Writer, es []store.Event) error {
-	tw := newTabWriter(w)
-	fmt.Fprintln(tw, "TIME\tSEQ\tMAC\tTYPE\tACTOR\tMESSAGE")
+// eventTable prints events as TIME SEQ MAC TYPE ACTOR MESSAGE, under a
+// header if header. The columns have fixed widths, so that the rows
+// --follow prints as they come line up with those before them.
+func eventTable(w io.Writer, es []store.Event, header bool) error {
+	const row = "%-25s %6s  %-17s  %-18s  %-22s  %s\n"
+	var b strings.Builder
+	if header {
+		fmt.Fprintf(&b, row, "TIME", "SEQ", "MAC", "TYPE", "ACTOR", "MESSAGE")
+	}
 	for _, e := range es {
 		ts := "-"
 		if !e.Time.IsZero() {
 			ts = e.Time.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", ts, e.Seq, tableCell(e.MAC), tableCell(e.Type), tableCell(e.Actor), tableCell(e.Message))
+		fmt.Fprintf(&b, row, ts, strconv.FormatUint(e.Seq, 10), tableCell(e.MAC), tableCell(e.Type), tableCell(e.Actor), tableCell(e.Message))
 	}
-	return tw.Flush()
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,14 +114,18 @@ func newTestDaemon(t *testing.T, opts ...func(*boot.Config)) *testDaemon {
 }
 
 // serveAPI serves core's /api/v1 on loopback, recording the requests.
-func serveAPI(t *testing.T, core *boot.Core) *testDaemon {
+func serveAPI(t *testing.T, core *boot.Core) *testDaemon { return serveBackend(t, core, core) }
+
+// serveBackend serves b's /api/v1, b being core or core with some answers
+// changed.
+func serveBackend(t *testing.T, core *boot.Core, b api.Backend) *testDaemon {
 	t.Helper()
 	d := &testDaemon{core: core, tokenFile: filepath.Join(t.TempDir(), "api-token")}
 	if err := os.WriteFile(d.tokenFile, []byte("  "+testToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := chi.NewRouter()
-	r.Mount("/api/v1", api.New(api.Config{Backend: core, Token: testToken}))
+	r.Mount("/api/v1", api.New(api.Config{Backend: b, Token: testToken}))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		d.mu.Lock()
 		d.requests = append(d.requests, req.Clone(context.Background()))
@@ -385,7 +391,7 @@ func TestClientMachinesReadOnly(t *testing.T) {
 			name:   "missing token file",
 			args:   []string{"machines", "list", "--server", d.url, "--token-file", filepath.Join(t.TempDir(), "nope")},
 			code:   1,
-			errOut: []string{"read token file ", "no such file or directory; pass --token-file"},
+			errOut: []string{"--token-file: read token file ", "no such file or directory\n"},
 			requests: func(t *testing.T, sent []*http.Request) {
 				if len(sent) != 0 {
 					t.Errorf("sent %d requests without a token", len(sent))
@@ -396,7 +402,7 @@ func TestClientMachinesReadOnly(t *testing.T) {
 			name:   "empty token file",
 			args:   []string{"events", "--server", d.url, "--token-file", emptyToken},
 			code:   1,
-			errOut: []string{"read token file " + emptyToken + ": the file is empty; pass --token-file"},
+			errOut: []string{"--token-file: read token file " + emptyToken + ": the file is empty\n"},
 		},
 		{
 			name:   "daemon not running",
@@ -417,16 +423,22 @@ func TestClientUsageErrors(t *testing.T) {
 	d := newTestDaemon(t)
 	runCases(t, d, []cliCase{
 		{name: "machines without a verb", args: []string{"machines"}, code: 2,
-			errOut: []string{"list", "show", "reprovision", "provisiond machines: usage: want a verb: list, show, reprovision"}},
+			errOut: []string{"Usage:\n  provisiond machines <verb> [flags]", "list ", "show ", "reprovision "}},
 		{name: "unknown verb", args: []string{"machines", "delete", "node1"}, code: 2,
-			errOut: []string{`unknown verb "delete"; want list, show, reprovision`}},
+			errOut: []string{"provisiond machines: unknown verb \"delete\"; want list, show, reprovision, wipe, bmc\nRun 'provisiond machines --help' for usage.\n"}},
+		{name: "misspelt verb", args: []string{"machines", "lsit"}, code: 2,
+			errOut: []string{`provisiond machines: unknown verb "lsit"; did you mean list?`}},
+		{name: "unknown command", args: []string{"machine", "list"}, code: 2,
+			errOut: []string{`provisiond: unknown command "machine"; did you mean machines?`, "Run 'provisiond --help' for usage."}},
 		{name: "flags before the verb", args: []string{"machines", "-o", "json", "list"}, code: 2,
 			errOut: []string{"the verb (list, show, reprovision, wipe, bmc) comes before flags"}},
-		{name: "machines help", args: []string{"machines", "help"}, code: 0, errOut: []string{"reprovision"}},
-		{name: "verb help", args: []string{"machines", "list", "-h"}, code: 0, errOut: []string{"usage: provisiond machines list", "-token-file"}},
+		{name: "machines help", args: []string{"machines", "help"}, code: 0, out: []string{"reprovision"}},
+		{name: "machines help verb", args: []string{"machines", "help", "bmc"}, code: 0, out: []string{"--password-file FILE"}},
+		{name: "help machines", args: []string{"help", "machines"}, code: 0, out: []string{"reprovision"}},
+		{name: "verb help", args: []string{"machines", "list", "-h"}, code: 0, out: []string{"Usage:\n  provisiond machines list [flags]", "--token-file FILE"}},
 		{name: "bad output", args: d.args([]string{"machines", "list"}, "-o", "yaml"), code: 2,
-			errOut: []string{`provisiond machines: usage: -o "yaml": want table or json`}},
-		{name: "bad output on events", args: d.args([]string{"events"}, "-o", "wide"), code: 2},
+			errOut: []string{"provisiond machines list: -o \"yaml\": want table or json\nRun 'provisiond machines list --help' for usage.\n"}},
+		{name: "bad output on events", args: d.args([]string{"events"}, "--output", "wide"), code: 2},
 		{name: "bad output beats a missing token file", args: []string{"machines", "list", "-o", "yaml", "--token-file", "/nonexistent"}, code: 2},
 		{name: "bad server", args: []string{"machines", "list", "--server", "localhost:8080", "--token-file", d.tokenFile}, code: 2,
 			errOut: []string{`--server "localhost:8080": want an http:// or https:// URL`}},
@@ -439,7 +451,12 @@ func TestClientUsageErrors(t *testing.T) {
 		{name: "bad label", args: d.args([]string{"machines", "list", "-l", "rack"}), code: 2, errOut: []string{"want key=value"}},
 		{name: "bad since", args: d.args([]string{"events", "--since", "yesterday"}), code: 2, errOut: []string{`--since "yesterday"`}},
 		{name: "negative limit", args: d.args([]string{"events", "--limit", "-1"}), code: 2},
-		{name: "unknown flag", args: d.args([]string{"events", "--follow"}), code: 2},
+		{name: "limit not a number", args: d.args([]string{"events", "--limit", "ten"}), code: 2,
+			errOut: []string{`provisiond events: --limit "ten": want a whole number`}},
+		{name: "unknown flag", args: d.args([]string{"events", "--folow"}), code: 2,
+			errOut: []string{"provisiond events: unknown flag --folow; did you mean --follow?\nRun 'provisiond events --help' for usage.\n"}},
+		{name: "flag without its value", args: d.args([]string{"events", "--since"}), code: 2,
+			errOut: []string{"provisiond events: --since needs a value"}},
 	})
 	if n := len(d.sent()); n != 0 {
 		t.Errorf("usage errors sent %d requests", n)
@@ -460,7 +477,19 @@ func TestMachinesBMC(t *testing.T) {
 	runCases(t, d, []cliCase{
 		{name: "set", args: d.args([]string{"machines", "bmc", "node1"}, "--address", "redfish://10.0.0.11", "--username", "admin", "--password-file", pw),
 			out: []string{"redfish://10.0.0.11"}, notOut: []string{"s3cret"}},
-		{name: "show", args: d.args([]string{"machines", "bmc", "node1"}), out: []string{"redfish://10.0.0.11", "api"}, notOut: []string{"s3cret"}},
+		{name: "show", args: d.args([]string{"machines", "bmc", "node1"}), notOut: []string{"s3cret"},
+			out: []string{"address:     redfish://10.0.0.11\nsource:      api\ncredentials: set through the API, sealed in the daemon's database\n"}},
+		{name: "set says so", args: d.args([]string{"machines", "bmc", "node1"}, "--address", "ipmi://10.0.0.12", "--username", "admin", "--password-file", pw),
+			out: []string{"credentials: set through the API"}},
+		{name: "bad address says invalid once", args: d.args([]string{"machines", "bmc", "node1"}, "--address", "foo://10.0.0.11", "--username", "admin", "--password-file", pw),
+			code: 1, errOut: []string{`provisiond machines: bmc node1: 400 Bad Request: BMC address "foo://10.0.0.11": scheme must be ipmi:// or redfish://` + "\n"},
+			check: func(t *testing.T, out string) {
+				if out != "" {
+					t.Errorf("stdout %q", out)
+				}
+			}},
+		{name: "username without address", args: d.args([]string{"machines", "bmc", "node1"}, "--username", "admin"), code: 2,
+			errOut: []string{"--username and --password-file go with --address"}},
 		{name: "delete", args: d.args([]string{"machines", "bmc", "node1", "--delete"}), out: []string{"node1: BMC set through the API removed"}},
 		{name: "gone", args: d.args([]string{"machines", "bmc", "node1"}), code: 1, errOut: []string{"no BMC"}},
 	})
@@ -562,6 +591,10 @@ func TestEventsCommand(t *testing.T) {
 				if len(lines) != len(all)+1 {
 					t.Errorf("%d rows; want %d:\n%s", len(lines)-1, len(all), out)
 				}
+				// Newest first: round c, the last event, heads the table.
+				if !strings.Contains(lines[1], "round c") || !strings.Contains(lines[len(lines)-1], fmt.Sprint(all[0].Seq)) {
+					t.Errorf("not newest first:\n%s", out)
+				}
 				row := rowOf(t, out, "round c")
 				if _, err := time.Parse(time.RFC3339, row[0]); err != nil {
 					t.Errorf("time column %q: %v", row[0], err)
@@ -587,8 +620,8 @@ func TestEventsCommand(t *testing.T) {
 					t.Fatalf("%d events; want %d", len(v.Events), node1Events)
 				}
 				for i, e := range v.Events {
-					if e.MAC != node1MAC || (i > 0 && e.Seq <= v.Events[i-1].Seq) {
-						t.Errorf("event %d = %+v", i, e)
+					if e.MAC != node1MAC || (i > 0 && e.Seq >= v.Events[i-1].Seq) {
+						t.Errorf("event %d = %+v; want node1's, newest first", i, e)
 					}
 				}
 			},
@@ -616,13 +649,9 @@ func TestEventsCommand(t *testing.T) {
 				v := decodeJSON[struct {
 					Events []store.Event `json:"events"`
 				}](t, out)
-				if len(v.Events) != 2 || v.Events[0].Seq != all[0].Seq || v.Events[1].Seq != all[1].Seq {
-					t.Errorf("events = %+v; want the first 2", v.Events)
-				}
-			},
-			requests: func(t *testing.T, sent []*http.Request) {
-				if len(sent) != 1 || sent[0].URL.Query().Get("limit") != "2" {
-					t.Errorf("requests = %v; want one with limit=2", sent)
+				n := len(all)
+				if len(v.Events) != 2 || v.Events[0].Seq != all[n-1].Seq || v.Events[1].Seq != all[n-2].Seq {
+					t.Errorf("events = %+v; want the newest 2, newest first", v.Events)
 				}
 			},
 		},
@@ -636,31 +665,36 @@ func TestEventsCommand(t *testing.T) {
 
 	// Paging, against the same API with a small page.
 	t.Run("pages", func(t *testing.T) {
-		c, err := (&clientFlags{server: d.url, tokenFile: d.tokenFile, output: "table"}).client()
+		c, err := (&clientFlags{server: d.url, tokenFile: d.tokenFile, host: testHost}).client()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {
-			name                  string
-			pageSize, limit       int
-			wantEvents, wantPages int
+			name      string
+			pageSize  int
+			after     int // index in all of the event to start after; -1: from the start
+			wantPages int
 		}{
-			{"full pages then a short one", 2, 0, len(all), len(all)/2 + 1},
-			{"limit across pages", 2, 3, 3, 2},
-			{"limit on a page boundary", 2, 4, 4, 2},
+			{"full pages then a short one", 2, -1, len(all)/2 + 1},
+			{"after an event", 2, 1, (len(all)-2)/2 + 1},
+			{"one page", 1000, -1, 1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				d.reset()
-				es, raw, err := fetchEventsPaged(c, map[string][]string{}, tc.limit, tc.pageSize)
+				want, after := all, uint64(0)
+				if tc.after >= 0 {
+					want, after = all[tc.after+1:], all[tc.after].Seq
+				}
+				es, raw, err := fetchEvents(c, url.Values{}, after, tc.pageSize)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(es) != tc.wantEvents || len(raw) != tc.wantEvents {
-					t.Fatalf("%d events; want %d", len(es), tc.wantEvents)
+				if len(es) != len(want) || len(raw) != len(want) {
+					t.Fatalf("%d events; want %d", len(es), len(want))
 				}
 				for i, e := range es {
-					if e.Seq != all[i].Seq {
-						t.Errorf("event %d has seq %d; want %d", i, e.Seq, all[i].Seq)
+					if e.Seq != want[i].Seq {
+						t.Errorf("event %d has seq %d; want %d", i, e.Seq, want[i].Seq)
 					}
 				}
 				sent := d.sent()
@@ -681,7 +715,7 @@ func TestClientFlagsFromEnvironment(t *testing.T) {
 	d := newTestDaemon(t)
 	t.Setenv("PROVISIOND_SERVER", d.url)
 	t.Setenv("PROVISIOND_TOKEN_FILE", d.tokenFile)
-	t.Setenv("PROVISIOND_O", "json")
+	t.Setenv("PROVISIOND_OUTPUT", "json")
 	code, out, errOut := runCmd("machines", "list")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -35,7 +35,7 @@ func checkGitFlags(cfg serveConfig) error {
 	gc := gitConfig(cfg)
 	gc.Load = func(string, gitsync.Revision) error { return nil }
 	if _, err := gitsync.New(gc); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
 	return nil
 }
@@ -56,7 +56,7 @@ func startGitSync(ctx context.Context, cfg serveConfig, core *boot.Core, log *sl
 	}
 	s, err := gitsync.New(gc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, usagef("%v", err)
 	}
 	restored, err := s.Restore()
 	if err != nil {

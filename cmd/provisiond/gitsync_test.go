@@ -44,7 +44,7 @@ type daemon struct {
 func startDaemon(t *testing.T, dataDir string, args ...string) (*daemon, error) {
 	t.Helper()
 	addr := testutil.FreeAddr(t)
-	cfg, err := parseServe(append([]string{"--data-dir", dataDir, "--http-addr", addr, "--trust-loopback"}, args...), io.Discard)
+	cfg, err := parseServe(append([]string{"--data-dir", dataDir, "--http-addr", addr, "--trust-loopback"}, args...))
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +381,7 @@ func TestServeFlagsProfilesGit(t *testing.T) {
 		{"token for ssh", []string{"--profiles-git", "ssh://h/p.git", "--profiles-git-ssh-key", key, "--profiles-git-token-file", key}, "is for https"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseServe(tc.args, io.Discard)
+			_, err := parseServe(tc.args)
 			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("parseServe(%q) = %v; want a usage error with %q", tc.args, err, tc.want)
 			}
@@ -394,7 +394,7 @@ func TestServeFlagsProfilesGit(t *testing.T) {
 	t.Setenv("PROVISIOND_PROFILES_GIT_INTERVAL", "5m")
 	t.Setenv("PROVISIOND_PROFILES_GIT_SSH_KEY", key)
 	t.Setenv("PROVISIOND_PROFILES_GIT_KNOWN_HOSTS", "/etc/provisiond/known_hosts")
-	cfg, err := parseServe([]string{"--http-addr", "127.0.0.1:0"}, io.Discard)
+	cfg, err := parseServe([]string{"--http-addr", "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +406,7 @@ func TestServeFlagsProfilesGit(t *testing.T) {
 	t.Setenv("PROVISIOND_PROFILES_GIT_SSH_KEY", "")
 	t.Setenv("PROVISIOND_PROFILES_GIT_KNOWN_HOSTS", "")
 	t.Setenv("PROVISIOND_PROFILES_GIT_TOKEN_FILE", key)
-	if cfg, err := parseServe([]string{"--http-addr", "127.0.0.1:0"}, io.Discard); err != nil || cfg.ProfilesGitTokenFile != key {
+	if cfg, err := parseServe([]string{"--http-addr", "127.0.0.1:0"}); err != nil || cfg.ProfilesGitTokenFile != key {
 		t.Errorf("token file from env = %+v, %v", cfg, err)
 	}
 }

@@ -135,7 +135,7 @@ func TestBinaryStopsMidLoad(t *testing.T) {
 	cmd, logs, _ := start(dir)
 	time.Sleep(500 * time.Millisecond)
 	stop(cmd)
-	if out := logs.String(); !strings.Contains(out, "profiles reload cancelled") || strings.Contains(out, "provisiond starting") {
+	if out := logs.String(); !strings.Contains(out, "profiles load cancelled; nothing to serve") || strings.Contains(out, "provisiond starting") {
 		t.Errorf("SIGTERM did not stop the first load")
 	}
 

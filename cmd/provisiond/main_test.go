@@ -17,9 +17,19 @@ import (
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
+// testHost is a host with no provisiond installed, so that no test talks to
+// a daemon the machine running the tests may have.
+var testHost = hostPaths{envFile: "/nonexistent/provisiond.env", dataDir: "/nonexistent"}
+
 func runCmd(args ...string) (int, string, string) {
+	return runOn(testHost, args...)
+}
+
+// runOn runs the command line args on a host whose daemon keeps its
+// settings at h.
+func runOn(h hostPaths, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
+	code := (&cli{stdout: &out, stderr: &errb, host: h}).run(args)
 	return code, out.String(), errb.String()
 }
 
@@ -73,7 +83,7 @@ func TestExplainCommand(t *testing.T) {
 func TestFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("PROVISIOND_PROFILES", "/srv/profiles")
 	t.Setenv("PROVISIOND_HTTP_ADDR", "127.0.0.1:9999")
-	cfg, err := parseServe([]string{"--data-dir", "/tmp/d"}, io.Discard)
+	cfg, err := parseServe([]string{"--data-dir", "/tmp/d"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +91,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Fatalf("config from env = %+v", cfg)
 	}
 	// A flag on the command line beats the environment.
-	cfg, err = parseServe([]string{"--profiles", "/x"}, io.Discard)
+	cfg, err = parseServe([]string{"--profiles", "/x"})
 	if err != nil || cfg.ProfilesDir != "/x" {
 		t.Fatalf("flag over env = %+v, %v", cfg, err)
 	}
@@ -229,7 +239,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{"--profiles", "x", "--advertise-url", "ftp://h"},
 		{"--profiles", "x", "extra"},
 	} {
-		if _, err := parseServe(args, io.Discard); !errors.Is(err, errUsage) {
+		if _, err := parseServe(args); !errors.Is(err, errUsage) {
 			t.Errorf("parseServe(%q) = %v; want a usage error", args, err)
 		}
 	}

@@ -2,13 +2,12 @@ package main
 
 import (
 	"cmp"
-	"flag"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
@@ -16,62 +15,66 @@ import (
 
 // `provisiond power <action> ID... | -l key=value...`: power control through
 // the daemon's API. One machine goes to /machines/{id}/power; several, or a
-// label selector, to the bulk /power.
+// label selector, to the bulk /power. -o json prints the API's answer.
 
-var powerActions = []string{"on", "off", "soft", "cycle", "reset", "status"}
-
-func powerUsage(w io.Writer) {
-	fmt.Fprintf(w, `usage: provisiond power <action> (ID... | -l key=value...) [flags]
-
-actions: %s
-  cycle on a machine that is off powers it on; soft asks the OS to shut down.
-  ID is a MAC, an SMBIOS UUID or a Machine name; -l selects the Machines whose
-  labels include key=value (repeatable; all must match).
-
-%s
-`, strings.Join(powerActions, ", "), clientFlagsHelp)
+var powerActions = []struct{ name, summary string }{
+	{"on", "power machines on"},
+	{"off", "power machines off at once, without shutting the OS down"},
+	{"soft", "ask the machines' OS to shut down (ACPI)"},
+	{"cycle", "power-cycle machines; one that is off is powered on"},
+	{"reset", "hard-reset machines"},
+	{"status", "show the machines' power state"},
 }
 
-func runPower(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" && args[0] != "-help" {
-		powerUsage(stderr)
-		return fmt.Errorf("%w: want an action first: %s", errUsage, strings.Join(powerActions, ", "))
+func powerCommand() *command {
+	cmd := &command{
+		name:    "power",
+		summary: "power machines on, off, cycle or query them through their BMCs",
+		about: "Each action names machines (a MAC, an SMBIOS UUID or a Machine name) or selects\n" +
+			"Machines by label with -l key=value (repeatable; all must match). Exit 1 if\n" +
+			"any machine failed, in every output format. -o json prints the API's answer:\n" +
+			"one machine's result ({\"state\"} for status), or {\"results\": [...]} for several.",
+		examples: []string{
+			"provisiond power on node1",
+			"provisiond power cycle -l rack=r1",
+			"provisiond power status -l rack=r1 -o json",
+		},
+		verbNoun: "action",
 	}
-	action := args[0]
-	switch {
-	case action == "-h" || action == "--help" || action == "-help" || action == "help":
-		powerUsage(stderr)
-		return flag.ErrHelp
-	case !slices.Contains(powerActions, action):
-		powerUsage(stderr)
-		return fmt.Errorf("%w: unknown action %q; want %s", errUsage, action, strings.Join(powerActions, ", "))
+	for _, a := range powerActions {
+		action := a.name
+		cmd.verbs = append(cmd.verbs, &command{
+			name: action, args: "(ID... | -l key=value...)", summary: a.summary,
+			examples: []string{"provisiond power " + action + " node1 node2", "provisiond power " + action + " -l rack=r1"},
+			flags: func(fs *flagSet, c *cli) func([]string) error {
+				cf := addClientFlags(fs, c)
+				labels := labelFlags{}
+				fs.Var(labels, "label", "select the Machines with label `key=value` (repeatable; all must match)")
+				fs.alias("l", "label")
+				return func(ids []string) error { return runPower(c, cf, action, ids, labels) }
+			},
+		})
 	}
-	fs := newFlagSet("power "+action, stderr)
-	fs.Usage = func() { powerUsage(stderr); fs.PrintDefaults() }
-	cf := addClientFlags(fs)
-	labels := labelFlags{}
-	fs.Var(labels, "l", "select Machines with label key=value (repeatable; all must match)")
-	fs.Var(labels, "label", "same as -l")
-	ids, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
+	return cmd
+}
+
+func runPower(c *cli, cf *clientFlags, action string, ids []string, labels labelFlags) error {
 	if len(ids) == 0 && len(labels) == 0 {
-		return fmt.Errorf("%w: name machines or select them with -l key=value", errUsage)
+		return usagef("name machines or select them with -l key=value")
 	}
-	c, err := cf.client()
+	cl, err := cf.client()
 	if err != nil {
 		return err
 	}
 	var results []api.PowerResult
-	var raw []byte
+	var raw []byte // the API's answer, which -o json prints
 	if len(ids) == 1 && len(labels) == 0 {
 		var r api.PowerResult
-		r, raw, err = powerOne(c, action, ids[0])
+		r, raw, err = powerOne(cl, action, ids[0])
 		results = []api.PowerResult{r}
 	} else {
 		var bulk api.BulkResult
-		raw, err = c.do(http.MethodPost, "/power", nil, map[string]any{"action": action, "machines": ids, "selector": labels})
+		raw, err = cl.do(http.MethodPost, "/power", nil, map[string]any{"action": action, "machines": ids, "selector": labels})
 		if err == nil {
 			err = decodeAnswer(raw, &bulk)
 		}
@@ -80,11 +83,7 @@ func runPower(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("power %s: %w", action, err)
 	}
-	if cf.wantJSON() {
-		if err := printAPIJSON(stdout, raw); err != nil {
-			return err
-		}
-	} else if err := powerTable(stdout, results); err != nil {
+	if err := cf.out.print(c.stdout, json.RawMessage(raw), func(w io.Writer) error { return powerTable(w, results) }); err != nil {
 		return err
 	}
 	failed := 0
@@ -94,24 +93,48 @@ func runPower(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(stderr, "provisiond power %s: %d of %d machines failed\n", action, failed, len(results))
+		fmt.Fprintf(c.stderr, "provisiond power %s: %d of %d machines failed\n", action, failed, len(results))
 		return errReported
 	}
 	return nil
 }
 
-// powerOne runs action on one machine through its own endpoint, whose error
-// statuses carry the BMC's words.
+// powerOne runs action on one machine through its own endpoint and returns
+// its result with the API's answer. A BMC that failed (502, 504) answers
+// with the machine's result, and a machine that cannot be driven (404, 409)
+// gets one: a failed row, as a bulk call reports it, not an error of the
+// command.
 func powerOne(c *apiClient, action, id string) (api.PowerResult, []byte, error) {
 	path := "/machines/" + url.PathEscape(id) + "/power"
+	var b []byte
+	var err error
+	start := time.Now()
 	if action == "status" {
-		var st api.PowerState
-		b, err := c.get(path, nil, &st)
-		return api.PowerResult{ID: id, Action: action, OK: err == nil, State: st.State}, b, err
+		b, err = c.do(http.MethodGet, path, nil, nil)
+	} else {
+		b, err = c.do(http.MethodPost, path, nil, map[string]string{"action": action})
 	}
-	b, err := c.do(http.MethodPost, path, nil, map[string]string{"action": action})
+	var ae *apiError
+	if errors.As(err, &ae) && json.Valid(ae.Body) {
+		switch ae.Code {
+		case http.StatusBadGateway, http.StatusGatewayTimeout:
+			var r api.PowerResult
+			if json.Unmarshal(ae.Body, &r) == nil && r.Action != "" {
+				return r, ae.Body, nil
+			}
+		case http.StatusNotFound, http.StatusConflict:
+			return api.PowerResult{ID: id, Action: action, Error: ae.Msg, TookMS: time.Since(start).Milliseconds()}, ae.Body, nil
+		}
+	}
 	if err != nil {
 		return api.PowerResult{}, nil, err
+	}
+	if action == "status" { // {"state": "on"}
+		var st api.PowerState
+		if err := decodeAnswer(b, &st); err != nil {
+			return api.PowerResult{}, nil, err
+		}
+		return api.PowerResult{ID: id, Action: action, OK: true, State: st.State, TookMS: time.Since(start).Milliseconds()}, b, nil
 	}
 	var r api.PowerResult
 	return r, b, decodeAnswer(b, &r)
@@ -128,7 +151,7 @@ func powerTable(w io.Writer, rs []api.PowerResult) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			tableCell(cmp.Or(r.Machine, r.ID)), tableCell(r.MAC), tableCell(r.Action), result, tableCell(r.State),
-			tableCell(r.Done), time.Duration(r.TookMS)*time.Millisecond, tableCell(r.Error))
+			tableCell(r.Done), time.Duration(r.TookMS)*time.Millisecond, tableCell(cliWords(r.Error)))
 	}
 	return tw.Flush()
 }

@@ -70,54 +70,94 @@ type serveConfig struct {
 	TFTPMaxPerClient int
 }
 
-func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
-	var c serveConfig
-	fs := newFlagSet("serve", stderr)
-	fs.StringVar(&c.ProfilesDir, "profiles", "", "profiles directory (a Git checkout), watched for changes; this or --profiles-git is required")
-	fs.StringVar(&c.ProfilesGit, "profiles-git", "", "follow the profiles in this Git repository (https://, ssh://, user@host:path, git://, file://) instead of --profiles; synced into <data-dir>/profiles-git")
-	fs.StringVar(&c.ProfilesGitRef, "profiles-git-ref", "", "branch, tag or full commit hash to follow (default: the remote's HEAD branch)")
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		summary: "run the daemon: the HTTP boot path, API and dashboard, and proxyDHCP and TFTP on --dhcp-interface",
+		about: "Serves the profiles in --profiles (watched, reloaded on change) or in the Git\n" +
+			"repository --profiles-git names (polled), keeping state, the generated API token\n" +
+			"and the secret key in --data-dir. It stops on SIGINT or SIGTERM. Flags marked\n" +
+			"RISK relax config secrecy; see the README before using one.",
+		examples: []string{
+			"provisiond serve --profiles ./profiles --data-dir ./data --http-addr :8080",
+			"sudo provisiond serve --profiles /srv/profiles --data-dir /var/lib/provisiond --dhcp-interface eth0",
+			"provisiond serve --profiles-git https://git.example.com/infra/profiles.git --profiles-git-token-file /etc/provisiond/git-token",
+		},
+		daemon: true,
+		flags: func(fs *flagSet, c *cli) func([]string) error {
+			cfg := declareServeFlags(fs)
+			return func(pos []string) error {
+				if err := cfg.finish(pos); err != nil {
+					return err
+				}
+				return runServe(*cfg, c)
+			}
+		},
+	}
+}
+
+// parseServe reads serve's command line (and environment) into a config.
+func parseServe(args []string) (serveConfig, error) {
+	fs := newFlagSet()
+	cfg := declareServeFlags(fs)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return *cfg, err
+	}
+	err = cfg.finish(pos)
+	return *cfg, err
+}
+
+// declareServeFlags declares serve's flags on fs, into the config returned.
+func declareServeFlags(fs *flagSet) *serveConfig {
+	c := &serveConfig{}
+	fs.StringVar(&c.ProfilesDir, "profiles", "", "profiles directory `DIR` (a Git checkout), watched for changes; this or --profiles-git is required")
+	fs.StringVar(&c.ProfilesGit, "profiles-git", "", "follow the profiles in the Git repository at `URL` (https://, ssh://, user@host:path, git://, file://) instead of --profiles; synced into <data-dir>/profiles-git")
+	fs.StringVar(&c.ProfilesGitRef, "profiles-git-ref", "", "branch, tag or full commit hash `REF` to follow (default: the remote's HEAD branch)")
 	fs.DurationVar(&c.ProfilesGitInterval, "profiles-git-interval", gitsync.DefaultInterval, "how often to poll the repository; POST /api/v1/profiles/sync syncs at once")
-	fs.StringVar(&c.ProfilesGitSSHKey, "profiles-git-ssh-key", "", "private key file (no passphrase) for an ssh repository URL; read at every fetch")
-	fs.StringVar(&c.ProfilesGitKnownHosts, "profiles-git-known-hosts", "", "known_hosts file with the ssh server's host key (default: $SSH_KNOWN_HOSTS, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts)")
-	fs.StringVar(&c.ProfilesGitTokenFile, "profiles-git-token-file", "", "file holding the token (password) for an https repository URL, sent as the URL's user or \"git\"; read at every fetch")
-	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the state database and generated secrets")
-	fs.StringVar(&c.AssetsDir, "assets", "", "directory served at /assets/ (default: <data-dir>/assets)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address")
-	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "base URL machines reach the HTTP server at (default: derived from --dhcp-interface or --http-addr)")
-	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "interface for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them")
-	fs.StringVar(&c.TFTPRoot, "tftp-root", "", "optional directory of extra files served over TFTP")
-	fs.IntVar(&c.TFTPMaxTransfers, "tftp-max-transfers", tftp.DefaultMaxTransfers, "TFTP transfers served at once; more are refused \"server busy\"")
-	fs.IntVar(&c.TFTPMaxPerClient, "tftp-max-per-client", tftp.DefaultMaxPerClient, "TFTP transfers served at once to one client IP")
-	fs.StringVar(&c.IPXEDir, "ipxe-dir", "", "optional directory whose undionly.kpxe, ipxe.efi or snp.efi replace the embedded builds")
+	fs.StringVar(&c.ProfilesGitSSHKey, "profiles-git-ssh-key", "", "private key `FILE` (no passphrase) for an ssh repository URL; read at every fetch")
+	fs.StringVar(&c.ProfilesGitKnownHosts, "profiles-git-known-hosts", "", "known_hosts `FILE` with the ssh server's host key (default: $SSH_KNOWN_HOSTS, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts)")
+	fs.StringVar(&c.ProfilesGitTokenFile, "profiles-git-token-file", "", "`FILE` holding the token (password) for an https repository URL, sent as the URL's user or \"git\"; read at every fetch")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "`DIR` for the state database and generated secrets")
+	fs.StringVar(&c.AssetsDir, "assets", "", "`DIR` served at /assets/ (default: <data-dir>/assets)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address `ADDR`: host:port or :port")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "base `URL` machines reach the HTTP server at (default: derived from --dhcp-interface or --http-addr)")
+	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "network interface `NAME` for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them")
+	fs.StringVar(&c.TFTPRoot, "tftp-root", "", "optional `DIR` of extra files served over TFTP")
+	fs.IntVar(&c.TFTPMaxTransfers, "tftp-max-transfers", tftp.DefaultMaxTransfers, "`N` TFTP transfers served at once; more are refused \"server busy\"")
+	fs.IntVar(&c.TFTPMaxPerClient, "tftp-max-per-client", tftp.DefaultMaxPerClient, "`N` TFTP transfers served at once to one client IP")
+	fs.StringVar(&c.IPXEDir, "ipxe-dir", "", "optional `DIR` whose undionly.kpxe, ipxe.efi or snp.efi replace the embedded builds")
 	fs.DurationVar(&c.ReloadDebounce, "reload-debounce", 500*time.Millisecond, "quiet time after a profiles change before reloading")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
-	fs.StringVar(&c.APITokenFile, "api-token-file", "", "file holding the /api/v1 bearer token (default: <data-dir>/api-token, generated on first start)")
-	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "file holding the key that seals BMC credentials set through the API (default: <data-dir>/secret-key, generated on first start; back it up apart from the database)")
-	fs.StringVar(&c.WipeProfile, "wipe-profile", "", "Profile that POST /machines/{id}/wipe boots; empty disables wipe")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "`LEVEL` of the log: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "`FORMAT` of the log: text or json")
+	fs.StringVar(&c.APITokenFile, "api-token-file", "", "`FILE` holding the /api/v1 bearer token (default: <data-dir>/api-token, generated on first start)")
+	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "`FILE` holding the key that seals BMC credentials set through the API (default: <data-dir>/secret-key, generated on first start; back it up apart from the database)")
+	fs.StringVar(&c.WipeProfile, "wipe-profile", "", "the `PROFILE` that provisiond machines wipe boots; empty disables wipe")
 	fs.DurationVar(&c.BMCTimeout, "bmc-timeout", 30*time.Second, "time limit of one BMC operation (login, calls, logout)")
-	fs.IntVar(&c.BMCParallel, "bmc-parallel", 16, "how many BMCs are talked to at once")
+	fs.IntVar(&c.BMCParallel, "bmc-parallel", 16, "`N` BMCs talked to at once")
 	fs.BoolVar(&c.Policy.AllowConfigWithoutToken, "allow-config-without-token", false, "RISK: serve /ignition and /config without the session token, to anyone who names a booting machine's MAC")
 	fs.BoolVar(&c.Policy.AllowConfigRefetch, "allow-config-refetch", false, "RISK: serve a config more than once per provisioning, so a leaked config URL works until the session ends")
 	fs.BoolVar(&c.Policy.SkipNeighborCheck, "skip-neighbor-check", false, "RISK: do not check that an on-link requester's IP resolves to the MAC it claims")
 	fs.BoolVar(&c.Policy.TrustLoopback, "trust-loopback", false, "RISK: treat requesters on this host (loopback, its own addresses) as the machine they name, so any local process gets any config; for trying provisiond on one host (make run)")
 	fs.BoolVar(&c.Policy.AllowUnbound, "allow-unbound-routed", false, "RISK: serve a routed requester that no DHCP binding names as the machine it claims (when relays do not forward DHCP to provisiond)")
-	fs.Func("trusted-proxy", "CIDR[,CIDR...] of reverse proxies whose X-Forwarded-For gives the requester's address", func(v string) error {
+	fs.Func("trusted-proxy", "`CIDR[,CIDR...]` of reverse proxies whose X-Forwarded-For gives the requester's address", func(v string) error {
 		ps, err := parsePrefixes(v)
 		c.TrustedProxies = ps
 		return err
 	})
 	fs.DurationVar(&c.BindingTTL, "binding-ttl", boot.DefaultBindingTTL, "how long an address DHCP showed a machine using identifies that machine's routed requests")
-	fs.IntVar(&c.MaxDiscovered, "max-discovered", boot.DefaultMaxDiscovered, "machines kept that were only discovered (no Machine claims them); beyond it the oldest are pruned")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return c, err
-	}
+	fs.IntVar(&c.MaxDiscovered, "max-discovered", boot.DefaultMaxDiscovered, "`N` machines kept that were only discovered (no Machine claims them); beyond it the oldest are pruned")
+	return c
+}
+
+// finish checks the flags and fills in the defaults that depend on others.
+// It reads the host's interfaces but creates nothing.
+func (c *serveConfig) finish(pos []string) error {
 	if len(pos) > 0 {
-		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+		return usagef("serve takes no arguments, got %q", pos[0])
 	}
-	if err := checkProfilesFlags(c); err != nil {
-		return c, err
+	if err := checkProfilesFlags(*c); err != nil {
+		return err
 	}
 	if c.AssetsDir == "" {
 		c.AssetsDir = filepath.Join(c.DataDir, "assets")
@@ -125,28 +165,54 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.SecretKeyFile == "" {
 		c.SecretKeyFile = filepath.Join(c.DataDir, "secret-key")
 	}
-	if c.BMCTimeout <= 0 || c.BMCParallel <= 0 {
-		return c, fmt.Errorf("%w: --bmc-timeout and --bmc-parallel must be positive", errUsage)
-	}
-	if c.BindingTTL <= 0 || c.MaxDiscovered <= 0 {
-		return c, fmt.Errorf("%w: --binding-ttl and --max-discovered must be positive", errUsage)
+	switch {
+	case c.BMCTimeout <= 0:
+		return usagef("--bmc-timeout %v: want a positive duration such as 30s", c.BMCTimeout)
+	case c.BMCParallel <= 0:
+		return usagef("--bmc-parallel %d: want a positive count", c.BMCParallel)
+	case c.BindingTTL <= 0:
+		return usagef("--binding-ttl %v: want a positive duration such as 2h", c.BindingTTL)
+	case c.MaxDiscovered <= 0:
+		return usagef("--max-discovered %d: want a positive count", c.MaxDiscovered)
 	}
 	host, port, err := net.SplitHostPort(c.HTTPAddr)
 	if err != nil {
-		return c, fmt.Errorf("%w: --http-addr %q: %v", errUsage, c.HTTPAddr, err)
+		return usagef("--http-addr %q: want host:port or :port, such as :8080", c.HTTPAddr)
+	}
+	var ifaceIP net.IP
+	if c.DHCPInterface != "" {
+		if ifaceIP, err = interfaceIPv4(c.DHCPInterface); err != nil {
+			return err
+		}
 	}
 	if c.AdvertiseURL == "" {
-		adv, err := advertiseHost(host, c.DHCPInterface)
+		adv, err := advertiseHost(host, ifaceIP)
 		if err != nil {
-			return c, fmt.Errorf("%w: --advertise-url not given and %v", errUsage, err)
+			return fmt.Errorf("--advertise-url not given, and finding this host's address failed: %w", err)
 		}
 		c.AdvertiseURL = "http://" + net.JoinHostPort(adv, port)
 	}
 	c.AdvertiseURL = strings.TrimRight(c.AdvertiseURL, "/")
 	if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, fmt.Errorf("%w: --advertise-url %q must be an http(s) URL", errUsage, c.AdvertiseURL)
+		return usagef("--advertise-url %q: want an http(s) URL such as http://10.99.0.2:8080", c.AdvertiseURL)
 	}
-	return c, nil
+	return nil
+}
+
+// interfaceIPv4 is --dhcp-interface's IPv4 address, which proxyDHCP names
+// itself by, with errors that name the flag.
+func interfaceIPv4(name string) (net.IP, error) {
+	if _, err := net.InterfaceByName(name); err != nil {
+		return nil, usagef("--dhcp-interface %q: no such network interface on this host (ip -br link lists them)", name)
+	}
+	ip, err := dhcp.InterfaceIPv4(name)
+	if errors.Is(err, dhcp.ErrNoIPv4) {
+		return nil, fmt.Errorf("--dhcp-interface %q has no global IPv4 address; proxyDHCP and TFTP need one to answer from", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--dhcp-interface %q: %w", name, err)
+	}
+	return ip, nil
 }
 
 // checkProfilesFlags requires exactly one source of profiles: a directory, or
@@ -154,15 +220,15 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 func checkProfilesFlags(c serveConfig) error {
 	switch {
 	case c.ProfilesDir != "" && c.ProfilesGit != "":
-		return fmt.Errorf("%w: --profiles and --profiles-git exclude each other (also as PROVISIOND_PROFILES and PROVISIOND_PROFILES_GIT): with --profiles-git the profiles are the synced tree under <data-dir>/profiles-git", errUsage)
+		return usagef("--profiles and --profiles-git exclude each other (also as PROVISIOND_PROFILES and PROVISIOND_PROFILES_GIT): with --profiles-git the profiles are the synced tree under <data-dir>/profiles-git")
 	case c.ProfilesDir == "" && c.ProfilesGit == "":
-		return fmt.Errorf("%w: --profiles DIR or --profiles-git URL is required", errUsage)
+		return usagef("--profiles DIR or --profiles-git URL is required")
 	case c.ProfilesGit == "" && (c.ProfilesGitRef != "" || c.ProfilesGitSSHKey != "" || c.ProfilesGitKnownHosts != "" || c.ProfilesGitTokenFile != ""):
-		return fmt.Errorf("%w: --profiles-git-ref, --profiles-git-ssh-key, --profiles-git-known-hosts and --profiles-git-token-file need --profiles-git", errUsage)
+		return usagef("--profiles-git-ref, --profiles-git-ssh-key, --profiles-git-known-hosts and --profiles-git-token-file need --profiles-git")
 	case c.ProfilesGit == "":
 		return nil
 	case c.ProfilesGitInterval < time.Second:
-		return fmt.Errorf("%w: --profiles-git-interval %v: want 1s or more", errUsage, c.ProfilesGitInterval)
+		return usagef("--profiles-git-interval %v: want 1s or more", c.ProfilesGitInterval)
 	}
 	return checkGitFlags(c)
 }
@@ -220,13 +286,9 @@ func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boo
 
 // advertiseHost picks the address machines will reach us at: the DHCP interface's
 // IPv4 address, else the host of --http-addr, else this host's first global IPv4.
-func advertiseHost(host, iface string) (string, error) {
-	if iface != "" {
-		ip, err := dhcp.InterfaceIPv4(iface)
-		if err != nil {
-			return "", err
-		}
-		return ip.String(), nil
+func advertiseHost(host string, ifaceIP net.IP) (string, error) {
+	if ifaceIP != nil {
+		return ifaceIP.String(), nil
 	}
 	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
 		return host, nil
@@ -246,7 +308,7 @@ func advertiseHost(host, iface string) (string, error) {
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -255,25 +317,75 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
+	return nil, usagef("--log-format %q: want text or json", format)
 }
 
-func runServe(args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseServe(args, stderr)
+func runServe(cfg serveConfig, c *cli) error {
+	log, err := newLogger(c.stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		return err
+	for _, w := range envWarnings(os.Environ(), knownEnv(commandTable())) {
+		log.Warn("environment variable ignored", "detail", w)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serve(ctx, cfg, log)
 }
 
-// serve wires the pieces and runs them until ctx ends or one fails.
+// serve runs the daemon until ctx ends or a piece fails, and logs when it
+// is asked to stop and when it has.
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	stopping := make(chan time.Time, 1)
+	stopLog := context.AfterFunc(ctx, func() {
+		log.Info("provisiond stopping", "cause", context.Cause(ctx))
+		stopping <- time.Now()
+	})
+	err := runDaemon(ctx, cfg, log)
+	if !stopLog() { // ctx ended: the line above was logged, or is being
+		log.Info("provisiond stopped", "took", time.Since(<-stopping).Round(time.Millisecond))
+	}
+	return err
+}
+
+// checkInputs refuses paths that name nothing, before serve creates any
+// file: a typo must not leave a data dir with a fresh token and key behind.
+func checkInputs(cfg serveConfig) error {
+	for _, d := range []struct{ flag, path string }{{"--profiles", cfg.ProfilesDir}, {"--tftp-root", cfg.TFTPRoot}, {"--ipxe-dir", cfg.IPXEDir}} {
+		if d.path != "" {
+			if err := checkDir(d.flag, d.path); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.APITokenFile != "" {
+		if _, err := readToken(cfg.APITokenFile); err != nil {
+			return fmt.Errorf("--api-token-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkDir says what is wrong with the directory path, which what names
+// (a flag, "profiles directory"), in a line.
+func checkDir(what, path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s %s: no such directory", what, path)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", what, path, errors.Unwrap(err))
+	case !fi.IsDir():
+		return fmt.Errorf("%s %s: not a directory", what, path)
+	}
+	return nil
+}
+
+// runDaemon wires the pieces and runs them until ctx ends or one fails.
+func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	if err := checkInputs(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}

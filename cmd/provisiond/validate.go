@@ -1,51 +1,99 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/profiles"
 )
 
-func runValidate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: provisiond validate DIR\n\nChecks every profile, machine, template and Butane config in DIR; prints\nfile:line: message for each problem and exits 1 if there are any.")
+func validateCommand() *command {
+	return &command{
+		name:    "validate",
+		args:    "DIR",
+		summary: "check a profiles directory, listing every problem as file:line: message",
+		about: "Loads DIR as serve would: every profile, machine, template and Butane or\n" +
+			"Ignition config, rendered for every Machine that uses it. Exit 1 if there is\n" +
+			"any problem, in every output format: run it in the profiles' CI.",
+		examples: []string{
+			"provisiond validate ./profiles",
+			"provisiond validate ./profiles -o json | jq -r '.problems[] | \"\\(.file):\\(.line): \\(.message)\"'",
+		},
+		paths: true,
+		flags: func(fs *flagSet, c *cli) func([]string) error {
+			out := addOutputFlag(fs)
+			return func(pos []string) error { return runValidate(c, *out, pos) }
+		},
 	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+}
+
+// validation is validate's result, as -o json prints it.
+type validation struct {
+	OK       bool          `json:"ok"`
+	Dir      string        `json:"dir"`
+	Problems []api.Problem `json:"problems"`
+	Warnings []api.Problem `json:"warnings"`
+	Profiles int           `json:"profiles"`
+	Machines int           `json:"machines"`
+	Default  string        `json:"default,omitempty"`
+}
+
+func runValidate(c *cli, out output, pos []string) error {
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: want exactly one profiles directory", errUsage)
+		return usagef("want exactly one profiles directory, got %d arguments", len(pos))
 	}
 	dir := pos[0]
+	if err := checkDir("profiles directory", dir); err != nil {
+		return err
+	}
 	set, err := profiles.Load(dir, profiles.LoadOptions{})
 	var probs profiles.Problems
-	if errors.As(err, &probs) {
-		for _, p := range probs {
-			p.File = filepath.Join(dir, p.File)
-			fmt.Fprintln(stdout, p.String())
-		}
-		fmt.Fprintf(stderr, "%d problem(s) in %s\n", len(probs), dir)
-		return errReported
+	if err != nil && !errors.As(err, &probs) {
+		return err
 	}
+	// Paths as the operator gave them, so that an editor opens them.
+	problem := func(p profiles.Problem) api.Problem {
+		return api.Problem{File: filepath.Join(dir, p.File), Line: p.Line, Message: p.Msg}
+	}
+	v := validation{OK: len(probs) == 0, Dir: dir, Problems: []api.Problem{}, Warnings: []api.Problem{}}
+	for _, p := range probs {
+		v.Problems = append(v.Problems, problem(p))
+	}
+	if set != nil {
+		for _, w := range set.Warnings {
+			v.Warnings = append(v.Warnings, problem(w))
+		}
+		v.Profiles, v.Machines, v.Default = len(set.Profiles), len(set.Machines), defaultName(set)
+	}
+	err = out.print(c.stdout, v, func(w io.Writer) error {
+		for _, p := range v.Problems {
+			fmt.Fprintln(w, p.String())
+		}
+		for _, p := range v.Warnings {
+			fmt.Fprintln(w, "warning: "+p.String())
+		}
+		if v.OK {
+			fmt.Fprintf(w, "ok: %d profile(s), %d machine(s), default: %s\n", v.Profiles, v.Machines, cmp.Or(v.Default, "none"))
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, w := range set.Warnings {
-		w.File = filepath.Join(dir, w.File)
-		fmt.Fprintln(stdout, "warning: "+w.String())
+	if !v.OK {
+		fmt.Fprintf(c.stderr, "%d problem(s) in %s\n", len(v.Problems), dir)
+		return errReported
 	}
-	fmt.Fprintf(stdout, "ok: %d profile(s), %d machine(s), default: %s\n", len(set.Profiles), len(set.Machines), defaultName(set))
 	return nil
 }
 
 func defaultName(set *profiles.Set) string {
 	if set.Default == nil {
-		return "none"
+		return ""
 	}
 	return set.Default.Profile
 }

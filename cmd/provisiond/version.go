@@ -7,11 +7,23 @@ import (
 	"runtime/debug"
 )
 
-func runVersion(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", stderr)
-	if _, err := parse(fs, args); err != nil {
-		return err
+func versionCommand() *command {
+	return &command{
+		name:     "version",
+		summary:  "print the version, commit and Go version of this binary",
+		examples: []string{"provisiond version", "provisiond --version"},
+		flags: func(fs *flagSet, c *cli) func([]string) error {
+			return func(pos []string) error {
+				if len(pos) != 0 {
+					return usagef("version takes no arguments, got %q", pos)
+				}
+				return printVersion(c.stdout)
+			}
+		},
 	}
+}
+
+func printVersion(w io.Writer) error {
 	c := commit
 	if c == "" {
 		if bi, ok := debug.ReadBuildInfo(); ok {
@@ -25,6 +37,6 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	if c == "" {
 		c = "unknown"
 	}
-	fmt.Fprintf(stdout, "provisiond %s (commit %s, %s, %s/%s)\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	_, err := fmt.Fprintf(w, "provisiond %s (commit %s, %s, %s/%s)\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return err
 }

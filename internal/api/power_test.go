@@ -522,7 +522,7 @@ func TestBulkPower(t *testing.T) {
 	}{
 		{`{"action":"off","selector":{}}`, 400, "empty selector"},
 		{`{"action":"off"}`, 400, "empty selector"},
-		{``, 400, "invalid request"},
+		{``, 400, `power action \"\": want on, off`},
 		{`{"action":"dance","selector":{"rack":"r1"}}`, 400, `power action \"dance\"`},
 		{`{"action":"off","selector":{"rack":"r9"}}`, 404, "no such machine"},
 		{`{"action":"off","selectr":{"rack":"r1"}}`, 400, "unknown field"},

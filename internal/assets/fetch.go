@@ -35,6 +35,10 @@ var (
 	ErrUnverified = errors.New("not verified")
 	// ErrNotFound: the server answered 404 or 410 (see HTTPError).
 	ErrNotFound = errors.New("not found")
+	// ErrNetwork: a request got no answer (name lookup, connection, TLS) or
+	// its body stopped arriving. Nothing was checked, so it is never
+	// ErrUnverified: a missing network is not a bad signature.
+	ErrNetwork = errors.New("network failure")
 	// ErrVersion: the requested Fedora CoreOS version is not the stream's.
 	ErrVersion = errors.New("version not in stream")
 	// ErrTooLarge: a file is larger than the Fetcher accepts.
@@ -237,7 +241,7 @@ func (f *Fetcher) place(ctx context.Context, dir string, a artifact, kr openpgp.
 		// Fetched first, so a release without signatures fails before a
 		// large download.
 		if sig, err = f.getSmall(ctx, a.sigURL, maxMeta); err != nil {
-			return File{}, fmt.Errorf("%w: %s: no signature: %w", ErrUnverified, a.name, err)
+			return File{}, trustFileError(a.name, "signature", err)
 		}
 	}
 	if file, ok := present(filepath.Join(dir, a.name), a, kr, sig); ok {
@@ -315,7 +319,7 @@ func (f *Fetcher) download(ctx context.Context, dir string, a artifact, kr openp
 	}
 	switch {
 	case err != nil:
-		return File{}, fmt.Errorf("%s: GET %s: %w", a.name, a.url, err)
+		return File{}, fmt.Errorf("%s: GET %s: %w", a.name, a.url, readError(err))
 	case n > maxSize:
 		return File{}, fmt.Errorf("%s: GET %s: %w: more than %d bytes", a.name, a.url, ErrTooLarge, maxSize)
 	case size >= 0 && n != size:

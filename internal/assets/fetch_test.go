@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/assets/assetstest"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // recorder is an Observer that remembers what it was told.
@@ -575,4 +576,36 @@ func fileHash(hash string, data []byte) string {
 		return fmt.Sprintf("sha512:%x", sha512.Sum512(data))
 	}
 	return "a sha256: or sha512: digest"
+}
+
+// TestFetchNetworkFailure: without a network, or with a server that fails,
+// every OS says so the same way: a download failure (ErrNetwork), or the
+// server's status, and never "not verified", which reads like a bad
+// signature.
+func TestFetchNetworkFailure(t *testing.T) {
+	down := "http://" + testutil.FreeAddr(t) // nothing listens
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(failing.Close)
+	for _, name := range OSes() {
+		for _, tc := range []struct {
+			name, base string
+			network    bool
+		}{
+			{"unreachable", down, true},
+			{"503", failing.URL, false},
+		} {
+			t.Run(name+" "+tc.name, func(t *testing.T) {
+				req := Request{OS: name, Version: "1.2.3", BaseURL: tc.base, Dest: t.TempDir()}
+				_, err := (&Fetcher{}).Fetch(context.Background(), req)
+				if err == nil || errors.Is(err, ErrUnverified) || errors.Is(err, ErrNetwork) != tc.network {
+					t.Errorf("Fetch = %v; want a failure that is ErrNetwork %v and never ErrUnverified", err, tc.network)
+				}
+				if !tc.network && !strings.Contains(err.Error(), "503 Service Unavailable") {
+					t.Errorf("Fetch = %v; want the server's status", err)
+				}
+			})
+		}
+	}
 }

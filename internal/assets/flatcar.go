@@ -2,6 +2,7 @@ package assets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -30,14 +31,17 @@ func (f *Fetcher) planFlatcar(ctx context.Context, req Request, kr openpgp.Entit
 		url := dir + file.name
 		asc, err := f.getSmall(ctx, url+".DIGESTS.asc", maxMeta)
 		if err != nil {
-			return plan{}, fmt.Errorf("%w: %s: no signed DIGESTS: %w", ErrUnverified, file.name, err)
+			return plan{}, trustFileError(file.name, "signed DIGESTS", err)
 		}
 		// Should the .asc ever be a detached signature rather than a
 		// clearsigned text, it signs the plain .DIGESTS beside it.
 		text, signer, err := verifySignedText(kr, asc, func() ([]byte, error) {
 			b, err := f.getSmall(ctx, url+".DIGESTS", maxMeta)
-			if err != nil {
+			if errors.Is(err, ErrNotFound) {
 				return nil, fmt.Errorf("%w: %w", ErrUnverified, err)
+			}
+			if err != nil {
+				return nil, err
 			}
 			return b, nil
 		})

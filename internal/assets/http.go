@@ -61,7 +61,7 @@ func (f *Fetcher) get(ctx context.Context, url string) (io.ReadCloser, int64, er
 	resp, err := f.client.Do(req)
 	if err != nil {
 		cancel(nil)
-		return nil, 0, fmt.Errorf("GET %s: %w", url, unwrapURLError(err))
+		return nil, 0, fmt.Errorf("GET %s: %w", url, networkError{unwrapURLError(err)})
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
@@ -88,12 +88,40 @@ func (f *Fetcher) getSmall(ctx context.Context, url string, limit int64) ([]byte
 	}
 	b, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, readError(err))
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("GET %s: %w: more than %d bytes", url, ErrTooLarge, limit)
 	}
 	return b, nil
+}
+
+// networkError is a request that got no answer, or whose answer stopped
+// arriving: it is ErrNetwork, in the transport's own words.
+type networkError struct{ err error }
+
+func (e networkError) Error() string        { return e.err.Error() }
+func (e networkError) Unwrap() error        { return e.err }
+func (e networkError) Is(target error) bool { return target == ErrNetwork }
+
+// readError marks a failed read of a response body as ErrNetwork.
+func readError(err error) error {
+	if errors.Is(err, ErrNetwork) {
+		return err
+	}
+	return networkError{err}
+}
+
+// trustFileError is the failure to fetch the signature or checksum file
+// (what) of the file name. One the server does not have (404, 410) is
+// ErrUnverified: nothing vouches for the file then. Any other failure is
+// left as it is: a network failure or a server error says nothing about the
+// release, and must not read like a bad signature.
+func trustFileError(name, what string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %s: no %s: %w", ErrUnverified, name, what, err)
+	}
+	return fmt.Errorf("%s: %s: %w", name, what, err)
 }
 
 // unwrapURLError drops *url.Error's "Get \"...\": " prefix; callers name the
@@ -117,6 +145,8 @@ type errStalled struct {
 func (e errStalled) Error() string {
 	return fmt.Sprintf("GET %s: nothing received for %s", e.url, e.after)
 }
+
+func (e errStalled) Is(target error) bool { return target == ErrNetwork }
 
 // watchedBody cancels its request when no byte arrives for a while: a server
 // that accepts a connection and then goes silent must not hang the command.

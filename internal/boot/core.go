@@ -247,9 +247,13 @@ func (c *Core) load(ctx context.Context, dir string, rev *Revision) error {
 		log = log.With("commit", rev.Short)
 	}
 	set, err := profiles.Load(dir, profiles.LoadOptions{Context: ctx, Cache: c.cache, BaseURL: c.base})
+	failed, cancelled := "profiles reload failed; last good set keeps serving", "profiles reload cancelled; last good set keeps serving"
+	if c.set.Load() == nil { // the first load: there is no good set yet
+		failed, cancelled = "profiles failed to load; nothing to serve", "profiles load cancelled; nothing to serve"
+	}
 	if err != nil && ctx.Err() != nil {
 		// No verdict on the profiles: nothing to record or count.
-		log.Info("profiles reload cancelled; last good set keeps serving", "cause", context.Cause(ctx), "duration", time.Since(start))
+		log.Info(cancelled, "cause", context.Cause(ctx), "duration", time.Since(start))
 		return err
 	}
 	if err == nil && c.wipe != "" && set.Profiles[c.wipe] == nil {
@@ -266,7 +270,7 @@ func (c *Core) load(ctx context.Context, dir string, rev *Revision) error {
 				log.Error("profile problem", "file", p.File, "line", p.Line, "msg", p.Msg, "at", p.String())
 			}
 		}
-		log.Error("profiles reload failed; last good set keeps serving", "error_count", countProblems(err), "duration", st.Duration)
+		log.Error(failed, "error_count", countProblems(err), "duration", st.Duration)
 		if rev != nil {
 			st.Rejected = &Rejection{Revision: *rev, Time: st.Time, Err: err}
 		}
@@ -389,11 +393,10 @@ func (c *Core) Script(ctx context.Context, r Request) (string, error) {
 	log := c.log.With(machineAttrs(known(r, m), res)...)
 	if plan.local {
 		log.Info("script: boot from disk", "state", m.State)
-		return ipxe.LocalBootScript(describe(res) + ", installed: booting from disk"), nil
+	} else {
+		log.Info("script: boot profile", "state", m.State, "boots", plan.profile.Name)
 	}
-	res.Profile = plan.profile
-	log.Info("script: boot profile", "state", m.State, "boots", plan.profile.Name)
-	return ipxe.BootScript(c.bootFor(res, r, token)), nil
+	return c.scriptFor(res, plan, r, token), nil
 }
 
 // record writes a sighting of r and applies fn in the same transaction.
@@ -545,11 +548,12 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	if err != nil {
 		return nil, nil, err
 	}
-	if wp := c.wipeProfile(); wp != nil {
-		// A machine being wiped was booted into the wipe profile: serve its config.
-		if m, err := c.store.Machine(ctx, cmp.Or(r.MAC, r.UUID)); err == nil && m.State == store.StateWiping {
-			res.Profile = wp
-		}
+	key := cmp.Or(r.MAC, r.UUID)
+	// Serve the config of the profile the session's script booted, by the
+	// decision /ipxe made (a machine being wiped booted the wipe profile). An
+	// unknown machine has no session: it is refused below.
+	if plan, err := c.peek(ctx, key, res); err == nil && !plan.local {
+		res.Profile = plan.profile
 	}
 	kind, _ := res.Profile.Config.Source()
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
@@ -562,7 +566,6 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	if out == nil {
 		return nil, nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
 	}
-	key := cmp.Or(r.MAC, r.UUID)
 	// Judged on a read first, so that a storm of bad tokens costs no writes;
 	// then again in the transaction, which a concurrent fetch may have beaten.
 	refused := ReasonNoSession

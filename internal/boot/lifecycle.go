@@ -33,6 +33,14 @@ const (
 	EventBMC           = "bmc"         // an operator set or removed the machine's BMC credentials
 )
 
+// EventTypes lists every event type the core writes, a machine's lifecycle
+// first, for filters that offer them (the dashboard's events page).
+func EventTypes() []string {
+	return []string{EventReady, EventProvisioning, EventLocalBoot, EventConfigServed, EventInstalled,
+		EventReprovision, EventWipe, EventPower, EventBMC, EventConfigRefused, EventScriptRefused,
+		EventPhoneHomeDeny, EventProfilesLive, EventProfilesRejected}
+}
+
 // Refusal reasons for configs, also metric label values: keep the set small.
 const (
 	ReasonNoSession = "no-session"     // the machine has not booted through /ipxe, or its session closed
@@ -100,6 +108,7 @@ func sighted(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
 type bootPlan struct {
 	local   bool              // boot from disk: a boot-once profile whose machine is installed
 	profile *profiles.Profile // the profile the script boots
+	why     string            // the decision for people, e.g. on the dashboard
 }
 
 // planBoot decides what a matched machine boots now, writing the decision to
@@ -115,11 +124,19 @@ func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash string, now
 		switch {
 		case m.State == store.StateWiping && wipe != nil:
 			plan.profile = wipe
+			plan.why = "the machine is being wiped: it boots the wipe profile " + wipe.Name + ", not its profile " + res.Profile.Name
 		case res.Profile.Once && m.State == store.StateInstalled:
 			plan.local = true
-			return append(events, store.Event{Type: EventLocalBoot, Message: "profile " + res.Profile.Name + " is boot-once and the machine is installed", Actor: "system"}), nil
+			plan.why = "profile " + res.Profile.Name + " is boot-once and the machine is installed"
+			return append(events, store.Event{Type: EventLocalBoot, Message: plan.why, Actor: "system"}), nil
 		case res.Machine != nil:
+			plan.why = "a new provisioning session installs profile " + res.Profile.Name
+			if m.State != store.StateProvisioning {
+				plan.why += fmt.Sprintf(": the machine goes from %s to provisioning", m.State)
+			}
 			m.State = store.StateProvisioning
+		default:
+			plan.why = fmt.Sprintf("no Machine claims it: the Default profile %s boots and it stays %s", res.Profile.Name, m.State)
 		}
 		name := plan.profile.Name
 		*p = store.Provisioning{TokenHash: tokenHash, Profile: name, IssuedAt: now, Installed: p.Installed}

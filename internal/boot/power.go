@@ -32,6 +32,18 @@ var (
 	ErrBMCConfig = errors.New("BMC configuration unusable")
 )
 
+// invalidError is a bmc.ErrInvalid error as the core's ErrInvalid. Its text
+// is bmc's without the leading "invalid: ": wrapped in ErrInvalid's words
+// too, an API answer read "invalid request: invalid: BMC address".
+type invalidError struct{ err error }
+
+func invalid(err error) error { return invalidError{err} }
+
+func (e invalidError) Error() string {
+	return strings.TrimPrefix(e.err.Error(), bmc.ErrInvalid.Error()+": ")
+}
+func (e invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
+
 // noBMC is the Controller of a Core configured without one.
 type noBMC struct{}
 
@@ -184,14 +196,23 @@ func (c *Core) findEndpoint(ctx context.Context, t target) (bmc.Endpoint, BMCInf
 
 // MachineBMC describes machine id's BMC.
 func (c *Core) MachineBMC(ctx context.Context, id string) (BMCInfo, error) {
+	info, err := c.CheckBMC(ctx, id)
+	if info.Address != "" {
+		return info, nil // found, even if its credentials do not resolve right now
+	}
+	return info, err
+}
+
+// CheckBMC resolves machine id's BMC as a power operation would, without
+// contacting it: its description, and why it cannot be driven now (ErrNoBMC,
+// or ErrBMCConfig when, say, its credentials do not resolve), so that the
+// dashboard offers no power action that can only fail.
+func (c *Core) CheckBMC(ctx context.Context, id string) (BMCInfo, error) {
 	t, err := c.target(ctx, id)
 	if err != nil {
 		return BMCInfo{}, err
 	}
 	_, info, err := c.endpoint(ctx, t)
-	if info.Address != "" {
-		return info, nil // found, even if its credentials do not resolve right now
-	}
 	return info, err
 }
 
@@ -202,7 +223,7 @@ func (c *Core) SetBMC(ctx context.Context, id, address, user, password, actor st
 		return BMCInfo{}, fmt.Errorf("%w: no secret key configured to seal credentials with", ErrBMCConfig)
 	}
 	if _, err := bmc.ParseAddress(address); err != nil {
-		return BMCInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return BMCInfo{}, invalid(err)
 	}
 	if user == "" || password == "" {
 		return BMCInfo{}, fmt.Errorf("%w: username and password are required", ErrInvalid)
@@ -247,7 +268,7 @@ func (c *Core) DeleteBMC(ctx context.Context, id, actor string) error {
 
 // PowerStatus reads machine id's power state from its BMC.
 func (c *Core) PowerStatus(ctx context.Context, id string) PowerResult {
-	return c.withBMC(ctx, id, "status", func(t target, ep bmc.Endpoint, r *PowerResult) {
+	return c.withBMC(ctx, id, "status", "", func(t target, ep bmc.Endpoint, r *PowerResult) {
 		start := time.Now()
 		r.State, r.Err = c.bmc.Status(ctx, ep)
 		c.obs.BMCOperation(r.Action, time.Since(start), r.Err)
@@ -261,9 +282,9 @@ func (c *Core) PowerStatus(ctx context.Context, id string) PowerResult {
 func (c *Core) Power(ctx context.Context, id, action, actor string) PowerResult {
 	a, err := bmc.ParseAction(action)
 	if err != nil {
-		return PowerResult{ID: id, Action: action, Err: fmt.Errorf("%w: %w", ErrInvalid, err)}
+		return PowerResult{ID: id, Action: action, Err: invalid(err)}
 	}
-	return c.withBMC(ctx, id, action, func(t target, ep bmc.Endpoint, r *PowerResult) {
+	return c.withBMC(ctx, id, action, actor, func(t target, ep bmc.Endpoint, r *PowerResult) {
 		c.drive(ctx, t, ep, bmc.Request{Action: a}, actor, r)
 	})
 }
@@ -293,6 +314,14 @@ func (c *Core) wipeProfile() *profiles.Profile {
 	return set.Profiles[c.wipe]
 }
 
+// WipeProfile names the live wipe profile; "" when wiping is off.
+func (c *Core) WipeProfile() string {
+	if p := c.wipeProfile(); p != nil {
+		return p.Name
+	}
+	return ""
+}
+
 // sendBack applies a lifecycle change and then, if asked and possible,
 // network-boots the machine: PXE next, with EFI if it last booted EFI, and cycle.
 func (c *Core) sendBack(ctx context.Context, id, what string, change store.Change, actor string, power bool) (store.Machine, *PowerResult, error) {
@@ -308,7 +337,7 @@ func (c *Core) sendBack(ctx context.Context, id, what string, change store.Chang
 	if !power {
 		return m, nil, nil
 	}
-	r := c.withBMC(ctx, m.MAC, what, func(t target, ep bmc.Endpoint, r *PowerResult) {
+	r := c.withBMC(ctx, m.MAC, what, actor, func(t target, ep bmc.Endpoint, r *PowerResult) {
 		c.drive(ctx, t, ep, bmc.Request{PXENext: true, EFI: strings.HasPrefix(t.arch, "efi"), Action: bmc.Cycle}, actor, r)
 	})
 	if errors.Is(r.Err, ErrNoBMC) {
@@ -319,8 +348,8 @@ func (c *Core) sendBack(ctx context.Context, id, what string, change store.Chang
 }
 
 // withBMC resolves id and its BMC and runs op, timing it. Resolution
-// failures land in the result, like the BMC's own.
-func (c *Core) withBMC(ctx context.Context, id, action string, op func(target, bmc.Endpoint, *PowerResult)) PowerResult {
+// failures land in the result, like the BMC's own; actor asked for it.
+func (c *Core) withBMC(ctx context.Context, id, action, actor string, op func(target, bmc.Endpoint, *PowerResult)) PowerResult {
 	start := time.Now()
 	r := PowerResult{ID: id, Action: action}
 	t, err := c.target(ctx, id)
@@ -335,7 +364,7 @@ func (c *Core) withBMC(ctx context.Context, id, action string, op func(target, b
 		} else if !errors.Is(err, ErrNoBMC) {
 			// A BMC is configured but unusable (its credentials do not
 			// resolve): worth an event, unlike having none.
-			c.event(ctx, t, powerEvent("", action, r.BMC, bmc.Outcome{}, err))
+			c.event(ctx, t, powerEvent(actor, action, r.BMC, bmc.Outcome{}, err))
 		}
 	}
 	if r.Err == nil {
@@ -382,8 +411,9 @@ func powerEvent(actor, action, address string, o bmc.Outcome, err error) store.E
 	fields := map[string]string{"action": action, "bmc": address, "took_ms": fmt.Sprint(o.Took.Milliseconds())}
 	var msg string
 	if err != nil {
+		// The error is in its field only: the message would repeat it.
 		fields["result"], fields["error"] = "error", err.Error()
-		msg = action + " failed: " + err.Error()
+		msg = action + " failed"
 	} else {
 		fields["result"] = "ok"
 		msg = action + ": " + describeOutcome(o)
@@ -508,7 +538,7 @@ func (c *Core) bulkOp(req BulkRequest) (func(context.Context, string) PowerResul
 		}, nil
 	}
 	if _, err := bmc.ParseAction(req.Action); err != nil {
-		return nil, fmt.Errorf("%w: %w (or status, reprovision, wipe)", ErrInvalid, err)
+		return nil, invalid(fmt.Errorf("%w (or status, reprovision, wipe)", err))
 	}
 	return func(ctx context.Context, id string) PowerResult { return c.Power(ctx, id, req.Action, req.Actor) }, nil
 }

@@ -175,10 +175,48 @@ func TestPowerErrors(t *testing.T) {
 	if calls := f.takeCalls(); len(calls) != 0 {
 		t.Errorf("BMC called for requests that should fail before it: %q", calls)
 	}
-	// An unusable BMC configuration is worth an event; having no BMC is not.
+	// An unusable BMC configuration is worth an event, by who asked, saying
+	// the error once; having no BMC is not.
 	evs, _ := db.Events(ctx, store.EventQuery{})
-	if len(evs) != 1 || evs[0].MAC != "52:54:00:00:00:02" || !strings.Contains(evs[0].Message, "PROVISIOND_TEST_UNSET") {
-		t.Fatalf("events %+v; want one naming the unset variable", evs)
+	if len(evs) != 1 || evs[0].MAC != "52:54:00:00:00:02" || evs[0].Actor != "test" || !strings.Contains(evs[0].Fields["error"], "PROVISIOND_TEST_UNSET") {
+		t.Fatalf("events %+v; want one by test naming the unset variable", evs)
+	}
+	if e := evs[0]; strings.Contains(e.Message, "PROVISIOND_TEST_UNSET") || e.Message != "on failed" {
+		t.Errorf("event message %q; want %q, the error in its field only", e.Message, "on failed")
+	}
+}
+
+// CheckBMC says why power actions cannot work, without a BMC call or an
+// event; MachineBMC still describes a BMC whose credentials do not resolve.
+func TestCheckBMC(t *testing.T) {
+	c, db, f := powerCore(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		id      string
+		address string
+		want    error // nil: usable
+	}{
+		{"n1", "ipmi://10.0.0.1:6230", nil},
+		{"n2", "redfish://10.0.0.2", ErrBMCConfig},
+		{"n3", "", ErrNoBMC},
+		{"nope", "", ErrNotFound},
+	} {
+		info, err := c.CheckBMC(ctx, tc.id)
+		if info.Address != tc.address || !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+			t.Errorf("CheckBMC(%s) = %+v, %v; want %s, %v", tc.id, info, err, tc.address, tc.want)
+		}
+		if tc.want == ErrBMCConfig && (!strings.Contains(err.Error(), "PROVISIOND_TEST_UNSET") || strings.Contains(err.Error(), "s3cret")) {
+			t.Errorf("CheckBMC(%s) error %q; want the unset variable named, no secret", tc.id, err)
+		}
+	}
+	if info, err := c.MachineBMC(ctx, "n2"); err != nil || info.Address != "redfish://10.0.0.2" || info.Credentials != "env:PROVISIOND_TEST_UNSET" {
+		t.Errorf("MachineBMC(n2) = %+v, %v; want the BMC described", info, err)
+	}
+	if calls := f.takeCalls(); len(calls) != 0 {
+		t.Errorf("CheckBMC called the BMC: %q", calls)
+	}
+	if evs, _ := db.Events(ctx, store.EventQuery{}); len(evs) != 0 {
+		t.Errorf("CheckBMC wrote events: %+v", evs)
 	}
 }
 

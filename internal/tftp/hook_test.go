@@ -92,3 +92,17 @@ func TestSizeProbe(t *testing.T) {
 		t.Fatal("the probe never ended")
 	}
 }
+
+// TestListeningLine: the server says where it listens, as the DHCP and HTTP
+// servers do, so an operator sees TFTP came up (and on which address).
+func TestListeningLine(t *testing.T) {
+	logs := &testutil.Buffer{}
+	addr := startServer(t, Config{Files: embedded, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	want := `msg="tftp listening" addr=` + addr
+	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(logs.String(), want) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, logs.String())
+	}
+}

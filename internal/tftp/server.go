@@ -204,6 +204,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	// of its OACK, which clients (EDK2 asks for 4) take as lock-step. Its
 	// SetAnticipate is a non-negotiated imitation and stays off.
 
+	s.log.Info("tftp listening", "addr", conn.LocalAddr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(conn) }()
 	select {

@@ -132,14 +132,15 @@ func TestBrowserReprovision(t *testing.T) {
 		t.Fatalf("label filter rack=r1 shows %d rows; want 1", n)
 	}
 
-	// node1's page: its state, events, and what it would boot.
+	// node1's page: its state, events, and what it would boot: installed on
+	// a boot-once profile, its disk.
 	do(t, ctx, "open node1", chromedp.Click(`tr[data-mac="`+node1MAC+`"] a`), chromedp.WaitVisible(`#machine-state`))
 	waitText(t, ctx, `#machine-state`, "installed")
 	waitText(t, ctx, `ol.events`, "installed")
-	waitText(t, ctx, `pre.script`, "kernel "+f.url+"/assets/vmlinuz")
+	waitText(t, ctx, `#next-boots`, "its disk")
+	waitText(t, ctx, `pre.script`, "exit")
 	waitText(t, ctx, `#explain`, "fleet.yaml")
 	checkAccessible(t, ctx, "machine")
-	shoot(t, ctx, "machine")
 
 	// Reprovision, through its confirmation.
 	do(t, ctx, "press reprovision", chromedp.Click(`a[href$="action=reprovision"]`), chromedp.WaitVisible(`#reason`))
@@ -155,18 +156,82 @@ func TestBrowserReprovision(t *testing.T) {
 	if got := f.chassis.Boots(); len(got) <= boots || got[len(got)-1].Device != "pxe" {
 		t.Fatalf("the BMC's boots after reprovision: %+v; want one more, from pxe", got)
 	}
+	// Its next boot now installs its profile again.
+	waitText(t, ctx, `#next-boots`, "profile linux")
+	waitText(t, ctx, `pre.script`, "kernel "+f.url+"/assets/vmlinuz")
+	shoot(t, ctx, "machine")
+
+	// The machine was switched off behind provisiond's back: refreshing its
+	// power state asks the BMC, with no confirmation (it changes nothing).
+	waitText(t, ctx, `#machine-power`, "on")
+	if err := f.chassis.SetPower(false); err != nil {
+		t.Fatal(err)
+	}
+	// From a page without a flash, so that the one waited for is the answer's.
+	do(t, ctx, "reload node1", chromedp.Reload(), chromedp.WaitVisible(`#action-status`))
+	do(t, ctx, "refresh power", chromedp.Click(`#action-status`), chromedp.WaitVisible(`p.flash`))
+	waitText(t, ctx, `p.flash.ok`, "The BMC says the machine is off")
+	waitText(t, ctx, `#machine-power`, "off")
 
 	// The machine boots again and installs: its page follows without a reload.
 	f.install(t, node1MAC)
 	waitText(t, ctx, `#machine-state`, "installed")
 
+	// The event log, from the navigation: newest first, filtered by type
+	// (the select submits itself), and live on its newest page.
+	do(t, ctx, "open the events", chromedp.Click(`nav a[href="/ui/events"]`), chromedp.WaitVisible(`table.events-log`))
+	waitText(t, ctx, `table.events-log tbody tr:first-child`, "installed")
+	checkAccessible(t, ctx, "events")
+	shoot(t, ctx, "events")
+	// SetValue fires the select's change event, which submits its form; the
+	// new page is the one whose form says power.
+	do(t, ctx, "filter by type", chromedp.SetValue(`#f-type`, "power"), chromedp.WaitReady(`#f-type option[value="power"][selected]`))
+	waitText(t, ctx, `p.summary`, "of type power")
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.events-log tbody tr:not(.event-power)").length`)); n != 0 {
+		t.Fatalf("the power filter shows %d other events", n)
+	}
+	do(t, ctx, "all events", chromedp.Navigate(f.url+"/ui/events"), chromedp.WaitVisible(`table.events-log`))
+	f.get(t, "/ipxe?mac="+strayMAC+"&arch=x86_64")
+	waitText(t, ctx, `table.events-log tbody tr:first-child`, "served the boot script of profile discovery")
+
+	// The profiles, with the machines that use them.
+	do(t, ctx, "open the profiles", chromedp.Click(`nav a[href="/ui/profiles"]`), chromedp.WaitVisible(`table.profiles`))
+	waitText(t, ctx, `tr[data-profile="linux"]`, "node1")
+	checkAccessible(t, ctx, "profiles")
+	shoot(t, ctx, "profiles")
+
 	// Phone width: nothing wider than the screen but the table's own scroller.
 	do(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(f.url+"/"), chromedp.WaitVisible(`table.machines`))
 	checkFits(t, ctx, "machines")
 	shoot(t, ctx, "machines-phone")
-	do(t, ctx, "phone machine page", chromedp.Navigate(f.url+"/ui/machines/"+node1MAC), chromedp.WaitVisible(`#machine-state`))
+	do(t, ctx, "phone machine page", chromedp.Navigate(f.url+"/ui/machines/"+node1MAC+"/confirm?action=reprovision"),
+		chromedp.Submit(`#reason`), chromedp.WaitVisible(`#machine-state`))
+	waitText(t, ctx, `pre.script`, "kernel "+f.url+"/assets/vmlinuz")
 	checkFits(t, ctx, "machine")
+	checkScriptShown(t, ctx)
 	shoot(t, ctx, "machine-phone")
+	for _, p := range []struct{ name, path, sel string }{
+		{"events", "/ui/events", `table.events-log`},
+		{"profiles", "/ui/profiles", `table.profiles`},
+		{"confirm", "/ui/machines/" + node1MAC + "/confirm?action=wipe", `#reason`},
+	} {
+		do(t, ctx, "phone "+p.name+" page", chromedp.Navigate(f.url+p.path), chromedp.WaitVisible(p.sel))
+		checkFits(t, ctx, p.name)
+		shoot(t, ctx, p.name+"-phone")
+	}
+}
+
+// checkScriptShown fails if a line of the explained iPXE script is cut off:
+// wider than its box, which would hide the end of a long URL.
+func checkScriptShown(t testing.TB, ctx context.Context) {
+	t.Helper()
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`(() => { const p = document.querySelector("pre.script"); return [p.scrollWidth, p.clientWidth]; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w[0] > w[1] {
+		t.Errorf("the iPXE script is %dpx wide in a %dpx box: its long lines are cut off", w[0], w[1])
+	}
 }
 
 // checkFits fails if the page scrolls sideways at the current width.

@@ -1,10 +1,12 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -22,16 +24,20 @@ type machineView struct {
 	M       store.Machine
 	Events  []store.Event // newest first
 	More    bool          // older events exist beyond Events
-	BMC     string        // the BMC's address, "" if none
-	BMCErr  string        // why the BMC cannot be used, if it cannot
-	Explain explanation
+	BMC     bmcState
+	Next    nextBoot
 	Actions []actionView
+	Blocked []blocked // why the disabled actions are, each reason once
 }
 
-type explanation struct {
+// nextBoot is what /ipxe would serve the machine now, for people.
+type nextBoot struct {
 	Machine string // "node1 (machines.yaml:12)", "" when the Default applies
-	Profile string
-	Reason  string
+	Profile string // the profile it matches, with where it is defined
+	Reason  string // why it matches
+	Boots   string // what the script boots: a profile, or the disk
+	Wipe    bool   // the wipe profile: the page warns
+	Why     string // why that, for this machine's state
 	Script  string
 	Err     string
 }
@@ -39,7 +45,15 @@ type explanation struct {
 type actionView struct {
 	Name, Label string
 	Danger      bool
-	Disabled    string // why the action cannot be used now, "" if it can
+	Direct      bool   // posted from the page itself: it changes nothing, so no confirmation
+	WhyID       string // the id of the reason it is disabled; "" if it is enabled
+}
+
+// blocked is one reason some actions are disabled, shown once below them.
+type blocked struct {
+	ID      string
+	Actions []string // their labels
+	Why     string
 }
 
 // actionSpec describes one button: its label and what its confirmation says.
@@ -47,18 +61,69 @@ type actionSpec struct {
 	label   string
 	confirm string // what happens, for the confirmation page
 	danger  bool
-	power   bool // needs a BMC
+	power   bool // needs a usable BMC
+	direct  bool // changes nothing: posted without a confirmation page
 }
 
 var actions = map[string]actionSpec{
-	"reprovision": {label: "Reprovision", confirm: "The machine goes back to provisioning: its next network boot installs its profile again. With a BMC it is set to boot from the network and power-cycled now."},
+	"reprovision": {label: "Reprovision", confirm: "The machine goes back to provisioning: its next network boot installs its profile again."},
+	"status":      {label: "Refresh power", confirm: "The BMC is asked for the machine's power state; nothing changes.", power: true, direct: true},
 	"on":          {label: "Power on", confirm: "The BMC powers the machine on.", power: true},
 	"off":         {label: "Power off", confirm: "The BMC cuts the machine's power at once, without a clean shutdown.", danger: true, power: true},
 	"cycle":       {label: "Power cycle", confirm: "The BMC turns the machine off and on again, without a clean shutdown.", danger: true, power: true},
-	"wipe":        {label: "Wipe", confirm: "The machine boots the wipe profile, which erases the partition tables and signatures of every disk, then powers off. Its data is gone.", danger: true},
+	"wipe":        {label: "Wipe", confirm: "Its next network boot runs the wipe profile %s instead of its own, which is meant to erase its disks: its data is gone.", danger: true},
 }
 
-var actionOrder = []string{"reprovision", "on", "off", "cycle", "wipe"}
+var actionOrder = []string{"reprovision", "status", "on", "off", "cycle", "wipe"}
+
+// bmcState is what the page may say about a machine's BMC: never its
+// credentials, only where they come from and why they do not work.
+type bmcState struct {
+	Address string // "" if none was found
+	None    bool   // no BMC is configured
+	Err     string // why power actions cannot work now, "" if they can
+}
+
+func (d *Dashboard) bmcOf(ctx context.Context, mac string) bmcState {
+	info, err := d.b.CheckBMC(ctx, mac)
+	b := bmcState{Address: info.Address}
+	switch {
+	case errors.Is(err, boot.ErrNoBMC):
+		b.None = true
+	case err != nil:
+		b.Err = err.Error()
+	}
+	return b
+}
+
+// unavailable says why action name cannot be used on m now, "" if it can.
+// The machine page disables the button with it and the confirmation page
+// refuses with it, so that a URL cannot offer what the page does not.
+func unavailable(name string, m store.Machine, bmc bmcState, wipeProfile string) string {
+	a := actions[name]
+	switch {
+	case a.power && bmc.None:
+		return "It has no BMC: give its Machine a bmc in Git, or set one with provisiond machines bmc."
+	case a.power && bmc.Err != "":
+		return "Its BMC cannot be used: " + bmc.Err + "."
+	case name == "reprovision" && m.State == store.StateDiscovered:
+		return "No Machine in the profiles claims it: add one first."
+	case name == "wipe" && wipeProfile == "":
+		return "No wipe profile: start provisiond with --wipe-profile naming a Profile."
+	}
+	return ""
+}
+
+// afterward tells what a reprovision or wipe does next with this machine's BMC.
+func afterward(bmc bmcState) string {
+	switch {
+	case bmc.None:
+		return " It has no BMC: boot it from the network yourself."
+	case bmc.Err != "":
+		return " Its BMC cannot be used (" + bmc.Err + "): boot it from the network yourself."
+	}
+	return " Its BMC then sets the next boot to the network and power-cycles it now."
+}
 
 func (d *Dashboard) machineView(r *http.Request) (machineView, error) {
 	ctx := r.Context()
@@ -82,21 +147,21 @@ func (d *Dashboard) machinePage(w http.ResponseWriter, r *http.Request) {
 		d.failPage(w, r, statusOf(err), err)
 		return
 	}
-	if info, err := d.b.MachineBMC(r.Context(), v.M.MAC); err == nil || info.Address != "" {
-		v.BMC = info.Address
-		if err != nil {
-			v.BMCErr = err.Error()
-		}
-	}
-	v.Explain = d.explain(v.M)
+	ctx, wipe := r.Context(), d.b.WipeProfile()
+	v.BMC = d.bmcOf(ctx, v.M.MAC)
+	v.Next = d.nextBoot(ctx, v.M, wipe)
 	for _, name := range actionOrder {
 		a := actions[name]
-		av := actionView{Name: name, Label: a.label, Danger: a.danger}
-		switch {
-		case a.power && v.BMC == "":
-			av.Disabled = "no BMC"
-		case name == "reprovision" && v.M.State == store.StateDiscovered:
-			av.Disabled = "no Machine in the profiles claims it"
+		av := actionView{Name: name, Label: a.label, Danger: a.danger, Direct: a.direct}
+		if why := unavailable(name, v.M, v.BMC, wipe); why != "" {
+			// Four power buttons share one reason: say it once.
+			i := slices.IndexFunc(v.Blocked, func(b blocked) bool { return b.Why == why })
+			if i < 0 {
+				i = len(v.Blocked)
+				v.Blocked = append(v.Blocked, blocked{ID: fmt.Sprintf("why-%d", i), Why: why})
+			}
+			v.Blocked[i].Actions = append(v.Blocked[i].Actions, a.label)
+			av.WhyID = v.Blocked[i].ID
 		}
 		v.Actions = append(v.Actions, av)
 	}
@@ -108,18 +173,28 @@ func (d *Dashboard) machineLive(w http.ResponseWriter, r *http.Request) {
 	d.fragment(w, r, "live", func() (any, error) { return d.machineView(r) })
 }
 
-// explain asks the core what the machine's next network boot would get, with
-// what it presented last time; the session token stays a placeholder.
-func (d *Dashboard) explain(m store.Machine) explanation {
-	res, script, err := d.b.Explain(boot.Request{MAC: m.MAC, UUID: m.UUID, Labels: m.Labels})
+// nextBoot asks the core what the machine's next network boot would get,
+// by the decision /ipxe makes, with what the machine presented last time;
+// the session token stays a placeholder. wipe names the wipe profile.
+func (d *Dashboard) nextBoot(ctx context.Context, m store.Machine, wipe string) nextBoot {
+	nb, err := d.b.NextBoot(ctx, m.MAC)
 	if err != nil {
-		return explanation{Err: err.Error()}
+		return nextBoot{Err: err.Error()}
 	}
-	e := explanation{Profile: fmt.Sprintf("%s (%s)", res.Profile.Name, res.Profile.Pos), Reason: res.Reason, Script: script}
+	res := nb.Match
+	v := nextBoot{Profile: fmt.Sprintf("%s (%s)", res.Profile.Name, res.Profile.Pos), Reason: res.Reason, Why: nb.Why, Script: nb.Script}
 	if res.Machine != nil {
-		e.Machine = fmt.Sprintf("%s (%s)", res.Machine.Name, res.Machine.Pos)
+		v.Machine = fmt.Sprintf("%s (%s)", res.Machine.Name, res.Machine.Pos)
 	}
-	return e
+	switch {
+	case nb.Local:
+		v.Boots = "its disk: the script exits to the next boot device"
+	case nb.Profile.Name == wipe:
+		v.Boots, v.Wipe = fmt.Sprintf("the wipe profile %s (%s)", nb.Profile.Name, nb.Profile.Pos), true
+	default:
+		v.Boots = fmt.Sprintf("profile %s (%s)", nb.Profile.Name, nb.Profile.Pos)
+	}
+	return v
 }
 
 func machineTitle(m store.Machine) string {
@@ -130,7 +205,7 @@ func machineTitle(m store.Machine) string {
 }
 
 // confirmPage serves /ui/machines/{id}/confirm?action=: the question before
-// anything happens.
+// anything happens, or why the action cannot be used on this machine.
 func (d *Dashboard) confirmPage(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("action")
 	a, ok := actions[name]
@@ -138,22 +213,34 @@ func (d *Dashboard) confirmPage(w http.ResponseWriter, r *http.Request) {
 		d.failPage(w, r, http.StatusBadRequest, fmt.Errorf("no action %q", name))
 		return
 	}
-	m, err := d.b.Machine(r.Context(), chi.URLParam(r, "id"))
+	ctx := r.Context()
+	m, err := d.b.Machine(ctx, chi.URLParam(r, "id"))
 	if err != nil {
 		d.failPage(w, r, statusOf(err), err)
 		return
 	}
-	d.renderPage(w, r, http.StatusOK, "confirm.html", a.label+" "+machineTitle(m)+"?", confirmView{
-		M: m, Action: name, Label: a.label, What: a.confirm, Danger: a.danger,
-	})
+	bmc, wipe := d.bmcOf(ctx, m.MAC), d.b.WipeProfile()
+	v := confirmView{M: m, Action: name, Label: a.label, What: a.confirm, Danger: a.danger}
+	switch name {
+	case "wipe":
+		v.What = fmt.Sprintf(a.confirm, wipe) + afterward(bmc)
+	case "reprovision":
+		v.What += afterward(bmc)
+	}
+	code := http.StatusOK
+	if v.Refused = unavailable(name, m, bmc, wipe); v.Refused != "" {
+		code = http.StatusConflict
+	}
+	d.renderPage(w, r, code, "confirm.html", a.label+" "+machineTitle(m)+"?", v)
 }
 
 type confirmView struct {
-	M      store.Machine
-	Action string
-	Label  string
-	What   string
-	Danger bool
+	M       store.Machine
+	Action  string
+	Label   string
+	What    string
+	Danger  bool
+	Refused string // why the action cannot be used on this machine: no form then
 }
 
 // action serves POST /ui/machines/{id}/action: it does what was confirmed and
@@ -177,6 +264,8 @@ func (d *Dashboard) action(w http.ResponseWriter, r *http.Request) {
 		}
 		m, res, err := send(ctx, id, who, reason, true)
 		f = sentBack(spec.label, m, res, err)
+	case "status":
+		f = powerRead(d.b.PowerStatus(ctx, id))
 	default:
 		f = powered(spec.label, d.b.Power(ctx, id, name, who))
 	}
@@ -209,6 +298,13 @@ func powered(label string, res boot.PowerResult) flash {
 		done = "nothing to do"
 	}
 	return flash{OK: true, Text: fmt.Sprintf("%s: %s; the machine is %s.", label, done, res.State)}
+}
+
+func powerRead(res boot.PowerResult) flash {
+	if res.Err != nil {
+		return flash{Text: "Reading the power state failed: " + res.Err.Error()}
+	}
+	return flash{OK: true, Text: fmt.Sprintf("The BMC says the machine is %s.", res.State)}
 }
 
 // statusOf maps the core's sentinels to a status, as the API does.

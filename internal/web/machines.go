@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,19 +17,21 @@ import (
 // pageSize bounds one page of the machines table; past it the table pages.
 const pageSize = 1000
 
-// filter is the machines table's query: ?state=&label=k=v,k2=v2&q=&page=.
+// filter is the machines table's query: ?state=&label=k=v,k2=v2&profile=&q=&page=.
 type filter struct {
-	State  string
-	Label  string            // as typed, shown back in the form
-	labels map[string]string // parsed Label
-	Q      string            // substring of name, MAC, UUID or IP
-	Page   int               // 1-based
-	Err    string            // why Label did not parse
+	State   string
+	Label   string            // as typed, shown back in the form
+	labels  map[string]string // parsed Label
+	Profile string            // the profile of the machine's last boot
+	Q       string            // substring of name, MAC, UUID or IP
+	Page    int               // 1-based
+	Err     string            // why Label did not parse
 }
 
 func parseFilter(r *http.Request) filter {
 	q := r.URL.Query()
-	f := filter{State: q.Get("state"), Label: strings.TrimSpace(q.Get("label")), Q: strings.TrimSpace(q.Get("q")), Page: 1}
+	f := filter{State: q.Get("state"), Label: strings.TrimSpace(q.Get("label")), Profile: q.Get("profile"),
+		Q: strings.TrimSpace(q.Get("q")), Page: 1}
 	if !store.State(f.State).Valid() {
 		f.State = ""
 	}
@@ -77,6 +78,9 @@ func (f filter) match(m store.Machine) bool {
 	if f.State != "" && string(m.State) != f.State {
 		return false
 	}
+	if f.Profile != "" && m.Profile != f.Profile {
+		return false
+	}
 	if !profiles.HasLabels(m.Labels, f.labels) {
 		return false
 	}
@@ -92,28 +96,27 @@ func (f filter) match(m store.Machine) bool {
 
 // query is the filter as a query string, for links and the live refresh.
 func (f filter) query(page int) string {
-	v := make([]string, 0, 4)
-	for _, kv := range [][2]string{{"state", f.State}, {"label", f.Label}, {"q", f.Q}} {
-		if kv[1] != "" {
-			v = append(v, kv[0]+"="+url.QueryEscape(kv[1]))
-		}
-	}
+	n := ""
 	if page > 1 {
-		v = append(v, "page="+strconv.Itoa(page))
+		n = strconv.Itoa(page)
 	}
-	return strings.Join(v, "&")
+	return queryOf("state", f.State, "label", f.Label, "profile", f.Profile, "q", f.Q, "page", n)
 }
+
+// active reports whether any filter is set, for the form's Clear link.
+func (f filter) active() bool { return f.State != "" || f.Label != "" || f.Profile != "" || f.Q != "" }
 
 // table is the machines table's data.
 type table struct {
 	Filter   filter
+	Active   bool // a filter is set
 	States   []store.State
+	Profiles []string        // the live set's, for the profile filter
 	Machines []store.Machine // this page's
 	Total    int             // in the inventory
 	Matching int             // passing the filter
 	Counts   []stateCount    // by state, over the whole inventory
-	Prev     string          // query of the previous page, "" if none
-	Next     string
+	Pager    pager
 	Query    string // this page's query, for the live refresh
 }
 
@@ -129,7 +132,11 @@ func (d *Dashboard) table(r *http.Request) (table, error) {
 	}
 	f := parseFilter(r)
 	states := store.States()
-	t := table{Filter: f, States: states, Total: len(ms), Query: f.query(f.Page)}
+	t := table{Filter: f, Active: f.active(), States: states, Total: len(ms), Query: f.query(f.Page)}
+	if set := d.b.Profiles(); set != nil {
+		t.Profiles = slices.Sorted(maps.Keys(set.Profiles))
+	}
+	t.Profiles = options(t.Profiles, f.Profile)
 	counts := map[store.State]int{}
 	var hits []store.Machine
 	for _, m := range ms {
@@ -146,10 +153,10 @@ func (d *Dashboard) table(r *http.Request) (table, error) {
 	hi := min(lo+pageSize, len(hits))
 	t.Machines = hits[lo:hi]
 	if f.Page > 1 {
-		t.Prev = "?" + f.query(f.Page-1)
+		t.Pager.Prev, t.Pager.PrevLabel = href("/", f.query(f.Page-1)), "Previous page"
 	}
 	if hi < len(hits) {
-		t.Next = "?" + f.query(f.Page+1)
+		t.Pager.Next, t.Pager.NextLabel = href("/", f.query(f.Page+1)), "Next page"
 	}
 	return t, nil
 }

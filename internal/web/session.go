@@ -130,7 +130,7 @@ func (d *Dashboard) requireSession(next http.Handler) http.Handler {
 			s = d.sessions.get(c.Value)
 		}
 		if s == nil {
-			if r.Method != http.MethodGet || strings.HasPrefix(r.URL.Path, "/ui/machines/rows") || strings.HasSuffix(r.URL.Path, "/live") {
+			if r.Method != http.MethodGet || isFragment(r) {
 				// Fragments and posts cannot follow a redirect to a form.
 				http.Error(w, "signed out: sign in again", http.StatusUnauthorized)
 				return
@@ -152,6 +152,12 @@ func (d *Dashboard) requireSession(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
 	})
+}
+
+// isFragment reports a request for part of a page (a live refresh: the
+// routes ending in /rows or /live), which a script fetches.
+func isFragment(r *http.Request) bool {
+	return strings.HasSuffix(r.URL.Path, "/rows") || strings.HasSuffix(r.URL.Path, "/live")
 }
 
 // sameOrigin checks the browser's Origin header (or Referer) against the
@@ -176,7 +182,13 @@ func secure(r *http.Request) bool {
 }
 
 func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
-	d.renderPage(w, r, http.StatusOK, "login.html", "Sign in", loginData{Next: safeNext(r.URL.Query().Get("next"))})
+	next := safeNext(r.URL.Query().Get("next"))
+	if c, err := r.Cookie(cookieName); err == nil && d.sessions.get(c.Value) != nil {
+		// Signed in already (a bookmark, the back button): no form to fill.
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	d.renderPage(w, r, http.StatusOK, "login.html", "Sign in", loginData{Next: next})
 }
 
 type loginData struct {

@@ -1,10 +1,12 @@
 // Package web serves the operator's dashboard: the machines table at /, a
-// machine's page with its events, its explained boot script and its actions,
-// and the profiles' reload status on every page. Pages are rendered on the
-// server from embedded templates, CSS and a little JS (no CDN: provisioning
-// VLANs are often air-gapped). Signing in takes the API token and keeps a
-// cookie session; every action carries the session's CSRF token. Handlers
-// parse, ask the Backend (the boot core) and render; they decide nothing.
+// machine's page with its events, what /ipxe would serve it now and its
+// actions, the event log at /ui/events, the profiles and the machines using
+// them at /ui/profiles, and the profiles' reload status on every page. Pages
+// are rendered on the server from embedded templates, CSS and a little JS (no
+// CDN: provisioning VLANs are often air-gapped). Signing in takes the API
+// token and keeps a cookie session; every action carries the session's CSRF
+// token. Handlers parse, ask the Backend (the boot core) and render; they
+// decide nothing.
 package web
 
 import (
@@ -23,6 +25,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -38,13 +41,16 @@ type Backend interface {
 	Machines(ctx context.Context) ([]store.Machine, error)
 	Machine(ctx context.Context, id string) (store.Machine, error)
 	Events(ctx context.Context, q store.EventQuery) ([]store.Event, error)
-	Explain(r boot.Request) (profiles.Result, string, error)
+	NextBoot(ctx context.Context, id string) (boot.NextBoot, error)
 	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Power(ctx context.Context, id, action, actor string) boot.PowerResult
+	PowerStatus(ctx context.Context, id string) boot.PowerResult
 	Generation() uint64
-	MachineBMC(ctx context.Context, id string) (boot.BMCInfo, error)
+	CheckBMC(ctx context.Context, id string) (boot.BMCInfo, error)
+	WipeProfile() string
 	Status() *boot.ReloadStatus
+	Sync() *boot.SyncStatus
 	Profiles() *profiles.Set
 }
 
@@ -121,6 +127,7 @@ func New(cfg Config) (*Dashboard, error) {
 		"stamp":    stamp,
 		"labels":   formatLabels,
 		"plural":   plural,
+		"lines":    lines,
 		"stateCSS": func(s store.State) string { return "state-" + string(s) },
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
@@ -140,6 +147,9 @@ func (d *Dashboard) Routes(r chi.Router) {
 			r.Use(d.requireSession)
 			r.Get("/", d.machinesPage)
 			r.Get("/ui/machines/rows", d.machineRows)
+			r.Get("/ui/events", d.eventsPage)
+			r.Get("/ui/events/rows", d.eventRows)
+			r.Get("/ui/profiles", d.profilesPage)
 			r.Get("/ui/machines/{id}", d.machinePage)
 			r.Get("/ui/machines/{id}/live", d.machineLive)
 			r.Get("/ui/machines/{id}/confirm", d.confirmPage)
@@ -183,6 +193,7 @@ func (d *Dashboard) serveStatic(w http.ResponseWriter, r *http.Request) {
 // page is what every full page's layout needs.
 type page struct {
 	Title    string
+	Nav      string   // the page's template without .html, to mark its entry in the navigation
 	Session  *session // nil on the sign-in page
 	Profiles profileStatus
 	Flash    *flash
@@ -197,6 +208,7 @@ type profileStatus struct {
 	Profiles int
 	Machines int
 	Live     *boot.Revision // the live set's Git commit; nil for a plain directory
+	Git      bool           // the profiles come from Git: fixes are commits, not edits
 	Failed   bool
 	FailedAt time.Time
 	Rejected *boot.Revision // the commit that failed, when it came from Git
@@ -210,6 +222,7 @@ func (d *Dashboard) profileStatus() profileStatus {
 		ps.Profiles, ps.Machines = len(set.Profiles), len(set.Machines)
 	}
 	st := d.b.Status()
+	ps.Git = boot.UsesGit(st, d.b.Sync())
 	if st == nil {
 		return ps
 	}
@@ -243,7 +256,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, nam
 // renderPage renders a full page with the layout's shared parts filled in.
 func (d *Dashboard) renderPage(w http.ResponseWriter, r *http.Request, code int, name, title string, body any) {
 	s := sessionOf(r)
-	p := page{Title: title, Session: s, Profiles: d.profileStatus(), Poll: int(d.poll.Milliseconds()), Body: body}
+	p := page{Title: title, Nav: strings.TrimSuffix(name, ".html"), Session: s, Profiles: d.profileStatus(), Poll: int(d.poll.Milliseconds()), Body: body}
 	if s != nil {
 		p.Flash = d.sessions.takeFlash(s)
 	}
@@ -274,6 +287,12 @@ func stamp(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// lines splits a script into its lines, so that a line too long for the
+// screen wraps under itself instead of running off it (see .script in app.css).
+func lines(s string) []string {
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }
 
 // plural is "1 machine", "2 machines".

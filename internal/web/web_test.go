@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"github.com/provisiond/provisiond/internal/store"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // operator is a browser stand-in: a cookie jar and no redirect following, so
@@ -82,7 +82,7 @@ func TestSignIn(t *testing.T) {
 	if loc := res.Header.Get("Location"); res.StatusCode != http.StatusSeeOther || loc != "/ui/login?next=%2Fui%2Fmachines%2F52%3A54%3A00%3A00%3A00%3A01%3Fx%3D1" {
 		t.Fatalf("signed out: %s to %q; want 303 to the sign-in page with next", res.Status, loc)
 	}
-	for _, path := range []string{"/ui/machines/rows", "/ui/machines/" + node1MAC + "/live"} {
+	for _, path := range []string{"/ui/machines/rows", "/ui/machines/" + node1MAC + "/live", "/ui/events/rows"} {
 		if res, _ := o.do("GET", path, nil); res.StatusCode != http.StatusUnauthorized {
 			t.Errorf("signed out GET %s: %s; want 401 (a fragment cannot follow a redirect)", path, res.Status)
 		}
@@ -113,6 +113,9 @@ func TestSignIn(t *testing.T) {
 
 	// Signing out ends the session on the server, not only in the browser.
 	o.signIn()
+	if res, _ := o.do("GET", "/ui/login?next=%2Fui%2Fevents", nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/events" {
+		t.Errorf("the sign-in page while signed in: %s to %q; want 303 to next", res.Status, res.Header.Get("Location"))
+	}
 	cookie := o.c.Jar.Cookies(mustURL(t, f.url))
 	res, _ = o.do("POST", "/ui/logout", url.Values{"csrf": {o.csrf}})
 	if res.StatusCode != http.StatusSeeOther {
@@ -188,7 +191,8 @@ func TestPagesEscapeAndKeepSecrets(t *testing.T) {
 	f.install(t, node1MAC)
 	o := newOperator(t, f.url)
 	o.signIn()
-	for _, path := range []string{"/", "/ui/machines/rows", "/ui/machines/" + strayMAC, "/ui/machines/" + node1MAC, "/ui/machines/" + node1MAC + "/live", "/ui/machines/" + node1MAC + "/confirm?action=wipe"} {
+	for _, path := range []string{"/", "/ui/machines/rows", "/ui/machines/" + strayMAC, "/ui/machines/" + node1MAC, "/ui/machines/" + node1MAC + "/live",
+		"/ui/machines/" + node1MAC + "/confirm?action=wipe", "/ui/events", "/ui/events/rows", "/ui/events?machine=" + strayMAC, "/ui/profiles"} {
 		res, page := o.do("GET", path, nil)
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %s", path, res.Status)
@@ -270,7 +274,7 @@ func TestMachinePageErrors(t *testing.T) {
 	}
 	f.get(t, "/ipxe?mac="+strayMAC+"&arch=x86_64")
 	_, page := o.do("GET", "/ui/machines/"+strayMAC, nil)
-	for _, want := range []string{"no Machine in the profiles claims it", "No BMC", "Default profile applies"} {
+	for _, want := range []string{"No Machine in the profiles claims it", "It has no BMC", "Default profile applies"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("a discovered machine's page lacks %q", want)
 		}
@@ -284,7 +288,7 @@ func TestReloadBanner(t *testing.T) {
 	f := startFleet(t, "")
 	o := newOperator(t, f.url)
 	o.signIn()
-	if _, page := o.do("GET", "/", nil); !strings.Contains(page, "Profiles loaded") || !strings.Contains(page, "3 profiles, 1 machine.") {
+	if _, page := o.do("GET", "/", nil); !strings.Contains(page, "Profiles loaded") || !strings.Contains(page, `<a href="/ui/profiles">3 profiles</a>, 1 machine.`) {
 		t.Fatalf("the banner does not show the loaded set:\n%s", page)
 	}
 	writeFile(t, filepath.Join(f.dir, "broken.yaml"), "kind: Machine\nname: broken\nprofile: nosuch\nmatch: {mac: \"52:54:00:00:00:02\"}\n")
@@ -294,6 +298,10 @@ func TestReloadBanner(t *testing.T) {
 	_, page := o.do("GET", "/", nil)
 	if !strings.Contains(page, "Profile reload failed") || !strings.Contains(page, "broken.yaml:1") || !strings.Contains(page, "keeps serving") {
 		t.Fatalf("the banner does not show the failed reload with file:line:\n%s", page)
+	}
+	// A directory is fixed by saving it, not by a commit.
+	if !strings.Contains(page, "Fix these and save") || strings.Contains(page, "commit again") {
+		t.Errorf("the banner of a failed directory reload asks for a commit")
 	}
 }
 
