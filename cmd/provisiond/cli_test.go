@@ -398,9 +398,7 @@ func TestCompletion(t *testing.T) {
 				t.Fatal(err)
 			}
 			check := map[string][]string{"bash": {"bash", "-n", f}, "zsh": {"zsh", "-n", f}, "fish": {"fish", "--no-execute", f}}[shell]
-			if _, err := exec.LookPath(check[0]); err != nil {
-				t.Skipf("%s not installed: syntax not checked", check[0])
-			}
+			testutil.RequireTools(t, testutil.Tool{Command: shell, Package: shell})
 			if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
 				t.Errorf("%s rejects the script: %v\n%s", check[0], err, out)
 			}
@@ -467,9 +465,7 @@ func TestCompletionOffers(t *testing.T) {
 	}
 	for shell, offers := range shells {
 		t.Run(shell, func(t *testing.T) {
-			if _, err := exec.LookPath(shell); err != nil {
-				t.Skipf("%s not installed", shell)
-			}
+			testutil.RequireTools(t, testutil.Tool{Command: shell, Package: shell})
 			_, script, _ := runCmd("completion", shell)
 			for _, tc := range cases {
 				got := strings.Fields(offers(t, script, tc.line))

@@ -448,7 +448,11 @@ func eventTable(w io.Writer, es []store.Event, header bool) error {
 		if !e.Time.IsZero() {
 			ts = e.Time.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(&b, row, ts, strconv.FormatUint(e.Seq, 10), tableCell(e.MAC), tableCell(e.Type), tableCell(e.Actor), tableCell(e.Message))
+		msg := e.Message
+		if reason := e.Fields["error"]; reason != "" {
+			msg += ": " + reason // a failed power operation keeps the BMC's answer there
+		}
+		fmt.Fprintf(&b, row, ts, strconv.FormatUint(e.Seq, 10), tableCell(e.MAC), tableCell(e.Type), tableCell(e.Actor), tableCell(msg))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

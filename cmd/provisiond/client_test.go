@@ -762,3 +762,13 @@ func TestClientTableCell(t *testing.T) {
 		}
 	}
 }
+
+// A failed power operation's event carries the BMC's answer in its error
+// field, not its message: the table shows both.
+func TestEventTableShowsErrors(t *testing.T) {
+	var b strings.Builder
+	err := eventTable(&b, []store.Event{{Seq: 7, Type: "power", Actor: "alice", Message: "on failed", Fields: map[string]string{"error": "BMC unreachable"}}}, false)
+	if err != nil || !strings.Contains(b.String(), "on failed: BMC unreachable") {
+		t.Errorf("row %q (%v); want the message and the error", b.String(), err)
+	}
+}
