@@ -174,17 +174,8 @@ func TestDefaultRenderLimited(t *testing.T) {
 		"p.yaml": "kind: Profile\nname: p\nboot: {kernel: /assets/k}\nconfig: {template: t.txt}\n---\nkind: Default\nprofile: p\n",
 		"t.txt":  "{{if ne .machine.mac \"00:00:00:00:00:00\"}}{{range 9223372036854775807}}{{end}}{{end}}",
 	})
-	set, err := Load(dir, LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := Query{MAC: "52:54:00:00:00:01"}
-	res, err := set.Match(q)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var lim *limitError
-	if _, err := set.Config(res, q); !errors.As(err, &lim) {
+	if err := defaultConfigErr(t, dir); !errors.As(err, &lim) {
 		t.Errorf("Config = %v; want a render limit", err)
 	}
 }

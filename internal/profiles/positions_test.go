@@ -166,16 +166,7 @@ func TestConfigErrorOnRequest(t *testing.T) {
 		"p.yaml": "kind: Profile\nname: p\nboot: {kernel: /assets/k}\nconfig: {butane: w.bu}\n---\nkind: Default\nprofile: p\n",
 		"w.bu":   "variant: flatcar\nversion: 1.0.0\n{{ if ne .machine.mac \"00:00:00:00:00:00\" }}storag: {}{{ end }}\n",
 	})
-	set, err := Load(dir, LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := Query{MAC: "52:54:00:00:00:01"}
-	res, err := set.Match(q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = set.Config(res, q)
+	err := defaultConfigErr(t, dir)
 	var ce *configError
 	if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "butane w.bu: butane reported problems: warning at $.storag, line 3 col 1: unused key storag") ||
 		len(ce.places) != 1 || ce.places[0].line != 3 {
@@ -197,4 +188,21 @@ func TestOffsets(t *testing.T) {
 			}
 		}
 	}
+}
+
+// defaultConfigErr loads dir, which must load, and returns the error of
+// rendering on request the config of a machine only its Default matches.
+func defaultConfigErr(t *testing.T, dir string) error {
+	t.Helper()
+	set, err := Load(dir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := Query{MAC: "52:54:00:00:00:01"}
+	res, err := set.Match(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = set.Config(res, q)
+	return err
 }

@@ -43,15 +43,18 @@
 //   - a host on the same subnet that leased its address through the relay
 //     (busybox udhcpc): bound to its own MAC, 403 binding-mismatch.
 //
-// /boot.ipxe may answer the generic chain script or refuse; the phone-home
-// gets 401 or 403. A UUID counts only as far as DHCP showed it from the
+// /boot.ipxe naming another machine and the phone-home from another source
+// get 403 too (the source is checked before the token). A UUID counts only as far as DHCP showed it from the
 // requester's own MAC, so a UUID-only request of an attacker provisiond can
 // put a MAC to (neighbour entry, binding) is answered as that attacker's own:
 // 404, as no Machine matches it. Each 403 must give the attacker's reason and
 // be on record (script-refused, config-refused) with its address, and the
 // victim stay untouched: the same session (issued_at), still provisioning or
 // installed, no UUID, architecture or address of the attackers' in its
-// inventory record, and its own install completing as above. It logs every
+// inventory record, and its own install completing as above. All the while
+// the routed attacker floods provisiond's TFTP with ~500 read requests a
+// second that it never acknowledges; the UEFI VM must still fetch ipxe.efi
+// over TFTP and install. It logs every
 // answer, and the seconds from power-on to config fetched, to installed and
 // (second power-on) to the boot-local event.
 //

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -114,6 +115,11 @@ func runPXEBoot(t *testing.T, start stack) {
 	// finish later. The third takes the core of the first to finish.
 	cores := make(chan struct{}, 2)
 	runs := make([]*vmRun, len(labVMs))
+	// Meanwhile the routed attacker floods TFTP with requests it never
+	// acknowledges: the UEFI VM must still fetch ipxe.efi and install.
+	floodCtx, stopFlood := context.WithCancel(context.Background())
+	floodStart := time.Now()
+	flooded := l.tftpFlood(floodCtx, l.Attacker)
 	var wg sync.WaitGroup
 	for i, m := range machines {
 		cores <- struct{}{}
@@ -123,6 +129,8 @@ func runPXEBoot(t *testing.T, start stack) {
 		})
 	}
 	wg.Wait()
+	stopFlood()
+	t.Log(floodSummary(flooded(), time.Since(floodStart)))
 
 	for i, v := range labVMs {
 		t.Run(v.Name, func(t *testing.T) {
