@@ -28,6 +28,10 @@ type EventQuery struct {
 	MAC      string    // only this machine's events (any spelling)
 	Since    time.Time // only events at or after Since
 	AfterSeq uint64    // only events with Seq > AfterSeq: resume where a previous page ended
+	// BeforeSeq (0: none) keeps only events with Seq < BeforeSeq: with
+	// Newest, the page older than one that ended at BeforeSeq.
+	BeforeSeq uint64
+	Type      string // only events of this type
 	Limit    int       // at most this many; 0 = all
 	Newest   bool      // newest first, so Limit keeps the latest (a timeline), not the oldest
 }
@@ -125,15 +129,23 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	if q.AfterSeq == math.MaxUint64 {
 		return nil, nil // nothing can come after; AfterSeq+1 would wrap to the start
 	}
-	var needle []byte
+	// Needles skip records before decoding them, so that a query for one
+	// machine or type over a full log stays cheap; the decoded event is
+	// checked all the same.
+	var needles [][]byte
 	if q.MAC != "" {
 		mac, err := canonicalMAC(q.MAC)
 		if err != nil {
 			return nil, fmt.Errorf("store: events: %w", err)
 		}
 		q.MAC = mac
-		needle = []byte(`"mac":"` + mac + `"`)
+		needles = append(needles, []byte(`"mac":"`+mac+`"`))
 	}
+	if q.Type != "" {
+		t, _ := json.Marshal(q.Type)
+		needles = append(needles, append([]byte(`"type":`), t...))
+	}
+	below := func(k []byte) bool { return q.BeforeSeq == 0 || bytes.Compare(k, seqKey(q.BeforeSeq)) < 0 }
 	var es []Event
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		c := bucket(tx, bucketEvents).Cursor()
@@ -141,18 +153,24 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 		first, next := func() ([]byte, []byte) { return c.Seek(from) }, c.Next
 		if q.Newest {
 			first, next = c.Last, c.Prev
+			if q.BeforeSeq > 0 {
+				first = func() ([]byte, []byte) {
+					if k, _ := c.Seek(seqKey(q.BeforeSeq)); k == nil {
+						return c.Last() // every event is older
+					}
+					return c.Prev()
+				}
+			}
 		}
-		for k, v := first(); k != nil && bytes.Compare(k, from) >= 0; k, v = next() {
-			// Skipping other machines' events before decoding keeps a
-			// per-machine query over a full log cheap.
-			if needle != nil && !bytes.Contains(v, needle) {
+		for k, v := first(); k != nil && bytes.Compare(k, from) >= 0 && below(k); k, v = next() {
+			if !containsAll(v, needles) {
 				continue
 			}
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
 			}
-			if (q.MAC != "" && e.MAC != q.MAC) || e.Time.Before(q.Since) {
+			if (q.MAC != "" && e.MAC != q.MAC) || (q.Type != "" && e.Type != q.Type) || e.Time.Before(q.Since) {
 				continue
 			}
 			es = append(es, e)
@@ -171,4 +189,13 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 // seqKey encodes big-endian so that byte order is sequence order.
 func seqKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, seq)
+}
+
+func containsAll(v []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(v, n) {
+			return false
+		}
+	}
+	return true
 }

@@ -66,8 +66,9 @@ func TestEvents(t *testing.T) {
 	db := mustOpen(t, Options{Clock: stepClock(t0, time.Minute)})
 	const other = "52:54:00:00:00:02"
 	// seq: 1 testMAC t0, 2 other t0+1m, 3 testMAC t0+2m, 4 none t0+3m, 5 testMAC t0+4m
-	for _, mac := range []string{testMAC, other, testMAC, "", testMAC} {
-		mustAppend(t, db, Event{MAC: mac, Type: "t"})
+	// types: t u t t u
+	for i, mac := range []string{testMAC, other, testMAC, "", testMAC} {
+		mustAppend(t, db, Event{MAC: mac, Type: []string{"t", "u"}[i%3%2]})
 	}
 	for _, tc := range []struct {
 		name    string
@@ -87,6 +88,13 @@ func TestEvents(t *testing.T) {
 		{name: "newest first", q: EventQuery{Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
 		{name: "newest of a machine, limited", q: EventQuery{MAC: testMAC, Newest: true, Limit: 2}, want: []uint64{5, 3}},
 		{name: "newest after seq", q: EventQuery{AfterSeq: 3, Newest: true}, want: []uint64{5, 4}},
+		{name: "before seq", q: EventQuery{BeforeSeq: 3}, want: []uint64{1, 2}},
+		{name: "newest before seq: the next older page", q: EventQuery{BeforeSeq: 4, Newest: true, Limit: 2}, want: []uint64{3, 2}},
+		{name: "newest before a seq past the end", q: EventQuery{BeforeSeq: 99, Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
+		{name: "newest before the first", q: EventQuery{BeforeSeq: 1, Newest: true}},
+		{name: "between", q: EventQuery{AfterSeq: 1, BeforeSeq: 5, Newest: true}, want: []uint64{4, 3, 2}},
+		{name: "by type", q: EventQuery{Type: "u"}, want: []uint64{2, 5}},
+		{name: "by type and MAC, newest first", q: EventQuery{Type: "t", MAC: testMAC, Newest: true}, want: []uint64{3, 1}},
 		{name: "unknown MAC", q: EventQuery{MAC: "52:54:00:00:00:99"}},
 		{name: "bad MAC", q: EventQuery{MAC: "nope"}, wantErr: ErrInvalid},
 	} {
