@@ -32,8 +32,8 @@ type EventQuery struct {
 	// Newest, the page older than one that ended at BeforeSeq.
 	BeforeSeq uint64
 	Type      string // only events of this type
-	Limit    int       // at most this many; 0 = all
-	Newest   bool      // newest first, so Limit keeps the latest (a timeline), not the oldest
+	Limit     int    // at most this many; 0 = all
+	Newest    bool   // newest first, so Limit keeps the latest (a timeline), not the oldest
 }
 
 // ageCheckEvery is how often (in appends) the age cap is checked: it costs a
