@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -12,17 +11,8 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-const (
-	// eventsPerPage is one page of the event log.
-	eventsPerPage = 100
-	// eventWindow is how many events one read of the whole log takes; a
-	// type filter is applied here, so a page may take several.
-	eventWindow = 1000
-	// maxEventScan bounds the events one page reads: a rare type over a full
-	// log (100,000 events by default) then costs each request a bounded
-	// read, and the page says how far it looked and offers the older ones.
-	maxEventScan = 20 * eventWindow
-)
+// eventsPerPage is one page of the event log.
+const eventsPerPage = 100
 
 // eventFilter is the event log's query: ?machine=&type=&before=.
 type eventFilter struct {
@@ -49,14 +39,12 @@ func (f eventFilter) query(before uint64) string {
 
 // eventLog is the events page's data.
 type eventLog struct {
-	Filter  eventFilter
-	Active  bool // a filter is set
-	Types   []string
-	Rows    []eventRow // newest first
-	Partial bool       // the page stopped at maxEventScan before it was full
-	Scanned int        // maxEventScan, for saying so
-	Pager   pager
-	Query   string // the live refresh's, "" on older pages, which do not change
+	Filter eventFilter
+	Active bool // a filter is set
+	Types  []string
+	Rows   []eventRow // newest first
+	Pager  pager
+	Query  string // the live refresh's, "" on older pages, which do not change
 }
 
 // eventRow is an event with the name of its machine, if the inventory has it.
@@ -69,11 +57,11 @@ type eventRow struct {
 func (d *Dashboard) eventLog(r *http.Request) (eventLog, error) {
 	ctx := r.Context()
 	f := parseEventFilter(r)
-	l := eventLog{Filter: f, Active: f.Machine != "" || f.Type != "", Types: options(boot.EventTypes(), f.Type), Scanned: maxEventScan}
+	l := eventLog{Filter: f, Active: f.Machine != "" || f.Type != "", Types: options(boot.EventTypes(), f.Type)}
 	if f.Before == 0 {
 		l.Query = f.query(0)
 	}
-	es, older, partial, err := d.readEvents(ctx, f)
+	es, older, err := d.readEvents(ctx, f)
 	if errors.Is(err, boot.ErrNotFound) || errors.Is(err, boot.ErrAmbiguous) {
 		// A filter naming no machine is the form's problem, not the page's.
 		l.Filter.Err = err.Error()
@@ -82,7 +70,6 @@ func (d *Dashboard) eventLog(r *http.Request) (eventLog, error) {
 	if err != nil {
 		return l, err
 	}
-	l.Partial = partial
 	if f.Before > 0 {
 		l.Pager.Prev, l.Pager.PrevLabel = href("/ui/events", f.query(0)), "Newest events"
 	}
@@ -109,69 +96,22 @@ func (d *Dashboard) eventLog(r *http.Request) (eventLog, error) {
 }
 
 // readEvents reads one page of the log for f: up to eventsPerPage events
-// numbered below f.Before, newest first; the cursor of the next older page
-// (0: none); and whether the page stopped at maxEventScan before it filled.
-func (d *Dashboard) readEvents(ctx context.Context, f eventFilter) (page []store.Event, older uint64, partial bool, err error) {
-	read := d.olderEvents
-	if f.Machine != "" {
-		// The store skips other machines' events without decoding them, so
-		// all of one machine's at once is a cheap read (its own page reads
-		// them so); the core resolves a name or UUID to the MAC.
-		read = func(ctx context.Context, top uint64) ([]store.Event, bool, error) {
-			es, err := d.b.Events(ctx, store.EventQuery{MAC: f.Machine, Newest: true})
-			return slices.DeleteFunc(es, func(e store.Event) bool { return top > 0 && e.Seq >= top }), true, err
-		}
-	}
-	top, scanned := f.Before, 0
-	for {
-		win, done, err := read(ctx, top)
-		if err != nil {
-			return nil, 0, false, err
-		}
-		for _, e := range win {
-			if f.Type != "" && e.Type != f.Type {
-				continue
-			}
-			if len(page) == eventsPerPage {
-				return page, page[len(page)-1].Seq, false, nil // one more exists: the older page starts below
-			}
-			page = append(page, e)
-		}
-		if done || len(win) == 0 {
-			return page, 0, false, nil
-		}
-		top = win[len(win)-1].Seq
-		if scanned += len(win); scanned >= maxEventScan {
-			return page, top, true, nil
-		}
-	}
-}
-
-// olderEvents reads up to eventWindow events of the whole log numbered
-// below top (0: the newest), newest first, and whether the log's oldest
-// event is among them.
-//
-// The store pages forward only: EventQuery's AfterSeq is a lower bound, and
-// Newest starts from the newest event whatever the bound. But sequence
-// numbers are dense (the log is trimmed at its old end only), so the
-// eventWindow events after top-1-eventWindow are those just below top; any
-// read past top is dropped.
-func (d *Dashboard) olderEvents(ctx context.Context, top uint64) ([]store.Event, bool, error) {
-	if top == 0 {
-		es, err := d.b.Events(ctx, store.EventQuery{Newest: true, Limit: eventWindow})
-		return es, len(es) < eventWindow, err
-	}
-	lo := top - 1 - min(top-1, eventWindow)
-	es, err := d.b.Events(ctx, store.EventQuery{AfterSeq: lo, Limit: eventWindow})
+// numbered below f.Before (0: from the newest), newest first, and the cursor
+// of the next older page (0: none). It is one store query: the store filters
+// by machine (the core resolves a name or UUID to the MAC) and type, and
+// pages by BeforeSeq, so sequence numbers need not be dense. The one event
+// more than a page says whether an older page exists; that page begins just
+// below the last event shown.
+func (d *Dashboard) readEvents(ctx context.Context, f eventFilter) (page []store.Event, older uint64, err error) {
+	es, err := d.b.Events(ctx, store.EventQuery{MAC: f.Machine, Type: f.Type, BeforeSeq: f.Before, Newest: true, Limit: eventsPerPage + 1})
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
-	es = slices.DeleteFunc(es, func(e store.Event) bool { return e.Seq >= top })
-	slices.Reverse(es)
-	// Nothing is older when the window began at the log's start, or the log
-	// itself begins after the window's start (trimmed: nothing below it).
-	done := lo == 0 || len(es) == 0 || es[len(es)-1].Seq > lo+1
-	return es, done, nil
+	if len(es) > eventsPerPage {
+		es = es[:eventsPerPage]
+		older = es[len(es)-1].Seq
+	}
+	return es, older, nil
 }
 
 // eventsPage serves /ui/events: the event log, newest first.

@@ -2,121 +2,145 @@ package web
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-// logBackend serves an event log from memory with the store's query rules
-// (dense sequence numbers from first, AfterSeq a lower bound, Newest from the
-// newest) and counts the events it hands out. Only Events is implemented.
-type logBackend struct {
+// sparseLog serves a real store's event log as a backend whose sequence
+// numbers are not dense, as an etcd backend's (commit revisions) are not: the
+// store's event s is event s*gap here, and a BeforeSeq cursor is translated
+// back. It counts the queries and checks each is one page's. Only Events is
+// implemented.
+type sparseLog struct {
 	Backend
-	log  []store.Event // oldest first
-	read int
+	t       *testing.T
+	db      *store.DB
+	queries int
 }
 
-func newLog(first, last uint64, typeOf func(seq uint64) string) *logBackend {
-	b := &logBackend{}
-	for s := first; s <= last; s++ {
-		b.log = append(b.log, store.Event{Seq: s, Type: typeOf(s)})
+const gap = 7
+
+func (b *sparseLog) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	b.queries++
+	if !q.Newest || q.Limit != eventsPerPage+1 || q.AfterSeq != 0 {
+		b.t.Errorf("query %+v; want the newest %d events below a cursor", q, eventsPerPage+1)
 	}
-	return b
+	if q.BeforeSeq > 0 {
+		q.BeforeSeq = (q.BeforeSeq + gap - 1) / gap // s*gap < before: s < before/gap, rounded up
+	}
+	es, err := b.db.Events(ctx, q)
+	for i := range es {
+		es[i].Seq *= gap
+	}
+	return es, err
 }
 
-func (b *logBackend) Events(_ context.Context, q store.EventQuery) ([]store.Event, error) {
-	es := slices.Clone(b.log)
-	if q.Newest {
-		slices.Reverse(es)
+// openLog is a store holding n events, appended concurrently so that the
+// store batches them, of the types and machines of kind(i); the store keeps
+// at most maxEvents, trimming the oldest.
+func openLog(t *testing.T, n, maxEvents int, kind func(i int) (typ, mac string)) *store.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{MaxEvents: maxEvents})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var out []store.Event
-	for _, e := range es {
-		if e.Seq <= q.AfterSeq || (q.MAC != "" && e.MAC != q.MAC) {
-			continue
-		}
-		if out = append(out, e); len(out) == q.Limit {
-			break
-		}
+	t.Cleanup(func() { db.Close() })
+	var g errgroup.Group
+	g.SetLimit(64)
+	for i := range n {
+		g.Go(func() error {
+			typ, mac := kind(i)
+			_, err := db.AppendEvent(t.Context(), store.Event{Type: typ, MAC: mac, Message: fmt.Sprint("event ", i)})
+			return err
+		})
 	}
-	b.read += len(out)
-	return out, nil
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
-// A page of a filter that few events pass reads a bounded part of the log,
-// says it stopped, and the next page goes on from there to the log's start,
-// which may have been trimmed.
-func TestReadEventsBoundsItsReads(t *testing.T) {
-	const first, last = 1001, 30000 // the oldest thousand trimmed
-	rare := map[uint64]bool{1002: true, 29990: true}
-	b := newLog(first, last, func(s uint64) string {
-		if rare[s] {
-			return "wipe"
+// Each page is one store query, whatever the filter and however rare its
+// events, over a log whose oldest events were trimmed and whose sequence
+// numbers are sparse; following the cursors lists exactly the filter's
+// events, newest first, in full pages but the last.
+func TestReadEventsPages(t *testing.T) {
+	const mac1, mac2 = "52:54:00:aa:00:01", "52:54:00:aa:00:02"
+	db := openLog(t, 1500, 1000, func(i int) (string, string) {
+		switch {
+		case i == 3 || i == 1400:
+			return "wipe", mac2
+		case i%3 == 0:
+			return "bmc", mac1
+		case i%3 == 1:
+			return "power", mac2
 		}
-		return "power"
+		return "power", ""
 	})
+	all, err := db.Events(t.Context(), store.EventQuery{Newest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all[len(all)-1].Seq == 1 {
+		t.Fatal("the log was not trimmed")
+	}
+	b := &sparseLog{t: t, db: db}
 	d := &Dashboard{b: b}
-	f := eventFilter{Type: "wipe"}
-	var got []uint64
-	for pages := 0; ; pages++ {
-		if pages > 5 {
-			t.Fatal("the pages do not end")
+	for _, c := range []struct {
+		f    eventFilter
+		keep func(store.Event) bool
+	}{
+		{eventFilter{}, func(store.Event) bool { return true }},
+		{eventFilter{Type: "bmc"}, func(e store.Event) bool { return e.Type == "bmc" }},
+		{eventFilter{Type: "wipe"}, func(e store.Event) bool { return e.Type == "wipe" }},
+		{eventFilter{Type: "nosuch"}, func(store.Event) bool { return false }},
+		{eventFilter{Machine: strings.ToUpper(mac2)}, func(e store.Event) bool { return e.MAC == mac2 }},
+		{eventFilter{Machine: mac2, Type: "power"}, func(e store.Event) bool { return e.MAC == mac2 && e.Type == "power" }},
+	} {
+		var want []uint64
+		for _, e := range all {
+			if c.keep(e) {
+				want = append(want, e.Seq*gap)
+			}
 		}
-		b.read = 0
-		page, older, partial, err := d.readEvents(t.Context(), f)
-		if err != nil {
-			t.Fatal(err)
+		b.queries = 0
+		var got []uint64
+		f, pages := c.f, 0
+		for {
+			if pages++; pages > len(all)/eventsPerPage+2 {
+				t.Fatalf("%+v: the pages do not end", c.f)
+			}
+			page, older, err := d.readEvents(t.Context(), f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > eventsPerPage || (older > 0 && len(page) < eventsPerPage) {
+				t.Errorf("%+v: page %d has %d events, older %d; only the last page is not full", c.f, pages, len(page), older)
+			}
+			for _, e := range page {
+				got = append(got, e.Seq)
+			}
+			if older == 0 {
+				break
+			}
+			if older != page[len(page)-1].Seq {
+				t.Errorf("%+v: page %d goes on below %d; want its last event, %d", c.f, pages, older, page[len(page)-1].Seq)
+			}
+			f.Before = older
 		}
-		if b.read > maxEventScan+eventWindow {
-			t.Errorf("page %d read %d events; want at most %d", pages, b.read, maxEventScan+eventWindow)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v lists %d events; want the store's %d, newest first", c.f, len(got), len(want))
 		}
-		for _, e := range page {
-			got = append(got, e.Seq)
+		if wantPages := max(1, (len(want)+eventsPerPage-1)/eventsPerPage); pages != wantPages || b.queries != pages {
+			t.Errorf("%+v: %d pages in %d queries; want %d pages, one query each", c.f, pages, b.queries, wantPages)
 		}
-		if partial != (older > 0) {
-			t.Errorf("page %d: partial %v with older %d; only a stopped page goes on here", pages, partial, older)
-		}
-		if older == 0 {
-			break
-		}
-		f.Before = older
-	}
-	if !slices.Equal(got, []uint64{29990, 1002}) {
-		t.Errorf("pages listed %v; want [29990 1002]", got)
-	}
-}
-
-// A full page of a common filter ends on its last event: the next begins
-// just below it, whatever window that event was read in.
-func TestReadEventsPagesExactly(t *testing.T) {
-	b := newLog(1, 2500, func(s uint64) string { return []string{"power", "bmc"}[s%2] })
-	d := &Dashboard{b: b}
-	var got []uint64
-	f := eventFilter{Type: "bmc"}
-	for {
-		page, older, _, err := d.readEvents(t.Context(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) > eventsPerPage {
-			t.Fatalf("a page of %d events", len(page))
-		}
-		for _, e := range page {
-			got = append(got, e.Seq)
-		}
-		if older == 0 {
-			break
-		}
-		f.Before = older
-	}
-	var want []uint64
-	for s := uint64(2500); s >= 1; s-- {
-		if s%2 == 1 {
-			want = append(want, s)
-		}
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("paged through %d events; want the %d odd ones, newest first", len(got), len(want))
 	}
 }
 

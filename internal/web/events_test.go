@@ -56,8 +56,7 @@ func TestEventsPage(t *testing.T) {
 	f := startFleet(t, "")
 	f.get(t, "/ipxe?mac="+strayMAC+"&arch=x86_64")
 	f.install(t, node1MAC)
-	// More than two of the windows a type filter reads the log in, written
-	// concurrently so that the store batches them.
+	// Two dozen pages, written concurrently so that the store batches them.
 	var g errgroup.Group
 	g.SetLimit(64)
 	for i := range 2345 {
@@ -127,6 +126,18 @@ func TestEventsPage(t *testing.T) {
 	}
 	if _, page := o.do("GET", "/ui/events?before=100", nil); strings.Contains(page, "data-live") {
 		t.Error("an older page refreshes itself: its events never change")
+	}
+	// A cursor need not be an event's: the page lists the events below it.
+	for _, before := range []uint64{all[0].Seq + 1000, all[150].Seq + 1} {
+		_, page := o.do("GET", fmt.Sprintf("/ui/events?before=%d", before), nil)
+		var got []uint64
+		for _, m := range seqRE.FindAllStringSubmatch(page, -1) {
+			n, _ := strconv.ParseUint(m[1], 10, 64)
+			got = append(got, n)
+		}
+		if w := want(func(e store.Event) bool { return e.Seq < before }); !slices.Equal(got, w[:min(100, len(w))]) {
+			t.Errorf("?before=%d lists %d events from %v; want the 100 just below it", before, len(got), got[:min(1, len(got))])
+		}
 	}
 
 	// The newest page refreshes: a 304 while nothing happens, new rows after.
