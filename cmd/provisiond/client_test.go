@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -604,8 +605,8 @@ func TestEventsCommand(t *testing.T) {
 				}
 			},
 			requests: func(t *testing.T, sent []*http.Request) {
-				if len(sent) != 1 || sent[0].URL.Query().Get("limit") != "1000" || sent[0].URL.Query().Has("after") {
-					t.Errorf("requests = %v; want one page of 1000", sent)
+				if q := sent[0].URL.Query(); len(sent) != 1 || q.Get("limit") != "1000" || q.Get("order") != "newest" || q.Has("after") || q.Has("before") {
+					t.Errorf("requests = %v; want one page of 1000, newest first", sent)
 				}
 			},
 		},
@@ -654,6 +655,38 @@ func TestEventsCommand(t *testing.T) {
 					t.Errorf("events = %+v; want the newest 2, newest first", v.Events)
 				}
 			},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if q := sent[0].URL.Query(); len(sent) != 1 || q.Get("limit") != "2" || q.Get("order") != "newest" {
+					t.Errorf("requests = %v; want one, for the newest 2", sent)
+				}
+			},
+		},
+		{
+			name: "type",
+			args: d.args([]string{"events", "--type", "reprovision", "--limit", "2", "-o", "json"}),
+			check: func(t *testing.T, out string) {
+				v := decodeJSON[struct {
+					Events []store.Event `json:"events"`
+				}](t, out)
+				if len(v.Events) != 2 || !strings.Contains(v.Events[0].Message, "round c") || !strings.Contains(v.Events[1].Message, "round b") {
+					t.Errorf("events = %+v; want the rounds c and b", v.Events)
+				}
+				for _, e := range v.Events {
+					if e.Type != "reprovision" {
+						t.Errorf("event %+v; want only reprovision events", e)
+					}
+				}
+			},
+			requests: func(t *testing.T, sent []*http.Request) {
+				if q := sent[0].URL.Query(); len(sent) != 1 || q.Get("type") != "reprovision" {
+					t.Errorf("requests = %v; want one with type=reprovision", sent)
+				}
+			},
+		},
+		{
+			name:   "type nothing has",
+			args:   d.args([]string{"events", "--type", "no-such-type"}),
+			errOut: []string{"no events"},
 		},
 		{
 			name:   "unknown machine",
@@ -661,6 +694,85 @@ func TestEventsCommand(t *testing.T) {
 			code:   1,
 			errOut: []string{`provisiond events: 404 Not Found: machine "nope": no such machine`},
 		},
+	})
+
+	// Paging back from the newest, against the same API with a small page.
+	t.Run("newest pages", func(t *testing.T) {
+		c, err := (&clientFlags{server: d.url, tokenFile: d.tokenFile, host: testHost}).client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(all)
+		// Paging the whole log back ends with a short page, or at seq 1.
+		wholeLog := n/2 + 1
+		if n%2 == 0 && all[0].Seq == 1 {
+			wholeLog--
+		}
+		for _, tc := range []struct {
+			name      string
+			pageSize  int
+			limit     int
+			wantPages int
+		}{
+			{"all, in pages", 2, 0, wholeLog},
+			{"all, one page", 1000, 0, 1},
+			{"a limit within one page", 1000, 3, 1},
+			{"a limit over pages", 2, 3, 2},
+			{"a limit of whole pages", 2, 4, 2},
+			{"a limit over the log", 2, n + 5, wholeLog},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				d.reset()
+				want := slices.Clone(all)
+				slices.Reverse(want)
+				if tc.limit > 0 && tc.limit < n {
+					want = want[:tc.limit]
+				}
+				es, raw, err := fetchNewestEvents(c, url.Values{}, tc.limit, tc.pageSize)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(es) != len(want) || len(raw) != len(want) {
+					t.Fatalf("%d events; want %d", len(es), len(want))
+				}
+				for i, e := range es {
+					if e.Seq != want[i].Seq {
+						t.Errorf("event %d has seq %d; want %d", i, e.Seq, want[i].Seq)
+					}
+				}
+				sent := d.sent()
+				if len(sent) != tc.wantPages {
+					t.Fatalf("%d requests; want %d", len(sent), tc.wantPages)
+				}
+				for i, r := range sent {
+					q := r.URL.Query()
+					wantBefore := ""
+					if i > 0 {
+						wantBefore = strconv.FormatUint(es[i*tc.pageSize-1].Seq, 10)
+					}
+					if q.Get("order") != "newest" || q.Get("before") != wantBefore {
+						t.Errorf("page %d query %v; want order=newest before=%s", i+1, q, wantBefore)
+					}
+				}
+			})
+		}
+	})
+
+	// A daemon that ignores order=newest and before= (one older than
+	// them) lists oldest first: the client must not page on forever.
+	t.Run("old daemon", func(t *testing.T) {
+		old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"events": [{"seq": 1, "time": "2025-01-01T00:00:00Z", "type": "a"}, {"seq": 2, "time": "2025-01-01T00:00:00Z", "type": "b"}]}`)
+		}))
+		defer old.Close()
+		c, err := (&clientFlags{server: old.URL, tokenFile: d.tokenFile, host: testHost}).client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := fetchNewestEvents(c, url.Values{}, 0, 2); err == nil || !strings.Contains(err.Error(), "not paging on") {
+			t.Errorf("fetchNewestEvents from an old daemon = %v; want it to stop", err)
+		}
 	})
 
 	// Paging, against the same API with a small page.

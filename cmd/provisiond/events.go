@@ -36,32 +36,40 @@ func eventsCommand() *command {
 		name:    "events",
 		summary: "show the event log, newest first, through the daemon's API",
 		about: "Every boot step, lifecycle change, power operation and refused request is an\n" +
-			"event. The listing is newest first; --limit keeps the newest N. With --follow\n" +
+			"event. The listing is newest first; --limit keeps the newest N, --type keeps\n" +
+			"one type of event (installed, power, reprovision, ...). With --follow\n" +
 			"the events are printed oldest first and new ones appended as they happen (as\n" +
 			"tail -f does; -o json then prints one JSON object per line), until Ctrl-C.",
 		examples: []string{
 			"provisiond events --machine node1 --since 1h",
 			"provisiond events --limit 20",
+			"provisiond events --type installed --since 24h",
 			"provisiond events --follow",
 		},
 		flags: func(fs *flagSet, c *cli) func([]string) error {
 			cf := addClientFlags(fs, c)
 			machine := fs.String("machine", "", "only the events of machine `ID` (a MAC, UUID or Machine name)")
 			since := fs.String("since", "", "only events since `WHEN`: an RFC 3339 time, or a duration ago such as 1h")
+			typ := fs.String("type", "", "only events of `TYPE`, such as installed, power or reprovision")
 			limit := fs.Int("limit", 0, "only the `N` newest events (default: all)")
 			follow := fs.Bool("follow", false, "then keep printing new events as they happen, until interrupted")
 			fs.alias("f", "follow")
-			return func(pos []string) error { return runEvents(c, cf, *machine, *since, *limit, *follow, pos) }
+			return func(pos []string) error {
+				return runEvents(c, cf, eventsFilter{machine: *machine, since: *since, typ: *typ}, *limit, *follow, pos)
+			}
 		},
 	}
 }
 
-func runEvents(c *cli, cf *clientFlags, machine, since string, limit int, follow bool, pos []string) error {
+// eventsFilter is what the events of a listing must match; "" matches all.
+type eventsFilter struct{ machine, since, typ string }
+
+func runEvents(c *cli, cf *clientFlags, f eventsFilter, limit int, follow bool, pos []string) error {
 	if len(pos) != 0 {
 		return usagef("events takes no arguments, got %q", pos)
 	}
-	if since != "" {
-		if _, err := api.ParseSince(since, time.Now()); err != nil {
+	if f.since != "" {
+		if _, err := api.ParseSince(f.since, time.Now()); err != nil {
 			return usagef("--%v", err)
 		}
 	}
@@ -73,18 +81,16 @@ func runEvents(c *cli, cf *clientFlags, machine, since string, limit int, follow
 		return err
 	}
 	q := url.Values{}
-	if machine != "" {
-		q.Set("machine", machine)
+	for k, v := range map[string]string{"machine": f.machine, "since": f.since, "type": f.typ} {
+		if v != "" {
+			q.Set(k, v)
+		}
 	}
-	if since != "" {
-		q.Set("since", since)
-	}
-	events, raw, err := fetchEvents(cl, q, 0, eventsPageSize)
+	// The API lists the newest first itself, so that --limit N costs one
+	// request, not the whole log.
+	events, raw, err := fetchNewestEvents(cl, q, limit, eventsPageSize)
 	if err != nil {
 		return err
-	}
-	if limit > 0 && len(events) > limit {
-		events, raw = events[len(events)-limit:], raw[len(raw)-limit:]
 	}
 	if follow {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -92,8 +98,10 @@ func runEvents(c *cli, cf *clientFlags, machine, since string, limit int, follow
 		cl.ctx = ctx
 		var after uint64
 		if len(events) > 0 {
-			after = events[len(events)-1].Seq
+			after = events[0].Seq
 		}
+		slices.Reverse(events)
+		slices.Reverse(raw)
 		p := eventPrinter{w: c.stdout, out: *cf.out}
 		for i := range events {
 			if err := p.print(events[i], raw[i]); err != nil {
@@ -104,8 +112,6 @@ func runEvents(c *cli, cf *clientFlags, machine, since string, limit int, follow
 			fmt.Fprintf(c.stderr, "provisiond events: %v; trying again every %v\n", err, followEvery)
 		})
 	}
-	slices.Reverse(events)
-	slices.Reverse(raw)
 	return cf.out.print(c.stdout, map[string]any{"events": raw}, func(w io.Writer) error {
 		if len(events) == 0 {
 			fmt.Fprintln(c.stderr, "no events")
@@ -210,6 +216,56 @@ func fetchEvents(c *apiClient, q url.Values, after uint64, pageSize int) ([]stor
 			after = e.Seq
 		}
 		if len(list.Events) < pageSize {
+			return events, raw, nil
+		}
+	}
+}
+
+// fetchNewestEvents asks /events for the limit (0: all) newest events,
+// newest first, paging back with before=<last seq> while it needs more and
+// pages come back full. It returns each event decoded and as the API sent
+// it, newest first.
+func fetchNewestEvents(c *apiClient, q url.Values, limit, pageSize int) ([]store.Event, []json.RawMessage, error) {
+	var (
+		events []store.Event
+		raw    = []json.RawMessage{}
+		before uint64 // 0: from the newest
+	)
+	q = cloneValues(q)
+	q.Set("order", "newest")
+	for {
+		n := pageSize
+		if limit > 0 {
+			n = min(n, limit-len(events))
+		}
+		q.Set("limit", strconv.Itoa(n))
+		if before > 0 {
+			q.Set("before", strconv.FormatUint(before, 10))
+		}
+		var list struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		if _, err := c.get("/events", q, &list); err != nil {
+			return nil, nil, err
+		}
+		if len(list.Events) > n {
+			return nil, nil, fmt.Errorf("the API sent %d events after asking for %d; not paging on", len(list.Events), n)
+		}
+		for _, r := range list.Events {
+			var e store.Event
+			if err := decodeAnswer(r, &e); err != nil {
+				return nil, nil, err
+			}
+			// A daemon older than order=newest and before= would list
+			// oldest first and page on from the start forever.
+			if before > 0 && e.Seq >= before {
+				return nil, nil, fmt.Errorf("the API sent event %d after asking for events before %d, newest first (is the daemon older than this client?); not paging on", e.Seq, before)
+			}
+			events = append(events, e)
+			raw = append(raw, r)
+			before = e.Seq
+		}
+		if len(list.Events) < n || (limit > 0 && len(events) >= limit) || before <= 1 {
 			return events, raw, nil
 		}
 	}

@@ -14,14 +14,24 @@ type EventList struct {
 	Events []store.Event `json:"events"`
 }
 
-// maxEvents caps one page; clients page on with ?after=<last seq>.
+// maxEvents caps one page; clients page on with ?after=<last seq> (oldest
+// first) or ?order=newest&before=<last seq> (newest first).
 const maxEvents = 1000
 
-// events serves GET /events?machine=&since=&after=&limit=. since is an RFC 3339
-// time or a duration back from now ("1h").
+// events serves GET /events?machine=&type=&since=&after=&before=&order=&limit=.
+// since is an RFC 3339 time or a duration back from now ("1h"); order is
+// oldest (the default, so that older clients page on as they did) or newest.
 func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	eq := store.EventQuery{MAC: q.Get("machine"), Limit: maxEvents}
+	eq := store.EventQuery{MAC: q.Get("machine"), Type: q.Get("type"), Limit: maxEvents}
+	switch v := q.Get("order"); v {
+	case "", "oldest":
+	case "newest":
+		eq.Newest = true
+	default:
+		a.fail(w, r, fmt.Errorf("%w: order %q: want oldest or newest", errBadRequest, v))
+		return
+	}
 	if v := q.Get("since"); v != "" {
 		since, err := ParseSince(v, time.Now())
 		if err != nil {
@@ -37,6 +47,14 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		eq.AfterSeq = n
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			a.fail(w, r, fmt.Errorf("%w: before %q: want an event seq, 1 or more", errBadRequest, v))
+			return
+		}
+		eq.BeforeSeq = n
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
