@@ -36,11 +36,14 @@ func BenchmarkMachineLookup(b *testing.B) {
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		for i := range machines {
 			s := Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "x86_64", Labels: map[string]string{"rack": "r1"}}
-			m, err := seen(tx, s, now)
+			m, prev, err := seen(tx, s, now)
 			if err != nil {
 				return err
 			}
 			if err := putMachine(tx, m); err != nil {
+				return err
+			}
+			if err := indexUUID(tx, s.UUID, prev, m.MAC); err != nil {
 				return err
 			}
 		}

@@ -99,11 +99,14 @@ func BenchmarkCountByState(b *testing.B) {
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		for i := range 10_000 {
 			s := Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1", Name: "worker", Profile: "flatcar-worker", Labels: map[string]string{"rack": "r1"}}
-			m, err := seen(tx, s, now)
+			m, prev, err := seen(tx, s, now)
 			if err != nil {
 				return err
 			}
 			if err := putMachine(tx, m); err != nil {
+				return err
+			}
+			if err := indexUUID(tx, s.UUID, prev, m.MAC); err != nil {
 				return err
 			}
 		}

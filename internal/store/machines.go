@@ -130,12 +130,14 @@ func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisio
 	var out Machine
 	var prov Provisioning
 	err = db.batch(func(tx *bolt.Tx) error {
-		m, err := seen(tx, s, now)
+		m, prevUUID, err := seen(tx, s, now)
 		if err != nil {
 			return err
 		}
-		out, prov, err = db.apply(tx, m, fn, now)
-		return err
+		if out, prov, err = db.apply(tx, m, fn, now); err != nil {
+			return err // a refused Change: the index must not move either
+		}
+		return indexUUID(tx, s.UUID, prevUUID, m.MAC)
 	})
 	if err != nil {
 		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
@@ -235,10 +237,10 @@ func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, 
 // more than once (a rolled-back batch is retried); it is idempotent because it
 // reads the current record, leaves s untouched and returns its result rather
 // than accumulating it.
-func seen(tx *bolt.Tx, s Machine, now time.Time) (Machine, error) {
-	m, err := getMachine(tx, s.MAC)
+func seen(tx *bolt.Tx, s Machine, now time.Time) (m Machine, prevUUID string, err error) {
+	m, err = getMachine(tx, s.MAC)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Machine{}, err
+		return Machine{}, "", err
 	}
 	if m.FirstSeen.IsZero() {
 		m.MAC, m.FirstSeen = s.MAC, now
@@ -246,16 +248,8 @@ func seen(tx *bolt.Tx, s Machine, now time.Time) (Machine, error) {
 	if m.State == "" {
 		m.State = cmp.Or(s.State, StateDiscovered)
 	}
+	prevUUID = m.UUID
 	if s.UUID != "" {
-		if m.UUID != "" && m.UUID != s.UUID {
-			if err := unindexUUID(tx, m.UUID, m.MAC); err != nil {
-				return Machine{}, err
-			}
-		}
-		// Last sighting wins: several NICs of one machine share its UUID.
-		if err := bucket(tx, bucketUUIDs).Put([]byte(s.UUID), []byte(m.MAC)); err != nil {
-			return Machine{}, err
-		}
 		m.UUID = s.UUID
 	}
 	m.Arch = cmp.Or(s.Arch, m.Arch)
@@ -266,7 +260,22 @@ func seen(tx *bolt.Tx, s Machine, now time.Time) (Machine, error) {
 		m.Labels = maps.Clone(s.Labels) // the stored machine must not alias the caller's map
 	}
 	m.LastSeen = now
-	return m, nil
+	return m, prevUUID, nil
+}
+
+// indexUUID points a sighted uuid (none: "") at mac, dropping the machine's
+// previous one, once the sighting's transaction is sure to commit. The last
+// sighting wins: several NICs of one machine share its UUID.
+func indexUUID(tx *bolt.Tx, uuid, prev, mac string) error {
+	if uuid == "" {
+		return nil
+	}
+	if prev != "" && prev != uuid {
+		if err := unindexUUID(tx, prev, mac); err != nil {
+			return err
+		}
+	}
+	return bucket(tx, bucketUUIDs).Put([]byte(uuid), []byte(mac))
 }
 
 // unindexUUID drops uuid from the index unless another MAC has claimed it since.

@@ -131,16 +131,21 @@ func TestSeenIdempotent(t *testing.T) {
 	s := Machine{MAC: testMAC, UUID: "00000000-0000-0000-0000-000000000002", Labels: map[string]string{"a": "b"}}
 	now := time.Now().UTC()
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
-		once, err := seen(tx, s, now)
+		once, prev, err := seen(tx, s, now)
 		if err != nil {
 			return err
 		}
-		twice, err := seen(tx, s, now)
+		twice, prev2, err := seen(tx, s, now)
 		if err != nil {
 			return err
 		}
-		if !reflect.DeepEqual(once, twice) {
-			t.Errorf("second run %+v, first %+v", twice, once)
+		if !reflect.DeepEqual(once, twice) || prev != prev2 {
+			t.Errorf("second run %+v (%s), first %+v (%s)", twice, prev2, once, prev)
+		}
+		for range 2 {
+			if err := indexUUID(tx, s.UUID, prev, testMAC); err != nil {
+				return err
+			}
 		}
 		if v := bucket(tx, bucketUUIDs).Get([]byte(testUUID)); v != nil {
 			t.Errorf("old UUID still indexed to %s", v)

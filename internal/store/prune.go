@@ -43,6 +43,9 @@ func prune(b *bolt.Bucket, max int, judge func(k, v []byte) (verdict, time.Time)
 	if err != nil {
 		return nil, err
 	}
+	if max < 0 {
+		max = 0 // keeps none, as 0 does, rather than slicing out of range
+	}
 	if len(kept) > max {
 		slices.SortFunc(kept, func(x, y rec) int { return x.seen.Compare(y.seen) })
 		for _, r := range kept[:len(kept)-max] {

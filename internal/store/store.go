@@ -72,6 +72,8 @@ type Store interface {
 	// PruneDiscovered deletes the oldest machines in state discovered
 	// (holding no secrets) beyond max, and returns them.
 	PruneDiscovered(ctx context.Context, max int) ([]Machine, error)
+	// CountByState counts the machines in each lifecycle state.
+	CountByState(ctx context.Context) (map[State]int, error)
 	// Generation changes whenever a machine or an event was written, and
 	// only then: a reader whose view is keyed by it may skip unchanged work.
 	// It is not persisted; pair it with something unique to the process.

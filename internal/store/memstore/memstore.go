@@ -1,0 +1,611 @@
+// Package memstore is an in-memory store.Store for unit tests: mutex-guarded
+// maps, with the bbolt store's canonical keys, errors, merge rules and event
+// caps, checked by the same conformance suite (storetest).
+//
+// Values are copied in and out, so callers cannot alias its state. Nothing
+// is persisted.
+//
+// Rules duplicated from unexported code of package store, to move into
+// shared code: the Options defaults (withDefaults), the MAC/UUID wrapping in
+// ErrInvalid (canonicalMAC, canonicalUUID), checkSizes, the merge rules of
+// seen and unindexUUID, apply's checks, secretKey, and prune's ordering.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/ident"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// Store is an in-memory store.Store. It is safe for concurrent use.
+type Store struct {
+	gen         atomic.Uint64 // bumped after each machine or event write
+	maxEvents   int
+	maxEventAge time.Duration
+	clock       func() time.Time
+
+	mu       sync.Mutex
+	machines map[string]store.Machine      // canonical MAC -> machine
+	uuids    map[string]string             // canonical UUID -> canonical MAC
+	prov     map[string]store.Provisioning // canonical MAC -> provisioning
+	events   []store.Event                 // oldest first
+	seq      uint64                        // the last Seq handed out
+	secrets  map[string][]byte             // canonical MAC "/" name -> blob
+	bindIP   map[string]store.Binding      // canonical IP -> binding
+	bindMAC  map[string]store.Binding      // canonical MAC -> binding
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store. opts.Timeout is ignored; the other zero
+// values mean the defaults of store.Open.
+func New(opts store.Options) *Store {
+	// Duplicated from store.Options.withDefaults (unexported).
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = 100_000
+	}
+	if opts.MaxEventAge <= 0 {
+		opts.MaxEventAge = 30 * 24 * time.Hour
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	return &Store{
+		maxEvents:   opts.MaxEvents,
+		maxEventAge: opts.MaxEventAge,
+		clock:       opts.Clock,
+		machines:    map[string]store.Machine{},
+		uuids:       map[string]string{},
+		prov:        map[string]store.Provisioning{},
+		secrets:     map[string][]byte{},
+		bindIP:      map[string]store.Binding{},
+		bindMAC:     map[string]store.Binding{},
+	}
+}
+
+// now is the store's UTC time without a monotonic reading, as bbolt's JSON
+// round trip leaves it.
+func (s *Store) now() time.Time { return s.clock().UTC() }
+
+// Generation implements store.Store.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
+
+// canonicalMAC and canonicalUUID wrap ident's errors in store.ErrInvalid,
+// as the bbolt store's do.
+func canonicalMAC(v string) (string, error) {
+	mac, err := ident.MAC(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", store.ErrInvalid, err)
+	}
+	return mac, nil
+}
+
+func canonicalUUID(v string) (string, error) {
+	uuid, err := ident.UUID(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", store.ErrInvalid, err)
+	}
+	return uuid, nil
+}
+
+// checkSizes duplicates store.Machine.checkSizes (unexported).
+func checkSizes(m store.Machine) error {
+	if len(m.Arch) > store.MaxArch {
+		return fmt.Errorf("arch of %d bytes, over %d: %w", len(m.Arch), store.MaxArch, store.ErrInvalid)
+	}
+	if m.LastIP != "" {
+		if _, err := netip.ParseAddr(m.LastIP); err != nil {
+			return fmt.Errorf("last ip %.64q: %w", m.LastIP, store.ErrInvalid)
+		}
+	}
+	if len(m.Name) > store.MaxName || len(m.Profile) > store.MaxName {
+		return fmt.Errorf("name or profile over %d bytes: %w", store.MaxName, store.ErrInvalid)
+	}
+	if len(m.Labels) > store.MaxLabels {
+		return fmt.Errorf("%d labels, over %d: %w", len(m.Labels), store.MaxLabels, store.ErrInvalid)
+	}
+	for k, v := range m.Labels {
+		if len(k) > store.MaxName || len(v) > store.MaxName {
+			return fmt.Errorf("label over %d bytes: %w", store.MaxName, store.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// copyMachine returns m with its own labels map; an empty map becomes nil,
+// as it does through bbolt's JSON.
+func copyMachine(m store.Machine) store.Machine {
+	if len(m.Labels) == 0 {
+		m.Labels = nil
+	} else {
+		m.Labels = maps.Clone(m.Labels)
+	}
+	return m
+}
+
+func copyEvent(e store.Event) store.Event {
+	if len(e.Fields) == 0 {
+		e.Fields = nil
+	} else {
+		e.Fields = maps.Clone(e.Fields)
+	}
+	return e
+}
+
+// Seen implements store.Store.
+func (s *Store) Seen(ctx context.Context, sighting store.Machine, fn store.Change) (store.Machine, store.Provisioning, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Machine{}, store.Provisioning{}, err
+	}
+	mac, err := canonicalMAC(sighting.MAC)
+	if err != nil {
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: seen: %w", err)
+	}
+	sighting.MAC = mac
+	if sighting.UUID != "" {
+		if sighting.UUID, err = canonicalUUID(sighting.UUID); err != nil {
+			return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", mac, err)
+		}
+	}
+	if sighting.State != "" && !sighting.State.Valid() {
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: state %q: %w", mac, sighting.State, store.ErrInvalid)
+	}
+	if err := checkSizes(sighting); err != nil {
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", mac, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	m, ok := s.machines[mac]
+	m = copyMachine(m)
+	// The merge rules of the bbolt store's seen (unexported).
+	if !ok {
+		m.MAC, m.FirstSeen = mac, now
+	}
+	if m.State == "" {
+		m.State = cmp.Or(sighting.State, store.StateDiscovered)
+	}
+	oldUUID := m.UUID
+	if sighting.UUID != "" {
+		m.UUID = sighting.UUID
+	}
+	m.Arch = cmp.Or(sighting.Arch, m.Arch)
+	m.LastIP = cmp.Or(sighting.LastIP, m.LastIP)
+	m.Name = cmp.Or(sighting.Name, m.Name)
+	m.Profile = cmp.Or(sighting.Profile, m.Profile)
+	if len(sighting.Labels) > 0 {
+		m.Labels = maps.Clone(sighting.Labels)
+	}
+	m.LastSeen = now
+
+	out, p, err := s.apply(m, fn, now)
+	if err != nil {
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", mac, err)
+	}
+	if sighting.UUID != "" {
+		if oldUUID != "" && oldUUID != sighting.UUID && s.uuids[oldUUID] == mac {
+			delete(s.uuids, oldUUID)
+		}
+		// Last sighting wins: several NICs of one machine share its UUID.
+		s.uuids[sighting.UUID] = mac
+	}
+	return out, p, nil
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, key string, fn store.Change) (store.Machine, store.Provisioning, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Machine{}, store.Provisioning{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.lookup(key)
+	if err != nil {
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", key, err)
+	}
+	out, p, err := s.apply(m, fn, s.now())
+	if err != nil {
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", key, err)
+	}
+	return out, p, nil
+}
+
+// apply runs fn on a copy of m and its provisioning data and, unless fn
+// fails, stores the results and appends fn's events. Its checks duplicate
+// the bbolt store's apply (unexported): fn may not rename the machine or
+// give it an unknown state. The caller holds s.mu.
+func (s *Store) apply(m store.Machine, fn store.Change, now time.Time) (store.Machine, store.Provisioning, error) {
+	p := s.prov[m.MAC]
+	var events []store.Event
+	if fn != nil {
+		mac := m.MAC
+		var err error
+		if events, err = fn(&m, &p); err != nil {
+			return store.Machine{}, store.Provisioning{}, err
+		}
+		if m.MAC != mac || !m.State.Valid() {
+			return store.Machine{}, store.Provisioning{}, fmt.Errorf("change to mac %q state %q: %w", m.MAC, m.State, store.ErrInvalid)
+		}
+		s.prov[mac] = p
+	}
+	s.machines[m.MAC] = copyMachine(m)
+	for _, e := range events {
+		e.MAC = m.MAC
+		s.appendEvent(e, now)
+	}
+	s.gen.Add(1)
+	return copyMachine(m), p, nil
+}
+
+// lookup finds a machine by MAC or UUID in any spelling. The caller holds s.mu.
+func (s *Store) lookup(key string) (store.Machine, error) {
+	mac, err := canonicalMAC(key)
+	if err != nil {
+		uuid, err := canonicalUUID(key)
+		if err != nil {
+			return store.Machine{}, fmt.Errorf("neither a MAC nor a UUID: %w", store.ErrInvalid)
+		}
+		var ok bool
+		if mac, ok = s.uuids[uuid]; !ok {
+			return store.Machine{}, store.ErrNotFound
+		}
+	}
+	m, ok := s.machines[mac]
+	if !ok {
+		return store.Machine{}, store.ErrNotFound
+	}
+	return copyMachine(m), nil
+}
+
+// Machine implements store.Store.
+func (s *Store) Machine(ctx context.Context, key string) (store.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Machine{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.lookup(key)
+	if err != nil {
+		return store.Machine{}, fmt.Errorf("memstore: machine %s: %w", key, err)
+	}
+	return m, nil
+}
+
+// Machines implements store.Store.
+func (s *Store) Machines(ctx context.Context) ([]store.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ms []store.Machine
+	for _, mac := range slices.Sorted(maps.Keys(s.machines)) {
+		ms = append(ms, copyMachine(s.machines[mac]))
+	}
+	return ms, nil
+}
+
+// Provisioning implements store.Store.
+func (s *Store) Provisioning(ctx context.Context, key string) (store.Provisioning, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Provisioning{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.lookup(key)
+	if err != nil {
+		return store.Provisioning{}, fmt.Errorf("memstore: machine %s: provisioning: %w", key, err)
+	}
+	return s.prov[m.MAC], nil
+}
+
+// CountByState counts the machines in each lifecycle state, like *store.DB's.
+func (s *Store) CountByState(ctx context.Context) (map[store.State]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counts := map[store.State]int{}
+	for _, m := range s.machines {
+		counts[m.State]++
+	}
+	return counts, nil
+}
+
+// AppendEvent implements store.Store.
+func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Event{}, err
+	}
+	if e.MAC != "" {
+		mac, err := canonicalMAC(e.MAC)
+		if err != nil {
+			return store.Event{}, fmt.Errorf("memstore: append event: %w", err)
+		}
+		e.MAC = mac
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e = s.appendEvent(e, s.now())
+	s.gen.Add(1)
+	return e, nil
+}
+
+// appendEvent stamps e with the next Seq and now, and trims the log to
+// MaxEvents and MaxEventAge. The caller holds s.mu.
+func (s *Store) appendEvent(e store.Event, now time.Time) store.Event {
+	s.seq++
+	e.Seq, e.Time = s.seq, now
+	e = copyEvent(e)
+	s.events = append(s.events, e)
+	drop := max(len(s.events)-s.maxEvents, 0)
+	cutoff := now.Add(-s.maxEventAge)
+	for drop < len(s.events) && s.events[drop].Time.Before(cutoff) {
+		drop++
+	}
+	if drop > 0 {
+		clear(s.events[:drop]) // let the dropped events go
+		s.events = s.events[drop:]
+	}
+	return copyEvent(e)
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.MAC != "" {
+		mac, err := canonicalMAC(q.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("memstore: events: %w", err)
+		}
+		q.MAC = mac
+	}
+	if q.AfterSeq == math.MaxUint64 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var es []store.Event
+	match := func(e store.Event) bool {
+		return e.Seq > q.AfterSeq && (q.BeforeSeq == 0 || e.Seq < q.BeforeSeq) &&
+			(q.MAC == "" || e.MAC == q.MAC) && (q.Type == "" || e.Type == q.Type) && !e.Time.Before(q.Since)
+	}
+	for i := range s.events {
+		e := s.events[i]
+		if q.Newest {
+			e = s.events[len(s.events)-1-i]
+		}
+		if !match(e) {
+			continue
+		}
+		es = append(es, copyEvent(e))
+		if q.Limit > 0 && len(es) == q.Limit {
+			break
+		}
+	}
+	return es, nil
+}
+
+// secretKey is "mac/name", as in the bbolt store (unexported there).
+func secretKey(mac, name string) (string, error) {
+	mac, err := canonicalMAC(mac)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		return "", fmt.Errorf("empty secret name: %w", store.ErrInvalid)
+	}
+	return mac + "/" + name, nil
+}
+
+// PutSecret implements store.Store.
+func (s *Store) PutSecret(ctx context.Context, mac, name string, blob []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := secretKey(mac, name)
+	if err != nil {
+		return fmt.Errorf("memstore: put secret: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secrets[key] = append([]byte{}, blob...) // a copy, never nil
+
+	return nil
+}
+
+// Secret implements store.Store.
+func (s *Store) Secret(ctx context.Context, mac, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key, err := secretKey(mac, name)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: secret: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	blob, ok := s.secrets[key]
+	if !ok {
+		return nil, fmt.Errorf("memstore: secret %s: %w", key, store.ErrNotFound)
+	}
+	return append([]byte{}, blob...), nil
+}
+
+// DeleteSecret implements store.Store.
+func (s *Store) DeleteSecret(ctx context.Context, mac, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := secretKey(mac, name)
+	if err != nil {
+		return fmt.Errorf("memstore: delete secret: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.secrets[key]; !ok {
+		return fmt.Errorf("memstore: delete secret %s: %w", key, store.ErrNotFound)
+	}
+	delete(s.secrets, key)
+	return nil
+}
+
+// macsWithSecrets returns the MACs holding at least one secret. The caller holds s.mu.
+func (s *Store) macsWithSecrets() map[string]bool {
+	out := map[string]bool{}
+	for k := range s.secrets {
+		mac, _, _ := strings.Cut(k, "/")
+		out[mac] = true
+	}
+	return out
+}
+
+// Bind implements store.Store. Like the bbolt store's, it moves Generation.
+func (s *Store) Bind(ctx context.Context, b store.Binding) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	mac, err := canonicalMAC(b.MAC)
+	if err != nil {
+		return fmt.Errorf("memstore: bind: %w", err)
+	}
+	if b.UUID != "" {
+		if b.UUID, err = canonicalUUID(b.UUID); err != nil {
+			return fmt.Errorf("memstore: bind %s: %w", mac, err)
+		}
+	}
+	ip := ""
+	if b.IP != "" {
+		a, err := netip.ParseAddr(b.IP)
+		if err != nil {
+			return fmt.Errorf("memstore: bind %s: ip %q: %w", mac, b.IP, store.ErrInvalid)
+		}
+		ip = a.Unmap().String()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if ip != "" {
+		s.bindIP[ip] = store.Binding{MAC: mac, IP: ip, Seen: now}
+	}
+	if b.UUID != "" {
+		s.bindMAC[mac] = store.Binding{MAC: mac, UUID: b.UUID, Seen: now}
+	}
+	s.gen.Add(1)
+	return nil
+}
+
+// IPBinding implements store.Store.
+func (s *Store) IPBinding(ctx context.Context, ip string) (store.Binding, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("memstore: binding of %q: %w", ip, store.ErrInvalid)
+	}
+	return s.binding(ctx, s.bindIP, a.Unmap().String())
+}
+
+// UUIDBinding implements store.Store.
+func (s *Store) UUIDBinding(ctx context.Context, mac string) (store.Binding, error) {
+	m, err := canonicalMAC(mac)
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("memstore: binding of %q: %w", mac, err)
+	}
+	return s.binding(ctx, s.bindMAC, m)
+}
+
+func (s *Store) binding(ctx context.Context, bs map[string]store.Binding, key string) (store.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Binding{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := bs[key]
+	if !ok {
+		return store.Binding{}, fmt.Errorf("memstore: binding of %s: %w", key, store.ErrNotFound)
+	}
+	return b, nil
+}
+
+// PruneBindings implements store.Store.
+func (s *Store) PruneBindings(ctx context.Context, cutoff time.Time, max int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	deleted := 0
+	for _, bs := range []map[string]store.Binding{s.bindIP, s.bindMAC} {
+		seen := map[string]time.Time{}
+		for k, b := range bs {
+			if b.Seen.Before(cutoff) {
+				delete(bs, k)
+				deleted++
+				continue
+			}
+			seen[k] = b.Seen
+		}
+		for _, k := range oldestBeyond(seen, max) {
+			delete(bs, k)
+			deleted++
+		}
+	}
+	return deleted, nil
+}
+
+// PruneDiscovered implements store.Store.
+func (s *Store) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	withSecrets := s.macsWithSecrets()
+	seen := map[string]time.Time{}
+	for mac, m := range s.machines {
+		if m.State == store.StateDiscovered && !withSecrets[mac] {
+			seen[mac] = m.LastSeen
+		}
+	}
+	var out []store.Machine
+	for _, mac := range oldestBeyond(seen, max) {
+		m := s.machines[mac]
+		out = append(out, copyMachine(m))
+		delete(s.machines, mac)
+		delete(s.prov, mac)
+		if m.UUID != "" && s.uuids[m.UUID] == mac {
+			delete(s.uuids, m.UUID)
+		}
+	}
+	if len(out) > 0 {
+		s.gen.Add(1)
+	}
+	return out, nil
+}
+
+// oldestBeyond returns the keys of seen beyond the newest keep, oldest first
+// (ties by key); a negative keep counts as 0. It stands in for the bbolt
+// store's prune (unexported).
+func oldestBeyond(seen map[string]time.Time, keep int) []string {
+	keep = max(keep, 0)
+	if len(seen) <= keep {
+		return nil
+	}
+	keys := slices.SortedFunc(maps.Keys(seen), func(a, b string) int {
+		return cmp.Or(seen[a].Compare(seen[b]), cmp.Compare(a, b))
+	})
+	return keys[:len(keys)-keep]
+}
