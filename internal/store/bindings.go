@@ -29,13 +29,13 @@ func (db *DB) Bind(ctx context.Context, b Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mac, err := canonicalMAC(b.MAC)
+	mac, err := CanonicalMAC(b.MAC)
 	if err != nil {
 		return fmt.Errorf("store: bind: %w", err)
 	}
 	b.MAC, b.Seen = mac, db.now()
 	if b.UUID != "" {
-		if b.UUID, err = canonicalUUID(b.UUID); err != nil {
+		if b.UUID, err = CanonicalUUID(b.UUID); err != nil {
 			return fmt.Errorf("store: bind %s: %w", mac, err)
 		}
 	}
@@ -76,7 +76,7 @@ func (db *DB) IPBinding(ctx context.Context, ip string) (Binding, error) {
 
 // UUIDBinding returns the UUID that mac last sent in DHCP. ErrNotFound if none.
 func (db *DB) UUIDBinding(ctx context.Context, mac string) (Binding, error) {
-	m, err := canonicalMAC(mac)
+	m, err := CanonicalMAC(mac)
 	if err != nil {
 		return Binding{}, fmt.Errorf("store: binding of %q: %w", mac, err)
 	}

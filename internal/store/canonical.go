@@ -6,9 +6,9 @@ import (
 	"github.com/provisiond/provisiond/internal/ident"
 )
 
-// canonicalMAC and canonicalUUID key the buckets; errors wrap ErrInvalid so the
-// API can answer 400.
-func canonicalMAC(s string) (string, error) {
+// CanonicalMAC and CanonicalUUID are the keys of machines; errors wrap
+// ErrInvalid so the API can answer 400.
+func CanonicalMAC(s string) (string, error) {
 	mac, err := ident.MAC(s)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -16,7 +16,7 @@ func canonicalMAC(s string) (string, error) {
 	return mac, nil
 }
 
-func canonicalUUID(s string) (string, error) {
+func CanonicalUUID(s string) (string, error) {
 	uuid, err := ident.UUID(s)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalid, err)

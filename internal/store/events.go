@@ -48,7 +48,7 @@ func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
 		return Event{}, err
 	}
 	if e.MAC != "" {
-		mac, err := canonicalMAC(e.MAC)
+		mac, err := CanonicalMAC(e.MAC)
 		if err != nil {
 			return Event{}, fmt.Errorf("store: append event: %w", err)
 		}
@@ -134,7 +134,7 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	// checked all the same.
 	var needles [][]byte
 	if q.MAC != "" {
-		mac, err := canonicalMAC(q.MAC)
+		mac, err := CanonicalMAC(q.MAC)
 		if err != nil {
 			return nil, fmt.Errorf("store: events: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -110,22 +109,11 @@ func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisio
 	if err := ctx.Err(); err != nil {
 		return Machine{}, Provisioning{}, err
 	}
-	mac, err := canonicalMAC(s.MAC)
+	s, err := s.Sighting()
 	if err != nil {
-		return Machine{}, Provisioning{}, fmt.Errorf("store: seen: %w", err)
+		return Machine{}, Provisioning{}, fmt.Errorf("store: %w", err)
 	}
-	s.MAC = mac
-	if s.UUID != "" {
-		if s.UUID, err = canonicalUUID(s.UUID); err != nil {
-			return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
-		}
-	}
-	if s.State != "" && !s.State.Valid() {
-		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: state %q: %w", mac, s.State, ErrInvalid)
-	}
-	if err := s.checkSizes(); err != nil {
-		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
-	}
+	mac := s.MAC
 	now := db.now()
 	var out Machine
 	var prov Provisioning
@@ -215,8 +203,8 @@ func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, 
 	if err != nil {
 		return Machine{}, Provisioning{}, refused{err}
 	}
-	if m.MAC != mac || !m.State.Valid() {
-		return Machine{}, Provisioning{}, refused{fmt.Errorf("change to mac %q state %q: %w", m.MAC, m.State, ErrInvalid)}
+	if err := CheckChange(mac, m); err != nil {
+		return Machine{}, Provisioning{}, refused{err}
 	}
 	if err := putMachine(tx, m); err != nil {
 		return Machine{}, Provisioning{}, err
@@ -233,34 +221,17 @@ func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, 
 	return m, p, nil
 }
 
-// seen applies a sighting with canonical MAC and UUID; the caller writes the result. db.Batch may run it
-// more than once (a rolled-back batch is retried); it is idempotent because it
-// reads the current record, leaves s untouched and returns its result rather
-// than accumulating it.
+// seen merges a canonical sighting into the stored record (Machine.Merge)
+// and returns it with the UUID the record had, for indexUUID; the caller
+// writes both. db.Batch may run it more than once (a rolled-back batch is
+// retried); it is idempotent because it reads the current record, leaves s
+// untouched and returns its result rather than accumulating it.
 func seen(tx *bolt.Tx, s Machine, now time.Time) (m Machine, prevUUID string, err error) {
 	m, err = getMachine(tx, s.MAC)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Machine{}, "", err
 	}
-	if m.FirstSeen.IsZero() {
-		m.MAC, m.FirstSeen = s.MAC, now
-	}
-	if m.State == "" {
-		m.State = cmp.Or(s.State, StateDiscovered)
-	}
-	prevUUID = m.UUID
-	if s.UUID != "" {
-		m.UUID = s.UUID
-	}
-	m.Arch = cmp.Or(s.Arch, m.Arch)
-	m.LastIP = cmp.Or(s.LastIP, m.LastIP)
-	m.Name = cmp.Or(s.Name, m.Name)
-	m.Profile = cmp.Or(s.Profile, m.Profile)
-	if len(s.Labels) > 0 {
-		m.Labels = maps.Clone(s.Labels) // the stored machine must not alias the caller's map
-	}
-	m.LastSeen = now
-	return m, prevUUID, nil
+	return m.Merge(s, now), m.UUID, nil
 }
 
 // indexUUID points a sighted uuid (none: "") at mac, dropping the machine's
@@ -309,10 +280,10 @@ func (db *DB) Machine(ctx context.Context, key string) (Machine, error) {
 
 // resolve turns a MAC or UUID in any spelling into the canonical MAC key.
 func resolve(tx *bolt.Tx, key string) (string, error) {
-	if mac, err := canonicalMAC(key); err == nil {
+	if mac, err := CanonicalMAC(key); err == nil {
 		return mac, nil
 	}
-	uuid, err := canonicalUUID(key)
+	uuid, err := CanonicalUUID(key)
 	if err != nil {
 		return "", fmt.Errorf("neither a MAC nor a UUID: %w", ErrInvalid)
 	}

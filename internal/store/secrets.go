@@ -75,7 +75,7 @@ func (db *DB) DeleteSecret(ctx context.Context, mac, name string) error {
 
 // secretKey is "mac/name"; a canonical MAC has fixed length, so the key is unambiguous.
 func secretKey(mac, name string) ([]byte, error) {
-	mac, err := canonicalMAC(mac)
+	mac, err := CanonicalMAC(mac)
 	if err != nil {
 		return nil, err
 	}

@@ -90,22 +90,6 @@ type Options struct {
 	Clock       func() time.Time // stamps records and events; default time.Now (tests fake it)
 }
 
-func (o Options) withDefaults() Options {
-	if o.Timeout <= 0 {
-		o.Timeout = time.Second
-	}
-	if o.MaxEvents <= 0 {
-		o.MaxEvents = 100_000
-	}
-	if o.MaxEventAge <= 0 {
-		o.MaxEventAge = 30 * 24 * time.Hour
-	}
-	if o.Clock == nil {
-		o.Clock = time.Now
-	}
-	return o
-}
-
 // DB is the bbolt implementation of Store. It is safe for concurrent use.
 type DB struct {
 	gen         atomic.Uint64 // bumped after each committed machine or event write
@@ -142,7 +126,7 @@ const schemaVersion = len(migrations) + 1
 // opts.Timeout for the file lock and then fails with ErrLocked, so a second
 // daemon on the same data dir fails loudly instead of hanging.
 func Open(path string, opts Options) (*DB, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

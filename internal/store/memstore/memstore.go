@@ -5,10 +5,9 @@
 // Values are copied in and out, so callers cannot alias its state. Nothing
 // is persisted.
 //
-// Rules duplicated from unexported code of package store, to move into
-// shared code: the Options defaults (withDefaults), the MAC/UUID wrapping in
-// ErrInvalid (canonicalMAC, canonicalUUID), checkSizes, the merge rules of
-// seen and unindexUUID, apply's checks, secretKey, and prune's ordering.
+// The rules on sightings, merges and Changes are package store's own
+// (Machine.Sighting, Machine.Merge, CheckChange), so both backends apply
+// the same ones.
 package memstore
 
 import (
@@ -24,7 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/provisiond/provisiond/internal/ident"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -51,16 +49,7 @@ var _ store.Store = (*Store)(nil)
 // New returns an empty store. opts.Timeout is ignored; the other zero
 // values mean the defaults of store.Open.
 func New(opts store.Options) *Store {
-	// Duplicated from store.Options.withDefaults (unexported).
-	if opts.MaxEvents <= 0 {
-		opts.MaxEvents = 100_000
-	}
-	if opts.MaxEventAge <= 0 {
-		opts.MaxEventAge = 30 * 24 * time.Hour
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
+	opts = opts.WithDefaults()
 	return &Store{
 		maxEvents:   opts.MaxEvents,
 		maxEventAge: opts.MaxEventAge,
@@ -80,48 +69,6 @@ func (s *Store) now() time.Time { return s.clock().UTC() }
 
 // Generation implements store.Store.
 func (s *Store) Generation() uint64 { return s.gen.Load() }
-
-// canonicalMAC and canonicalUUID wrap ident's errors in store.ErrInvalid,
-// as the bbolt store's do.
-func canonicalMAC(v string) (string, error) {
-	mac, err := ident.MAC(v)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", store.ErrInvalid, err)
-	}
-	return mac, nil
-}
-
-func canonicalUUID(v string) (string, error) {
-	uuid, err := ident.UUID(v)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", store.ErrInvalid, err)
-	}
-	return uuid, nil
-}
-
-// checkSizes duplicates store.Machine.checkSizes (unexported).
-func checkSizes(m store.Machine) error {
-	if len(m.Arch) > store.MaxArch {
-		return fmt.Errorf("arch of %d bytes, over %d: %w", len(m.Arch), store.MaxArch, store.ErrInvalid)
-	}
-	if m.LastIP != "" {
-		if _, err := netip.ParseAddr(m.LastIP); err != nil {
-			return fmt.Errorf("last ip %.64q: %w", m.LastIP, store.ErrInvalid)
-		}
-	}
-	if len(m.Name) > store.MaxName || len(m.Profile) > store.MaxName {
-		return fmt.Errorf("name or profile over %d bytes: %w", store.MaxName, store.ErrInvalid)
-	}
-	if len(m.Labels) > store.MaxLabels {
-		return fmt.Errorf("%d labels, over %d: %w", len(m.Labels), store.MaxLabels, store.ErrInvalid)
-	}
-	for k, v := range m.Labels {
-		if len(k) > store.MaxName || len(v) > store.MaxName {
-			return fmt.Errorf("label over %d bytes: %w", store.MaxName, store.ErrInvalid)
-		}
-	}
-	return nil
-}
 
 // copyMachine returns m with its own labels map; an empty map becomes nil,
 // as it does through bbolt's JSON.
@@ -148,46 +95,17 @@ func (s *Store) Seen(ctx context.Context, sighting store.Machine, fn store.Chang
 	if err := ctx.Err(); err != nil {
 		return store.Machine{}, store.Provisioning{}, err
 	}
-	mac, err := canonicalMAC(sighting.MAC)
+	sighting, err := sighting.Sighting()
 	if err != nil {
-		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: seen: %w", err)
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: %w", err)
 	}
-	sighting.MAC = mac
-	if sighting.UUID != "" {
-		if sighting.UUID, err = canonicalUUID(sighting.UUID); err != nil {
-			return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", mac, err)
-		}
-	}
-	if sighting.State != "" && !sighting.State.Valid() {
-		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: state %q: %w", mac, sighting.State, store.ErrInvalid)
-	}
-	if err := checkSizes(sighting); err != nil {
-		return store.Machine{}, store.Provisioning{}, fmt.Errorf("memstore: machine %s: %w", mac, err)
-	}
+	mac := sighting.MAC
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	m, ok := s.machines[mac]
-	m = copyMachine(m)
-	// The merge rules of the bbolt store's seen (unexported).
-	if !ok {
-		m.MAC, m.FirstSeen = mac, now
-	}
-	if m.State == "" {
-		m.State = cmp.Or(sighting.State, store.StateDiscovered)
-	}
-	oldUUID := m.UUID
-	if sighting.UUID != "" {
-		m.UUID = sighting.UUID
-	}
-	m.Arch = cmp.Or(sighting.Arch, m.Arch)
-	m.LastIP = cmp.Or(sighting.LastIP, m.LastIP)
-	m.Name = cmp.Or(sighting.Name, m.Name)
-	m.Profile = cmp.Or(sighting.Profile, m.Profile)
-	if len(sighting.Labels) > 0 {
-		m.Labels = maps.Clone(sighting.Labels)
-	}
-	m.LastSeen = now
+	old := copyMachine(s.machines[mac])
+	m := old.Merge(sighting, now)
+	oldUUID := old.UUID
 
 	out, p, err := s.apply(m, fn, now)
 	if err != nil {
@@ -222,9 +140,8 @@ func (s *Store) Update(ctx context.Context, key string, fn store.Change) (store.
 }
 
 // apply runs fn on a copy of m and its provisioning data and, unless fn
-// fails, stores the results and appends fn's events. Its checks duplicate
-// the bbolt store's apply (unexported): fn may not rename the machine or
-// give it an unknown state. The caller holds s.mu.
+// fails or breaks store.CheckChange, stores the results and appends fn's
+// events. The caller holds s.mu.
 func (s *Store) apply(m store.Machine, fn store.Change, now time.Time) (store.Machine, store.Provisioning, error) {
 	p := s.prov[m.MAC]
 	var events []store.Event
@@ -234,8 +151,8 @@ func (s *Store) apply(m store.Machine, fn store.Change, now time.Time) (store.Ma
 		if events, err = fn(&m, &p); err != nil {
 			return store.Machine{}, store.Provisioning{}, err
 		}
-		if m.MAC != mac || !m.State.Valid() {
-			return store.Machine{}, store.Provisioning{}, fmt.Errorf("change to mac %q state %q: %w", m.MAC, m.State, store.ErrInvalid)
+		if err := store.CheckChange(mac, m); err != nil {
+			return store.Machine{}, store.Provisioning{}, err
 		}
 		s.prov[mac] = p
 	}
@@ -250,9 +167,9 @@ func (s *Store) apply(m store.Machine, fn store.Change, now time.Time) (store.Ma
 
 // lookup finds a machine by MAC or UUID in any spelling. The caller holds s.mu.
 func (s *Store) lookup(key string) (store.Machine, error) {
-	mac, err := canonicalMAC(key)
+	mac, err := store.CanonicalMAC(key)
 	if err != nil {
-		uuid, err := canonicalUUID(key)
+		uuid, err := store.CanonicalUUID(key)
 		if err != nil {
 			return store.Machine{}, fmt.Errorf("neither a MAC nor a UUID: %w", store.ErrInvalid)
 		}
@@ -330,7 +247,7 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 		return store.Event{}, err
 	}
 	if e.MAC != "" {
-		mac, err := canonicalMAC(e.MAC)
+		mac, err := store.CanonicalMAC(e.MAC)
 		if err != nil {
 			return store.Event{}, fmt.Errorf("memstore: append event: %w", err)
 		}
@@ -368,7 +285,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 		return nil, err
 	}
 	if q.MAC != "" {
-		mac, err := canonicalMAC(q.MAC)
+		mac, err := store.CanonicalMAC(q.MAC)
 		if err != nil {
 			return nil, fmt.Errorf("memstore: events: %w", err)
 		}
@@ -402,7 +319,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 
 // secretKey is "mac/name", as in the bbolt store (unexported there).
 func secretKey(mac, name string) (string, error) {
-	mac, err := canonicalMAC(mac)
+	mac, err := store.CanonicalMAC(mac)
 	if err != nil {
 		return "", err
 	}
@@ -479,12 +396,12 @@ func (s *Store) Bind(ctx context.Context, b store.Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mac, err := canonicalMAC(b.MAC)
+	mac, err := store.CanonicalMAC(b.MAC)
 	if err != nil {
 		return fmt.Errorf("memstore: bind: %w", err)
 	}
 	if b.UUID != "" {
-		if b.UUID, err = canonicalUUID(b.UUID); err != nil {
+		if b.UUID, err = store.CanonicalUUID(b.UUID); err != nil {
 			return fmt.Errorf("memstore: bind %s: %w", mac, err)
 		}
 	}
@@ -520,7 +437,7 @@ func (s *Store) IPBinding(ctx context.Context, ip string) (store.Binding, error)
 
 // UUIDBinding implements store.Store.
 func (s *Store) UUIDBinding(ctx context.Context, mac string) (store.Binding, error) {
-	m, err := canonicalMAC(mac)
+	m, err := store.CanonicalMAC(mac)
 	if err != nil {
 		return store.Binding{}, fmt.Errorf("memstore: binding of %q: %w", mac, err)
 	}
