@@ -23,6 +23,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
 const (
@@ -72,11 +73,7 @@ func newFixtureWith(t *testing.T, cfg boot.Config, files map[string]string) *fix
 	for name, content := range files {
 		writeFile(t, dir, name, content)
 	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := memstore.New(store.Options{})
 	cfg.ProfilesDir, cfg.AdvertiseURL, cfg.Store = dir, base, db
 	core := boot.New(cfg)
 	if err := core.Reload(); err != nil {

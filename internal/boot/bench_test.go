@@ -20,7 +20,7 @@ func BenchmarkBootSession(b *testing.B) {
 	}
 	writeB(b, dir, "p.yaml", lifecycleProfiles+machines.String())
 	writeB(b, dir, "install.bu", lifecycleButane)
-	c, _ := newCore(b, dir, Config{})
+	c, _ := newCoreOn(b, dir, Config{}, boltStore(b))
 	if err := c.Reload(); err != nil {
 		b.Fatal(err)
 	}

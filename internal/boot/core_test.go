@@ -11,6 +11,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
 func write(t *testing.T, dir, name, content string) { writeB(t, dir, name, content) }
@@ -22,14 +23,26 @@ func writeB(tb testing.TB, dir, name, content string) {
 	}
 }
 
-// newCore returns a Core on profiles dir with a fresh store, loaded.
-func newCore(t testing.TB, dir string, cfg Config) (*Core, *store.DB) {
+// newCore returns a Core on profiles dir with a fresh in-memory store.
+func newCore(t testing.TB, dir string, cfg Config) (*Core, store.Store) {
+	t.Helper()
+	return newCoreOn(t, dir, cfg, memstore.New(store.Options{}))
+}
+
+// boltStore is a fresh bbolt store, for what measures the real one.
+func boltStore(t testing.TB) *store.DB {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// newCoreOn is newCore over db.
+func newCoreOn(t testing.TB, dir string, cfg Config, db store.Store) (*Core, store.Store) {
+	t.Helper()
 	cfg.ProfilesDir, cfg.Store = dir, db
 	if cfg.AdvertiseURL == "" {
 		cfg.AdvertiseURL = "http://h:1"

@@ -143,7 +143,7 @@ systemd:
 `
 
 // lifecycleCore is a loaded Core serving lifecycleProfiles.
-func lifecycleCore(t *testing.T, cfg Config) (*Core, *store.DB) {
+func lifecycleCore(t *testing.T, cfg Config) (*Core, store.Store) {
 	t.Helper()
 	dir := t.TempDir()
 	write(t, dir, "p.yaml", lifecycleProfiles)
@@ -171,7 +171,7 @@ func script(t *testing.T, c *Core, r Request) (string, string) {
 	return s, m[1]
 }
 
-func state(t *testing.T, db *store.DB, mac string) store.State {
+func state(t *testing.T, db store.Store, mac string) store.State {
 	t.Helper()
 	m, err := db.Machine(context.Background(), mac)
 	if err != nil {

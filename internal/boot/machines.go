@@ -113,9 +113,9 @@ func (c *Core) Events(ctx context.Context, q store.EventQuery) ([]store.Event, e
 	return c.store.Events(ctx, q)
 }
 
-// Generation changes whenever a machine or an event is written; see
-// store.Store.Generation.
-func (c *Core) Generation() uint64 { return c.store.Generation() }
+// Revision is the store's: it grows with every write of a machine or an
+// event; see store.Store.Revision.
+func (c *Core) Revision(ctx context.Context) (uint64, error) { return c.store.Revision(ctx) }
 
 // key turns an id into a store key: MACs and UUIDs as they are; a Machine
 // name into the MAC or UUID its entry in Git matches, else (a Machine

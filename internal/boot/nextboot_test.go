@@ -48,13 +48,13 @@ func TestNextBootIsWhatIPXEServes(t *testing.T) {
 		}, "install", "goes from wiping to provisioning"},
 	} {
 		step.do()
-		gen := db.Generation()
+		rev, _ := db.Revision(ctx)
 		p, _ := db.Provisioning(ctx, n1.MAC)
 		nb, err := c.NextBoot(ctx, n1.MAC)
 		if err != nil {
 			t.Fatalf("%s: NextBoot: %v", step.name, err)
 		}
-		if g := db.Generation(); g != gen {
+		if r, _ := db.Revision(ctx); r != rev {
 			t.Errorf("%s: NextBoot wrote to the store", step.name)
 		}
 		if q, _ := db.Provisioning(ctx, n1.MAC); q != p {

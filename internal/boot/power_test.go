@@ -93,7 +93,7 @@ labels: {rack: r2}
 profile: install
 `
 
-func powerCore(t *testing.T) (*Core, *store.DB, *fakeBMC) {
+func powerCore(t *testing.T) (*Core, store.Store, *fakeBMC) {
 	t.Helper()
 	t.Setenv("PROVISIOND_TEST_N1_BMC", "admin:s3cret-n1")
 	dir := t.TempDir()

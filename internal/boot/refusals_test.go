@@ -3,13 +3,13 @@ package boot
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
@@ -21,11 +21,7 @@ func TestRefusalStormKeepsTheAuditLog(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "p.yaml", lifecycleProfiles)
 	write(t, dir, "install.bu", lifecycleButane)
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{MaxEvents: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := memstore.New(store.Options{MaxEvents: 100})
 	c := New(Config{ProfilesDir: dir, AdvertiseURL: "http://h:1", Store: db,
 		Neighbors: testutil.Neighbors{"10.0.0.5": "52:54:00:00:00:01", "10.0.0.6": "52:54:00:00:00:66"}})
 	if err := c.Reload(); err != nil {

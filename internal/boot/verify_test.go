@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
@@ -105,11 +106,7 @@ func FuzzVerify(f *testing.F) {
 // Bindings expire: an address DHCP showed long ago identifies no one.
 func TestBindingTTL(t *testing.T) {
 	now := time.Now()
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{Clock: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := memstore.New(store.Options{Clock: func() time.Time { return now }})
 	c := New(Config{Store: db, Neighbors: testutil.Neighbors{}, BindingTTL: time.Hour})
 	ctx := context.Background()
 	if err := db.Bind(ctx, store.Binding{MAC: macA, UUID: uuidA, IP: "192.0.2.7"}); err != nil {

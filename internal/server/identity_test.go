@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
@@ -30,13 +30,9 @@ const (
 // neighbour table knows node2 and another host on the VLAN, loopback is
 // this host, DHCP bound node2 to a routed address and a stranger to
 // another, and proxies in trusted may say whom they forward.
-func identityServer(t *testing.T, pol boot.Policy, trusted ...netip.Prefix) (*httptest.Server, *boot.Core, *store.DB) {
+func identityServer(t *testing.T, pol boot.Policy, trusted ...netip.Prefix) (*httptest.Server, *boot.Core, store.Store) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := memstore.New(store.Options{})
 	ctx := context.Background()
 	for _, b := range []store.Binding{{MAC: node2MAC, UUID: node2UUID, IP: node2Route}, {MAC: "52:54:00:00:00:77", IP: strangerIP}} {
 		if err := db.Bind(ctx, b); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/metrics"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
@@ -61,11 +62,7 @@ func installServer(t *testing.T, logs io.Writer) (*httptest.Server, *metrics.Met
 			t.Fatal(err)
 		}
 	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := memstore.New(store.Options{})
 	// What node1's DHCP showed: its UUID counts only from there.
 	if err := db.Bind(context.Background(), store.Binding{MAC: node1MAC, UUID: node1UUID}); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
 const base = "http://10.99.0.2:8080"
@@ -23,11 +24,7 @@ const base = "http://10.99.0.2:8080"
 // newCore loads profiles dir into a core with a fresh store.
 func newCore(tb testing.TB, dir string) *boot.Core {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "provisiond.db"), store.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
+	db := memstore.New(store.Options{})
 	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base, Store: db})
 	if err := core.Reload(); err != nil {
 		tb.Fatal(err)

@@ -58,13 +58,14 @@ func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
 	var out Event
 	err := db.bdb.Batch(func(tx *bolt.Tx) error {
 		var err error
-		out, err = db.appendEvent(tx, e, now)
-		return err
+		if out, err = db.appendEvent(tx, e, now); err != nil {
+			return err
+		}
+		return bumpRevision(tx)
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("store: append event %s: %w", e.Type, err)
 	}
-	db.gen.Add(1)
 	return out, nil
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -110,20 +111,35 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// Generation moves with each write of a machine or an event, and not with
-// reads or refused writes.
-func TestGeneration(t *testing.T) {
-	db := mustOpen(t, Options{})
+// The revision is the database's, not the process's: it survives a reopen
+// and goes on growing, so every reader of the file agrees on it (storetest
+// checks when it moves).
+func TestRevisionPersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "provisiond.db")
 	ctx := context.Background()
-	g0 := db.Generation()
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mustSeen(t, db, Machine{MAC: testMAC})
-	g1 := db.Generation()
 	mustAppend(t, db, Event{Type: "t"})
-	g2 := db.Generation()
-	_, _ = db.Machines(ctx)
-	_, _, err := db.Update(ctx, "52:54:00:00:00:99", nil)
-	if g0 == g1 || g1 == g2 || db.Generation() != g2 || !errors.Is(err, ErrNotFound) {
-		t.Fatalf("generations %d %d %d then %d (update err %v); want a change per write only", g0, g1, g2, db.Generation(), err)
+	before, err := db.Revision(ctx)
+	if err != nil || before < 2 {
+		t.Fatalf("revision %d, %v after two writes", before, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if got, err := db.Revision(ctx); got != before || err != nil {
+		t.Fatalf("revision after reopening %d, %v; want %d", got, err, before)
+	}
+	mustSeen(t, db, Machine{MAC: testMAC, Arch: "bios"})
+	if got, _ := db.Revision(ctx); got <= before {
+		t.Errorf("revision %d after a write; want more than %d", got, before)
 	}
 }
 

@@ -125,7 +125,10 @@ func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisio
 		if out, prov, err = db.apply(tx, m, fn, now); err != nil {
 			return err // a refused Change: the index must not move either
 		}
-		return indexUUID(tx, s.UUID, prevUUID, m.MAC)
+		if err := indexUUID(tx, s.UUID, prevUUID, m.MAC); err != nil {
+			return err
+		}
+		return bumpRevision(tx)
 	})
 	if err != nil {
 		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
@@ -150,8 +153,10 @@ func (db *DB) Update(ctx context.Context, key string, fn Change) (Machine, Provi
 		if err != nil {
 			return refused{err}
 		}
-		out, prov, err = db.apply(tx, m, fn, now)
-		return err
+		if out, prov, err = db.apply(tx, m, fn, now); err != nil {
+			return err
+		}
+		return bumpRevision(tx)
 	})
 	if err != nil {
 		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", key, err)
@@ -181,10 +186,7 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 		}
 		return err
 	})
-	if err = cmp.Or(err, out); err == nil {
-		db.gen.Add(1)
-	}
-	return err
+	return cmp.Or(err, out)
 }
 
 // apply runs fn on m and its provisioning data and writes what it changed,

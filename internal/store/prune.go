@@ -93,6 +93,11 @@ func (db *DB) PruneDiscovered(ctx context.Context, max int) ([]Machine, error) {
 		if err != nil {
 			return err
 		}
+		if len(drop) > 0 {
+			if err := bumpRevision(tx); err != nil {
+				return err
+			}
+		}
 		for _, k := range drop {
 			m := byMAC[string(k)]
 			out = append(out, m)
@@ -109,9 +114,6 @@ func (db *DB) PruneDiscovered(ctx context.Context, max int) ([]Machine, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: prune discovered machines: %w", err)
-	}
-	if len(out) > 0 {
-		db.gen.Add(1)
 	}
 	return out, nil
 }

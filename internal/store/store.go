@@ -7,12 +7,12 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,10 +74,11 @@ type Store interface {
 	PruneDiscovered(ctx context.Context, max int) ([]Machine, error)
 	// CountByState counts the machines in each lifecycle state.
 	CountByState(ctx context.Context) (map[State]int, error)
-	// Generation changes whenever a machine or an event was written, and
-	// only then: a reader whose view is keyed by it may skip unchanged work.
-	// It is not persisted; pair it with something unique to the process.
-	Generation() uint64
+	// Revision is the store's revision: it grows with every committed write
+	// of a machine or an event, and only then, and it is the store's, not a
+	// process's (persisted, and the same for every instance sharing the
+	// store), so a view keyed by it may skip unchanged work anywhere.
+	Revision(ctx context.Context) (uint64, error)
 }
 
 var _ Store = (*DB)(nil)
@@ -92,7 +93,6 @@ type Options struct {
 
 // DB is the bbolt implementation of Store. It is safe for concurrent use.
 type DB struct {
-	gen         atomic.Uint64 // bumped after each committed machine or event write
 	bdb         *bolt.DB
 	maxEvents   int
 	maxEventAge time.Duration
@@ -112,7 +112,8 @@ const (
 	bucketBindIP       = "bind-ip"      // canonical IP -> Binding: the MAC DHCP showed using it
 	bucketBindMAC      = "bind-mac"     // canonical MAC -> Binding: the UUID it sent in DHCP
 
-	keySchema = "schema"
+	keySchema   = "schema"
+	keyRevision = "revision" // big-endian uint64, see Revision
 )
 
 // migrations[v-1] upgrades a schema-v database to v+1 inside the opening
@@ -149,8 +150,35 @@ func Open(path string, opts Options) (*DB, error) {
 	return &DB{bdb: bdb, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge, clock: opts.Clock}, nil
 }
 
-// Generation implements Store.
-func (db *DB) Generation() uint64 { return db.gen.Load() }
+// Revision implements Store. It is kept in the meta bucket and bumped by
+// bumpRevision inside each transaction that writes a machine or an event.
+func (db *DB) Revision(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var rev uint64
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		if v := bucket(tx, bucketMeta).Get([]byte(keyRevision)); len(v) == 8 {
+			rev = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: revision: %w", err)
+	}
+	return rev, nil
+}
+
+// bumpRevision advances the revision in tx, which writes a machine or an
+// event. A batch's callers each bump it: it only has to grow.
+func bumpRevision(tx *bolt.Tx) error {
+	b := bucket(tx, bucketMeta)
+	var rev uint64
+	if v := b.Get([]byte(keyRevision)); len(v) == 8 {
+		rev = binary.BigEndian.Uint64(v)
+	}
+	return b.Put([]byte(keyRevision), binary.BigEndian.AppendUint64(nil, rev+1))
+}
 
 // Close releases the file lock. Outstanding transactions finish first.
 func (db *DB) Close() error {

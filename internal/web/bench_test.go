@@ -33,7 +33,7 @@ const measurePaint = `(() => {
 // BenchmarkDashboardFirstPaint loads the machines page with 1,000 machines in
 // Chromium and reports its first contentful paint and the size of what it sent.
 func BenchmarkDashboardFirstPaint(b *testing.B) {
-	f := startFleet(b, "")
+	f := startFleetOn(b, "", boltStore(b))
 	f.seed(b, 1000)
 	ctx := browser(b)
 	do(b, ctx, "sign in", chromedp.Navigate(f.url+"/ui/login"), chromedp.SendKeys(`#token`, testToken),
@@ -81,7 +81,7 @@ func (f *fleet) seed(b *testing.B, n int) {
 // BenchmarkIdlePoll is what an open machines page costs the server every
 // refresh while nothing changes, at 10,000 machines: a 304.
 func BenchmarkIdlePoll(b *testing.B) {
-	f := startFleet(b, "")
+	f := startFleetOn(b, "", boltStore(b))
 	f.seed(b, 10000)
 	o := newOperator(b, f.url)
 	o.signIn()

@@ -18,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/web"
 	"github.com/provisiond/provisiond/test/bmcsim"
 )
@@ -28,17 +29,36 @@ const (
 	strayMAC  = "52:54:00:00:00:99"
 )
 
-// fleet is a provisiond HTTP side over a real store and boot core, with node1's
+// fleet is a provisiond HTTP side over a store and a real boot core, with node1's
 // BMC a Redfish service that bmclib drives.
 type fleet struct {
 	url     string
 	dir     string // the profiles directory
-	db      *store.DB
+	db      store.Store
 	core    *boot.Core
 	chassis *bmcsim.MemChassis
 }
 
+// startFleet is a fleet over an in-memory store, with extra appended to its
+// profiles.
 func startFleet(t testing.TB, extra string) *fleet {
+	t.Helper()
+	return startFleetOn(t, extra, memstore.New(store.Options{}))
+}
+
+// boltStore is a real bbolt store, for the benchmarks, which measure it.
+func boltStore(t testing.TB) *store.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// startFleetOn is startFleet over db.
+func startFleetOn(t testing.TB, extra string, db store.Store) *fleet {
 	t.Helper()
 	chassis := bmcsim.NewMemChassis(true)
 	_, bmcAddr := bmcsim.StartRedfish(t, chassis, "admin", "bmc-secret")
@@ -73,11 +93,6 @@ bmc: {address: "redfish://%s", credentials: "file:%s"}
 %s`, node1MAC, bmcAddr, cred, extra))
 	writeFile(t, filepath.Join(dir, "install.sh"), "#!/bin/sh\n# {{ .metadata.hostname }}\ncurl -X POST -H 'Authorization: Bearer {{ .provisiond.token }}' {{ .provisiond.installed_url }}\n")
 
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -150,12 +150,12 @@ func TestPowerRefresh(t *testing.T) {
 	if res, _ := o.do("POST", path+"/action", url.Values{"action": {"status"}}); res.StatusCode != http.StatusForbidden {
 		t.Errorf("refresh without the CSRF token: %s; want 403", res.Status)
 	}
-	before := f.core.Generation()
+	before, _ := f.core.Revision(t.Context())
 	res, _ := o.do("POST", path+"/action", url.Values{"action": {"status"}, "csrf": {o.csrf}})
 	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != path {
 		t.Fatalf("refresh: %s to %q; want 303 back to the machine", res.Status, res.Header.Get("Location"))
 	}
-	if f.core.Generation() == before {
+	if after, _ := f.core.Revision(t.Context()); after == before {
 		t.Error("the power state read was not recorded")
 	}
 	_, page := o.do("GET", path, nil)

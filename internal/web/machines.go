@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -177,13 +178,14 @@ func (d *Dashboard) machineRows(w http.ResponseWriter, r *http.Request) {
 }
 
 // fragment renders a template alone, for a page's live refresh. Its ETag is
-// the inventory's generation: while nothing was written, the browser gets a
-// 304 and nothing is read or rendered, so an idle open page costs next to
-// nothing. (Fragments carry no relative times, which would change alone.)
+// the store's revision and the live profile set's load time: while neither
+// moved, the browser gets a 304 and nothing is read or rendered, so an idle
+// open page costs next to nothing, on whichever instance it asks. (Fragments
+// carry no relative times, which would change alone.)
 func (d *Dashboard) fragment(w http.ResponseWriter, r *http.Request, name string, load func() (any, error)) {
-	etag := `"` + d.epoch + "-" + strconv.FormatUint(d.b.Generation(), 36) + `"`
+	etag := d.etag(r.Context())
 	w.Header().Set("Cache-Control", "no-cache")
-	if r.Header.Get("If-None-Match") == etag {
+	if etag != "" && r.Header.Get("If-None-Match") == etag {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -206,4 +208,18 @@ func (d *Dashboard) fragment(w http.ResponseWriter, r *http.Request, name string
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// etag is what a fragment's content depends on: the store's revision and the
+// live set's load time; "" when the revision cannot be read.
+func (d *Dashboard) etag(ctx context.Context) string {
+	rev, err := d.b.Revision(ctx)
+	if err != nil {
+		return ""
+	}
+	var loaded int64
+	if set := d.b.Profiles(); set != nil {
+		loaded = set.LoadedAt.UnixNano()
+	}
+	return `"` + strconv.FormatUint(rev, 36) + "-" + strconv.FormatInt(loaded, 36) + `"`
 }

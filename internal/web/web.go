@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -46,7 +45,7 @@ type Backend interface {
 	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Power(ctx context.Context, id, action, actor string) boot.PowerResult
 	PowerStatus(ctx context.Context, id string) boot.PowerResult
-	Generation() uint64
+	Revision(ctx context.Context) (uint64, error)
 	CheckBMC(ctx context.Context, id string) (boot.BMCInfo, error)
 	WipeProfile() string
 	Status() *boot.ReloadStatus
@@ -78,7 +77,6 @@ type Dashboard struct {
 	sessions *sessions
 	tmpl     *template.Template
 	poll     time.Duration
-	epoch    string           // this process's, so a fragment's ETag never matches one from before a restart
 	static   map[string]asset // by name, e.g. "app.css"
 }
 
@@ -100,7 +98,6 @@ func New(cfg Config) (*Dashboard, error) {
 		log:      cfg.Logger,
 		sessions: newSessions(cfg.Token, cmp.Or(cfg.SessionTTL, 12*time.Hour)),
 		poll:     cmp.Or(cfg.PollInterval, 3*time.Second),
-		epoch:    rand.Text()[:8],
 		static:   map[string]asset{},
 	}
 	if d.log == nil {

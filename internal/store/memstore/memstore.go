@@ -28,7 +28,7 @@ import (
 
 // Store is an in-memory store.Store. It is safe for concurrent use.
 type Store struct {
-	gen         atomic.Uint64 // bumped after each machine or event write
+	rev         atomic.Uint64 // bumped with each machine or event write
 	maxEvents   int
 	maxEventAge time.Duration
 	clock       func() time.Time
@@ -67,8 +67,13 @@ func New(opts store.Options) *Store {
 // round trip leaves it.
 func (s *Store) now() time.Time { return s.clock().UTC() }
 
-// Generation implements store.Store.
-func (s *Store) Generation() uint64 { return s.gen.Load() }
+// Revision implements store.Store.
+func (s *Store) Revision(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return s.rev.Load(), nil
+}
 
 // copyMachine returns m with its own labels map; an empty map becomes nil,
 // as it does through bbolt's JSON.
@@ -161,7 +166,7 @@ func (s *Store) apply(m store.Machine, fn store.Change, now time.Time) (store.Ma
 		e.MAC = m.MAC
 		s.appendEvent(e, now)
 	}
-	s.gen.Add(1)
+	s.rev.Add(1)
 	return copyMachine(m), p, nil
 }
 
@@ -256,7 +261,7 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e = s.appendEvent(e, s.now())
-	s.gen.Add(1)
+	s.rev.Add(1)
 	return e, nil
 }
 
@@ -391,7 +396,7 @@ func (s *Store) macsWithSecrets() map[string]bool {
 	return out
 }
 
-// Bind implements store.Store. Like the bbolt store's, it moves Generation.
+// Bind implements store.Store.
 func (s *Store) Bind(ctx context.Context, b store.Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -422,7 +427,6 @@ func (s *Store) Bind(ctx context.Context, b store.Binding) error {
 	if b.UUID != "" {
 		s.bindMAC[mac] = store.Binding{MAC: mac, UUID: b.UUID, Seen: now}
 	}
-	s.gen.Add(1)
 	return nil
 }
 
@@ -508,7 +512,7 @@ func (s *Store) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, 
 		}
 	}
 	if len(out) > 0 {
-		s.gen.Add(1)
+		s.rev.Add(1)
 	}
 	return out, nil
 }

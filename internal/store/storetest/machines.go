@@ -233,7 +233,7 @@ var seenChangeTests = []test{
 	}},
 	{"change error comes back and writes nothing", func(t *testing.T, s suite) {
 		st, _ := s.store(t)
-		gen := st.Generation()
+		gen := mustRevision(t, st)
 		_, _, err := st.Seen(ctx, store.Machine{MAC: mac1, UUID: uuid1}, func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 			p.Profile = "p1"
 			return []store.Event{{Type: "x"}}, errChange
@@ -248,8 +248,8 @@ var seenChangeTests = []test{
 		if es := mustEvents(t, st, store.EventQuery{}); len(es) != 0 {
 			t.Errorf("events written: %+v", es)
 		}
-		if st.Generation() != gen {
-			t.Error("Generation moved")
+		if mustRevision(t, st) != gen {
+			t.Error("Revision moved")
 		}
 	}},
 	{"change error on a known machine leaves its sighting and UUID index", func(t *testing.T, s suite) {
@@ -353,7 +353,7 @@ var updateTests = []test{
 	{"change error comes back wrapped and writes nothing", func(t *testing.T, s suite) {
 		st, _ := s.store(t)
 		before := mustSeen(t, st, store.Machine{MAC: mac1})
-		gen := st.Generation()
+		gen := mustRevision(t, st)
 		_, _, err := st.Update(ctx, mac1, func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 			m.State, p.ConfigFetches = store.StateReady, 7
 			return []store.Event{{Type: "x"}}, errChange
@@ -366,8 +366,8 @@ var updateTests = []test{
 		if es := mustEvents(t, st, store.EventQuery{}); len(es) != 0 {
 			t.Errorf("events written: %+v", es)
 		}
-		if st.Generation() != gen {
-			t.Error("Generation moved")
+		if mustRevision(t, st) != gen {
+			t.Error("Revision moved")
 		}
 	}},
 	{"change may not rename the machine", func(t *testing.T, s suite) {

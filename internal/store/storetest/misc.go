@@ -360,7 +360,7 @@ var countTests = []test{
 	}},
 }
 
-var generationTests = []test{
+var revisionTests = []test{
 	{"moves with each write of a machine or an event", func(t *testing.T, s suite) {
 		st, _ := s.store(t)
 		for _, w := range []struct {
@@ -378,12 +378,12 @@ var generationTests = []test{
 				return err
 			}},
 		} {
-			before := st.Generation()
+			before := mustRevision(t, st)
 			if err := w.write(); err != nil {
 				t.Fatalf("%s: %v", w.name, err)
 			}
-			if st.Generation() == before {
-				t.Errorf("%s: Generation stayed %d", w.name, before)
+			if mustRevision(t, st) == before {
+				t.Errorf("%s: Revision stayed %d", w.name, before)
 			}
 		}
 	}},
@@ -391,7 +391,7 @@ var generationTests = []test{
 		st, _ := s.store(t)
 		mustSeen(t, st, store.Machine{MAC: mac1, UUID: uuid1, State: store.StateReady})
 		mustAppend(t, st, store.Event{Type: "t"})
-		before := st.Generation()
+		before := mustRevision(t, st)
 		for _, op := range []struct {
 			name string
 			do   func() error
@@ -419,12 +419,14 @@ var generationTests = []test{
 				return ignore(err, store.ErrInvalid)
 			}},
 			{"PruneDiscovered deleting nothing", func() error { _, err := st.PruneDiscovered(ctx, 0); return err }},
+			// A binding is no machine and no event.
+			{"Bind", func() error { return st.Bind(ctx, store.Binding{MAC: mac2, UUID: uuid2, IP: "192.0.2.9"}) }},
 		} {
 			if err := op.do(); err != nil {
 				t.Fatalf("%s: %v", op.name, err)
 			}
-			if got := st.Generation(); got != before {
-				t.Errorf("%s: Generation moved from %d to %d", op.name, before, got)
+			if got := mustRevision(t, st); got != before {
+				t.Errorf("%s: Revision moved from %d to %d", op.name, before, got)
 			}
 		}
 	}},

@@ -39,7 +39,7 @@ func Run(t *testing.T, open func(t *testing.T, opts store.Options) store.Store) 
 		{"PruneBindings", pruneBindingsTests},
 		{"PruneDiscovered", pruneDiscoveredTests},
 		{"CountByState", countTests},
-		{"Generation", generationTests},
+		{"Revision", revisionTests},
 		{"Concurrency", concurrencyTests},
 		{"Context", contextTests},
 	} {
@@ -133,6 +133,15 @@ func mustMachine(t *testing.T, st store.Store, key string) store.Machine {
 		t.Fatalf("Machine(%q): %v", key, err)
 	}
 	return m
+}
+
+func mustRevision(t *testing.T, st store.Store) uint64 {
+	t.Helper()
+	rev, err := st.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 func mustAppend(t *testing.T, st store.Store, e store.Event) store.Event {
