@@ -5,7 +5,8 @@
 # Every /ipxe request opens a provisioning session (a synchronous store write).
 # wrk cannot carry each session's token, so the daemon runs with the token and
 # refetch checks relaxed: each /ignition still checks the session and writes
-# its fetch count.
+# its fetch count. wrk is every machine from loopback, hence --trust-loopback;
+# --max-discovered keeps the machines it makes up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000}
@@ -20,7 +21,8 @@ go run ./scripts/genprofiles -n "$N" -dir "$work/profiles"
 start=$(date +%s.%N)
 serve() {
   ./bin/provisiond serve --profiles "$work/profiles" --data-dir "$work/data" --http-addr "127.0.0.1:$PORT" \
-    --advertise-url "http://127.0.0.1:$PORT" --log-level warn --allow-config-without-token --allow-config-refetch 2>>"$work/log" &
+    --advertise-url "http://127.0.0.1:$PORT" --log-level warn --allow-config-without-token --allow-config-refetch \
+    --trust-loopback --max-discovered 1000000 2>>"$work/log" &
   pid=$!
 }
 serve
