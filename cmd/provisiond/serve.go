@@ -29,7 +29,6 @@ import (
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/server"
-	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/tftp"
 	"github.com/provisiond/provisiond/internal/web"
 )
@@ -56,6 +55,7 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix
 	BindingTTL     time.Duration
 	MaxDiscovered  int
+	Store          storeConfig
 
 	// ProfilesGit and the rest follow a Git repository instead of ProfilesDir.
 	ProfilesGit           string
@@ -147,6 +147,7 @@ func declareServeFlags(fs *flagSet) *serveConfig {
 	})
 	fs.DurationVar(&c.BindingTTL, "binding-ttl", boot.DefaultBindingTTL, "how long an address DHCP showed a machine using identifies that machine's routed requests")
 	fs.IntVar(&c.MaxDiscovered, "max-discovered", boot.DefaultMaxDiscovered, "`N` machines kept that were only discovered (no Machine claims them); beyond it the oldest are pruned")
+	declareStoreFlags(fs, &c.Store)
 	return c
 }
 
@@ -174,6 +175,9 @@ func (c *serveConfig) finish(pos []string) error {
 		return usagef("--binding-ttl %v: want a positive duration such as 2h", c.BindingTTL)
 	case c.MaxDiscovered <= 0:
 		return usagef("--max-discovered %d: want a positive count", c.MaxDiscovered)
+	}
+	if err := c.Store.check(); err != nil {
+		return err
 	}
 	host, port, err := net.SplitHostPort(c.HTTPAddr)
 	if err != nil {
@@ -401,11 +405,12 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "provisiond.db"), store.Options{})
+	db, err := cfg.Store.open(ctx, cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	log.Info("store opened", cfg.Store.attrs(cfg.DataDir)...)
 	token, err := apiToken(cfg, log)
 	if err != nil {
 		return err

@@ -83,8 +83,8 @@ const (
 	schemaVersion = 1
 	// defaultDialTimeout bounds Open when Config.DialTimeout is zero.
 	defaultDialTimeout = 5 * time.Second
-	// defaultPrefix is used when Config.Prefix is empty.
-	defaultPrefix = "/provisiond"
+	// DefaultPrefix is used when Config.Prefix is empty.
+	DefaultPrefix = "/provisiond"
 )
 
 // Config says which etcd cluster to use and where in it.
@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	}
 	prefix := strings.TrimRight(cfg.Prefix, "/")
 	if cfg.Prefix == "" {
-		prefix = defaultPrefix
+		prefix = DefaultPrefix
 	}
 	timeout := cfg.DialTimeout
 	if timeout <= 0 {

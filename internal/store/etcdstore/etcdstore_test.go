@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"slices"
 	"sync"
@@ -14,12 +12,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/etcdstore"
+	"github.com/provisiond/provisiond/internal/store/etcdstore/etcdtest"
 	"github.com/provisiond/provisiond/internal/store/storetest"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 // endpoint is the client URL of the one etcd member TestMain starts for the
@@ -31,63 +30,14 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEtcd(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "etcdstore-test-")
+	e, err := etcdtest.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	e, err := startEtcd(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start etcd:", err)
-		return 1
-	}
 	defer e.Close()
-	endpoint = e.Config().AdvertiseClientUrls[0].String()
+	endpoint = e.Endpoint
 	return m.Run()
-}
-
-// startEtcd starts a single-member cluster on loopback with free ports.
-func startEtcd(dir string) (*embed.Etcd, error) {
-	cfg := embed.NewConfig()
-	cfg.Name = "test"
-	cfg.Dir = dir
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop()) // quiet, even at shutdown
-	cfg.UnsafeNoFsync = true                                       // a throwaway member: durability buys nothing here
-	var urls []url.URL
-	for range 2 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		urls = append(urls, url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)})
-	}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = urls[:1], urls[:1]
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = urls[1:], urls[1:]
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-		return e, nil
-	case err := <-e.Err():
-		e.Close()
-		return nil, err
-	case <-time.After(30 * time.Second):
-		e.Close()
-		return nil, errors.New("etcd not ready within 30s")
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 var prefixes atomic.Int64
@@ -220,13 +170,10 @@ func TestPrefixesAreSeparate(t *testing.T) {
 
 // TestOpenUnreachable: Open gives up within DialTimeout with a clear error.
 func TestOpenUnreachable(t *testing.T) {
-	port, err := freePort() // closed again: nothing listens there
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := testutil.FreeAddr(t) // closed again: nothing listens there
 	const timeout = 500 * time.Millisecond
 	start := time.Now()
-	_, err = etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", port)}, DialTimeout: timeout}, store.Options{})
+	_, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{"http://" + addr}, DialTimeout: timeout}, store.Options{})
 	if took := time.Since(start); err == nil || took > timeout+2*time.Second {
 		t.Fatalf("Open = %v after %v; want an error within about %v", err, took, timeout)
 	}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/etcdstore"
+)
+
+// storeConfig is where the inventory lives: bbolt in the data directory
+// (one host), or etcd (several instances sharing one inventory).
+type storeConfig struct {
+	Backend     string // "bolt" or "etcd"
+	Endpoints   []string
+	Prefix      string
+	CACert      string
+	Cert        string
+	Key         string
+	DialTimeout time.Duration
+}
+
+// Store backends, the values of --store.
+const (
+	backendBolt = "bolt"
+	backendEtcd = "etcd"
+)
+
+// declareStoreFlags declares the flags that choose and reach the store, for
+// serve and every command that opens the store itself.
+func declareStoreFlags(fs *flagSet, c *storeConfig) {
+	fs.StringVar(&c.Backend, "store", backendBolt, "`BACKEND` holding the inventory, sessions and events: bolt (<data-dir>/provisiond.db, one instance) or etcd (shared by every instance given the same --etcd-endpoints and --etcd-prefix)")
+	fs.Func("etcd-endpoints", "`URL[,URL...]` of the etcd cluster's client endpoints (--store etcd)", func(v string) error {
+		c.Endpoints = nil
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				c.Endpoints = append(c.Endpoints, e)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.Prefix, "etcd-prefix", etcdstore.DefaultPrefix, "key `PREFIX` of this deployment in etcd: deployments sharing a cluster use different ones")
+	fs.StringVar(&c.CACert, "etcd-cacert", "", "CA certificate `FILE` that signed the etcd servers' certificates (TLS)")
+	fs.StringVar(&c.Cert, "etcd-cert", "", "client certificate `FILE` for etcd (TLS client authentication)")
+	fs.StringVar(&c.Key, "etcd-key", "", "client key `FILE` for etcd (TLS client authentication)")
+	fs.DurationVar(&c.DialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for the etcd cluster at start")
+}
+
+// check refuses a store configuration that cannot work, before anything is
+// created.
+func (c storeConfig) check() error {
+	etcdFlags := len(c.Endpoints) > 0 || c.CACert != "" || c.Cert != "" || c.Key != ""
+	switch {
+	case c.Backend != backendBolt && c.Backend != backendEtcd:
+		return usagef("--store %q: want bolt or etcd", c.Backend)
+	case c.Backend == backendBolt && etcdFlags:
+		return usagef("--etcd-endpoints, --etcd-cacert, --etcd-cert and --etcd-key need --store etcd")
+	case c.Backend == backendEtcd && len(c.Endpoints) == 0:
+		return usagef("--store etcd needs --etcd-endpoints URL[,URL...], such as http://10.0.0.1:2379")
+	case (c.Cert == "") != (c.Key == ""):
+		return usagef("--etcd-cert and --etcd-key go together")
+	case c.DialTimeout <= 0:
+		return usagef("--etcd-dial-timeout %v: want a positive duration such as 5s", c.DialTimeout)
+	}
+	return nil
+}
+
+// closingStore is a store the daemon closes when it stops.
+type closingStore interface {
+	store.Store
+	Close() error
+}
+
+// open opens the configured store; dataDir holds the bbolt file.
+func (c storeConfig) open(ctx context.Context, dataDir string) (closingStore, error) {
+	if c.Backend == backendEtcd {
+		s, err := etcdstore.Open(ctx, etcdstore.Config{
+			Endpoints: c.Endpoints, Prefix: c.Prefix,
+			CACert: c.CACert, Cert: c.Cert, Key: c.Key, DialTimeout: c.DialTimeout,
+		}, store.Options{})
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return s, nil
+	}
+	db, err := store.Open(filepath.Join(dataDir, "provisiond.db"), store.Options{})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w; several instances share one inventory with --store etcd", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// attrs are the log fields that say which store is in use; never a secret.
+func (c storeConfig) attrs(dataDir string) []any {
+	if c.Backend == backendEtcd {
+		return []any{"backend", c.Backend, "endpoints", strings.Join(c.Endpoints, ","), "prefix", c.Prefix, "tls", c.CACert != "" || c.Cert != ""}
+	}
+	return []any{"backend", c.Backend, "path", filepath.Join(dataDir, "provisiond.db")}
+}
