@@ -732,18 +732,7 @@ func TestEventsCommand(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(es) != len(want) || len(raw) != len(want) {
-					t.Fatalf("%d events; want %d", len(es), len(want))
-				}
-				for i, e := range es {
-					if e.Seq != want[i].Seq {
-						t.Errorf("event %d has seq %d; want %d", i, e.Seq, want[i].Seq)
-					}
-				}
-				sent := d.sent()
-				if len(sent) != tc.wantPages {
-					t.Fatalf("%d requests; want %d", len(sent), tc.wantPages)
-				}
+				sent := checkPages(t, es, raw, want, d.sent(), tc.wantPages)
 				for i, r := range sent {
 					q := r.URL.Query()
 					wantBefore := ""
@@ -801,18 +790,7 @@ func TestEventsCommand(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(es) != len(want) || len(raw) != len(want) {
-					t.Fatalf("%d events; want %d", len(es), len(want))
-				}
-				for i, e := range es {
-					if e.Seq != want[i].Seq {
-						t.Errorf("event %d has seq %d; want %d", i, e.Seq, want[i].Seq)
-					}
-				}
-				sent := d.sent()
-				if len(sent) != tc.wantPages {
-					t.Fatalf("%d requests; want %d", len(sent), tc.wantPages)
-				}
+				sent := checkPages(t, es, raw, want, d.sent(), tc.wantPages)
 				for i, r := range sent[1:] {
 					if got, want := r.URL.Query().Get("after"), es[(i+1)*tc.pageSize-1].Seq; got != strconv.FormatUint(want, 10) {
 						t.Errorf("page %d after=%s; want %d", i+2, got, want)
@@ -883,4 +861,22 @@ func TestEventTableShowsErrors(t *testing.T) {
 	if err != nil || !strings.Contains(b.String(), "on failed: BMC unreachable") {
 		t.Errorf("row %q (%v); want the message and the error", b.String(), err)
 	}
+}
+
+// checkPages fails t unless es (with raw, its JSON) are want's events in
+// order, fetched in wantPages requests; it returns the requests.
+func checkPages(t *testing.T, es []store.Event, raw []json.RawMessage, want []store.Event, sent []*http.Request, wantPages int) []*http.Request {
+	t.Helper()
+	if len(es) != len(want) || len(raw) != len(want) {
+		t.Fatalf("%d events; want %d", len(es), len(want))
+	}
+	for i, e := range es {
+		if e.Seq != want[i].Seq {
+			t.Errorf("event %d has seq %d; want %d", i, e.Seq, want[i].Seq)
+		}
+	}
+	if len(sent) != wantPages {
+		t.Fatalf("%d requests; want %d", len(sent), wantPages)
+	}
+	return sent
 }

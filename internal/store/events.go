@@ -47,16 +47,13 @@ func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
 	if err := ctx.Err(); err != nil {
 		return Event{}, err
 	}
-	if e.MAC != "" {
-		mac, err := CanonicalMAC(e.MAC)
-		if err != nil {
-			return Event{}, fmt.Errorf("store: append event: %w", err)
-		}
-		e.MAC = mac
+	e, err := e.Canonical()
+	if err != nil {
+		return Event{}, fmt.Errorf("store: %w", err)
 	}
 	now := db.now()
 	var out Event
-	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+	err = db.bdb.Batch(func(tx *bolt.Tx) error {
 		var err error
 		if out, err = db.appendEvent(tx, e, now); err != nil {
 			return err

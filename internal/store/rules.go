@@ -58,6 +58,19 @@ func (m Machine) Merge(s Machine, now time.Time) Machine {
 	return m
 }
 
+// Canonical returns e with its MAC, if any, in canonical form, or an error
+// wrapping ErrInvalid.
+func (e Event) Canonical() (Event, error) {
+	if e.MAC != "" {
+		mac, err := CanonicalMAC(e.MAC)
+		if err != nil {
+			return Event{}, fmt.Errorf("append event: %w", err)
+		}
+		e.MAC = mac
+	}
+	return e, nil
+}
+
 // CheckChange refuses what a Change made of a machine stored under mac: it
 // may not rename it or give it an unknown state.
 func CheckChange(mac string, m Machine) error {

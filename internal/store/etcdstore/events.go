@@ -116,16 +116,13 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 	if err := ctx.Err(); err != nil {
 		return store.Event{}, err
 	}
-	if e.MAC != "" {
-		mac, err := store.CanonicalMAC(e.MAC)
-		if err != nil {
-			return store.Event{}, fmt.Errorf("etcdstore: append event: %w", err)
-		}
-		e.MAC = mac
+	e, err := e.Canonical()
+	if err != nil {
+		return store.Event{}, fmt.Errorf("etcdstore: %w", err)
 	}
 	now := s.now()
 	var out store.Event
-	err := retry(ctx, func() error {
+	err = retry(ctx, func() error {
 		resp, err := s.cli.Get(ctx, s.eventLogKey())
 		if err != nil {
 			return err

@@ -251,12 +251,9 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 	if err := ctx.Err(); err != nil {
 		return store.Event{}, err
 	}
-	if e.MAC != "" {
-		mac, err := store.CanonicalMAC(e.MAC)
-		if err != nil {
-			return store.Event{}, fmt.Errorf("memstore: append event: %w", err)
-		}
-		e.MAC = mac
+	e, err := e.Canonical()
+	if err != nil {
+		return store.Event{}, fmt.Errorf("memstore: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
