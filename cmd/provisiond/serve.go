@@ -481,6 +481,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		Metrics:        m,
 		Dashboard:      dash.Routes,
 		TrustedProxies: cfg.TrustedProxies,
+		Store:          cfg.Store.info(db),
 		Logger:         log,
 	})
 	g, ctx := errgroup.WithContext(ctx)

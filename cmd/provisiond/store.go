@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/etcdstore"
 )
@@ -95,6 +96,19 @@ func (c storeConfig) open(ctx context.Context, dataDir string) (closingStore, er
 		return nil, err
 	}
 	return db, nil
+}
+
+// info is what /healthz reports of the store: db answers the probe with a
+// read of its revision (for etcd, a linearizable read through the leader).
+func (c storeConfig) info(db store.Store) server.StoreInfo {
+	probe := func(ctx context.Context) error {
+		_, err := db.Revision(ctx)
+		return err
+	}
+	if c.Backend == backendEtcd {
+		return server.StoreInfo{Backend: c.Backend, Endpoints: c.Endpoints, Prefix: c.Prefix, Probe: probe}
+	}
+	return server.StoreInfo{Backend: c.Backend, Probe: probe}
 }
 
 // attrs are the log fields that say which store is in use; never a secret.

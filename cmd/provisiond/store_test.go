@@ -46,6 +46,9 @@ func TestTwoInstancesShareEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, h := b.get(t, "/healthz"); !strings.Contains(h, `"backend":"etcd"`) || !strings.Contains(h, `"prefix":"/test-two","ok":true`) {
+		t.Errorf("/healthz does not report the etcd store answering: %s", h)
+	}
 	code, script := a.get(t, "/ipxe?mac=52-54-00-00-00-01")
 	tok := regexp.MustCompile(`token=([A-Z2-7]+)`).FindStringSubmatch(script)
 	if code != http.StatusOK || tok == nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -11,9 +12,32 @@ import (
 
 // healthReport is the /healthz body.
 type healthReport struct {
-	Status   string        `json:"status"` // ok, degraded (last reload or Git fetch failed, older set serving), unavailable
+	Status   string        `json:"status"` // ok, degraded (last reload or Git fetch failed, older set serving; or the store does not answer), unavailable
 	Profiles profileHealth `json:"profiles"`
+	Store    *storeHealth  `json:"store,omitempty"`
 }
+
+// StoreInfo is what /healthz tells of the store: which one, and a cheap
+// read that shows whether it answers and how fast.
+type StoreInfo struct {
+	Backend   string   // bolt or etcd
+	Endpoints []string // etcd's client endpoints; none for bolt
+	Prefix    string   // etcd's key prefix
+	Probe     func(context.Context) error
+}
+
+type storeHealth struct {
+	Backend   string   `json:"backend"`
+	Endpoints []string `json:"endpoints,omitempty"`
+	Prefix    string   `json:"prefix,omitempty"`
+	OK        bool     `json:"ok"`
+	LatencyMS float64  `json:"latency_ms"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// storeProbeTimeout bounds the store probe of one /healthz: a store that
+// lost its quorum makes the answer "degraded", not a hung health check.
+const storeProbeTimeout = 2 * time.Second
 
 type profileHealth struct {
 	Dir            string     `json:"dir"`
@@ -61,6 +85,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 			rep.Status = "degraded" // serving, but no longer following Git
 		}
 	}
+	if rep.Store = s.storeHealth(r.Context()); rep.Store != nil && !rep.Store.OK {
+		rep.Status = "degraded" // boot requests that need a write fail closed meanwhile
+	}
 	code := http.StatusOK
 	if set := s.cfg.Core.Profiles(); set != nil {
 		t := set.LoadedAt
@@ -75,6 +102,25 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// storeHealth probes the store, or returns nil when no probe is configured.
+func (s *Server) storeHealth(ctx context.Context) *storeHealth {
+	info := s.cfg.Store
+	if info.Probe == nil {
+		return nil
+	}
+	h := &storeHealth{Backend: info.Backend, Endpoints: info.Endpoints, Prefix: info.Prefix}
+	ctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
+	defer cancel()
+	start := time.Now()
+	err := info.Probe(ctx)
+	h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	h.OK = err == nil
+	if err != nil {
+		h.Error = err.Error()
+	}
+	return h
 }
 
 // gitHealth reports the profiles' Git sync, or nil for a plain directory.

@@ -89,3 +89,38 @@ func TestHealthGit(t *testing.T) {
 		t.Errorf("after a failed fetch: %+v %+v", h, h.Profiles.Git)
 	}
 }
+
+// /healthz probes the store: which one, whether it answered and how fast. A
+// store that does not answer (an etcd without quorum) makes it degraded.
+func TestHealthStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(healthProfiles), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var down error
+	ts := httptest.NewServer(New(Config{Core: newCore(t, dir), AdvertiseURL: base, Store: StoreInfo{
+		Backend: "etcd", Endpoints: []string{"http://10.0.0.1:2379"}, Prefix: "/p",
+		Probe: func(context.Context) error { return down },
+	}}).Handler())
+	t.Cleanup(ts.Close)
+	type health struct {
+		Status string
+		Store  storeHealth
+	}
+	get := func() (int, health) {
+		t.Helper()
+		code, body := do(t, ts, "GET", "/healthz", "")
+		var h health
+		if err := json.Unmarshal([]byte(body), &h); err != nil {
+			t.Fatalf("%v\n%s", err, body)
+		}
+		return code, h
+	}
+	if code, h := get(); code != 200 || h.Status != "ok" || !h.Store.OK || h.Store.Backend != "etcd" || h.Store.Prefix != "/p" || len(h.Store.Endpoints) != 1 {
+		t.Errorf("store answering: %d %+v", code, h)
+	}
+	down = errors.New("etcdserver: request timed out")
+	if code, h := get(); code != 200 || h.Status != "degraded" || h.Store.OK || h.Store.Error != down.Error() {
+		t.Errorf("store down: %d %+v; want 200, degraded, the error", code, h)
+	}
+}

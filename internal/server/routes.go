@@ -40,6 +40,8 @@ type Config struct {
 	Metrics      Metrics      // counts requests and serves /metrics; nil: neither
 	// Dashboard registers the web UI's routes (/ and /ui/); nil serves none.
 	Dashboard func(chi.Router)
+	// Store is what /healthz reports of the store; the zero value reports nothing.
+	Store StoreInfo
 	// TrustedProxies are reverse proxies whose X-Forwarded-For names the
 	// requester (--trusted-proxy); nil trusts none.
 	TrustedProxies []netip.Prefix
