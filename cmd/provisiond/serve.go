@@ -29,6 +29,7 @@ import (
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/server"
+	"github.com/provisiond/provisiond/internal/store/etcdstore"
 	"github.com/provisiond/provisiond/internal/tftp"
 	"github.com/provisiond/provisiond/internal/web"
 )
@@ -423,6 +424,12 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		log.Info("generated the key that seals BMC credentials; back it up apart from the database", "path", cfg.SecretKeyFile)
 	}
 
+	// BMC operations take a per-machine lock: in etcd when instances share
+	// the inventory there, else (nil) in this process.
+	var locks boot.Locker
+	if es, ok := db.(*etcdstore.Store); ok {
+		locks = es.Locker()
+	}
 	m := metrics.New(metrics.Config{Machines: db, Logger: log})
 	core := boot.New(boot.Config{
 		ProfilesDir:   cfg.ProfilesDir,
@@ -436,6 +443,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		BMC:           bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
 		Secrets:       secrets,
 		WipeProfile:   cfg.WipeProfile,
+		Locks:         locks,
 		Observer:      m,
 		Logger:        log,
 	})

@@ -103,6 +103,9 @@ type Config struct {
 	Secrets Sealer
 	// WipeProfile names the Profile a wiped machine boots; "" disables wipe.
 	WipeProfile string
+	// Locks serialises BMC operations per machine across instances sharing
+	// the store; nil: an in-process lock per machine (one instance).
+	Locks Locker
 	// Observer is told of reloads, BMC operations and refusals, for metrics; nil: none.
 	Observer Observer
 	Logger   *slog.Logger // nil: discard
@@ -132,6 +135,7 @@ type Core struct {
 	bmc           bmc.Controller
 	secrets       Sealer
 	wipe          string
+	locks         Locker
 }
 
 // loadHeap is the heap a profile load may grow to before the collector runs.
@@ -190,6 +194,10 @@ func New(cfg Config) *Core {
 		bmc:           cfg.BMC,
 		secrets:       cfg.Secrets,
 		wipe:          cfg.WipeProfile,
+		locks:         cfg.Locks,
+	}
+	if c.locks == nil {
+		c.locks = newKeyedMutex()
 	}
 	if c.bmc == nil {
 		c.bmc = noBMC{}

@@ -347,7 +347,8 @@ func (c *Core) sendBack(ctx context.Context, id, what string, change store.Chang
 	return m, &r, nil
 }
 
-// withBMC resolves id and its BMC and runs op, timing it. Resolution
+// withBMC resolves id and its BMC and runs op under the machine's BMC lock
+// (see Locker), timing it, the wait included. Resolution
 // failures land in the result, like the BMC's own; actor asked for it.
 func (c *Core) withBMC(ctx context.Context, id, action, actor string, op func(target, bmc.Endpoint, *PowerResult)) PowerResult {
 	start := time.Now()
@@ -360,7 +361,16 @@ func (c *Core) withBMC(ctx context.Context, id, action, actor string, op func(ta
 		ep, info, err = c.endpoint(ctx, t)
 		r.BMC = info.Address
 		if err == nil {
-			op(t, ep, &r)
+			// The whole conversation with this machine's BMC under its lock:
+			// no other operation, here or in another instance, interleaves.
+			var unlock func()
+			if unlock, err = c.lockBMC(ctx, t); err == nil {
+				op(t, ep, &r)
+				unlock()
+			} else {
+				c.log.Warn("BMC operation not run", append(t.identity().Attrs(), "action", action, "actor", actor, "error", err)...)
+				c.event(ctx, t, powerEvent(actor, action, r.BMC, bmc.Outcome{}, err))
+			}
 		} else if !errors.Is(err, ErrNoBMC) {
 			// A BMC is configured but unusable (its credentials do not
 			// resolve): worth an event, unlike having none.

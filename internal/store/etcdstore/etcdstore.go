@@ -109,6 +109,7 @@ type Store struct {
 	maxEvents   int
 	maxEventAge time.Duration
 	clock       func() time.Time
+	locks       *Locker // see locks.go
 }
 
 var _ store.Store = (*Store)(nil)
@@ -145,6 +146,7 @@ func Open(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 		return nil, fmt.Errorf("etcdstore: open %s: %w", where, err)
 	}
 	s := &Store{cli: cli, prefix: prefix, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge, clock: opts.Clock}
+	s.locks = newLocker(s)
 	// The client dials lazily: the schema check is the first contact, and
 	// the deadline keeps an unreachable cluster from hanging Open.
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -204,8 +206,10 @@ func (s *Store) prepareSchema(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the client. It does not touch the cluster.
+// Close closes the client. Its only write to the cluster is revoking the
+// lease of the Locker's locks, if it took any, so they are free at once.
 func (s *Store) Close() error {
+	s.locks.closeLocks() // before the client goes, so the lease is revoked
 	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("etcdstore: close: %w", err)
 	}
