@@ -20,6 +20,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/keylock"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -197,7 +198,7 @@ func New(cfg Config) *Core {
 		locks:         cfg.Locks,
 	}
 	if c.locks == nil {
-		c.locks = newKeyedMutex()
+		c.locks = keylock.New() // all a single instance needs
 	}
 	if c.bmc == nil {
 		c.bmc = noBMC{}

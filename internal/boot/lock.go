@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // ErrBusy: another operation holds the machine's BMC lock, and it was not
@@ -35,46 +34,4 @@ func (c *Core) lockBMC(ctx context.Context, t target) (func(), error) {
 		return nil, fmt.Errorf("%w: lock %s: %w", ErrBusy, t.lockKey(), err)
 	}
 	return unlock, nil
-}
-
-// keyedMutex is the in-process Locker, all a single instance needs: a
-// one-slot channel per key, so a wait can give up with its context, and
-// entries live only while someone holds or waits for them.
-type keyedMutex struct {
-	mu   sync.Mutex
-	keys map[string]*keySlot
-}
-
-type keySlot struct {
-	ch   chan struct{}
-	refs int // holders and waiters
-}
-
-func newKeyedMutex() *keyedMutex { return &keyedMutex{keys: map[string]*keySlot{}} }
-
-func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	s := k.keys[key]
-	if s == nil {
-		s = &keySlot{ch: make(chan struct{}, 1)}
-		k.keys[key] = s
-	}
-	s.refs++
-	k.mu.Unlock()
-	select {
-	case s.ch <- struct{}{}:
-		var once sync.Once
-		return func() { once.Do(func() { <-s.ch; k.release(key, s) }) }, nil
-	case <-ctx.Done():
-		k.release(key, s)
-		return nil, context.Cause(ctx)
-	}
-}
-
-func (k *keyedMutex) release(key string, s *keySlot) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if s.refs--; s.refs == 0 {
-		delete(k.keys, key)
-	}
 }

@@ -3,6 +3,7 @@ package boot
 import (
 	"context"
 	"errors"
+	"github.com/provisiond/provisiond/internal/keylock"
 	"sync"
 	"testing"
 	"time"
@@ -160,10 +161,7 @@ func TestBMCLockBusy(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	// The abandoned wait left nothing behind.
-	km := c.locks.(*keyedMutex)
-	km.mu.Lock()
-	defer km.mu.Unlock()
-	if len(km.keys) != 0 {
-		t.Fatalf("lock entries left: %v", km.keys)
+	if n := c.locks.(*keylock.Mutex).Len(); n != 0 {
+		t.Fatalf("%d lock entries left", n)
 	}
 }

@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"errors"
+	"github.com/provisiond/provisiond/internal/keylock"
 	"sync"
 	"time"
 
@@ -25,14 +26,14 @@ type Locker struct {
 	s *Store
 	// local serialises holders in this process first: two Mutexes on one
 	// Session and key share one etcd key, so etcd would not exclude them.
-	local keyedMutex
+	local *keylock.Mutex
 	sem   chan struct{} // one-slot: guards sess and closed, waits honour ctx
 	sess  *concurrency.Session
 	close bool
 }
 
 func newLocker(s *Store) *Locker {
-	return &Locker{s: s, local: keyedMutex{keys: map[string]*keySlot{}}, sem: make(chan struct{}, 1)}
+	return &Locker{s: s, local: keylock.New(), sem: make(chan struct{}, 1)}
 }
 
 // Locker is the Store's Locker.
@@ -108,42 +109,5 @@ func (l *Locker) closeLocks() {
 	if l.sess != nil {
 		l.sess.Close()
 		l.sess = nil
-	}
-}
-
-// keyedMutex is an in-process mutex per key whose waits honour a context.
-type keyedMutex struct {
-	mu   sync.Mutex
-	keys map[string]*keySlot
-}
-
-type keySlot struct {
-	ch   chan struct{}
-	refs int // holders and waiters
-}
-
-func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	s := k.keys[key]
-	if s == nil {
-		s = &keySlot{ch: make(chan struct{}, 1)}
-		k.keys[key] = s
-	}
-	s.refs++
-	k.mu.Unlock()
-	select {
-	case s.ch <- struct{}{}:
-		return func() { <-s.ch; k.release(key, s) }, nil
-	case <-ctx.Done():
-		k.release(key, s)
-		return nil, context.Cause(ctx)
-	}
-}
-
-func (k *keyedMutex) release(key string, s *keySlot) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if s.refs--; s.refs == 0 {
-		delete(k.keys, key)
 	}
 }
