@@ -558,11 +558,24 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 		return nil, nil, err
 	}
 	key := cmp.Or(r.MAC, r.UUID)
-	// Serve the config of the profile the session's script booted, by the
-	// decision /ipxe made (a machine being wiped booted the wipe profile). An
-	// unknown machine has no session: it is refused below.
-	if plan, err := c.peek(ctx, key, res); err == nil && !plan.local {
-		res.Profile = plan.profile
+	// One read of the machine and its session serves both the choice of
+	// profile and, below, the first judgement of the token. An unknown
+	// machine has no session: it is refused below.
+	stored, err := c.store.Machine(ctx, key)
+	inInventory := err == nil
+	var session store.Provisioning
+	switch {
+	case inInventory:
+		if session, err = c.store.Provisioning(ctx, key); err != nil {
+			return nil, nil, err
+		}
+		// The config of the profile the session's script booted, by the
+		// decision /ipxe made: a machine being wiped booted the wipe profile.
+		if plan := c.peek(stored, session, res); !plan.local {
+			res.Profile = plan.profile
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, nil, err
 	}
 	kind, _ := res.Profile.Config.Source()
 	if kind == profiles.ConfigNone || kind.Ignition() != ignition {
@@ -578,10 +591,8 @@ func (c *Core) Config(ctx context.Context, r Request, ignition bool) (*profiles.
 	// Judged on a read first, so that a storm of bad tokens costs no writes;
 	// then again in the transaction, which a concurrent fetch may have beaten.
 	refused := ReasonNoSession
-	if p, err := c.store.Provisioning(ctx, key); err == nil {
-		refused = admit(p, r.Token, c.policy)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, nil, err
+	if inInventory {
+		refused = admit(session, r.Token, c.policy)
 	}
 	var m store.Machine
 	if refused == "" {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // NextBoot is what /ipxe would serve a machine if it asked now.
@@ -39,10 +40,11 @@ func (c *Core) NextBoot(ctx context.Context, id string) (NextBoot, error) {
 	if err != nil {
 		return NextBoot{Match: res}, err
 	}
-	plan, err := c.peek(ctx, m.MAC, res)
+	p, err := c.store.Provisioning(ctx, m.MAC)
 	if err != nil {
 		return NextBoot{Match: res}, notFound(id, err)
 	}
+	plan := c.peek(m, p, res)
 	nb := NextBoot{Match: res, Local: plan.local, Why: plan.why, Script: c.scriptFor(res, plan, r, "TOKEN")}
 	if !plan.local {
 		nb.Profile = plan.profile
@@ -50,22 +52,14 @@ func (c *Core) NextBoot(ctx context.Context, id string) (NextBoot, error) {
 	return nb, nil
 }
 
-// peek runs planBoot for the stored machine key on copies of its record and
-// session (the store hands out copies): what /ipxe would decide for it now,
-// writing nothing. The sighting /ipxe would merge first changes nothing
-// planBoot decides by: the state and the match.
-func (c *Core) peek(ctx context.Context, key string, res profiles.Result) (bootPlan, error) {
-	m, err := c.store.Machine(ctx, key)
-	if err != nil {
-		return bootPlan{}, err
-	}
-	p, err := c.store.Provisioning(ctx, key)
-	if err != nil {
-		return bootPlan{}, err
-	}
+// peek runs planBoot on m and p, a stored machine and its session, which
+// are copies: what /ipxe would decide for it now, writing nothing. The
+// sighting /ipxe would merge first changes nothing planBoot decides by: the
+// state and the match.
+func (c *Core) peek(m store.Machine, p store.Provisioning, res profiles.Result) bootPlan {
 	var plan bootPlan
-	_, err = planBoot(res, c.wipeProfile(), "", time.Now().UTC(), &plan)(&m, &p)
-	return plan, err
+	_, _ = planBoot(res, c.wipeProfile(), "", time.Now().UTC(), &plan)(&m, &p) // it never fails
+	return plan
 }
 
 // scriptFor is the iPXE script of plan: the disk boot, or the boot of the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,4 +180,29 @@ func TestBindThroughCore(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	script(t, c, Request{MAC: "52:54:00:00:00:01", IP: "192.0.2.7"})
+}
+
+// Finding 2 of the security issue: an on-link host sent its own MAC plus a
+// labels-only Machine's labels and got that Machine's config. Labels may
+// still pick a script, but the config matches without them: the host gets
+// the config its own MAC matches (here none), never the Machine's secret.
+func TestLabelsNeverSelectAConfig(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", "kind: Profile\nname: secret\nboot: {kernel: /assets/k}\nconfig: {template: secret.sh}\n"+
+		"---\nkind: Machine\nname: rack1\nmatch: {labels: {rack: r1}}\nprofile: secret\n")
+	write(t, dir, "secret.sh", "#!/bin/sh\n# cluster CA key of {{ .machine.name }}\n")
+	c, _ := newCore(t, dir, Config{Neighbors: testutil.Neighbors{"10.0.0.6": macB}})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	attacker := Request{MAC: macB, IP: "10.0.0.6", Labels: map[string]string{"rack": "r1"}}
+	s, err := c.Script(ctx, attacker)
+	if err != nil {
+		t.Fatalf("script by labels: %v", err)
+	}
+	attacker.Token = tokenInScript.FindStringSubmatch(s)[1]
+	if out, body, err := c.Config(ctx, attacker, false); err == nil || strings.Contains(string(body), "cluster CA key") {
+		t.Fatalf("config by labels = %v %q, %v; want no config", out, body, err)
+	}
 }
