@@ -243,6 +243,11 @@ var otherEnvNames = []string{"PROVISIOND_REQUIRE_LAB", "PROVISIOND_PERFDHCP_RATE
 // typo in provisiond.env would otherwise leave a setting at its default
 // without a word.
 func envWarnings(environ []string, known []string) []string {
+	// Compared without the prefix, which every name shares.
+	bare := make([]string, len(known))
+	for i, k := range known {
+		bare[i] = strings.TrimPrefix(k, envPrefix)
+	}
 	var out []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
@@ -250,11 +255,6 @@ func envWarnings(environ []string, known []string) []string {
 			continue
 		}
 		w := name + " is not a setting of any provisiond command; ignored"
-		// Compared without the prefix, which every name shares.
-		bare := make([]string, len(known))
-		for i, k := range known {
-			bare[i] = strings.TrimPrefix(k, envPrefix)
-		}
 		if best, ok := closest(strings.TrimPrefix(name, envPrefix), bare); ok {
 			w = fmt.Sprintf("%s is not a setting of any provisiond command (did you mean %s%s, i.e. --%s?); ignored",
 				name, envPrefix, best, strings.ToLower(strings.ReplaceAll(best, "_", "-")))

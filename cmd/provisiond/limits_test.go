@@ -172,7 +172,9 @@ func TestBinaryStopsMidLoad(t *testing.T) {
 	waitLog(logs, "superseded by a newer reload", superseded+1)
 	time.Sleep(300 * time.Millisecond)
 	stop(cmd)
-	if out := logs.String(); strings.Count(out, "profiles reload cancelled") != cancelled+2 || strings.Count(out, "profiles loaded") != 2 {
-		t.Errorf("want the superseded reload and the one SIGTERM stopped logged as cancelled, neither as loaded")
+	// At least two cancelled: a write of the two files can fall on both sides
+	// of the debounce and start one more reload that the next supersedes.
+	if out := logs.String(); strings.Count(out, "profiles reload cancelled") < cancelled+2 || strings.Count(out, "profiles loaded") != 2 {
+		t.Errorf("want the superseded reload and the one SIGTERM stopped logged as cancelled, neither as loaded:\n%s", out)
 	}
 }

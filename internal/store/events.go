@@ -168,7 +168,7 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
 			}
-			if (q.MAC != "" && e.MAC != q.MAC) || (q.Type != "" && e.Type != q.Type) || e.Time.Before(q.Since) {
+			if !q.Matches(e) {
 				continue
 			}
 			es = append(es, e)

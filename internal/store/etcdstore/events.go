@@ -182,7 +182,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 		if err := json.Unmarshal(kv.Value, &e); err != nil {
 			return false, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
-		if (q.MAC != "" && e.MAC != q.MAC) || (q.Type != "" && e.Type != q.Type) || e.Time.Before(q.Since) {
+		if !q.Matches(e) {
 			return true, nil
 		}
 		es = append(es, e)

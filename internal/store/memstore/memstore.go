@@ -299,16 +299,12 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var es []store.Event
-	match := func(e store.Event) bool {
-		return e.Seq > q.AfterSeq && (q.BeforeSeq == 0 || e.Seq < q.BeforeSeq) &&
-			(q.MAC == "" || e.MAC == q.MAC) && (q.Type == "" || e.Type == q.Type) && !e.Time.Before(q.Since)
-	}
 	for i := range s.events {
 		e := s.events[i]
 		if q.Newest {
 			e = s.events[len(s.events)-1-i]
 		}
-		if !match(e) {
+		if !q.Matches(e) {
 			continue
 		}
 		es = append(es, copyEvent(e))
