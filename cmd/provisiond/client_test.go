@@ -22,6 +22,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
@@ -90,7 +91,7 @@ func newTestDaemon(t *testing.T, opts ...func(*boot.Config)) *testDaemon {
 	if err := os.WriteFile(filepath.Join(profiles, "all.yaml"), []byte(testProfiles), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(dir, "db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(dir, "db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

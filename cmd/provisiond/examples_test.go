@@ -28,6 +28,7 @@ import (
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 )
 
 // The examples directory is what `make run` serves and what users copy. These
@@ -208,7 +209,7 @@ func TestExamplesValidate(t *testing.T) {
 // script the machine gets next.
 func TestExamplesServed(t *testing.T) {
 	validator := ignitionValidator(t)
-	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

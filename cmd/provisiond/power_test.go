@@ -15,6 +15,7 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 	"github.com/provisiond/provisiond/test/bmcsim"
 )
@@ -46,7 +47,7 @@ func TestBulkPowerWithHungBMCs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rack.yaml"), []byte(doc.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/store/etcdstore"
 )
 
@@ -88,7 +89,7 @@ func (c storeConfig) open(ctx context.Context, dataDir string) (closingStore, er
 		}
 		return s, nil
 	}
-	db, err := store.Open(filepath.Join(dataDir, "provisiond.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(dataDir, "provisiond.db"), store.Options{})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w; several instances share one inventory with --store etcd", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
@@ -30,9 +31,9 @@ func newCore(t testing.TB, dir string, cfg Config) (*Core, store.Store) {
 }
 
 // boltStore is a fresh bbolt store, for what measures the real one.
-func boltStore(t testing.TB) *store.DB {
+func boltStore(t testing.TB) *boltstore.DB {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "provisiond.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
@@ -129,7 +130,7 @@ func TestBindingTTL(t *testing.T) {
 // request, with a real bbolt store: routed (two binding reads) and on-link
 // (the neighbour table, here a map, and one read).
 func BenchmarkIdentityCheck(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(b.TempDir(), "db"), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

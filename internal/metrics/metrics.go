@@ -40,7 +40,7 @@ const (
 	other    = "other"
 )
 
-// StateCounter counts the inventory by lifecycle state; *store.DB implements it.
+// StateCounter counts the inventory by lifecycle state; *boltstore.DB implements it.
 type StateCounter interface {
 	CountByState(ctx context.Context) (map[store.State]int, error)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/tftp"
 )
 
@@ -289,7 +290,7 @@ func TestRefused(t *testing.T) {
 // BenchmarkScrape is one Prometheus scrape of /metrics over HTTP with 10,000
 // machines in a real bbolt store: the cost of provisiond_machines dominates.
 func BenchmarkScrape(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "provisiond.db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(b.TempDir(), "provisiond.db"), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 )
 
 // sparseLog serves a real store's event log as a backend whose sequence
@@ -21,7 +22,7 @@ import (
 type sparseLog struct {
 	Backend
 	t       *testing.T
-	db      *store.DB
+	db      *boltstore.DB
 	queries int
 }
 
@@ -45,9 +46,9 @@ func (b *sparseLog) Events(ctx context.Context, q store.EventQuery) ([]store.Eve
 // openLog is a store holding n events, appended concurrently so that the
 // store batches them, of the types and machines of kind(i); the store keeps
 // at most maxEvents, trimming the oldest.
-func openLog(t *testing.T, n, maxEvents int, kind func(i int) (typ, mac string)) *store.DB {
+func openLog(t *testing.T, n, maxEvents int, kind func(i int) (typ, mac string)) *boltstore.DB {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{MaxEvents: maxEvents})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "db"), store.Options{MaxEvents: maxEvents})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/boltstore"
 	"github.com/provisiond/provisiond/internal/store/memstore"
 	"github.com/provisiond/provisiond/internal/web"
 	"github.com/provisiond/provisiond/test/bmcsim"
@@ -47,9 +48,9 @@ func startFleet(t testing.TB, extra string) *fleet {
 }
 
 // boltStore is a real bbolt store, for the benchmarks, which measure it.
-func boltStore(t testing.TB) *store.DB {
+func boltStore(t testing.TB) *boltstore.DB {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	db, err := boltstore.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

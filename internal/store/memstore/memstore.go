@@ -232,7 +232,7 @@ func (s *Store) Provisioning(ctx context.Context, key string) (store.Provisionin
 	return s.prov[m.MAC], nil
 }
 
-// CountByState counts the machines in each lifecycle state, like *store.DB's.
+// CountByState counts the machines in each lifecycle state, like *boltstore.DB's.
 func (s *Store) CountByState(ctx context.Context) (map[store.State]int, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

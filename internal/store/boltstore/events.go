@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"bytes"
@@ -9,32 +9,10 @@ import (
 	"math"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
-
-// Event is one entry of the append-only event log.
-type Event struct {
-	Seq     uint64            `json:"seq"`
-	Time    time.Time         `json:"time"`
-	MAC     string            `json:"mac,omitempty"` // canonical; "" for events about no machine
-	Type    string            `json:"type"`
-	Message string            `json:"message,omitempty"`
-	Actor   string            `json:"actor,omitempty"`
-	Fields  map[string]string `json:"fields,omitempty"`
-}
-
-// EventQuery selects events; zero fields do not filter.
-type EventQuery struct {
-	MAC      string    // only this machine's events (any spelling)
-	Since    time.Time // only events at or after Since
-	AfterSeq uint64    // only events with Seq > AfterSeq: resume where a previous page ended
-	// BeforeSeq (0: none) keeps only events with Seq < BeforeSeq: with
-	// Newest, the page older than one that ended at BeforeSeq.
-	BeforeSeq uint64
-	Type      string // only events of this type
-	Limit     int    // at most this many; 0 = all
-	Newest    bool   // newest first, so Limit keeps the latest (a timeline), not the oldest
-}
 
 // ageCheckEvery is how often (in appends) the age cap is checked: it costs a
 // decode of the oldest event, the count cap does not.
@@ -43,16 +21,16 @@ const ageCheckEvery = 64
 // AppendEvent implements Store. It goes through db.Batch so that concurrent
 // appends share fsyncs; the closure is idempotent because NextSequence and the
 // trimming roll back with a failed batch and it overwrites, not accumulates, e.Seq.
-func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
+func (db *DB) AppendEvent(ctx context.Context, e store.Event) (store.Event, error) {
 	if err := ctx.Err(); err != nil {
-		return Event{}, err
+		return store.Event{}, err
 	}
 	e, err := e.Canonical()
 	if err != nil {
-		return Event{}, fmt.Errorf("store: %w", err)
+		return store.Event{}, fmt.Errorf("store: %w", err)
 	}
 	now := db.now()
-	var out Event
+	var out store.Event
 	err = db.bdb.Batch(func(tx *bolt.Tx) error {
 		var err error
 		if out, err = db.appendEvent(tx, e, now); err != nil {
@@ -61,26 +39,26 @@ func (db *DB) AppendEvent(ctx context.Context, e Event) (Event, error) {
 		return bumpRevision(tx)
 	})
 	if err != nil {
-		return Event{}, fmt.Errorf("store: append event %s: %w", e.Type, err)
+		return store.Event{}, fmt.Errorf("store: append event %s: %w", e.Type, err)
 	}
 	return out, nil
 }
 
 // appendEvent stamps e with the next Seq and now, and trims the log. The store
 // stamps the time itself so that age trimming can trust it.
-func (db *DB) appendEvent(tx *bolt.Tx, e Event, now time.Time) (Event, error) {
+func (db *DB) appendEvent(tx *bolt.Tx, e store.Event, now time.Time) (store.Event, error) {
 	b := bucket(tx, bucketEvents)
 	seq, err := b.NextSequence()
 	if err != nil {
-		return Event{}, err
+		return store.Event{}, err
 	}
 	e.Seq, e.Time = seq, now
 	v, err := json.Marshal(e)
 	if err != nil {
-		return Event{}, err
+		return store.Event{}, err
 	}
 	if err := b.Put(seqKey(seq), v); err != nil {
-		return Event{}, err
+		return store.Event{}, err
 	}
 	return e, db.trimEvents(b, seq, now)
 }
@@ -120,7 +98,7 @@ func (db *DB) trimEvents(b *bolt.Bucket, seq uint64, now time.Time) error {
 }
 
 // Events implements Store.
-func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
+func (db *DB) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -132,7 +110,7 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	// checked all the same.
 	var needles [][]byte
 	if q.MAC != "" {
-		mac, err := CanonicalMAC(q.MAC)
+		mac, err := store.CanonicalMAC(q.MAC)
 		if err != nil {
 			return nil, fmt.Errorf("store: events: %w", err)
 		}
@@ -144,7 +122,7 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 		needles = append(needles, append([]byte(`"type":`), t...))
 	}
 	below := func(k []byte) bool { return q.BeforeSeq == 0 || bytes.Compare(k, seqKey(q.BeforeSeq)) < 0 }
-	var es []Event
+	var es []store.Event
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		c := bucket(tx, bucketEvents).Cursor()
 		from := seqKey(q.AfterSeq + 1)
@@ -164,7 +142,7 @@ func (db *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 			if !containsAll(v, needles) {
 				continue
 			}
-			var e Event
+			var e store.Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
 			}

@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
 
-func mustAppend(tb testing.TB, db *DB, e Event) Event {
+func mustAppend(tb testing.TB, db *DB, e store.Event) store.Event {
 	tb.Helper()
 	got, err := db.AppendEvent(context.Background(), e)
 	if err != nil {
@@ -36,11 +38,11 @@ func stepClock(t0 time.Time, step time.Duration) func() time.Time {
 }
 
 func TestAppendEvent(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	before := time.Now()
-	e1 := mustAppend(t, db, Event{MAC: "52-54-00-AB-CD-01", Type: "discovered"})
+	e1 := mustAppend(t, db, store.Event{MAC: "52-54-00-AB-CD-01", Type: "discovered"})
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	e2 := mustAppend(t, db, Event{Type: "reload", Time: at})
+	e2 := mustAppend(t, db, store.Event{Type: "reload", Time: at})
 	for _, tc := range []struct {
 		name string
 		ok   bool
@@ -57,47 +59,47 @@ func TestAppendEvent(t *testing.T) {
 			}
 		})
 	}
-	if _, err := db.AppendEvent(context.Background(), Event{MAC: "nope", Type: "x"}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("bad MAC: err = %v, want ErrInvalid", err)
+	if _, err := db.AppendEvent(context.Background(), store.Event{MAC: "nope", Type: "x"}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("bad MAC: err = %v, want store.ErrInvalid", err)
 	}
 }
 
 func TestEvents(t *testing.T) {
 	t0 := time.Now().UTC().Add(-time.Hour)
-	db := mustOpen(t, Options{Clock: stepClock(t0, time.Minute)})
+	db := mustOpen(t, store.Options{Clock: stepClock(t0, time.Minute)})
 	const other = "52:54:00:00:00:02"
 	// seq: 1 testMAC t0, 2 other t0+1m, 3 testMAC t0+2m, 4 none t0+3m, 5 testMAC t0+4m
 	// types: t u t t u
 	for i, mac := range []string{testMAC, other, testMAC, "", testMAC} {
-		mustAppend(t, db, Event{MAC: mac, Type: []string{"t", "u"}[i%3%2]})
+		mustAppend(t, db, store.Event{MAC: mac, Type: []string{"t", "u"}[i%3%2]})
 	}
 	for _, tc := range []struct {
 		name    string
-		q       EventQuery
+		q       store.EventQuery
 		want    []uint64
 		wantErr error
 	}{
-		{name: "all", q: EventQuery{}, want: []uint64{1, 2, 3, 4, 5}},
-		{name: "by MAC", q: EventQuery{MAC: "52-54-00-ab-cd-01"}, want: []uint64{1, 3, 5}},
-		{name: "by other MAC", q: EventQuery{MAC: other}, want: []uint64{2}},
-		{name: "since is inclusive", q: EventQuery{Since: t0.Add(2 * time.Minute)}, want: []uint64{3, 4, 5}},
-		{name: "after seq", q: EventQuery{AfterSeq: 3}, want: []uint64{4, 5}},
-		{name: "after last seq", q: EventQuery{AfterSeq: 5}},
-		{name: "after max seq", q: EventQuery{AfterSeq: ^uint64(0)}},
-		{name: "limit", q: EventQuery{Limit: 2}, want: []uint64{1, 2}},
-		{name: "combined", q: EventQuery{MAC: testMAC, Since: t0.Add(time.Minute), AfterSeq: 1, Limit: 1}, want: []uint64{3}},
-		{name: "newest first", q: EventQuery{Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
-		{name: "newest of a machine, limited", q: EventQuery{MAC: testMAC, Newest: true, Limit: 2}, want: []uint64{5, 3}},
-		{name: "newest after seq", q: EventQuery{AfterSeq: 3, Newest: true}, want: []uint64{5, 4}},
-		{name: "before seq", q: EventQuery{BeforeSeq: 3}, want: []uint64{1, 2}},
-		{name: "newest before seq: the next older page", q: EventQuery{BeforeSeq: 4, Newest: true, Limit: 2}, want: []uint64{3, 2}},
-		{name: "newest before a seq past the end", q: EventQuery{BeforeSeq: 99, Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
-		{name: "newest before the first", q: EventQuery{BeforeSeq: 1, Newest: true}},
-		{name: "between", q: EventQuery{AfterSeq: 1, BeforeSeq: 5, Newest: true}, want: []uint64{4, 3, 2}},
-		{name: "by type", q: EventQuery{Type: "u"}, want: []uint64{2, 5}},
-		{name: "by type and MAC, newest first", q: EventQuery{Type: "t", MAC: testMAC, Newest: true}, want: []uint64{3, 1}},
-		{name: "unknown MAC", q: EventQuery{MAC: "52:54:00:00:00:99"}},
-		{name: "bad MAC", q: EventQuery{MAC: "nope"}, wantErr: ErrInvalid},
+		{name: "all", q: store.EventQuery{}, want: []uint64{1, 2, 3, 4, 5}},
+		{name: "by MAC", q: store.EventQuery{MAC: "52-54-00-ab-cd-01"}, want: []uint64{1, 3, 5}},
+		{name: "by other MAC", q: store.EventQuery{MAC: other}, want: []uint64{2}},
+		{name: "since is inclusive", q: store.EventQuery{Since: t0.Add(2 * time.Minute)}, want: []uint64{3, 4, 5}},
+		{name: "after seq", q: store.EventQuery{AfterSeq: 3}, want: []uint64{4, 5}},
+		{name: "after last seq", q: store.EventQuery{AfterSeq: 5}},
+		{name: "after max seq", q: store.EventQuery{AfterSeq: ^uint64(0)}},
+		{name: "limit", q: store.EventQuery{Limit: 2}, want: []uint64{1, 2}},
+		{name: "combined", q: store.EventQuery{MAC: testMAC, Since: t0.Add(time.Minute), AfterSeq: 1, Limit: 1}, want: []uint64{3}},
+		{name: "newest first", q: store.EventQuery{Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
+		{name: "newest of a machine, limited", q: store.EventQuery{MAC: testMAC, Newest: true, Limit: 2}, want: []uint64{5, 3}},
+		{name: "newest after seq", q: store.EventQuery{AfterSeq: 3, Newest: true}, want: []uint64{5, 4}},
+		{name: "before seq", q: store.EventQuery{BeforeSeq: 3}, want: []uint64{1, 2}},
+		{name: "newest before seq: the next older page", q: store.EventQuery{BeforeSeq: 4, Newest: true, Limit: 2}, want: []uint64{3, 2}},
+		{name: "newest before a seq past the end", q: store.EventQuery{BeforeSeq: 99, Newest: true}, want: []uint64{5, 4, 3, 2, 1}},
+		{name: "newest before the first", q: store.EventQuery{BeforeSeq: 1, Newest: true}},
+		{name: "between", q: store.EventQuery{AfterSeq: 1, BeforeSeq: 5, Newest: true}, want: []uint64{4, 3, 2}},
+		{name: "by type", q: store.EventQuery{Type: "u"}, want: []uint64{2, 5}},
+		{name: "by type and MAC, newest first", q: store.EventQuery{Type: "t", MAC: testMAC, Newest: true}, want: []uint64{3, 1}},
+		{name: "unknown MAC", q: store.EventQuery{MAC: "52:54:00:00:00:99"}},
+		{name: "bad MAC", q: store.EventQuery{MAC: "nope"}, wantErr: store.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			es, err := db.Events(context.Background(), tc.q)
@@ -117,12 +119,12 @@ func TestEvents(t *testing.T) {
 func TestRevisionPersists(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "provisiond.db")
 	ctx := context.Background()
-	db, err := Open(path, Options{})
+	db, err := Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustSeen(t, db, Machine{MAC: testMAC})
-	mustAppend(t, db, Event{Type: "t"})
+	mustSeen(t, db, store.Machine{MAC: testMAC})
+	mustAppend(t, db, store.Event{Type: "t"})
 	before, err := db.Revision(ctx)
 	if err != nil || before < 2 {
 		t.Fatalf("revision %d, %v after two writes", before, err)
@@ -130,14 +132,14 @@ func TestRevisionPersists(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if db, err = Open(path, Options{}); err != nil {
+	if db, err = Open(path, store.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	if got, err := db.Revision(ctx); got != before || err != nil {
 		t.Fatalf("revision after reopening %d, %v; want %d", got, err, before)
 	}
-	mustSeen(t, db, Machine{MAC: testMAC, Arch: "bios"})
+	mustSeen(t, db, store.Machine{MAC: testMAC, Arch: "bios"})
 	if got, _ := db.Revision(ctx); got <= before {
 		t.Errorf("revision %d after a write; want more than %d", got, before)
 	}
@@ -147,16 +149,16 @@ func TestEventCap(t *testing.T) {
 	old := time.Now().UTC().Add(-2 * time.Hour)
 	for _, tc := range []struct {
 		name    string
-		opts    Options
+		opts    store.Options
 		old     int // events appended first, timestamped 2h ago
 		fresh   int // events appended after, timestamped now
 		wantMax int // the log never holds more than this
 		wantMin int // and the newest ones are kept
 		noOld   bool
 	}{
-		{name: "by count", opts: Options{MaxEvents: 100}, fresh: 300, wantMax: 100, wantMin: 99},
-		{name: "by count, trimming in batches", opts: Options{MaxEvents: 400}, fresh: 1000, wantMax: 400, wantMin: 396},
-		{name: "by age", opts: Options{MaxEventAge: time.Hour}, old: 100, fresh: 2 * ageCheckEvery, wantMax: 2 * ageCheckEvery, wantMin: 2 * ageCheckEvery, noOld: true},
+		{name: "by count", opts: store.Options{MaxEvents: 100}, fresh: 300, wantMax: 100, wantMin: 99},
+		{name: "by count, trimming in batches", opts: store.Options{MaxEvents: 400}, fresh: 1000, wantMax: 400, wantMin: 396},
+		{name: "by age", opts: store.Options{MaxEventAge: time.Hour}, old: 100, fresh: 2 * ageCheckEvery, wantMax: 2 * ageCheckEvery, wantMin: 2 * ageCheckEvery, noOld: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each append waits for an fsync; let them overlap
@@ -168,15 +170,15 @@ func TestEventCap(t *testing.T) {
 				return time.Now()
 			}
 			db := mustOpen(t, tc.opts)
-			var last Event
+			var last store.Event
 			for i := range tc.old + tc.fresh {
-				last = mustAppend(t, db, Event{Type: "t"})
+				last = mustAppend(t, db, store.Event{Type: "t"})
 				appended.Add(1)
 				if n := countEvents(t, db); n > tc.wantMax {
 					t.Fatalf("after %d appends the log holds %d events, cap %d", i+1, n, tc.wantMax)
 				}
 			}
-			es, err := db.Events(context.Background(), EventQuery{})
+			es, err := db.Events(context.Background(), store.EventQuery{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +211,7 @@ func countEvents(tb testing.TB, db *DB) int {
 	return n
 }
 
-func seqs(es []Event) []uint64 {
+func seqs(es []store.Event) []uint64 {
 	var out []uint64
 	for _, e := range es {
 		out = append(out, e.Seq)
@@ -220,7 +222,7 @@ func seqs(es []Event) []uint64 {
 // An event that no longer decodes at the head of the log must not make the age
 // check, and so every 64th append after it, fail.
 func TestEventCapSurvivesUndecodableHead(t *testing.T) {
-	db := mustOpen(t, Options{MaxEventAge: time.Hour})
+	db := mustOpen(t, store.Options{MaxEventAge: time.Hour})
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		b := bucket(tx, bucketEvents)
 		seq, err := b.NextSequence()
@@ -233,7 +235,7 @@ func TestEventCapSurvivesUndecodableHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 * ageCheckEvery {
-		mustAppend(t, db, Event{Type: "t"})
+		mustAppend(t, db, store.Event{Type: "t"})
 	}
 	if n := countEvents(t, db); n != 2*ageCheckEvery {
 		t.Fatalf("%d events; want the %d appended, the undecodable one trimmed", n, 2*ageCheckEvery)

@@ -1,23 +1,25 @@
-package store
+package boltstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	bolt "go.etcd.io/bbolt"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestBindings(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0).UTC()
-	db := mustOpen(t, Options{Clock: func() time.Time { return now }})
+	db := mustOpen(t, store.Options{Clock: func() time.Time { return now }})
 	ctx := context.Background()
-	if _, err := db.IPBinding(ctx, "10.0.0.7"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("binding before any DHCP: %v, want ErrNotFound", err)
+	if _, err := db.IPBinding(ctx, "10.0.0.7"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("binding before any DHCP: %v, want store.ErrNotFound", err)
 	}
-	for _, b := range []Binding{
+	for _, b := range []store.Binding{
 		{MAC: "52-54-00-00-00-01", UUID: "AAAAAAAA-0000-0000-0000-000000000001", IP: "::ffff:10.0.0.7"},
 		{MAC: "52:54:00:00:00:02", IP: "10.0.0.8"},
 		{MAC: "52:54:00:00:00:02", IP: "10.0.0.7"}, // the address moved: the newest claim wins
@@ -34,23 +36,23 @@ func TestBindings(t *testing.T) {
 	if b, err := db.UUIDBinding(ctx, "52:54:00:00:00:01"); err != nil || b.UUID != "aaaaaaaa-0000-0000-0000-000000000001" {
 		t.Errorf("UUIDBinding = %+v, %v; want the canonical UUID", b, err)
 	}
-	if _, err := db.UUIDBinding(ctx, "52:54:00:00:00:02"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("UUIDBinding of a MAC that sent none: %v, want ErrNotFound", err)
+	if _, err := db.UUIDBinding(ctx, "52:54:00:00:00:02"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UUIDBinding of a MAC that sent none: %v, want store.ErrNotFound", err)
 	}
-	for _, bad := range []Binding{{MAC: "nope"}, {MAC: testMAC, IP: "10.0.0.300"}, {MAC: testMAC, UUID: "x"}} {
-		if err := db.Bind(ctx, bad); !errors.Is(err, ErrInvalid) {
-			t.Errorf("Bind(%+v) = %v, want ErrInvalid", bad, err)
+	for _, bad := range []store.Binding{{MAC: "nope"}, {MAC: testMAC, IP: "10.0.0.300"}, {MAC: testMAC, UUID: "x"}} {
+		if err := db.Bind(ctx, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Bind(%+v) = %v, want store.ErrInvalid", bad, err)
 		}
 	}
 }
 
 func TestPruneBindings(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0).UTC()
-	db := mustOpen(t, Options{Clock: func() time.Time { return now }})
+	db := mustOpen(t, store.Options{Clock: func() time.Time { return now }})
 	ctx := context.Background()
 	for i := range 10 {
 		now = now.Add(time.Minute)
-		if err := db.Bind(ctx, Binding{MAC: testMACn(i), UUID: testUUIDn(i), IP: fmt.Sprintf("10.0.0.%d", i)}); err != nil {
+		if err := db.Bind(ctx, store.Binding{MAC: testMACn(i), UUID: testUUIDn(i), IP: fmt.Sprintf("10.0.0.%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,13 +71,13 @@ func TestPruneBindings(t *testing.T) {
 
 func TestPruneDiscovered(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0).UTC()
-	db := mustOpen(t, Options{Clock: func() time.Time { return now }})
+	db := mustOpen(t, store.Options{Clock: func() time.Time { return now }})
 	ctx := context.Background()
 	for i := range 10 {
 		now = now.Add(time.Second)
-		m := Machine{MAC: testMACn(i), UUID: testUUIDn(i)}
+		m := store.Machine{MAC: testMACn(i), UUID: testUUIDn(i)}
 		if i%3 == 0 {
-			m.State = StateReady // claimed by a Machine in Git: never pruned
+			m.State = store.StateReady // claimed by a store.Machine in Git: never pruned
 		}
 		mustSeen(t, db, m)
 	}
@@ -95,7 +97,7 @@ func TestPruneDiscovered(t *testing.T) {
 		t.Fatalf("pruned %v, want %v", got, want)
 	}
 	for _, i := range []int{2, 4} {
-		if _, err := db.Machine(ctx, testUUIDn(i)); !errors.Is(err, ErrNotFound) {
+		if _, err := db.Machine(ctx, testUUIDn(i)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("pruned machine %d still found by UUID: %v", i, err)
 		}
 	}
@@ -115,11 +117,11 @@ func BenchmarkRandomMACs(b *testing.B) {
 		max  int
 	}{{"cap-2000", 2000}, {"no-cap", 0}} {
 		b.Run(tc.name, func(b *testing.B) {
-			db := mustOpen(b, Options{})
+			db := mustOpen(b, store.Options{})
 			ctx := context.Background()
 			i := 0
 			for b.Loop() {
-				mustSeen(b, db, Machine{MAC: testMACn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1"})
+				mustSeen(b, db, store.Machine{MAC: testMACn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1"})
 				i++
 				if tc.max > 0 && i%1000 == 0 {
 					if _, err := db.PruneDiscovered(ctx, tc.max); err != nil {

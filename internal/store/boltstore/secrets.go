@@ -1,9 +1,11 @@
-package store
+package boltstore
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+
+	"github.com/provisiond/provisiond/internal/store"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -40,7 +42,7 @@ func (db *DB) Secret(ctx context.Context, mac, name string) ([]byte, error) {
 	err = db.bdb.View(func(tx *bolt.Tx) error {
 		v := bucket(tx, bucketSecrets).Get(key)
 		if v == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		blob = bytes.Clone(v) // v points into the mmap, which is invalid after the transaction
 		return nil
@@ -63,7 +65,7 @@ func (db *DB) DeleteSecret(ctx context.Context, mac, name string) error {
 	err = db.bdb.Update(func(tx *bolt.Tx) error {
 		b := bucket(tx, bucketSecrets)
 		if b.Get(key) == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		return b.Delete(key)
 	})
@@ -75,12 +77,12 @@ func (db *DB) DeleteSecret(ctx context.Context, mac, name string) error {
 
 // secretKey is "mac/name"; a canonical MAC has fixed length, so the key is unambiguous.
 func secretKey(mac, name string) ([]byte, error) {
-	mac, err := CanonicalMAC(mac)
+	mac, err := store.CanonicalMAC(mac)
 	if err != nil {
 		return nil, err
 	}
 	if name == "" {
-		return nil, fmt.Errorf("empty secret name: %w", ErrInvalid)
+		return nil, fmt.Errorf("empty secret name: %w", store.ErrInvalid)
 	}
 	return []byte(mac + "/" + name), nil
 }

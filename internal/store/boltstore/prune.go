@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -66,21 +68,21 @@ func prune(b *bolt.Bucket, max int, judge func(k, v []byte) (verdict, time.Time)
 // up MACs, and each sighting of a new one would otherwise be a record
 // forever. Machines holding secrets (BMC credentials an operator set) stay.
 // It returns the deleted machines.
-func (db *DB) PruneDiscovered(ctx context.Context, max int) ([]Machine, error) {
+func (db *DB) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []Machine
+	var out []store.Machine
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		out = nil
 		secrets := bucket(tx, bucketSecrets).Cursor()
-		byMAC := map[string]Machine{}
+		byMAC := map[string]store.Machine{}
 		drop, err := prune(bucket(tx, bucketMachines), max, func(k, v []byte) (verdict, time.Time) {
-			if st, ok := recordState(v); ok && st != StateDiscovered {
+			if st, ok := recordState(v); ok && st != store.StateDiscovered {
 				return exempt, time.Time{} // most records: no decoding
 			}
-			var m Machine
-			if json.Unmarshal(v, &m) != nil || m.State != StateDiscovered {
+			var m store.Machine
+			if json.Unmarshal(v, &m) != nil || m.State != store.StateDiscovered {
 				return exempt, time.Time{}
 			}
 			prefix := append(bytes.Clone(k), '/')

@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -22,53 +24,53 @@ const (
 func TestSeen(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		sightings []Machine
-		want      Machine // FirstSeen and LastSeen are checked separately
+		sightings []store.Machine
+		want      store.Machine // FirstSeen and LastSeen are checked separately
 	}{
 		{
 			name:      "insert defaults to discovered",
-			sightings: []Machine{{MAC: "52-54-00-AB-CD-01", Arch: "x86_64"}},
-			want:      Machine{MAC: testMAC, Arch: "x86_64", State: StateDiscovered},
+			sightings: []store.Machine{{MAC: "52-54-00-AB-CD-01", Arch: "x86_64"}},
+			want:      store.Machine{MAC: testMAC, Arch: "x86_64", State: store.StateDiscovered},
 		},
 		{
 			name:      "insert takes the sighting's state",
-			sightings: []Machine{{MAC: testMAC, State: StateReady}},
-			want:      Machine{MAC: testMAC, State: StateReady},
+			sightings: []store.Machine{{MAC: testMAC, State: store.StateReady}},
+			want:      store.Machine{MAC: testMAC, State: store.StateReady},
 		},
 		{
 			name: "update keeps the stored state",
-			sightings: []Machine{
-				{MAC: testMAC, State: StateInstalled},
-				{MAC: testMAC, State: StateDiscovered},
+			sightings: []store.Machine{
+				{MAC: testMAC, State: store.StateInstalled},
+				{MAC: testMAC, State: store.StateDiscovered},
 			},
-			want: Machine{MAC: testMAC, State: StateInstalled},
+			want: store.Machine{MAC: testMAC, State: store.StateInstalled},
 		},
 		{
 			name: "update overwrites non-empty fields",
-			sightings: []Machine{
+			sightings: []store.Machine{
 				{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", Labels: map[string]string{"rack": "r1"}},
 				{MAC: testMAC, Arch: "arm64", LastIP: "10.0.0.6", Name: "node2", Profile: "p2", Labels: map[string]string{"rack": "r2"}},
 			},
-			want: Machine{MAC: testMAC, UUID: testUUID, Arch: "arm64", LastIP: "10.0.0.6", Name: "node2", Profile: "p2", State: StateDiscovered, Labels: map[string]string{"rack": "r2"}},
+			want: store.Machine{MAC: testMAC, UUID: testUUID, Arch: "arm64", LastIP: "10.0.0.6", Name: "node2", Profile: "p2", State: store.StateDiscovered, Labels: map[string]string{"rack": "r2"}},
 		},
 		{
 			name: "update keeps fields the sighting leaves empty",
-			sightings: []Machine{
+			sightings: []store.Machine{
 				{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", Labels: map[string]string{"rack": "r1"}},
 				{MAC: "52:54:00:ab:cd:01"},
 			},
-			want: Machine{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", State: StateDiscovered, Labels: map[string]string{"rack": "r1"}},
+			want: store.Machine{MAC: testMAC, UUID: testUUID, Arch: "x86_64", LastIP: "10.0.0.5", Name: "node1", Profile: "p1", State: store.StateDiscovered, Labels: map[string]string{"rack": "r1"}},
 		},
 		{
 			name:      "UUID is canonicalised",
-			sightings: []Machine{{MAC: testMAC, UUID: "8A0C4F2E1B3D4E5F9A6B7C8D9E0F1A2B"}},
-			want:      Machine{MAC: testMAC, UUID: testUUID, State: StateDiscovered},
+			sightings: []store.Machine{{MAC: testMAC, UUID: "8A0C4F2E1B3D4E5F9A6B7C8D9E0F1A2B"}},
+			want:      store.Machine{MAC: testMAC, UUID: testUUID, State: store.StateDiscovered},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := mustOpen(t, Options{})
-			var first Machine
-			var got Machine
+			db := mustOpen(t, store.Options{})
+			var first store.Machine
+			var got store.Machine
 			for i, s := range tc.sightings {
 				got = mustSeen(t, db, s)
 				if i == 0 {
@@ -100,24 +102,24 @@ func TestSeen(t *testing.T) {
 }
 
 func TestSeenRejects(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	for _, tc := range []struct {
 		name     string
-		sighting Machine
+		sighting store.Machine
 	}{
-		{"no MAC", Machine{}},
-		{"bad MAC", Machine{MAC: "52:54:00:00:00"}},
-		{"bad UUID", Machine{MAC: testMAC, UUID: "not-a-uuid"}},
-		{"unknown state", Machine{MAC: testMAC, State: "exploded"}},
-		{"huge arch", Machine{MAC: testMAC, Arch: strings.Repeat("x", 500<<10)}},
-		{"arch one byte over", Machine{MAC: testMAC, Arch: strings.Repeat("x", MaxArch+1)}},
-		{"last ip not an address", Machine{MAC: testMAC, LastIP: "10.0.0.1; rm -rf"}},
-		{"huge name", Machine{MAC: testMAC, Name: strings.Repeat("n", MaxName+1)}},
-		{"huge label", Machine{MAC: testMAC, Labels: map[string]string{"k": strings.Repeat("v", MaxName+1)}}},
+		{"no MAC", store.Machine{}},
+		{"bad MAC", store.Machine{MAC: "52:54:00:00:00"}},
+		{"bad UUID", store.Machine{MAC: testMAC, UUID: "not-a-uuid"}},
+		{"unknown state", store.Machine{MAC: testMAC, State: "exploded"}},
+		{"huge arch", store.Machine{MAC: testMAC, Arch: strings.Repeat("x", 500<<10)}},
+		{"arch one byte over", store.Machine{MAC: testMAC, Arch: strings.Repeat("x", store.MaxArch+1)}},
+		{"last ip not an address", store.Machine{MAC: testMAC, LastIP: "10.0.0.1; rm -rf"}},
+		{"huge name", store.Machine{MAC: testMAC, Name: strings.Repeat("n", store.MaxName+1)}},
+		{"huge label", store.Machine{MAC: testMAC, Labels: map[string]string{"k": strings.Repeat("v", store.MaxName+1)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := db.Seen(context.Background(), tc.sighting, nil); !errors.Is(err, ErrInvalid) {
-				t.Errorf("err = %v, want ErrInvalid", err)
+			if _, _, err := db.Seen(context.Background(), tc.sighting, nil); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("err = %v, want store.ErrInvalid", err)
 			}
 		})
 	}
@@ -126,9 +128,9 @@ func TestSeenRejects(t *testing.T) {
 // db.Batch may run a closure more than once in one transaction's lifetime;
 // running seen twice must store what running it once does.
 func TestSeenIdempotent(t *testing.T) {
-	db := mustOpen(t, Options{})
-	mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
-	s := Machine{MAC: testMAC, UUID: "00000000-0000-0000-0000-000000000002", Labels: map[string]string{"a": "b"}}
+	db := mustOpen(t, store.Options{})
+	mustSeen(t, db, store.Machine{MAC: testMAC, UUID: testUUID})
+	s := store.Machine{MAC: testMAC, UUID: "00000000-0000-0000-0000-000000000002", Labels: map[string]string{"a": "b"}}
 	now := time.Now().UTC()
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		once, prev, err := seen(tx, s, now)
@@ -158,16 +160,16 @@ func TestSeenIdempotent(t *testing.T) {
 }
 
 func TestMachineLookup(t *testing.T) {
-	db := mustOpen(t, Options{})
-	mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
+	db := mustOpen(t, store.Options{})
+	mustSeen(t, db, store.Machine{MAC: testMAC, UUID: testUUID})
 	// A re-imaged board reporting a new UUID must drop the old index entry.
-	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000a"})
-	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000b"})
+	mustSeen(t, db, store.Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000a"})
+	mustSeen(t, db, store.Machine{MAC: "52:54:00:00:00:02", UUID: "00000000-0000-0000-0000-00000000000b"})
 	// A UUID another MAC has claimed since stays with that MAC when the first
 	// one moves on (NICs of one board share its UUID).
-	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:03", UUID: "00000000-0000-0000-0000-00000000000c"})
-	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:04", UUID: "00000000-0000-0000-0000-00000000000c"})
-	mustSeen(t, db, Machine{MAC: "52:54:00:00:00:03", UUID: "00000000-0000-0000-0000-00000000000d"})
+	mustSeen(t, db, store.Machine{MAC: "52:54:00:00:00:03", UUID: "00000000-0000-0000-0000-00000000000c"})
+	mustSeen(t, db, store.Machine{MAC: "52:54:00:00:00:04", UUID: "00000000-0000-0000-0000-00000000000c"})
+	mustSeen(t, db, store.Machine{MAC: "52:54:00:00:00:03", UUID: "00000000-0000-0000-0000-00000000000d"})
 	for _, tc := range []struct {
 		name    string
 		key     string
@@ -181,11 +183,11 @@ func TestMachineLookup(t *testing.T) {
 		{name: "upper-case UUID", key: "8A0C4F2E-1B3D-4E5F-9A6B-7C8D9E0F1A2B", wantMAC: testMAC},
 		{name: "UUID without hyphens", key: "8a0c4f2e1b3d4e5f9a6b7c8d9e0f1a2b", wantMAC: testMAC},
 		{name: "new UUID", key: "00000000-0000-0000-0000-00000000000b", wantMAC: "52:54:00:00:00:02"},
-		{name: "replaced UUID", key: "00000000-0000-0000-0000-00000000000a", wantErr: ErrNotFound},
+		{name: "replaced UUID", key: "00000000-0000-0000-0000-00000000000a", wantErr: store.ErrNotFound},
 		{name: "UUID claimed by another MAC since", key: "00000000-0000-0000-0000-00000000000c", wantMAC: "52:54:00:00:00:04"},
-		{name: "unknown MAC", key: "52:54:00:00:00:99", wantErr: ErrNotFound},
-		{name: "unknown UUID", key: "ffffffff-0000-0000-0000-000000000000", wantErr: ErrNotFound},
-		{name: "neither", key: "node1", wantErr: ErrInvalid},
+		{name: "unknown MAC", key: "52:54:00:00:00:99", wantErr: store.ErrNotFound},
+		{name: "unknown UUID", key: "ffffffff-0000-0000-0000-000000000000", wantErr: store.ErrNotFound},
+		{name: "neither", key: "node1", wantErr: store.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := db.Machine(context.Background(), tc.key)
@@ -200,9 +202,9 @@ func TestMachineLookup(t *testing.T) {
 }
 
 func TestMachinesOrderedByMAC(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	for _, mac := range []string{"52:54:00:00:00:03", "52:54:00:ab:cd:01", "52:54:00:00:00:02"} {
-		mustSeen(t, db, Machine{MAC: mac})
+		mustSeen(t, db, store.Machine{MAC: mac})
 	}
 	ms, err := db.Machines(context.Background())
 	if err != nil {
@@ -220,42 +222,42 @@ func TestMachinesOrderedByMAC(t *testing.T) {
 
 func TestUpdate(t *testing.T) {
 	errBoom := errors.New("boom")
-	open := func(m *Machine, p *Provisioning) ([]Event, error) {
-		m.State, p.TokenHash = StateProvisioning, "h1"
-		return []Event{{Type: "provisioning", Message: "opened"}}, nil
+	open := func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		m.State, p.TokenHash = store.StateProvisioning, "h1"
+		return []store.Event{{Type: "provisioning", Message: "opened"}}, nil
 	}
 	for _, tc := range []struct {
 		name       string
 		key        string
-		fn         Change
+		fn         store.Change
 		wantErr    error
-		wantState  State  // stored state afterwards
-		wantHash   string // stored token hash afterwards
+		wantState  store.State // stored state afterwards
+		wantHash   string      // stored token hash afterwards
 		wantEvents int
 	}{
-		{name: "nil change", key: testMAC, wantState: StateDiscovered},
-		{name: "state, provisioning and event together", key: testMAC, fn: open, wantState: StateProvisioning, wantHash: "h1", wantEvents: 1},
-		{name: "other MAC spelling", key: "52-54-00-AB-CD-01", fn: open, wantState: StateProvisioning, wantHash: "h1", wantEvents: 1},
-		{name: "by UUID", key: testUUID, fn: open, wantState: StateProvisioning, wantHash: "h1", wantEvents: 1},
-		{name: "error rolls everything back", key: testMAC, fn: func(m *Machine, p *Provisioning) ([]Event, error) {
-			m.State, p.TokenHash = StateInstalled, "leaked"
-			return []Event{{Type: "x"}}, errBoom
-		}, wantErr: errBoom, wantState: StateDiscovered},
-		{name: "renaming is refused", key: testMAC, fn: func(m *Machine, _ *Provisioning) ([]Event, error) {
+		{name: "nil change", key: testMAC, wantState: store.StateDiscovered},
+		{name: "state, provisioning and event together", key: testMAC, fn: open, wantState: store.StateProvisioning, wantHash: "h1", wantEvents: 1},
+		{name: "other MAC spelling", key: "52-54-00-AB-CD-01", fn: open, wantState: store.StateProvisioning, wantHash: "h1", wantEvents: 1},
+		{name: "by UUID", key: testUUID, fn: open, wantState: store.StateProvisioning, wantHash: "h1", wantEvents: 1},
+		{name: "error rolls everything back", key: testMAC, fn: func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+			m.State, p.TokenHash = store.StateInstalled, "leaked"
+			return []store.Event{{Type: "x"}}, errBoom
+		}, wantErr: errBoom, wantState: store.StateDiscovered},
+		{name: "renaming is refused", key: testMAC, fn: func(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
 			m.MAC = "52:54:00:00:00:77"
 			return nil, nil
-		}, wantErr: ErrInvalid, wantState: StateDiscovered},
-		{name: "unknown state is refused", key: testMAC, fn: func(m *Machine, _ *Provisioning) ([]Event, error) {
+		}, wantErr: store.ErrInvalid, wantState: store.StateDiscovered},
+		{name: "unknown state is refused", key: testMAC, fn: func(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
 			m.State = "exploded"
 			return nil, nil
-		}, wantErr: ErrInvalid, wantState: StateDiscovered},
-		{name: "unknown machine", key: "52:54:00:00:00:99", fn: open, wantErr: ErrNotFound, wantState: StateDiscovered},
-		{name: "neither MAC nor UUID", key: "node1", fn: open, wantErr: ErrInvalid, wantState: StateDiscovered},
+		}, wantErr: store.ErrInvalid, wantState: store.StateDiscovered},
+		{name: "unknown machine", key: "52:54:00:00:00:99", fn: open, wantErr: store.ErrNotFound, wantState: store.StateDiscovered},
+		{name: "neither MAC nor UUID", key: "node1", fn: open, wantErr: store.ErrInvalid, wantState: store.StateDiscovered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := mustOpen(t, Options{})
+			db := mustOpen(t, store.Options{})
 			ctx := context.Background()
-			mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
+			mustSeen(t, db, store.Machine{MAC: testMAC, UUID: testUUID})
 			m, _, err := db.Update(ctx, tc.key, tc.fn)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -277,7 +279,7 @@ func TestUpdate(t *testing.T) {
 			if p.TokenHash != tc.wantHash {
 				t.Errorf("stored token hash %q, want %q", p.TokenHash, tc.wantHash)
 			}
-			es, err := db.Events(ctx, EventQuery{MAC: testMAC})
+			es, err := db.Events(ctx, store.EventQuery{MAC: testMAC})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -291,50 +293,53 @@ func TestUpdate(t *testing.T) {
 // A sighting and its Change land in one transaction: the change sees the
 // sighting's fields and the result is what is stored.
 func TestSeenWithChange(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
-	ready := func(m *Machine, _ *Provisioning) ([]Event, error) {
-		if m.Name != "" && m.State == StateDiscovered {
-			m.State = StateReady
-			return []Event{{Type: "ready"}}, nil
+	ready := func(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
+		if m.Name != "" && m.State == store.StateDiscovered {
+			m.State = store.StateReady
+			return []store.Event{{Type: "ready"}}, nil
 		}
 		return nil, nil
 	}
-	if m, _, err := db.Seen(ctx, Machine{MAC: testMAC}, ready); err != nil || m.State != StateDiscovered {
+	if m, _, err := db.Seen(ctx, store.Machine{MAC: testMAC}, ready); err != nil || m.State != store.StateDiscovered {
 		t.Fatalf("unnamed sighting: state %s, err %v; want discovered", m.State, err)
 	}
-	m, _, err := db.Seen(ctx, Machine{MAC: testMAC, Name: "node1"}, ready)
-	if err != nil || m.State != StateReady {
+	m, _, err := db.Seen(ctx, store.Machine{MAC: testMAC, Name: "node1"}, ready)
+	if err != nil || m.State != store.StateReady {
 		t.Fatalf("named sighting: state %s, err %v; want ready", m.State, err)
 	}
-	if stored, _ := db.Machine(ctx, testMAC); stored.State != StateReady {
+	if stored, _ := db.Machine(ctx, testMAC); stored.State != store.StateReady {
 		t.Errorf("stored state %s, want ready", stored.State)
 	}
-	if es, _ := db.Events(ctx, EventQuery{MAC: testMAC}); len(es) != 1 || es[0].Type != "ready" || es[0].MAC != testMAC {
+	if es, _ := db.Events(ctx, store.EventQuery{MAC: testMAC}); len(es) != 1 || es[0].Type != "ready" || es[0].MAC != testMAC {
 		t.Errorf("events %+v, want one ready event for %s", es, testMAC)
 	}
 }
 
 func TestProvisioning(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
-	mustSeen(t, db, Machine{MAC: testMAC, UUID: testUUID})
-	if p, err := db.Provisioning(ctx, testMAC); err != nil || p != (Provisioning{}) {
+	mustSeen(t, db, store.Machine{MAC: testMAC, UUID: testUUID})
+	if p, err := db.Provisioning(ctx, testMAC); err != nil || p != (store.Provisioning{}) {
 		t.Fatalf("before any update: %+v, %v; want zero", p, err)
 	}
-	set := func(_ *Machine, p *Provisioning) ([]Event, error) { p.TokenHash = "h1"; return nil, nil }
+	set := func(_ *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		p.TokenHash = "h1"
+		return nil, nil
+	}
 	if _, _, err := db.Update(ctx, testMAC, set); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name, key string
-		want      Provisioning
+		want      store.Provisioning
 		wantErr   error
 	}{
-		{name: "other MAC spelling", key: "52-54-00-AB-CD-01", want: Provisioning{TokenHash: "h1"}},
-		{name: "by UUID", key: testUUID, want: Provisioning{TokenHash: "h1"}},
-		{name: "unknown machine", key: "52:54:00:00:00:99", wantErr: ErrNotFound},
-		{name: "bad key", key: "x", wantErr: ErrInvalid},
+		{name: "other MAC spelling", key: "52-54-00-AB-CD-01", want: store.Provisioning{TokenHash: "h1"}},
+		{name: "by UUID", key: testUUID, want: store.Provisioning{TokenHash: "h1"}},
+		{name: "unknown machine", key: "52:54:00:00:00:99", wantErr: store.ErrNotFound},
+		{name: "bad key", key: "x", wantErr: store.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := db.Provisioning(ctx, tc.key)
@@ -350,14 +355,14 @@ func TestProvisioning(t *testing.T) {
 
 // Concurrent read-modify-writes through batched transactions lose nothing.
 func TestUpdateConcurrent(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
-	mustSeen(t, db, Machine{MAC: testMAC})
+	mustSeen(t, db, store.Machine{MAC: testMAC})
 	const n = 50
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			_, _, err := db.Update(ctx, testMAC, func(_ *Machine, p *Provisioning) ([]Event, error) {
+			_, _, err := db.Update(ctx, testMAC, func(_ *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 				p.ConfigFetches++
 				return nil, nil
 			})
@@ -379,9 +384,9 @@ func TestUpdateConcurrent(t *testing.T) {
 // Refusals in a batch (an unknown machine, a Change's error) fail their own
 // call only: the batch does not roll back and re-run the others' Changes.
 func TestUpdateRefusalsDoNotRerunTheBatch(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
-	mustSeen(t, db, Machine{MAC: testMAC})
+	mustSeen(t, db, store.Machine{MAC: testMAC})
 	var runs atomic.Int64
 	var wg sync.WaitGroup
 	const n = 64
@@ -389,16 +394,16 @@ func TestUpdateRefusalsDoNotRerunTheBatch(t *testing.T) {
 		wg.Go(func() {
 			switch i % 4 {
 			case 0: // unknown machine
-				if _, _, err := db.Update(ctx, fmt.Sprintf("52:54:00:ff:00:%02x", i), nil); !errors.Is(err, ErrNotFound) {
-					t.Errorf("update of an unknown machine: %v; want ErrNotFound", err)
+				if _, _, err := db.Update(ctx, fmt.Sprintf("52:54:00:ff:00:%02x", i), nil); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("update of an unknown machine: %v; want store.ErrNotFound", err)
 				}
-			case 1: // the Change refuses
-				_, _, err := db.Update(ctx, testMAC, func(*Machine, *Provisioning) ([]Event, error) { return nil, ErrInvalid })
-				if !errors.Is(err, ErrInvalid) {
+			case 1: // the store.Change refuses
+				_, _, err := db.Update(ctx, testMAC, func(*store.Machine, *store.Provisioning) ([]store.Event, error) { return nil, store.ErrInvalid })
+				if !errors.Is(err, store.ErrInvalid) {
 					t.Errorf("refusing change: %v; want its error", err)
 				}
 			default:
-				_, _, err := db.Update(ctx, testMAC, func(_ *Machine, p *Provisioning) ([]Event, error) {
+				_, _, err := db.Update(ctx, testMAC, func(_ *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 					runs.Add(1)
 					p.ConfigFetches++
 					return nil, nil
@@ -417,7 +422,7 @@ func TestUpdateRefusalsDoNotRerunTheBatch(t *testing.T) {
 
 // 10,000 machines discovered at once through batched writes: none may be lost.
 func TestSeenConcurrent(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
 	const machines, workers = 10_000, 64
 	macs := make(chan int)
@@ -425,7 +430,7 @@ func TestSeenConcurrent(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for i := range macs {
-				if _, _, err := db.Seen(ctx, Machine{MAC: testMACn(i), UUID: testUUIDn(i)}, nil); err != nil {
+				if _, _, err := db.Seen(ctx, store.Machine{MAC: testMACn(i), UUID: testUUIDn(i)}, nil); err != nil {
 					t.Error(err)
 				}
 			}

@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"cmp"
@@ -6,117 +6,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
-	"slices"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// State is where a machine is in its lifecycle.
-type State string
-
-// The lifecycle states.
-const (
-	StateDiscovered   State = "discovered"
-	StateReady        State = "ready"
-	StateProvisioning State = "provisioning"
-	StateInstalled    State = "installed"
-	StateWiping       State = "wiping"
-	StateWiped        State = "wiped"
-)
-
-// states are the lifecycle states; States hands out copies.
-var states = [...]State{StateDiscovered, StateReady, StateProvisioning, StateInstalled, StateWiping, StateWiped}
-
-// States lists the lifecycle states in lifecycle order.
-func States() []State { return slices.Clone(states[:]) }
-
-// Valid reports whether s is one of the lifecycle states.
-func (s State) Valid() bool { return slices.Contains(states[:], s) }
-
-// Machine is what provisiond remembers about one machine, keyed by its MAC.
-type Machine struct {
-	MAC       string            `json:"mac"` // canonical: aa:bb:cc:dd:ee:ff
-	UUID      string            `json:"uuid,omitempty"`
-	Arch      string            `json:"arch,omitempty"`
-	LastIP    string            `json:"last_ip,omitempty"`
-	Name      string            `json:"name,omitempty"`    // matched Machine (Git), "" if none
-	Profile   string            `json:"profile,omitempty"` // matched Profile
-	State     State             `json:"state"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	FirstSeen time.Time         `json:"first_seen"`
-	LastSeen  time.Time         `json:"last_seen"`
-	Power     string            `json:"power,omitempty"`   // last state a BMC reported: on, off, unknown
-	PowerAt   time.Time         `json:"power_at,omitzero"` // when it reported it
-}
-
-// Provisioning is a machine's current provisioning round: the session its
-// /ipxe script opened. Only a hash of the session token is kept, so the
-// database never holds a credential a machine could be impersonated with.
-type Provisioning struct {
-	TokenHash     string    `json:"token_hash,omitempty"` // hex SHA-256 of the session token; "" = no open session
-	Profile       string    `json:"profile,omitempty"`    // the profile the session boots
-	IssuedAt      time.Time `json:"issued_at,omitzero"`
-	ConfigServed  time.Time `json:"config_served,omitzero"` // first time the config was served this session
-	ConfigFetches int       `json:"config_fetches,omitempty"`
-	Installed     time.Time `json:"installed,omitzero"` // phone-home of the last session
-}
-
-// Limits on what a sighting may store. Sightings come from unauthenticated
-// requests: without them one request with a 500 KB arch grew the database
-// by megabytes, and every later read of the machine paid for it.
-const (
-	MaxArch   = 64  // "efi-x86_64" and friends, with room to spare
-	MaxName   = 253 // Machine and Profile names, label keys and values: a DNS name's length
-	MaxLabels = 64
-)
-
-// checkSizes refuses a sighting whose fields exceed the limits, or whose
-// LastIP is not an address.
-func (m Machine) checkSizes() error {
-	if len(m.Arch) > MaxArch {
-		return fmt.Errorf("arch of %d bytes, over %d: %w", len(m.Arch), MaxArch, ErrInvalid)
-	}
-	if m.LastIP != "" {
-		if _, err := netip.ParseAddr(m.LastIP); err != nil {
-			return fmt.Errorf("last ip %.64q: %w", m.LastIP, ErrInvalid)
-		}
-	}
-	if len(m.Name) > MaxName || len(m.Profile) > MaxName {
-		return fmt.Errorf("name or profile over %d bytes: %w", MaxName, ErrInvalid)
-	}
-	if len(m.Labels) > MaxLabels {
-		return fmt.Errorf("%d labels, over %d: %w", len(m.Labels), MaxLabels, ErrInvalid)
-	}
-	for k, v := range m.Labels {
-		if len(k) > MaxName || len(v) > MaxName {
-			return fmt.Errorf("label over %d bytes: %w", MaxName, ErrInvalid)
-		}
-	}
-	return nil
-}
-
-// Change edits a machine and its provisioning data inside one transaction and
-// returns the events to append in that same transaction. It may run more than
-// once (a failed batch is retried), so it must compute only from its
-// arguments and whatever it captured before the call.
-type Change func(m *Machine, p *Provisioning) ([]Event, error)
-
 // Seen implements Store. It goes through db.Batch so that a burst of
 // discoveries shares fsyncs; see seen for why that is safe.
-func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisioning, error) {
+func (db *DB) Seen(ctx context.Context, s store.Machine, fn store.Change) (store.Machine, store.Provisioning, error) {
 	if err := ctx.Err(); err != nil {
-		return Machine{}, Provisioning{}, err
+		return store.Machine{}, store.Provisioning{}, err
 	}
 	s, err := s.Sighting()
 	if err != nil {
-		return Machine{}, Provisioning{}, fmt.Errorf("store: %w", err)
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("store: %w", err)
 	}
 	mac := s.MAC
 	now := db.now()
-	var out Machine
-	var prov Provisioning
+	var out store.Machine
+	var prov store.Provisioning
 	err = db.batch(func(tx *bolt.Tx) error {
 		m, prevUUID, err := seen(tx, s, now)
 		if err != nil {
@@ -131,19 +41,19 @@ func (db *DB) Seen(ctx context.Context, s Machine, fn Change) (Machine, Provisio
 		return bumpRevision(tx)
 	})
 	if err != nil {
-		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("store: machine %s: %w", mac, err)
 	}
 	return out, prov, nil
 }
 
 // Update implements Store. Batch, like Seen: Change is required to be safe to re-run.
-func (db *DB) Update(ctx context.Context, key string, fn Change) (Machine, Provisioning, error) {
+func (db *DB) Update(ctx context.Context, key string, fn store.Change) (store.Machine, store.Provisioning, error) {
 	if err := ctx.Err(); err != nil {
-		return Machine{}, Provisioning{}, err
+		return store.Machine{}, store.Provisioning{}, err
 	}
 	now := db.now()
-	var out Machine
-	var prov Provisioning
+	var out store.Machine
+	var prov store.Provisioning
 	err := db.batch(func(tx *bolt.Tx) error {
 		mac, err := resolve(tx, key)
 		if err != nil {
@@ -159,7 +69,7 @@ func (db *DB) Update(ctx context.Context, key string, fn Change) (Machine, Provi
 		return bumpRevision(tx)
 	})
 	if err != nil {
-		return Machine{}, Provisioning{}, fmt.Errorf("store: machine %s: %w", key, err)
+		return store.Machine{}, store.Provisioning{}, fmt.Errorf("store: machine %s: %w", key, err)
 	}
 	return out, prov, nil
 }
@@ -192,10 +102,10 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 // apply runs fn on m and its provisioning data and writes what it changed,
 // with its events, in tx. fn may not rename the machine or give it an
 // unknown state.
-func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, Provisioning, error) {
+func (db *DB) apply(tx *bolt.Tx, m store.Machine, fn store.Change, now time.Time) (store.Machine, store.Provisioning, error) {
 	p, err := getProvisioning(tx, m.MAC)
 	if err != nil {
-		return Machine{}, Provisioning{}, err
+		return store.Machine{}, store.Provisioning{}, err
 	}
 	if fn == nil {
 		return m, p, putMachine(tx, m)
@@ -203,21 +113,21 @@ func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, 
 	mac := m.MAC
 	events, err := fn(&m, &p)
 	if err != nil {
-		return Machine{}, Provisioning{}, refused{err}
+		return store.Machine{}, store.Provisioning{}, refused{err}
 	}
-	if err := CheckChange(mac, m); err != nil {
-		return Machine{}, Provisioning{}, refused{err}
+	if err := store.CheckChange(mac, m); err != nil {
+		return store.Machine{}, store.Provisioning{}, refused{err}
 	}
 	if err := putMachine(tx, m); err != nil {
-		return Machine{}, Provisioning{}, err
+		return store.Machine{}, store.Provisioning{}, err
 	}
 	if err := putProvisioning(tx, mac, p); err != nil {
-		return Machine{}, Provisioning{}, err
+		return store.Machine{}, store.Provisioning{}, err
 	}
 	for _, e := range events {
 		e.MAC = mac
 		if _, err := db.appendEvent(tx, e, now); err != nil {
-			return Machine{}, Provisioning{}, err
+			return store.Machine{}, store.Provisioning{}, err
 		}
 	}
 	return m, p, nil
@@ -228,10 +138,10 @@ func (db *DB) apply(tx *bolt.Tx, m Machine, fn Change, now time.Time) (Machine, 
 // writes both. db.Batch may run it more than once (a rolled-back batch is
 // retried); it is idempotent because it reads the current record, leaves s
 // untouched and returns its result rather than accumulating it.
-func seen(tx *bolt.Tx, s Machine, now time.Time) (m Machine, prevUUID string, err error) {
+func seen(tx *bolt.Tx, s store.Machine, now time.Time) (m store.Machine, prevUUID string, err error) {
 	m, err = getMachine(tx, s.MAC)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Machine{}, "", err
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Machine{}, "", err
 	}
 	return m.Merge(s, now), m.UUID, nil
 }
@@ -261,11 +171,11 @@ func unindexUUID(tx *bolt.Tx, uuid, mac string) error {
 }
 
 // Machine implements Store.
-func (db *DB) Machine(ctx context.Context, key string) (Machine, error) {
+func (db *DB) Machine(ctx context.Context, key string) (store.Machine, error) {
 	if err := ctx.Err(); err != nil {
-		return Machine{}, err
+		return store.Machine{}, err
 	}
-	var m Machine
+	var m store.Machine
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		mac, err := resolve(tx, key)
 		if err != nil {
@@ -275,36 +185,36 @@ func (db *DB) Machine(ctx context.Context, key string) (Machine, error) {
 		return err
 	})
 	if err != nil {
-		return Machine{}, fmt.Errorf("store: machine %s: %w", key, err)
+		return store.Machine{}, fmt.Errorf("store: machine %s: %w", key, err)
 	}
 	return m, nil
 }
 
 // resolve turns a MAC or UUID in any spelling into the canonical MAC key.
 func resolve(tx *bolt.Tx, key string) (string, error) {
-	if mac, err := CanonicalMAC(key); err == nil {
+	if mac, err := store.CanonicalMAC(key); err == nil {
 		return mac, nil
 	}
-	uuid, err := CanonicalUUID(key)
+	uuid, err := store.CanonicalUUID(key)
 	if err != nil {
-		return "", fmt.Errorf("neither a MAC nor a UUID: %w", ErrInvalid)
+		return "", fmt.Errorf("neither a MAC nor a UUID: %w", store.ErrInvalid)
 	}
 	mac := bucket(tx, bucketUUIDs).Get([]byte(uuid))
 	if mac == nil {
-		return "", ErrNotFound
+		return "", store.ErrNotFound
 	}
 	return string(mac), nil // string() copies out of the mmap
 }
 
 // Machines implements Store.
-func (db *DB) Machines(ctx context.Context) ([]Machine, error) {
+func (db *DB) Machines(ctx context.Context) ([]store.Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var ms []Machine
+	var ms []store.Machine
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		return bucket(tx, bucketMachines).ForEach(func(k, v []byte) error {
-			var m Machine
+			var m store.Machine
 			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("decode machine %s: %w", k, err)
 			}
@@ -319,29 +229,29 @@ func (db *DB) Machines(ctx context.Context) ([]Machine, error) {
 }
 
 // Provisioning implements Store.
-func (db *DB) Provisioning(ctx context.Context, key string) (Provisioning, error) {
+func (db *DB) Provisioning(ctx context.Context, key string) (store.Provisioning, error) {
 	if err := ctx.Err(); err != nil {
-		return Provisioning{}, err
+		return store.Provisioning{}, err
 	}
-	var p Provisioning
+	var p store.Provisioning
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		mac, err := resolve(tx, key)
 		if err != nil {
 			return err
 		}
 		if bucket(tx, bucketMachines).Get([]byte(mac)) == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		p, err = getProvisioning(tx, mac)
 		return err
 	})
 	if err != nil {
-		return Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", key, err)
+		return store.Provisioning{}, fmt.Errorf("store: machine %s: provisioning: %w", key, err)
 	}
 	return p, nil
 }
 
-func putProvisioning(tx *bolt.Tx, mac string, p Provisioning) error {
+func putProvisioning(tx *bolt.Tx, mac string, p store.Provisioning) error {
 	v, err := json.Marshal(p)
 	if err != nil {
 		return err
@@ -350,8 +260,8 @@ func putProvisioning(tx *bolt.Tx, mac string, p Provisioning) error {
 }
 
 // getProvisioning returns the zero value for a machine with no data yet.
-func getProvisioning(tx *bolt.Tx, mac string) (Provisioning, error) {
-	var p Provisioning
+func getProvisioning(tx *bolt.Tx, mac string) (store.Provisioning, error) {
+	var p store.Provisioning
 	v := bucket(tx, bucketProvisioning).Get([]byte(mac))
 	if v == nil {
 		return p, nil
@@ -364,11 +274,11 @@ func getProvisioning(tx *bolt.Tx, mac string) (Provisioning, error) {
 
 // getMachine decodes the record for a canonical MAC; decoding copies it out of
 // the mmap, so the result outlives the transaction.
-func getMachine(tx *bolt.Tx, mac string) (Machine, error) {
-	var m Machine
+func getMachine(tx *bolt.Tx, mac string) (store.Machine, error) {
+	var m store.Machine
 	v := bucket(tx, bucketMachines).Get([]byte(mac))
 	if v == nil {
-		return m, ErrNotFound
+		return m, store.ErrNotFound
 	}
 	if err := json.Unmarshal(v, &m); err != nil {
 		return m, fmt.Errorf("decode machine: %w", err)
@@ -376,7 +286,7 @@ func getMachine(tx *bolt.Tx, mac string) (Machine, error) {
 	return m, nil
 }
 
-func putMachine(tx *bolt.Tx, m Machine) error {
+func putMachine(tx *bolt.Tx, m store.Machine) error {
 	v, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -388,18 +298,18 @@ func putMachine(tx *bolt.Tx, m Machine) error {
 // scraped every few seconds. It reads each record's state and nothing else:
 // decoding whole records (Machines) costs ~6 µs each, 60 ms a scrape at
 // 10,000 machines; this ~0.25 µs.
-func (db *DB) CountByState(ctx context.Context) (map[State]int, error) {
+func (db *DB) CountByState(ctx context.Context) (map[store.State]int, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	counts := map[State]int{}
+	counts := map[store.State]int{}
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		return bucket(tx, bucketMachines).ForEach(func(k, v []byte) error {
 			st, ok := recordState(v)
 			if !ok {
 				// Not as putMachine writes it: let the decoder judge.
 				var m struct {
-					State State `json:"state"`
+					State store.State `json:"state"`
 				}
 				if err := json.Unmarshal(v, &m); err != nil {
 					return fmt.Errorf("decode machine %s: %w", k, err)
@@ -419,7 +329,7 @@ func (db *DB) CountByState(ctx context.Context) (map[State]int, error) {
 // recordState reads the top-level "state" of a machine record as json.Marshal
 // writes it (no whitespace), stepping over the other members without decoding
 // them. ok is false for anything else, and the caller decodes properly.
-func recordState(v []byte) (State, bool) {
+func recordState(v []byte) (store.State, bool) {
 	if len(v) < 2 || v[0] != '{' {
 		return "", false
 	}
@@ -435,7 +345,7 @@ func recordState(v []byte) (State, bool) {
 			if end < 0 {
 				return "", false
 			}
-			for _, st := range states {
+			for _, st := range store.States() {
 				if string(v[i+1:end-1]) == string(st) {
 					return st, true
 				}

@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -7,16 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
 
 func TestCountByState(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
-	want := map[State]int{}
-	for i, st := range []State{StateDiscovered, StateReady, StateReady, StateProvisioning, StateInstalled, StateInstalled, StateInstalled, StateWiping, StateWiped} {
-		mustSeen(t, db, Machine{MAC: testMACn(i), UUID: testUUIDn(i), Name: `tricky ","state":"wiped`, Labels: map[string]string{"state": "wiped"}})
-		if _, _, err := db.Update(ctx, testMACn(i), func(m *Machine, _ *Provisioning) ([]Event, error) {
+	want := map[store.State]int{}
+	for i, st := range []store.State{store.StateDiscovered, store.StateReady, store.StateReady, store.StateProvisioning, store.StateInstalled, store.StateInstalled, store.StateInstalled, store.StateWiping, store.StateWiped} {
+		mustSeen(t, db, store.Machine{MAC: testMACn(i), UUID: testUUIDn(i), Name: `tricky ","state":"wiped`, Labels: map[string]string{"state": "wiped"}})
+		if _, _, err := db.Update(ctx, testMACn(i), func(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
 			m.State = st
 			return nil, nil
 		}); err != nil {
@@ -31,7 +33,7 @@ func TestCountByState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want[StateReady]++
+	want[store.StateReady]++
 	got, err := db.CountByState(ctx)
 	if err != nil || !maps.Equal(got, want) {
 		t.Fatalf("CountByState = %v, %v; want %v", got, err, want)
@@ -50,12 +52,12 @@ func TestRecordState(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   string
-		want State
+		want store.State
 		ok   bool
 	}{
-		{"as written", `{"mac":"a","name":"n","state":"installed","labels":{"state":"wiped"}}`, StateInstalled, true},
-		{"escaped quotes before", `{"mac":"a","name":"x\",\"state\":\"wiped\\\\","state":"ready"}`, StateReady, true},
-		{"nested objects and arrays", `{"a":{"b":[1,{"state":"wiped"}],"c":"}"},"n":12.5,"t":true,"z":null,"state":"wiping"}`, StateWiping, true},
+		{"as written", `{"mac":"a","name":"n","state":"installed","labels":{"state":"wiped"}}`, store.StateInstalled, true},
+		{"escaped quotes before", `{"mac":"a","name":"x\",\"state\":\"wiped\\\\","state":"ready"}`, store.StateReady, true},
+		{"nested objects and arrays", `{"a":{"b":[1,{"state":"wiped"}],"c":"}"},"n":12.5,"t":true,"z":null,"state":"wiping"}`, store.StateWiping, true},
 		{"whitespace", `{ "state": "ready" }`, "", false},
 		{"no state", `{"mac":"a"}`, "", false},
 		{"unknown state", `{"state":"lost"}`, "", false},
@@ -78,8 +80,9 @@ func FuzzRecordState(f *testing.F) {
 	f.Add("n1", "rack", "r1", "p", 2)
 	f.Add(`","state":"wiped`, "state", `\"wiped"}`, `{[`, 5)
 	f.Fuzz(func(t *testing.T, name, key, value, profile string, s int) {
+		states := store.States()
 		st := states[uint(s)%uint(len(states))]
-		m := Machine{MAC: "52:54:00:00:00:01", UUID: name, Arch: value, LastIP: key, Name: name, Profile: profile,
+		m := store.Machine{MAC: "52:54:00:00:00:01", UUID: name, Arch: value, LastIP: key, Name: name, Profile: profile,
 			State: st, Labels: map[string]string{key: value, "state": name}, FirstSeen: time.Unix(1, 0), Power: value}
 		v, err := json.Marshal(m)
 		if err != nil {
@@ -94,11 +97,11 @@ func FuzzRecordState(f *testing.F) {
 // BenchmarkCountByState is the store's part of a /metrics scrape at 10,000
 // machines, beside decoding every record as Machines does.
 func BenchmarkCountByState(b *testing.B) {
-	db := mustOpen(b, Options{})
+	db := mustOpen(b, store.Options{})
 	now := time.Now().UTC()
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		for i := range 10_000 {
-			s := Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1", Name: "worker", Profile: "flatcar-worker", Labels: map[string]string{"rack": "r1"}}
+			s := store.Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1", Name: "worker", Profile: "flatcar-worker", Labels: map[string]string{"rack": "r1"}}
 			m, prev, err := seen(tx, s, now)
 			if err != nil {
 				return err
@@ -135,9 +138,9 @@ func BenchmarkCountByState(b *testing.B) {
 }
 
 func TestStates(t *testing.T) {
-	all := States()
+	all := store.States()
 	if len(all) != 6 {
-		t.Fatalf("States() = %v", all)
+		t.Fatalf("store.States() = %v", all)
 	}
 	for _, st := range all {
 		if !st.Valid() {
@@ -145,7 +148,7 @@ func TestStates(t *testing.T) {
 		}
 	}
 	all[0] = "changed"
-	if States()[0] != StateDiscovered {
-		t.Error("States() hands out its own array")
+	if store.States()[0] != store.StateDiscovered {
+		t.Error("store.States() hands out its own array")
 	}
 }

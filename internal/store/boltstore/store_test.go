@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
 
 // mustOpen opens a fresh DB under tb.TempDir() and closes it at cleanup, like
 // bbolt's btesting.MustCreateDB.
-func mustOpen(tb testing.TB, opts Options) *DB {
+func mustOpen(tb testing.TB, opts store.Options) *DB {
 	tb.Helper()
 	db, err := Open(filepath.Join(tb.TempDir(), "data", "provisiond.db"), opts)
 	if err != nil {
@@ -29,7 +31,7 @@ func mustOpen(tb testing.TB, opts Options) *DB {
 }
 
 // mustSeen records a sighting or fails the test.
-func mustSeen(tb testing.TB, db *DB, m Machine) Machine {
+func mustSeen(tb testing.TB, db *DB, m store.Machine) store.Machine {
 	tb.Helper()
 	got, _, err := db.Seen(context.Background(), m, nil)
 	if err != nil {
@@ -40,11 +42,11 @@ func mustSeen(tb testing.TB, db *DB, m Machine) Machine {
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "data", "provisiond.db")
-	db, err := Open(path, Options{})
+	db, err := Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustSeen(t, db, Machine{MAC: "52:54:00:ab:cd:01"})
+	mustSeen(t, db, store.Machine{MAC: "52:54:00:ab:cd:01"})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 	}
 
 	// Reopening finds the data and the schema stamp.
-	db, err = Open(path, Options{})
+	db, err = Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,19 +91,19 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 
 func TestOpenLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "provisiond.db")
-	first, err := Open(path, Options{})
+	first, err := Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
 
-	second, err := Open(path, Options{Timeout: 100 * time.Millisecond})
+	second, err := Open(path, store.Options{Timeout: 100 * time.Millisecond})
 	if err == nil {
 		second.Close()
 		t.Fatal("second Open succeeded while the first holds the lock")
 	}
-	if !errors.Is(err, ErrLocked) {
-		t.Fatalf("err = %v, want ErrLocked", err)
+	if !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("err = %v, want store.ErrLocked", err)
 	}
 	want := "open store " + path + ": locked by another process (is another provisiond running on this data dir?)"
 	if err.Error() != want {
@@ -111,7 +113,7 @@ func TestOpenLocked(t *testing.T) {
 
 func TestOpenSchemaTooNew(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "provisiond.db")
-	db, err := Open(path, Options{})
+	db, err := Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,12 +127,12 @@ func TestOpenSchemaTooNew(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db, err = Open(path, Options{})
-	if !errors.Is(err, ErrSchemaTooNew) {
+	db, err = Open(path, store.Options{})
+	if !errors.Is(err, store.ErrSchemaTooNew) {
 		if err == nil {
 			db.Close()
 		}
-		t.Fatalf("err = %v, want ErrSchemaTooNew", err)
+		t.Fatalf("err = %v, want store.ErrSchemaTooNew", err)
 	}
 	if !strings.Contains(err.Error(), "schema version 99") {
 		t.Errorf("err = %q, want it to name the version found", err)
@@ -154,23 +156,23 @@ func TestOpenSchemaTooNew(t *testing.T) {
 }
 
 func TestContextCanceled(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	const mac = "52:54:00:ab:cd:01"
-	mustSeen(t, db, Machine{MAC: mac})
+	mustSeen(t, db, store.Machine{MAC: mac})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	noop := func(*Machine, *Provisioning) ([]Event, error) { return nil, nil }
+	noop := func(*store.Machine, *store.Provisioning) ([]store.Event, error) { return nil, nil }
 	for _, tc := range []struct {
 		name string
 		call func() error
 	}{
-		{"Seen", func() error { _, _, err := db.Seen(ctx, Machine{MAC: mac}, nil); return err }},
+		{"Seen", func() error { _, _, err := db.Seen(ctx, store.Machine{MAC: mac}, nil); return err }},
 		{"Update", func() error { _, _, err := db.Update(ctx, mac, noop); return err }},
-		{"Machine", func() error { _, err := db.Machine(ctx, mac); return err }},
+		{"store.Machine", func() error { _, err := db.Machine(ctx, mac); return err }},
 		{"Machines", func() error { _, err := db.Machines(ctx); return err }},
-		{"Provisioning", func() error { _, err := db.Provisioning(ctx, mac); return err }},
-		{"AppendEvent", func() error { _, err := db.AppendEvent(ctx, Event{Type: "x"}); return err }},
-		{"Events", func() error { _, err := db.Events(ctx, EventQuery{}); return err }},
+		{"store.Provisioning", func() error { _, err := db.Provisioning(ctx, mac); return err }},
+		{"AppendEvent", func() error { _, err := db.AppendEvent(ctx, store.Event{Type: "x"}); return err }},
+		{"Events", func() error { _, err := db.Events(ctx, store.EventQuery{}); return err }},
 		{"PutSecret", func() error { return db.PutSecret(ctx, mac, "bmc", []byte("x")) }},
 		{"Secret", func() error { _, err := db.Secret(ctx, mac, "bmc"); return err }},
 		{"DeleteSecret", func() error { return db.DeleteSecret(ctx, mac, "bmc") }},
@@ -184,7 +186,7 @@ func TestContextCanceled(t *testing.T) {
 }
 
 func TestSecrets(t *testing.T) {
-	db := mustOpen(t, Options{})
+	db := mustOpen(t, store.Options{})
 	ctx := context.Background()
 	if err := db.PutSecret(ctx, "52-54-00-AB-CD-01", "bmc", []byte("sealed")); err != nil {
 		t.Fatal(err)
@@ -199,10 +201,10 @@ func TestSecrets(t *testing.T) {
 	}{
 		{name: "other MAC spelling", mac: "525400ABCD01", secret: "bmc", want: "sealed"},
 		{name: "empty blob", mac: "52:54:00:ab:cd:01", secret: "empty", want: ""},
-		{name: "unknown name", mac: "52:54:00:ab:cd:01", secret: "nope", wantErr: ErrNotFound},
-		{name: "unknown MAC", mac: "52:54:00:00:00:02", secret: "bmc", wantErr: ErrNotFound},
-		{name: "empty name", mac: "52:54:00:ab:cd:01", secret: "", wantErr: ErrInvalid},
-		{name: "bad MAC", mac: "nope", secret: "bmc", wantErr: ErrInvalid},
+		{name: "unknown name", mac: "52:54:00:ab:cd:01", secret: "nope", wantErr: store.ErrNotFound},
+		{name: "unknown MAC", mac: "52:54:00:00:00:02", secret: "bmc", wantErr: store.ErrNotFound},
+		{name: "empty name", mac: "52:54:00:ab:cd:01", secret: "", wantErr: store.ErrInvalid},
+		{name: "bad MAC", mac: "nope", secret: "bmc", wantErr: store.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := db.Secret(ctx, tc.mac, tc.secret)
@@ -217,10 +219,10 @@ func TestSecrets(t *testing.T) {
 	if err := db.DeleteSecret(ctx, "525400abcd01", "bmc"); err != nil {
 		t.Fatalf("DeleteSecret: %v", err)
 	}
-	if _, err := db.Secret(ctx, "52:54:00:ab:cd:01", "bmc"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Secret after delete: err = %v, want ErrNotFound", err)
+	if _, err := db.Secret(ctx, "52:54:00:ab:cd:01", "bmc"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Secret after delete: err = %v, want store.ErrNotFound", err)
 	}
-	if err := db.DeleteSecret(ctx, "52:54:00:ab:cd:01", "bmc"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("second DeleteSecret: err = %v, want ErrNotFound", err)
+	if err := db.DeleteSecret(ctx, "52:54:00:ab:cd:01", "bmc"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second DeleteSecret: err = %v, want store.ErrNotFound", err)
 	}
 }

@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -7,35 +7,25 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
-
-// Binding is what one DHCP packet showed provisiond about a client: the
-// machine with MAC sent UUID (option 97) and uses address IP (option 50,
-// ciaddr or the source of its boot-server request). Either of UUID and IP
-// may be empty. Bindings, unlike requests, are observations: the boot core
-// trusts a requester only as far as they reach.
-type Binding struct {
-	MAC  string    `json:"mac"`
-	UUID string    `json:"uuid,omitempty"`
-	IP   string    `json:"ip,omitempty"`
-	Seen time.Time `json:"seen"`
-}
 
 // Bind records b: b.IP now belongs to b.MAC (the newest claim of an address
 // wins) and b.MAC sent b.UUID (the newest UUID of a MAC wins). Seen is set
 // by the store.
-func (db *DB) Bind(ctx context.Context, b Binding) error {
+func (db *DB) Bind(ctx context.Context, b store.Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mac, err := CanonicalMAC(b.MAC)
+	mac, err := store.CanonicalMAC(b.MAC)
 	if err != nil {
 		return fmt.Errorf("store: bind: %w", err)
 	}
 	b.MAC, b.Seen = mac, db.now()
 	if b.UUID != "" {
-		if b.UUID, err = CanonicalUUID(b.UUID); err != nil {
+		if b.UUID, err = store.CanonicalUUID(b.UUID); err != nil {
 			return fmt.Errorf("store: bind %s: %w", mac, err)
 		}
 	}
@@ -43,18 +33,18 @@ func (db *DB) Bind(ctx context.Context, b Binding) error {
 	if b.IP != "" {
 		a, err := netip.ParseAddr(b.IP)
 		if err != nil {
-			return fmt.Errorf("store: bind %s: ip %q: %w", mac, b.IP, ErrInvalid)
+			return fmt.Errorf("store: bind %s: ip %q: %w", mac, b.IP, store.ErrInvalid)
 		}
 		ip = a.Unmap().String()
 	}
 	err = db.batch(func(tx *bolt.Tx) error {
 		if ip != "" {
-			if err := putBinding(tx, bucketBindIP, ip, Binding{MAC: mac, IP: ip, Seen: b.Seen}); err != nil {
+			if err := putBinding(tx, bucketBindIP, ip, store.Binding{MAC: mac, IP: ip, Seen: b.Seen}); err != nil {
 				return err
 			}
 		}
 		if b.UUID != "" {
-			return putBinding(tx, bucketBindMAC, mac, Binding{MAC: mac, UUID: b.UUID, Seen: b.Seen})
+			return putBinding(tx, bucketBindMAC, mac, store.Binding{MAC: mac, UUID: b.UUID, Seen: b.Seen})
 		}
 		return nil
 	})
@@ -66,37 +56,37 @@ func (db *DB) Bind(ctx context.Context, b Binding) error {
 
 // IPBinding returns the binding of address ip: the MAC that last claimed it.
 // ErrNotFound if no DHCP packet has shown it (or it was pruned).
-func (db *DB) IPBinding(ctx context.Context, ip string) (Binding, error) {
+func (db *DB) IPBinding(ctx context.Context, ip string) (store.Binding, error) {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return Binding{}, fmt.Errorf("store: binding of %q: %w", ip, ErrInvalid)
+		return store.Binding{}, fmt.Errorf("store: binding of %q: %w", ip, store.ErrInvalid)
 	}
 	return db.binding(ctx, bucketBindIP, a.Unmap().String())
 }
 
 // UUIDBinding returns the UUID that mac last sent in DHCP. ErrNotFound if none.
-func (db *DB) UUIDBinding(ctx context.Context, mac string) (Binding, error) {
-	m, err := CanonicalMAC(mac)
+func (db *DB) UUIDBinding(ctx context.Context, mac string) (store.Binding, error) {
+	m, err := store.CanonicalMAC(mac)
 	if err != nil {
-		return Binding{}, fmt.Errorf("store: binding of %q: %w", mac, err)
+		return store.Binding{}, fmt.Errorf("store: binding of %q: %w", mac, err)
 	}
 	return db.binding(ctx, bucketBindMAC, m)
 }
 
-func (db *DB) binding(ctx context.Context, name, key string) (Binding, error) {
+func (db *DB) binding(ctx context.Context, name, key string) (store.Binding, error) {
 	if err := ctx.Err(); err != nil {
-		return Binding{}, err
+		return store.Binding{}, err
 	}
-	var b Binding
+	var b store.Binding
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		v := bucket(tx, name).Get([]byte(key))
 		if v == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		return json.Unmarshal(v, &b)
 	})
 	if err != nil {
-		return Binding{}, fmt.Errorf("store: binding of %s: %w", key, err)
+		return store.Binding{}, fmt.Errorf("store: binding of %s: %w", key, err)
 	}
 	return b, nil
 }
@@ -114,7 +104,7 @@ func (db *DB) PruneBindings(ctx context.Context, cutoff time.Time, max int) (int
 		deleted = 0
 		for _, name := range [...]string{bucketBindIP, bucketBindMAC} {
 			drop, err := prune(bucket(tx, name), max, func(_, v []byte) (verdict, time.Time) {
-				var b Binding
+				var b store.Binding
 				if json.Unmarshal(v, &b) != nil || b.Seen.Before(cutoff) {
 					return expired, time.Time{}
 				}
@@ -133,7 +123,7 @@ func (db *DB) PruneBindings(ctx context.Context, cutoff time.Time, max int) (int
 	return deleted, nil
 }
 
-func putBinding(tx *bolt.Tx, name, key string, b Binding) error {
+func putBinding(tx *bolt.Tx, name, key string, b store.Binding) error {
 	v, err := json.Marshal(b)
 	if err != nil {
 		return err

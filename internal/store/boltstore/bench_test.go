@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -6,13 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkSeenParallel measures discovery throughput: each op is one durable
 // sighting of a new machine, concurrent callers sharing fsyncs through db.Batch.
 func BenchmarkSeenParallel(b *testing.B) {
-	db := mustOpen(b, Options{})
+	db := mustOpen(b, store.Options{})
 	ctx := context.Background()
 	var next atomic.Int64
 	b.ReportAllocs()
@@ -20,7 +22,7 @@ func BenchmarkSeenParallel(b *testing.B) {
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := db.Seen(ctx, Machine{MAC: testMACn(int(next.Add(1))), Arch: "x86_64"}, nil); err != nil {
+			if _, _, err := db.Seen(ctx, store.Machine{MAC: testMACn(int(next.Add(1))), Arch: "x86_64"}, nil); err != nil {
 				b.Error(err)
 				return
 			}
@@ -30,12 +32,12 @@ func BenchmarkSeenParallel(b *testing.B) {
 
 // BenchmarkMachineLookup measures the per-request read path over 10,000 machines.
 func BenchmarkMachineLookup(b *testing.B) {
-	db := mustOpen(b, Options{})
+	db := mustOpen(b, store.Options{})
 	const machines = 10_000
 	now := time.Now().UTC()
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		for i := range machines {
-			s := Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "x86_64", Labels: map[string]string{"rack": "r1"}}
+			s := store.Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "x86_64", Labels: map[string]string{"rack": "r1"}}
 			m, prev, err := seen(tx, s, now)
 			if err != nil {
 				return err
