@@ -32,12 +32,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/boot
 
 # Figures for the closing notes: Go benchmarks, then wrk against a generated
-# 10,000-machine profiles directory.
+# 10,000-machine profiles directory (beside matchbox), then a boot storm on a
+# 3-member etcd beside bbolt, with an etcd leader change and an instance joining.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/profiles ./internal/boot ./internal/metrics
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./internal/web
 	./scripts/bench-http.sh
 	./scripts/bench-tftp.sh
+	./scripts/bench-cluster.sh
 
 # A CycloneDX SBOM (JSON) of the modules compiled into bin/provisiond, for the
 # same CGO_ENABLED=0 build. cyclonedx-gomod is built at a pinned version in a

@@ -11,7 +11,6 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
-	"github.com/provisiond/provisiond/internal/ident"
 	"github.com/provisiond/provisiond/internal/tftp"
 )
 
@@ -26,40 +25,32 @@ func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, e
 
 // Bind hands what a DHCP packet showed of its sender to the boot core.
 func (b dhcpBooter) Bind(_ context.Context, d dhcp.Binding) {
-	uuid := d.UUID
-	if ident.PlaceholderUUID(uuid) {
-		uuid = "" // shared by many boards: it binds nothing
-	}
-	b.core.Bind(d.MAC.String(), uuid, d.IP)
+	b.core.Bind(d.MAC.String(), d.UUID, d.IP)
 }
 
 // dhcpRequest is what a DHCP client tells the boot core about itself.
 func dhcpRequest(c dhcp.Client) boot.Request {
-	r := boot.Request{
-		MAC:  c.MAC.String(), // net.HardwareAddr prints the canonical lower-case colon form
-		Arch: dhcpArch(c),
-	}
-	if !ident.PlaceholderUUID(c.UUID) {
-		r.UUID = c.UUID
-	}
-	return r
+	platform, cpu := dhcpPlatform(c.Arch)
+	// net.HardwareAddr prints the canonical lower-case colon form.
+	return boot.NewRequest(c.MAC.String(), c.UUID, platform, cpu)
 }
 
-// dhcpArch names a client's architecture in the inventory's vocabulary (boot.Arch).
-func dhcpArch(c dhcp.Client) string {
-	switch c.Arch {
+// dhcpPlatform is a DHCP client architecture (option 93) as the firmware
+// platform and CPU boot.NewRequest takes; unknown ones pass through as cpu.
+func dhcpPlatform(a iana.Arch) (platform, cpu string) {
+	switch a {
 	case iana.INTEL_X86PC:
-		return boot.Arch("pcbios", "i386")
+		return "pcbios", "i386"
 	case iana.EFI_IA32:
-		return boot.Arch("efi", "i386")
+		return "efi", "i386"
 	case iana.EFI_BC, iana.EFI_X86_64, iana.EFI_X86_64_HTTP:
-		return boot.Arch("efi", "x86_64")
+		return "efi", "x86_64"
 	case iana.EFI_ARM32, iana.EFI_ARM32_HTTP:
-		return boot.Arch("efi", "arm32")
+		return "efi", "arm32"
 	case iana.EFI_ARM64, iana.EFI_ARM64_HTTP:
-		return boot.Arch("efi", "arm64")
+		return "efi", "arm64"
 	}
-	return strings.ToLower(strings.ReplaceAll(c.Arch.String(), " ", "-"))
+	return "", strings.ToLower(strings.ReplaceAll(a.String(), " ", "-"))
 }
 
 // tftpTransfers is the TFTP server's OnTransfer: it counts each finished

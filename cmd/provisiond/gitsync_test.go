@@ -7,16 +7,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/gitsync"
 	"github.com/provisiond/provisiond/internal/gitsync/gitsynctest"
+	"github.com/provisiond/provisiond/internal/metrics"
+	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/etcdstore"
+	"github.com/provisiond/provisiond/internal/store/etcdstore/etcdtest"
 	"github.com/provisiond/provisiond/internal/testutil"
 )
 
@@ -122,6 +131,9 @@ type gitHealthz struct {
 			RejectedErrors []string `json:"rejected_errors"`
 			LastSyncResult string   `json:"last_sync_result"`
 			LastSyncError  string   `json:"last_sync_error"`
+			Instance       string
+			Leader         *bool
+			LeaderID       string `json:"leader_id"`
 		}
 	}
 }
@@ -417,5 +429,374 @@ func TestSyncResultNames(t *testing.T) {
 		if string(o) != r {
 			t.Errorf("gitsync %q is boot %q", o, r)
 		}
+	}
+}
+
+// gitInstance is one provisiond instance's Git side on a shared etcd: its
+// own store client, boot core and syncer, as serve wires them.
+type gitInstance struct {
+	name   string
+	store  *etcdstore.Store
+	core   *boot.Core
+	syncer *gitsync.Syncer
+	m      *metrics.Metrics
+	logs   *testutil.Buffer
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// startGitInstance starts an instance as serve does: the first load, then
+// Run. The interval is long: the test syncs the leader by hand.
+func startGitInstance(t *testing.T, endpoint, prefix, url, name string) *gitInstance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	es, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: []string{endpoint}, Prefix: prefix}, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &gitInstance{name: name, store: es, logs: &testutil.Buffer{}, stop: cancel, done: make(chan struct{}), m: metrics.New(metrics.Config{})}
+	log := slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", name)
+	cfg := serveConfig{ProfilesGit: url, DataDir: t.TempDir(), ProfilesGitInterval: time.Hour, AdvertiseURL: "http://" + name + ".test:8080"}
+	in.core = boot.New(boot.Config{AdvertiseURL: cfg.AdvertiseURL, Store: es, Logger: log})
+	in.syncer, err = startGitSync(ctx, cfg, in.core, es, in.m, log)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	go func() {
+		defer close(in.done)
+		_ = in.syncer.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		in.stop()
+		<-in.done
+		_ = in.store.Close()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, in.logs.String())
+		}
+	})
+	return in
+}
+
+// cutProxy forwards loopback TCP connections to an address until cut: then
+// every connection drops and new ones are refused, so that an instance
+// behind it is dead as far as etcd can tell (its lease is neither renewed
+// nor revoked) while its process lives on.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	cut   bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			if !p.track(c, u) {
+				continue
+			}
+			pipe := func(dst, src net.Conn) {
+				_, _ = io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(u, c)
+			go pipe(c, u)
+		}
+	}()
+	t.Cleanup(p.Cut)
+	return p
+}
+
+func (p *cutProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut {
+		for _, c := range cs {
+			c.Close()
+		}
+		return false
+	}
+	p.conns = append(p.conns, cs...)
+	return true
+}
+
+// Cut drops every connection and refuses new ones.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	p.ln.Close()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// live is the commit the instance's core serves.
+func (in *gitInstance) live() string {
+	if st := in.core.Status(); st != nil && st.Live != nil {
+		return st.Live.Commit
+	}
+	return ""
+}
+
+func (in *gitInstance) leads() bool {
+	st := in.core.Sync()
+	return st != nil && st.Leader
+}
+
+// publishedCommit is the commit etcd holds as published.
+func publishedCommit(t *testing.T, s *etcdstore.Store) string {
+	t.Helper()
+	st, err := s.GitState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Published == nil {
+		return ""
+	}
+	return st.Published.Commit
+}
+
+// Two instances on one etcd and one repository: the elected one syncs and
+// publishes, the other loads exactly what was published, never a commit
+// the leader rejected nor one it has not published yet (not even on an API
+// sync); when the leader dies without resigning, the other takes over
+// within the lease's TTL and syncs the next commit itself.
+func TestGitClusterLeaderAndFollower(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd member and waits out a lease")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	member, err := etcdtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(member.Close)
+	repo := gitsynctest.NewFileRepo(t)
+	a := repo.Commit(t, "a", profilesAt("a"))
+
+	// one reaches etcd through a proxy the test cuts to kill it.
+	toOne := newCutProxy(t, strings.TrimPrefix(member.Endpoint, "http://"))
+	one := startGitInstance(t, "http://"+toOne.ln.Addr().String(), "/git-cluster", repo.URL(), "one")
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "one elected and A published", func() bool {
+		return one.leads() && publishedCommit(t, one.store) == a
+	})
+	two := startGitInstance(t, member.Endpoint, "/git-cluster", repo.URL(), "two")
+	if two.live() != a {
+		t.Fatalf("two serves %q at start; want the published A %s", two.live(), a)
+	}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "two's status names one as leader", func() bool {
+		st := two.core.Sync()
+		return st != nil && !st.Leader && st.LeaderID == instanceID("http://one.test:8080") && st.Instance == instanceID("http://two.test:8080")
+	})
+	if got := promValue(t, one.m, "provisiond_git_leader"); got != 1 {
+		t.Errorf("one's provisiond_git_leader = %v; want 1", got)
+	}
+	if got := promValue(t, two.m, "provisiond_git_leader"); got != 0 {
+		t.Errorf("two's provisiond_git_leader = %v; want 0", got)
+	}
+
+	// B does not validate: the leader rejects it and never publishes it.
+	b := repo.Commit(t, "b: typo", profilesAt("b", gitTypo))
+	if res, err := one.syncer.Sync(ctx); res.Outcome != gitsync.Rejected || err == nil {
+		t.Fatalf("leader's sync of B: %s %v; want rejected", res.Outcome, err)
+	}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "two's status shows the leader's rejection", func() bool {
+		st := two.core.Sync()
+		return st != nil && st.Result == boot.SyncRejected && st.Fetched != nil && st.Fetched.Commit == b
+	})
+	// An API sync on the follower reads the published commit, not the ref.
+	res, err := gitBackend{Core: two.core, syncer: two.syncer}.SyncProfiles(ctx)
+	if err != nil || res.Result != boot.SyncUnchanged || res.Live == nil || res.Live.Commit != a || res.Leader || res.LeaderID != instanceID("http://one.test:8080") {
+		t.Errorf("follower's API sync with B at the ref: %+v %v; want unchanged on A, leader one", res, err)
+	}
+	if two.live() != a || one.live() != a || publishedCommit(t, one.store) != a {
+		t.Fatalf("after B: one %s, two %s, published %s; want A %s everywhere", one.live(), two.live(), publishedCommit(t, one.store), a)
+	}
+	if st := two.core.Status(); st.Rejected != nil {
+		t.Errorf("two tried to load %s; a follower never loads a commit the leader rejected", st.Rejected.Revision.Short)
+	}
+
+	// C validates, but until the leader syncs it is no one's to serve.
+	c := repo.Commit(t, "c", profilesAt("c"))
+	if res, err := (gitBackend{Core: two.core, syncer: two.syncer}).SyncProfiles(ctx); err != nil || res.Live == nil || res.Live.Commit != a {
+		t.Errorf("follower's API sync before the leader published C: %+v %v; want A still", res, err)
+	}
+	if res, err := one.syncer.Sync(ctx); res.Outcome != gitsync.Updated || err != nil {
+		t.Fatalf("leader's sync of C: %s %v; want updated", res.Outcome, err)
+	}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "two serves C", func() bool { return two.live() == c })
+	if publishedCommit(t, two.store) != c || one.live() != c {
+		t.Fatalf("after C: one %s, published %s; want C %s", one.live(), publishedCommit(t, two.store), c)
+	}
+	// Each instance records its going live, after the load.
+	wentLive := map[string]bool{}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "C's profiles-live events of both instances", func() bool {
+		evs, err := two.store.Events(ctx, store.EventQuery{Type: boot.EventProfilesLive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			wentLive[e.Fields["commit"]+" "+e.Fields["instance"]] = true
+			if e.Fields["commit"] == b {
+				t.Fatalf("event %q: B went live somewhere", e.Message)
+			}
+		}
+		return wentLive[c+" "+instanceID("http://one.test:8080")] && wentLive[c+" "+instanceID("http://two.test:8080")]
+	})
+
+	// A published commit the follower cannot fetch (written past the
+	// leader, as a buggy or foreign writer might): it keeps serving C and
+	// says so, once in the event log; the leader's next sync heals it.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{member.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ghost := "0123456789abcdef0123456789abcdef01234567"
+	if _, err := cli.Put(ctx, "/git-cluster/git/published", `{"commit":"`+ghost+`","ref":"refs/heads/main","leader":"nobody"}`); err != nil {
+		t.Fatal(err)
+	}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "two's profiles-behind event", func() bool {
+		evs, err := two.store.Events(ctx, store.EventQuery{Type: boot.EventProfilesBehind})
+		return err == nil && len(evs) == 1 && evs[0].Fields["commit"] == ghost
+	})
+	if st := two.core.Sync(); two.live() != c || st.Result != boot.SyncError {
+		t.Errorf("two with an unfetchable commit published: live %s, last sync %s; want C, error", two.live(), st.Result)
+	}
+	if res, err := one.syncer.Sync(ctx); err != nil || res.Outcome != gitsync.Unchanged || publishedCommit(t, one.store) != c {
+		t.Errorf("the leader's sync: %s %v, published %s; want C published again", res.Outcome, err, publishedCommit(t, one.store))
+	}
+
+	// The leader dies: its lease outlives it until the TTL.
+	d := repo.Commit(t, "d", profilesAt("d"))
+	died := time.Now()
+	toOne.Cut()
+	took := gitsynctest.WaitFor(ctx, t, 3*etcdstore.GitLeaderTTL*time.Second, "two elected", two.leads)
+	t.Logf("failover after the leader died: %v (lease TTL %ds)", took.Round(10*time.Millisecond), etcdstore.GitLeaderTTL)
+	if took < (etcdstore.GitLeaderTTL-2)*time.Second {
+		t.Errorf("two elected %v after the leader died; the lease should have kept it out for about %ds", took, etcdstore.GitLeaderTTL)
+	}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "the new leader syncs and publishes D", func() bool {
+		return two.live() == d && publishedCommit(t, two.store) == d
+	})
+	t.Logf("D live on the new leader %v after the old one died", time.Since(died).Round(10*time.Millisecond))
+	// The cut-off instance gives up when its client sees the lease run out
+	// (at most about a second after etcd expired it), and keeps serving C.
+	gitsynctest.WaitFor(ctx, t, 5*time.Second, "the cut-off instance to step down", func() bool { return !one.leads() })
+	if one.live() != c {
+		t.Errorf("the cut-off instance serves %s; want C %s", one.live(), c)
+	}
+	if got := promValue(t, two.m, "provisiond_git_leader"); got != 1 {
+		t.Errorf("two's provisiond_git_leader = %v; want 1", got)
+	}
+}
+
+// promValue is the value of the unlabelled metric name in m.
+func promValue(t *testing.T, m *metrics.Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// Two daemons on one etcd following one repository: /healthz, /metrics and
+// the sync API say which one leads; an API sync on the other reports the
+// published commit and the leader; a leader that stops hands over at once.
+func TestServeProfilesGitCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd member and two daemons")
+	}
+	member, err := etcdtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(member.Close)
+	repo := gitsynctest.NewFileRepo(t)
+	v1 := repo.Commit(t, "v1", profilesAt("v1"))
+	shared := []string{"--profiles-git", repo.URL(), "--store", "etcd", "--etcd-endpoints", member.Endpoint, "--etcd-prefix", "/test-git"}
+	a, err := startDaemon(t, t.TempDir(), shared...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "a to lead", func() bool {
+		g := a.health(t).Profiles.Git
+		return g.Leader != nil && *g.Leader
+	})
+	b, err := startDaemon(t, t.TempDir(), shared...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aID := a.health(t).Profiles.Git.Instance
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "b's /healthz to name a as leader", func() bool {
+		g := b.health(t).Profiles.Git
+		return g.Leader != nil && !*g.Leader && g.LeaderID == aID && g.LiveCommit == v1
+	})
+	for _, c := range []struct {
+		d    *daemon
+		want string
+	}{{a, "provisiond_git_leader 1"}, {b, "provisiond_git_leader 0"}} {
+		if _, m := c.d.get(t, "/metrics"); !strings.Contains(m, c.want+"\n") {
+			t.Errorf("/metrics of %s lacks %q", c.d.base, c.want)
+		}
+	}
+
+	// v2 is at the ref, but a has not synced it: b's sync does not take it.
+	repo.Commit(t, "v2", profilesAt("v2"))
+	code, body := b.sync(t)
+	var res struct {
+		Result   string
+		Live     struct{ Commit string }
+		Leader   *bool
+		LeaderID string `json:"leader_id"`
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if code != http.StatusOK || res.Result != "unchanged" || res.Live.Commit != v1 || res.Leader == nil || *res.Leader || res.LeaderID != aID {
+		t.Errorf("b's POST /profiles/sync = %d %s; want unchanged on v1, leader a", code, body)
+	}
+	if k := b.kernel(t); k != "v1" {
+		t.Errorf("b boots node1 with %q; want v1 until the leader publishes v2", k)
+	}
+	if code, body := a.sync(t); code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil || res.Result != "updated" || !*res.Leader {
+		t.Fatalf("a's sync = %d %s", code, body)
+	}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "b to boot v2", func() bool { return b.kernel(t) == "v2" })
+
+	stopped := time.Now()
+	a.stop(t)
+	took := gitsynctest.WaitFor(ctx, t, 10*time.Second, "b to lead after a stopped", func() bool {
+		g := b.health(t).Profiles.Git
+		return g.Leader != nil && *g.Leader
+	})
+	t.Logf("b led %v after a's stop began (%v after it returned)", time.Since(stopped).Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > etcdstore.GitLeaderTTL*time.Second/2 {
+		t.Errorf("b led %v after a stopped; a resignation should hand over at once", took)
 	}
 }

@@ -211,6 +211,7 @@ func commandTable() *command {
 			profilesCommand(),
 			powerCommand(),
 			assetsCommand(),
+			storeCommand(),
 			completionCommand(),
 			versionCommand(),
 		},

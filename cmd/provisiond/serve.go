@@ -149,6 +149,7 @@ func declareServeFlags(fs *flagSet) *serveConfig {
 	fs.DurationVar(&c.BindingTTL, "binding-ttl", boot.DefaultBindingTTL, "how long an address DHCP showed a machine using identifies that machine's routed requests")
 	fs.IntVar(&c.MaxDiscovered, "max-discovered", boot.DefaultMaxDiscovered, "`N` machines kept that were only discovered (no Machine claims them); beyond it the oldest are pruned")
 	declareStoreFlags(fs, &c.Store)
+	declareMemberFlags(fs, &c.Store)
 	return c
 }
 
@@ -176,6 +177,9 @@ func (c *serveConfig) finish(pos []string) error {
 		return usagef("--binding-ttl %v: want a positive duration such as 2h", c.BindingTTL)
 	case c.MaxDiscovered <= 0:
 		return usagef("--max-discovered %d: want a positive count", c.MaxDiscovered)
+	}
+	if err := c.Store.finishMember(c.DataDir); err != nil {
+		return err
 	}
 	if err := c.Store.check(); err != nil {
 		return err
@@ -406,6 +410,12 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The embedded etcd member, if any, outlives the store: started first, stopped last.
+	ctx, stopMember, err := cfg.Store.startMember(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopMember()
 	db, err := cfg.Store.open(ctx, cfg.DataDir)
 	if err != nil {
 		return err
@@ -430,7 +440,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if es, ok := db.(*etcdstore.Store); ok {
 		locks = es.Locker()
 	}
-	m := metrics.New(metrics.Config{Machines: db, Logger: log})
+	m := metrics.New(metrics.Config{Machines: db, Store: probe(cfg.Store.Backend, db), Logger: log})
 	core := boot.New(boot.Config{
 		ProfilesDir:   cfg.ProfilesDir,
 		AdvertiseURL:  cfg.AdvertiseURL,
@@ -460,7 +470,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	} = core
 	profilesFrom := cfg.ProfilesDir
 	if cfg.ProfilesGit != "" {
-		if syncer, err = startGitSync(ctx, cfg, core, log); err != nil {
+		if syncer, err = startGitSync(ctx, cfg, core, db, m, log); err != nil {
 			return err
 		}
 		backend, profilesFrom = gitBackend{Core: core, syncer: syncer}, syncer.Remote()

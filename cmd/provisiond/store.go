@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/etcdmember"
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/boltstore"
@@ -24,6 +25,11 @@ type storeConfig struct {
 	Cert        string
 	Key         string
 	DialTimeout time.Duration
+	// Member is the etcd member serve embeds (serve only).
+	Member memberConfig
+	// backendGiven says --store was set, not defaulted: --etcd-name
+	// changes the default, not an explicit choice.
+	backendGiven bool
 }
 
 // Store backends, the values of --store.
@@ -35,7 +41,8 @@ const (
 // declareStoreFlags declares the flags that choose and reach the store, for
 // serve and every command that opens the store itself.
 func declareStoreFlags(fs *flagSet, c *storeConfig) {
-	fs.StringVar(&c.Backend, "store", backendBolt, "`BACKEND` holding the inventory, sessions and events: bolt (<data-dir>/provisiond.db, one instance) or etcd (shared by every instance given the same --etcd-endpoints and --etcd-prefix)")
+	c.Backend = backendBolt
+	fs.Var(backendFlag{c}, "store", "`BACKEND` holding the inventory, sessions and events: bolt (<data-dir>/provisiond.db, one instance) or etcd (shared by every instance given the same --etcd-endpoints and --etcd-prefix)")
 	fs.Func("etcd-endpoints", "`URL[,URL...]` of the etcd cluster's client endpoints (--store etcd)", func(v string) error {
 		c.Endpoints = nil
 		for _, e := range strings.Split(v, ",") {
@@ -50,6 +57,35 @@ func declareStoreFlags(fs *flagSet, c *storeConfig) {
 	fs.StringVar(&c.Cert, "etcd-cert", "", "client certificate `FILE` for etcd (TLS client authentication)")
 	fs.StringVar(&c.Key, "etcd-key", "", "client key `FILE` for etcd (TLS client authentication)")
 	fs.DurationVar(&c.DialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for the etcd cluster at start")
+}
+
+// backendFlag is --store, noting that it was given.
+type backendFlag struct{ c *storeConfig }
+
+func (f backendFlag) String() string {
+	if f.c == nil { // the flag package's probe for the zero value
+		return ""
+	}
+	return f.c.Backend
+}
+
+func (f backendFlag) Set(v string) error {
+	f.c.Backend, f.c.backendGiven = v, true
+	return nil
+}
+
+// declareMemberFlags declares serve's flags of the embedded etcd member.
+func declareMemberFlags(fs *flagSet, c *storeConfig) {
+	m := &c.Member
+	fs.StringVar(&m.Name, "etcd-name", "", "run an embedded etcd member named `NAME` (unique in its cluster), so that provisiond hosts form the etcd cluster themselves; implies --store etcd with --etcd-endpoints defaulting to --etcd-client-url")
+	fs.StringVar(&m.PeerURL, "etcd-peer-url", "", "`URL` the member listens on for its peers and they reach it at, such as http://10.0.0.1:2380 (required with --etcd-name)")
+	fs.StringVar(&m.ClientURL, "etcd-client-url", "http://127.0.0.1:2379", "`URL` the member listens on for clients and advertises; https serves with --etcd-cacert, --etcd-cert and --etcd-key")
+	fs.StringVar(&m.InitialCluster, "etcd-initial-cluster", "", "every member of a new cluster as `NAME=URL[,NAME=URL...]` (peer URLs), this one included (default: this member alone); read only while the member's data dir is empty")
+	fs.StringVar(&m.State, "etcd-initial-cluster-state", etcdmember.StateNew, "`STATE` of the cluster the member starts in: new (formed with --etcd-initial-cluster) or existing (joining a running cluster that added it)")
+	fs.StringVar(&m.DataDir, "etcd-data-dir", "", "`DIR` of the member's data (default: <data-dir>/etcd)")
+	fs.StringVar(&m.PeerCACert, "etcd-peer-cacert", "", "CA certificate `FILE`: peers must present a certificate it signed (https peer URLs)")
+	fs.StringVar(&m.PeerCert, "etcd-peer-cert", "", "certificate `FILE` the member presents to its peers, as server and client")
+	fs.StringVar(&m.PeerKey, "etcd-peer-key", "", "key `FILE` of --etcd-peer-cert")
 }
 
 // check refuses a store configuration that cannot work, before anything is
@@ -99,17 +135,33 @@ func (c storeConfig) open(ctx context.Context, dataDir string) (closingStore, er
 	return db, nil
 }
 
-// info is what /healthz reports of the store: db answers the probe with a
-// read of its revision (for etcd, a linearizable read through the leader).
+// info is what /healthz reports of the store: etcd's own Health (every
+// endpoint, the leader, a linearizable read), or for bbolt a read of its
+// revision.
 func (c storeConfig) info(db store.Store) server.StoreInfo {
-	probe := func(ctx context.Context) error {
-		_, err := db.Revision(ctx)
-		return err
-	}
+	return server.StoreInfo{Backend: c.Backend, Prefix: c.prefix(), Probe: probe(c.Backend, db)}
+}
+
+// prefix is etcd's key prefix, "" for bbolt.
+func (c storeConfig) prefix() string {
 	if c.Backend == backendEtcd {
-		return server.StoreInfo{Backend: c.Backend, Endpoints: c.Endpoints, Prefix: c.Prefix, Probe: probe}
+		return c.Prefix
 	}
-	return server.StoreInfo{Backend: c.Backend, Probe: probe}
+	return ""
+}
+
+// probe is the health check of db, for /healthz and the metrics.
+func probe(backend string, db store.Store) func(context.Context) store.Health {
+	if e, ok := db.(interface {
+		Health(context.Context) store.Health
+	}); ok {
+		return e.Health
+	}
+	return func(ctx context.Context) store.Health {
+		start := time.Now()
+		_, err := db.Revision(ctx)
+		return store.Health{Backend: backend, Err: err, Latency: time.Since(start)}
+	}
 }
 
 // attrs are the log fields that say which store is in use; never a secret.

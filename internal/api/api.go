@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -51,7 +52,8 @@ type Backend interface {
 // Config wires the API.
 type Config struct {
 	Backend Backend
-	Token   string // the operator's bearer token; required
+	Backup  StoreBackup // what GET /store/backup snapshots
+	Token   string      // the operator's bearer token; required
 	Logger  *slog.Logger
 }
 
@@ -92,6 +94,7 @@ func New(cfg Config) http.Handler {
 		r.Get("/events", a.events)
 		r.Get("/profiles", a.profiles)
 		r.Post("/profiles/sync", a.syncProfiles)
+		r.Get("/store/backup", a.storeBackup(cfg.Backup))
 	})
 	// Without the token, a missing route or method is the same 401 as a
 	// protected one: a 404 or 405 would tell a caller which paths exist.
@@ -170,31 +173,14 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, errorJSON{Error: err.Error()})
 }
 
-var errBadRequest = errors.New("bad request")
-
-// fail maps the core's sentinels to statuses; anything else is a 500, logged,
-// with a body that does not leak internals.
+// fail answers with the status httperr maps err to; anything unexpected is
+// a 500, logged, with a body that does not leak internals.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, errBadRequest):
-		code = http.StatusBadRequest
-	case errors.Is(err, boot.ErrNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, boot.ErrInvalid):
-		code = http.StatusBadRequest
-	case errors.Is(err, boot.ErrAmbiguous), errors.Is(err, boot.ErrState), errors.Is(err, boot.ErrNoBMC),
-		errors.Is(err, boot.ErrBMCConfig), errors.Is(err, boot.ErrNoWipeProfile):
-		code = http.StatusConflict
-	case errors.Is(err, boot.ErrUnauthorized):
-		code = http.StatusUnauthorized
-		err = errUnauthorized
-	case errors.Is(err, boot.ErrNotLoaded):
-		code = http.StatusServiceUnavailable
-	case errors.As(err, new(*boot.RefusedError)):
-		code = http.StatusForbidden
-	}
-	if code == http.StatusInternalServerError {
+	code := httperr.Status(err)
+	switch code {
+	case http.StatusUnauthorized:
+		err = errUnauthorized // the same words whatever failed
+	case http.StatusInternalServerError:
 		a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		err = errors.New("internal error; see the server log")
 	}
@@ -210,11 +196,11 @@ func decodeBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
+		return fmt.Errorf("%w: request body: %v", httperr.ErrBadRequest, err)
 	}
 	// Token, not More: More misses a stray '}' or ']' after the value.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: request body: more than one JSON value", errBadRequest)
+		return fmt.Errorf("%w: request body: more than one JSON value", httperr.ErrBadRequest)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -29,13 +30,13 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	case "newest":
 		eq.Newest = true
 	default:
-		a.fail(w, r, fmt.Errorf("%w: order %q: want oldest or newest", errBadRequest, v))
+		a.fail(w, r, fmt.Errorf("%w: order %q: want oldest or newest", httperr.ErrBadRequest, v))
 		return
 	}
 	if v := q.Get("since"); v != "" {
 		since, err := ParseSince(v, time.Now())
 		if err != nil {
-			a.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+			a.fail(w, r, fmt.Errorf("%w: %v", httperr.ErrBadRequest, err))
 			return
 		}
 		eq.Since = since
@@ -43,7 +44,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			a.fail(w, r, fmt.Errorf("%w: after %q: want an event seq", errBadRequest, v))
+			a.fail(w, r, fmt.Errorf("%w: after %q: want an event seq", httperr.ErrBadRequest, v))
 			return
 		}
 		eq.AfterSeq = n
@@ -51,7 +52,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("before"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n == 0 {
-			a.fail(w, r, fmt.Errorf("%w: before %q: want an event seq, 1 or more", errBadRequest, v))
+			a.fail(w, r, fmt.Errorf("%w: before %q: want an event seq, 1 or more", httperr.ErrBadRequest, v))
 			return
 		}
 		eq.BeforeSeq = n
@@ -59,7 +60,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxEvents {
-			a.fail(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", errBadRequest, v, maxEvents))
+			a.fail(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", httperr.ErrBadRequest, v, maxEvents))
 			return
 		}
 		eq.Limit = n

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -63,14 +64,14 @@ func (a *api) listMachines(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := store.State(q.Get("state"))
 	if state != "" && !state.Valid() {
-		a.fail(w, r, fmt.Errorf("%w: state %q is not a lifecycle state", errBadRequest, state))
+		a.fail(w, r, fmt.Errorf("%w: state %q is not a lifecycle state", httperr.ErrBadRequest, state))
 		return
 	}
 	labels := map[string]string{}
 	for _, l := range q["label"] {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			a.fail(w, r, fmt.Errorf("%w: label %q: want key=value", errBadRequest, l))
+			a.fail(w, r, fmt.Errorf("%w: label %q: want key=value", httperr.ErrBadRequest, l))
 			return
 		}
 		labels[k] = v

@@ -10,6 +10,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -26,7 +27,12 @@ type PowerResult struct {
 	Boot    string `json:"boot,omitempty"` // next-boot override read back after setting PXE
 	BMC     string `json:"bmc,omitempty"`  // the BMC's address, never its credentials
 	Error   string `json:"error,omitempty"`
-	TookMS  int64  `json:"took_ms"`
+	// DoneBy and Note: this reprovision or wipe did not cycle the machine,
+	// since an identical one (DoneBy's) network-booted it after this one was
+	// asked; Before, Done and Boot are that one's.
+	DoneBy string `json:"done_by,omitempty"`
+	Note   string `json:"note,omitempty"`
+	TookMS int64  `json:"took_ms"`
 }
 
 func powerJSON(r boot.PowerResult) PowerResult {
@@ -37,6 +43,10 @@ func powerJSON(r boot.PowerResult) PowerResult {
 	}
 	if r.Err != nil {
 		out.Error = r.Err.Error()
+	}
+	if r.DoneBy != "" {
+		out.DoneBy = r.DoneBy
+		out.Note = "already done: " + r.DoneBy + "'s identical " + r.Action + ", asked for at the same time, network-booted the machine; not cycled again"
 	}
 	return out
 }
@@ -97,8 +107,9 @@ func (a *api) failPower(w http.ResponseWriter, r *http.Request, res boot.PowerRe
 	switch {
 	case errors.Is(res.Err, bmc.ErrTimeout):
 		writeJSON(w, http.StatusGatewayTimeout, powerJSON(res))
-	case res.BMC != "" && !errors.Is(res.Err, boot.ErrBMCConfig) && !errors.Is(res.Err, boot.ErrInvalid):
-		// The machine and its BMC were found, so the failure is the BMC's.
+	case res.BMC != "" && httperr.Status(res.Err) == http.StatusInternalServerError:
+		// The machine and its BMC were found, and the core has no word for
+		// the failure (such as ErrBusy or ErrBMCConfig): it is the BMC's.
 		writeJSON(w, http.StatusBadGateway, powerJSON(res))
 	default:
 		a.fail(w, r, res.Err)

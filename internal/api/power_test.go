@@ -597,3 +597,13 @@ func TestActorHeader(t *testing.T) {
 		t.Errorf("reprovision event actor %q", e.Actor)
 	}
 }
+
+// A reprovision that another identical one made needless says so, as a
+// success: the machine was network-booted, once.
+func TestPowerJSONDoneBy(t *testing.T) {
+	got := powerJSON(boot.PowerResult{ID: "n1", Action: "reprovision", DoneBy: "alice/api@10.0.0.5",
+		Outcome: bmc.Outcome{Before: bmc.StateOn, Done: bmc.Cycle}, State: bmc.StateOn})
+	if !got.OK || got.DoneBy != "alice/api@10.0.0.5" || got.Done != "cycle" || !strings.Contains(got.Note, "not cycled again") || got.Error != "" {
+		t.Fatalf("powerJSON = %+v", got)
+	}
+}

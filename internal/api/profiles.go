@@ -83,6 +83,10 @@ type SyncResult struct {
 	DurationMS int64     `json:"duration_ms"`
 	Error      string    `json:"error,omitempty"`
 	Problems   []Problem `json:"problems,omitempty"`
+	// With --store etcd: whether this instance leads (follows Git itself;
+	// the others load what it published, never the ref) and who does.
+	Leader   *bool  `json:"leader,omitempty"`
+	LeaderID string `json:"leader_id,omitempty"`
 }
 
 func problemList(err error) []Problem {
@@ -109,6 +113,9 @@ func syncJSON(st boot.SyncStatus) SyncResult {
 	if st.Err != nil {
 		out.Error = st.Err.Error()
 		out.Problems = problemList(st.Err)
+	}
+	if st.Instance != "" {
+		out.Leader, out.LeaderID = &st.Leader, st.LeaderID
 	}
 	return out
 }
@@ -171,10 +178,6 @@ func (a *api) profiles(w http.ResponseWriter, _ *http.Request) {
 // when the fetch failed; the body says which in every case.
 func (a *api) syncProfiles(w http.ResponseWriter, r *http.Request) {
 	st, err := a.b.SyncProfiles(r.Context())
-	if errors.Is(err, boot.ErrNoSync) {
-		writeError(w, http.StatusConflict, err)
-		return
-	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the caller left; the sync goes on

@@ -33,28 +33,28 @@ func (t target) identity() Identity { return Identity{MAC: t.mac, UUID: t.uuid, 
 // ip, else the MAC a DHCP binding gives ip (however old), then the
 // inventory's UUID and the Machine that MAC matches. It decides nothing: an
 // address is no proof of who asked. The zero Identity when nothing knows ip.
-func (c *Core) Identify(ctx context.Context, ip netip.Addr) Identity {
+func (d *Decider) Identify(ctx context.Context, ip netip.Addr) Identity {
 	ip = ip.Unmap()
 	var id Identity
-	if c.neighbors != nil {
-		if mac, onLink, err := c.neighbors.Lookup(ip); onLink && err == nil {
+	if d.neighbors != nil {
+		if mac, onLink, err := d.neighbors.Lookup(ip); onLink && err == nil {
 			id.MAC = mac
 		}
 	}
 	if id.MAC == "" {
-		if b, err := c.store.IPBinding(ctx, ip.String()); err == nil {
+		if b, err := d.store.IPBinding(ctx, ip.String()); err == nil {
 			id.MAC = b.MAC
 		}
 	}
 	if id.MAC == "" {
 		return id
 	}
-	if m, err := c.store.Machine(ctx, id.MAC); err == nil {
+	if m, err := d.store.Machine(ctx, id.MAC); err == nil {
 		id.UUID, id.Machine = m.UUID, m.Name
 	}
 	// What Git says now wins, as for every request; the inventory keeps the
 	// name of machines matched by labels, which an address cannot present.
-	if set := c.set.Load(); set != nil {
+	if set := d.live.Profiles(); set != nil {
 		if res, err := set.Match(profiles.Query{MAC: id.MAC, UUID: id.UUID}); err == nil && res.Machine != nil {
 			id.Machine = res.Machine.Name
 		}

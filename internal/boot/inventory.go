@@ -165,28 +165,29 @@ func (s *sightings) forget(key string) {
 }
 
 // Bind records what a DHCP packet showed of its sender (see verify.go),
-// off the request path: ip may be invalid, uuid "".
-func (c *Core) Bind(mac, uuid string, ip netip.Addr) {
-	b := store.Binding{MAC: mac, UUID: uuid}
+// off the request path: ip may be invalid, uuid "" or a placeholder, which
+// binds nothing (see machineUUID).
+func (d *Decider) Bind(mac, uuid string, ip netip.Addr) {
+	b := store.Binding{MAC: mac, UUID: machineUUID(uuid)}
 	if ip.IsValid() {
 		b.IP = ip.String()
 	}
-	c.seen.bind(b)
+	d.seen.bind(b)
 }
 
 // runPrune keeps what unauthenticated clients can grow bounded: expired and
 // surplus DHCP bindings, and only-discovered machines beyond the cap, oldest
 // first. It runs every pruneEvery, and sooner after new machines appeared.
-func (c *Core) runPrune(ctx context.Context) {
+func (d *Decider) runPrune(ctx context.Context) {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
-		c.prune(ctx)
+		d.prune(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-c.seen.fresh:
+		case <-d.seen.fresh:
 			// Let a burst land first: one prune per burst, not per MAC.
 			select {
 			case <-ctx.Done():
@@ -197,19 +198,19 @@ func (c *Core) runPrune(ctx context.Context) {
 	}
 }
 
-func (c *Core) prune(ctx context.Context) {
-	if n, err := c.store.PruneBindings(ctx, time.Now().Add(-c.bindingTTL), maxBindings); err != nil {
-		c.log.Warn("prune dhcp bindings", "error", err)
+func (d *Decider) prune(ctx context.Context) {
+	if n, err := d.store.PruneBindings(ctx, time.Now().Add(-d.bindingTTL), maxBindings); err != nil {
+		d.log.Warn("prune dhcp bindings", "error", err)
 	} else if n > 0 {
-		c.log.Debug("pruned dhcp bindings", "count", n)
+		d.log.Debug("pruned dhcp bindings", "count", n)
 	}
-	ms, err := c.store.PruneDiscovered(ctx, c.maxDiscovered)
+	ms, err := d.store.PruneDiscovered(ctx, d.maxDiscovered)
 	if err != nil {
-		c.log.Warn("prune discovered machines", "error", err)
+		d.log.Warn("prune discovered machines", "error", err)
 		return
 	}
 	if len(ms) > 0 {
-		c.obs.Pruned(len(ms))
-		c.log.Warn("pruned discovered machines over the cap, oldest first", "count", len(ms), "max", c.maxDiscovered, "oldest_mac", ms[0].MAC)
+		d.obs.Pruned(len(ms))
+		d.log.Warn("pruned discovered machines over the cap, oldest first", "count", len(ms), "max", d.maxDiscovered, "oldest_mac", ms[0].MAC)
 	}
 }

@@ -38,7 +38,7 @@ const (
 func EventTypes() []string {
 	return []string{EventReady, EventProvisioning, EventLocalBoot, EventConfigServed, EventInstalled,
 		EventReprovision, EventWipe, EventPower, EventBMC, EventConfigRefused, EventScriptRefused,
-		EventPhoneHomeDeny, EventProfilesLive, EventProfilesRejected}
+		EventPhoneHomeDeny, EventProfilesLive, EventProfilesRejected, EventProfilesBehind}
 }
 
 // Refusal reasons for configs, also metric label values: keep the set small.
@@ -117,7 +117,7 @@ type bootPlan struct {
 // opens a new provisioning session under tokenHash, so the config URL in the
 // script works for this boot only; a machine claimed by a Machine goes to
 // provisioning, one booted by the Default profile stays discovered.
-func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash string, now time.Time, plan *bootPlan) store.Change {
+func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash, sealedToken string, now time.Time, plan *bootPlan) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 		events := settle(m)
 		*plan = bootPlan{profile: res.Profile}
@@ -139,9 +139,39 @@ func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash string, now
 			plan.why = fmt.Sprintf("no Machine claims it: the Default profile %s boots and it stays %s", res.Profile.Name, m.State)
 		}
 		name := plan.profile.Name
-		*p = store.Provisioning{TokenHash: tokenHash, Profile: name, IssuedAt: now, Installed: p.Installed}
+		*p = store.Provisioning{TokenHash: tokenHash, SealedToken: sealedToken, Profile: name, IssuedAt: now, Installed: p.Installed}
 		return append(events, store.Event{Type: EventProvisioning, Message: "served the boot script of profile " + name, Actor: "system",
 			Fields: map[string]string{"profile": name}}), nil
+	}
+}
+
+// peek runs planBoot on m and p, a machine and its session, which are
+// copies: what /ipxe would decide for it now, writing nothing. The sighting
+// /ipxe would merge first changes nothing planBoot decides by: the state and
+// the match.
+func peek(m store.Machine, p store.Provisioning, res profiles.Result, wipe *profiles.Profile) bootPlan {
+	var plan bootPlan
+	_, _ = planBoot(res, wipe, "", "", time.Now().UTC(), &plan)(&m, &p) // it never fails
+	return plan
+}
+
+// serveConfig is the Change of a config fetch: which profile's config it
+// gets, by planBoot's decision on the state it is given (the profile the
+// session's script booted: the wipe profile while the machine is being
+// wiped), written to served; ErrNoConfig unless that profile has a config
+// of the kind asked for (ignition or not); then admit (admitConfig) judges
+// and counts the fetch.
+func serveConfig(res profiles.Result, wipe *profiles.Profile, ignition bool, admit store.Change, served *profiles.Result) store.Change {
+	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
+		res := res
+		if plan := peek(*m, *p, res, wipe); !plan.local {
+			res.Profile = plan.profile
+		}
+		*served = res
+		if kind, _ := res.Profile.Config.Source(); kind == profiles.ConfigNone || kind.Ignition() != ignition {
+			return nil, fmt.Errorf("profile %s: %w", res.Profile.Name, ErrNoConfig)
+		}
+		return admit(m, p)
 	}
 }
 
@@ -263,19 +293,4 @@ func powerSeen(state string, now time.Time) store.Change {
 		m.Power, m.PowerAt = state, now
 		return nil, nil
 	}
-}
-
-// Arch names the firmware and CPU a machine boots with, in one vocabulary for
-// DHCP and iPXE requests alike: "bios", "efi-x86_64", "efi-arm64", "efi-i386",
-// "efi-arm32". Power control picks legacy or EFI network boot from it. platform
-// is iPXE's ${platform} ("pcbios" or "efi"), cpu its ${buildarch} or the DHCP
-// client arch's CPU; unknown combinations pass cpu through.
-func Arch(platform, cpu string) string {
-	switch platform {
-	case "pcbios":
-		return "bios" // undionly reports buildarch i386 even on x86_64 hardware
-	case "efi":
-		return "efi-" + cpu
-	}
-	return cpu
 }

@@ -85,7 +85,7 @@ func TestPlanBoot(t *testing.T) {
 			}
 			p := store.Provisioning{TokenHash: "old", ConfigFetches: 1}
 			var plan bootPlan
-			if _, err := planBoot(tc.res, nil, "new", time.Unix(1, 0), &plan)(&m, &p); err != nil {
+			if _, err := planBoot(tc.res, nil, "new", "", time.Unix(1, 0), &plan)(&m, &p); err != nil {
 				t.Fatal(err)
 			}
 			if plan.local != tc.wantLocal || m.State != tc.wantState {

@@ -2,13 +2,8 @@ package boot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 )
-
-// ErrBusy: another operation holds the machine's BMC lock, and it was not
-// released before the operation's context ended.
-var ErrBusy = errors.New("another BMC operation on this machine is in progress")
 
 // Locker serialises BMC conversations per machine: one instance (or, with a
 // shared store, one of several) talks to a machine's BMC at a time. Lock
@@ -28,8 +23,8 @@ func (t target) lockKey() string {
 }
 
 // lockBMC takes t's BMC lock for the length of one operation.
-func (c *Core) lockBMC(ctx context.Context, t target) (func(), error) {
-	unlock, err := c.locks.Lock(ctx, t.lockKey())
+func (f *Fleet) lockBMC(ctx context.Context, t target) (func(), error) {
+	unlock, err := f.locks.Lock(ctx, t.lockKey())
 	if err != nil {
 		return nil, fmt.Errorf("%w: lock %s: %w", ErrBusy, t.lockKey(), err)
 	}

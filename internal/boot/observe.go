@@ -25,7 +25,7 @@ type Observer interface {
 	LiveCommit(short string)
 }
 
-// noObserver is the Observer of a Core configured without one.
+// noObserver is the Observer of a part configured without one.
 type noObserver struct{}
 
 func (noObserver) Reloaded(time.Time, error)                 {}

@@ -75,14 +75,14 @@ func (a *refusals) closed(now time.Time) map[refusalKey]refusalCount {
 // refuse records a refusal on the machine the request names, if the
 // inventory knows it (one event per window and reason, see refusalWindow),
 // logs it, counts it, and returns e.
-func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) *RefusedError {
-	c.obs.Refused(e)
-	m, err := c.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
+func (d *Decider) refuse(ctx context.Context, r Request, e *RefusedError) *RefusedError {
+	d.obs.Refused(e)
+	m, err := d.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
 	known := err == nil
-	log := c.log.With(Identity{MAC: cmp.Or(m.MAC, r.MAC), UUID: cmp.Or(m.UUID, r.UUID), Machine: m.Name}.Attrs()...)
+	log := d.log.With(Identity{MAC: cmp.Or(m.MAC, r.MAC), UUID: cmp.Or(m.UUID, r.UUID), Machine: m.Name}.Attrs()...)
 	first, full := false, false
 	if known {
-		first, full = c.refusals.note(refusalKey{mac: m.MAC, what: e.What, reason: e.Reason}, r.IP, time.Now())
+		first, full = d.refusals.note(refusalKey{mac: m.MAC, what: e.What, reason: e.Reason}, r.IP, time.Now())
 	}
 	if !first {
 		log.Debug(e.What+" refused", "reason", e.Reason, "ip", r.IP, "unrecorded", full)
@@ -92,7 +92,7 @@ func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) *RefusedE
 	ev := refusal(e.What, e.Reason)
 	ev.MAC = m.MAC
 	ev.Fields["ip"] = r.IP
-	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
+	if _, err := d.store.AppendEvent(ctx, ev); err != nil {
 		log.Warn("record refusal", "error", err)
 	}
 	return e
@@ -100,31 +100,31 @@ func (c *Core) refuse(ctx context.Context, r Request, e *RefusedError) *RefusedE
 
 // flushRefusals records, for every refusal window that closed, one event
 // counting the refusals after its first.
-func (c *Core) flushRefusals(ctx context.Context, now time.Time) {
-	for k, w := range c.refusals.closed(now) {
+func (d *Decider) flushRefusals(ctx context.Context, now time.Time) {
+	for k, w := range d.refusals.closed(now) {
 		ev := refusal(k.what, k.reason)
 		ev.MAC = k.mac
 		ev.Message = fmt.Sprintf("%s (%d more in %v)", ev.Message, w.more, refusalWindow)
 		ev.Fields["ip"] = w.ip
 		ev.Fields["count"] = fmt.Sprint(w.more)
-		if _, err := c.store.AppendEvent(ctx, ev); err != nil {
-			c.log.Warn("record refusals", slog.String("mac", k.mac), slog.Any("error", err))
+		if _, err := d.store.AppendEvent(ctx, ev); err != nil {
+			d.log.Warn("record refusals", slog.String("mac", k.mac), slog.Any("error", err))
 		}
 	}
 }
 
 // runRefusals flushes closed refusal windows until ctx ends, then once more
 // for the windows still open, so that a stop loses no count.
-func (c *Core) runRefusals(ctx context.Context) {
+func (d *Decider) runRefusals(ctx context.Context) {
 	t := time.NewTicker(refusalWindow / 4)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			c.flushRefusals(context.WithoutCancel(ctx), time.Now().Add(refusalWindow))
+			d.flushRefusals(context.WithoutCancel(ctx), time.Now().Add(refusalWindow))
 			return
 		case now := <-t.C:
-			c.flushRefusals(ctx, now)
+			d.flushRefusals(ctx, now)
 		}
 	}
 }

@@ -2,15 +2,11 @@ package boot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
 )
-
-// ErrNoSync: the daemon follows a plain directory, not a Git repository.
-var ErrNoSync = errors.New("no --profiles-git configured")
 
 // Revision names the Git commit a profile set was loaded from. It mirrors
 // gitsync.Revision: boot does not import gitsync, cmd/provisiond converts.
@@ -34,6 +30,7 @@ type Rejection struct {
 const (
 	EventProfilesLive     = "profiles-live"     // a new commit's profiles went live
 	EventProfilesRejected = "profiles-rejected" // a new commit's profiles did not validate
+	EventProfilesBehind   = "profiles-behind"   // an instance could not fetch the commit its leader published (--store etcd)
 )
 
 // Sync results, also the values of the syncs metric's label.
@@ -55,24 +52,29 @@ type SyncStatus struct {
 	Live     *Revision // the live commit after the sync; nil if none
 	Tried    bool      // Fetched was new and loaded in this sync (updated, or rejected for the first time)
 	Err      error     // the fetch error, or the rejected commit's problems
+	// With --store etcd one elected instance follows Git and the others
+	// load the commits it publishes; all "" and false for a lone instance.
+	Instance string // this instance's identity
+	Leader   bool   // this instance is the one that follows Git
+	LeaderID string // the leader's identity; "" while none is elected
 }
 
 // LoadRevision loads the profiles in dir, the exported tree of rev, exactly as
 // Reload loads the profiles directory, and only if they validate swaps in both
 // the set and dir (a later Reload reads dir). A failed load leaves the last
 // good set serving and records rev as rejected with its problems.
-func (c *Core) LoadRevision(dir string, rev *Revision) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.load(context.Background(), dir, rev)
+func (l *Live) LoadRevision(dir string, rev *Revision) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.load(context.Background(), dir, rev)
 }
 
 // RecordSync keeps the outcome of a Git sync for Sync, /healthz and the API,
 // counts it, and writes a new commit's going live or its rejection to the
 // event log. A sync that found nothing new records no event.
-func (c *Core) RecordSync(ctx context.Context, st SyncStatus) {
-	c.sync.Store(&st)
-	c.obs.Synced(st.Result)
+func (l *Live) RecordSync(ctx context.Context, st SyncStatus) {
+	l.sync.Store(&st)
+	l.obs.Synced(st.Result)
 	if !st.Tried || st.Fetched == nil {
 		return
 	}
@@ -87,20 +89,27 @@ func (c *Core) RecordSync(ctx context.Context, st SyncStatus) {
 			ev.Fields["live"] = st.Live.Commit
 		}
 	}
-	if _, err := c.store.AppendEvent(ctx, ev); err != nil {
-		c.log.Warn("record profiles sync event", "commit", rev.Short, "error", err)
+	if st.Result == SyncError {
+		ev.Type = EventProfilesBehind
+		ev.Message = fmt.Sprintf("profiles commit %s published by %s not loaded: %v", rev.Short, st.LeaderID, st.Err)
+	}
+	if st.Instance != "" {
+		ev.Fields["instance"] = st.Instance
+	}
+	if _, err := l.store.AppendEvent(ctx, ev); err != nil {
+		l.log.Warn("record profiles sync event", "commit", rev.Short, "error", err)
 	}
 }
 
 // Sync returns the outcome of the latest Git sync, or nil before the first
 // and when the profiles are a plain directory.
-func (c *Core) Sync() *SyncStatus { return c.sync.Load() }
+func (l *Live) Sync() *SyncStatus { return l.sync.Load() }
 
-// SyncProfiles syncs with the profiles' Git repository now. The core itself
+// SyncProfiles syncs with the profiles' Git repository now. Live itself
 // follows a directory and answers ErrNoSync; with --profiles-git,
 // cmd/provisiond wraps the core in a Backend whose SyncProfiles runs the
 // syncer.
-func (c *Core) SyncProfiles(context.Context) (SyncStatus, error) {
+func (l *Live) SyncProfiles(context.Context) (SyncStatus, error) {
 	return SyncStatus{}, ErrNoSync
 }
 

@@ -32,6 +32,16 @@ import (
 // segments, processes on the server, and requests that merely name a MAC,
 // UUID or label.
 
+// Neighbors tells which MAC the kernel's neighbour table holds for an on-link
+// requester, and which requesters are this host; internal/neigh implements it.
+type Neighbors interface {
+	// Lookup returns onLink false for routed, loopback and local addresses;
+	// on-link with no usable entry is an error wrapping neigh.ErrNoEntry.
+	Lookup(ip netip.Addr) (mac string, onLink bool, err error)
+	// Local reports loopback and this host's own addresses.
+	Local(ip netip.Addr) bool
+}
+
 // Refusal reasons of the identity check, also metric label values.
 const (
 	ReasonLocal   = "local"            // loopback or the server's own address, not a machine
@@ -99,17 +109,17 @@ func verify(r Request, o observed, pol Policy) (Request, string) {
 // observe gathers what provisiond knows of the source address ip: the
 // neighbour table first, then the DHCP bindings in the store. An error is
 // the store's: the caller fails closed.
-func (c *Core) observe(ctx context.Context, ip string) (observed, error) {
+func (d *Decider) observe(ctx context.Context, ip string) (observed, error) {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return observed{failed: true}, nil
 	}
 	a = a.Unmap()
-	if c.neighbors.Local(a) {
+	if d.neighbors.Local(a) {
 		return observed{local: true}, nil
 	}
 	var o observed
-	mac, onLink, err := c.neighbors.Lookup(a)
+	mac, onLink, err := d.neighbors.Lookup(a)
 	switch {
 	case err == nil:
 		o.onLink, o.neighMAC = onLink, mac
@@ -121,48 +131,48 @@ func (c *Core) observe(ctx context.Context, ip string) (observed, error) {
 	}
 	now := time.Now()
 	if o.neighMAC == "" {
-		b, err := c.store.IPBinding(ctx, a.String())
+		b, err := d.store.IPBinding(ctx, a.String())
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return o, fmt.Errorf("binding of %s: %w", a, err)
 		}
-		if err == nil && c.live(b, now) {
+		if err == nil && d.bindingLive(b, now) {
 			o.bound = b.MAC
 		}
 	}
 	if mac := cmp.Or(o.neighMAC, o.bound); mac != "" {
-		b, err := c.store.UUIDBinding(ctx, mac)
+		b, err := d.store.UUIDBinding(ctx, mac)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return o, fmt.Errorf("uuid binding of %s: %w", mac, err)
 		}
-		if err == nil && c.live(b, now) {
+		if err == nil && d.bindingLive(b, now) {
 			o.uuid = b.UUID
 		}
 	}
 	return o, nil
 }
 
-// live reports whether binding b still identifies its machine at now.
-func (c *Core) live(b store.Binding, now time.Time) bool {
-	return now.Sub(b.Seen) < c.bindingTTL
+// bindingLive reports whether binding b still identifies its machine at now.
+func (d *Decider) bindingLive(b store.Binding, now time.Time) bool {
+	return now.Sub(b.Seen) < d.bindingTTL
 }
 
 // authenticate returns the request r may act as, or the refusal of what
 // ("script", "config", "phone-home") it earned, recorded and counted. Without
 // a neighbour table (tests) requests are taken at their word.
-func (c *Core) authenticate(ctx context.Context, r Request, what string) (Request, error) {
-	if c.neighbors == nil {
+func (d *Decider) authenticate(ctx context.Context, r Request, what string) (Request, error) {
+	if d.neighbors == nil {
 		return r, nil
 	}
-	o, err := c.observe(ctx, r.IP)
+	o, err := d.observe(ctx, r.IP)
 	if err != nil {
 		return r, err
 	}
-	v, reason := verify(r, o, c.policy)
+	v, reason := verify(r, o, d.policy)
 	if reason != "" {
-		return r, c.refuse(ctx, r, &RefusedError{What: what, Reason: reason})
+		return r, d.refuse(ctx, r, &RefusedError{What: what, Reason: reason})
 	}
 	if r.UUID != "" && v.UUID != r.UUID {
-		c.log.Debug("uuid claim not seen in DHCP from this mac; ignored", append(Identity{MAC: v.MAC, UUID: r.UUID}.Attrs(), "ip", r.IP, "dhcp_uuid", v.UUID)...)
+		d.log.Debug("uuid claim not seen in DHCP from this mac; ignored", append(Identity{MAC: v.MAC, UUID: r.UUID}.Attrs(), "ip", r.IP, "dhcp_uuid", v.UUID)...)
 	}
 	return v, nil
 }

@@ -4,7 +4,9 @@
 // does), exports the commit's files into a directory of their own, and
 // remembers a commit the loader rejected so that it is not tried again until
 // the ref moves on. Credentials come from files, read again at every fetch,
-// and never appear in a log line, an error or a Result.
+// and never appear in a log line, an error or a Result. Instances that share
+// a Cluster (cluster.go) elect one to follow the ref; the others load
+// exactly the commits it publishes.
 package gitsync
 
 import (
@@ -50,8 +52,11 @@ type Result struct {
 	Live     *Revision // the live commit after the sync; nil if none
 	// Tried: Fetched was new and handed to the loader in this sync. A
 	// rejected commit is tried once; later syncs report it without a retry.
+	// A follower (Config.Cluster) that fails to fetch a published commit
+	// reports Tried at its first failure only.
 	Tried bool
 	Err   error // the fetch error, or the loader's error for a rejected commit
+	Role  *Role // this instance's part in the cluster; nil without Config.Cluster
 }
 
 // Config configures a Syncer.
@@ -84,7 +89,11 @@ type Config struct {
 	Load func(dir string, rev Revision) error
 	// OnSync, if set, is told every sync's Result (for status and metrics).
 	OnSync func(Result)
-	Logger *slog.Logger // nil: discard
+	// Cluster, if set, shares the repository among instances (cluster.go):
+	// only the elected one fetches the ref, and the others load the commits
+	// it publishes. nil: this instance follows the ref on its own.
+	Cluster Cluster
+	Logger  *slog.Logger // nil: discard
 }
 
 // Defaults of Config.
@@ -115,6 +124,7 @@ type Syncer struct {
 	running *round
 	next    *round
 	synced  bool // a sync has run: Run need not start with one
+	cluster clusterRole
 }
 
 // round is one sync and everyone waiting for it.
@@ -182,7 +192,19 @@ func clone(r *Revision) *Revision {
 // Run syncs now (unless a sync already ran, such as the first one at
 // start) and then every Interval until ctx ends; Sync adds syncs on demand.
 // A failed sync is logged and retried at the next tick.
+//
+// With Config.Cluster, Run campaigns to lead: the leader runs that loop and
+// publishes each commit it makes live; meanwhile, and whenever another
+// instance leads, Run loads each commit the leader publishes.
 func (s *Syncer) Run(ctx context.Context) error {
+	if s.cfg.Cluster != nil {
+		return s.runCluster(ctx)
+	}
+	return s.loop(ctx)
+}
+
+// loop syncs now unless a sync ran, then every Interval until ctx ends.
+func (s *Syncer) loop(ctx context.Context) error {
 	s.mu.Lock()
 	s.life = ctx
 	synced := s.synced
@@ -208,7 +230,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 // webhook burst costs at most two fetches and each caller sees a fetch that
 // began after its call. The error is Result.Err for a failed or rejected
 // sync, or ctx's if the caller gave up waiting (the sync goes on).
+//
+// With Config.Cluster, only the leader fetches the ref: another instance
+// reads the published commit afresh and loads it if it is not live yet
+// (see syncFollower).
 func (s *Syncer) Sync(ctx context.Context) (Result, error) {
+	if s.cfg.Cluster != nil && !s.leading() {
+		return s.syncFollower(ctx)
+	}
 	s.mu.Lock()
 	r := s.next
 	switch {
@@ -237,7 +266,7 @@ func (s *Syncer) rounds(r *round) {
 		life := s.life
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(life, s.cfg.Timeout)
-		r.res, r.err = s.sync(ctx)
+		r.res, r.err = s.sync(ctx, nil)
 		cancel()
 		close(r.done)
 		s.mu.Lock()
@@ -248,14 +277,24 @@ func (s *Syncer) rounds(r *round) {
 	}
 }
 
-// sync is one round: fetch, compare, export, load, tidy up.
-func (s *Syncer) sync(ctx context.Context) (Result, error) {
+// sync is one round: fetch, compare, export, load, tidy up. It follows
+// the ref, or with pub the published commit of a Cluster's leader.
+func (s *Syncer) sync(ctx context.Context, pub *Published) (Result, error) {
 	s.work.Lock()
 	defer s.work.Unlock()
 	res := Result{Time: time.Now()}
-	s.attempt(ctx, &res)
+	s.attempt(ctx, &res, pub)
 	res.Duration = time.Since(res.Time)
 	res.Live = s.Live()
+	if pub == nil {
+		s.share(ctx, res)
+	}
+	return s.finish(res)
+}
+
+// finish reports res, in the log and to OnSync, and returns it.
+func (s *Syncer) finish(res Result) (Result, error) {
+	res.Role = s.role()
 	s.report(res)
 	if s.cfg.OnSync != nil {
 		s.cfg.OnSync(res)
@@ -266,14 +305,24 @@ func (s *Syncer) sync(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-func (s *Syncer) attempt(ctx context.Context, res *Result) {
+func (s *Syncer) attempt(ctx context.Context, res *Result, pub *Published) {
 	fail := func(err error) {
 		res.Outcome, res.Err = Failed, err
 	}
-	commit, ref, err := s.fetch(ctx)
+	want := s.cfg.Ref
+	if pub != nil {
+		want = pub.Commit
+	}
+	commit, ref, err := s.fetch(ctx, want)
 	if err != nil {
 		fail(err)
+		if pub != nil {
+			s.fetchFailed(res, pub)
+		}
 		return
+	}
+	if pub != nil {
+		ref = pub.Ref // what the leader follows, not the hash
 	}
 	rev := revisionOf(commit, ref)
 	res.Fetched = &rev

@@ -190,27 +190,27 @@ func (s *Syncer) hostKeys() (ssh.HostKeyCallback, []string, error) {
 	return cb, db.HostKeyAlgorithms(net.JoinHostPort(s.remote.host, s.remote.port)), nil
 }
 
-// fetch brings the ref's commit into the local repository, fetching only
-// when the remote names a commit the repository lacks, and returns it with
-// the ref's full name.
-func (s *Syncer) fetch(ctx context.Context) (*object.Commit, string, error) {
+// fetch brings the commit that want (a ref or a commit hash, as
+// Config.Ref) names into the local repository, fetching only when the
+// remote names a commit the repository lacks, and returns it with the ref's
+// full name.
+func (s *Syncer) fetch(ctx context.Context, want string) (*object.Commit, string, error) {
 	auth, secrets, err := s.credentials()
 	if err != nil {
 		return nil, "", err
 	}
-	c, ref, err := s.fetchWith(ctx, auth)
+	c, ref, err := s.fetchWith(ctx, auth, want)
 	if err != nil {
 		return nil, "", scrub(err, secrets)
 	}
 	return c, ref, nil
 }
 
-func (s *Syncer) fetchWith(ctx context.Context, auth transport.AuthMethod) (*object.Commit, string, error) {
+func (s *Syncer) fetchWith(ctx context.Context, auth transport.AuthMethod, want string) (*object.Commit, string, error) {
 	repo, err := s.open()
 	if err != nil {
 		return nil, "", err
 	}
-	want := s.cfg.Ref
 	if isHash(want) {
 		// A commit never changes: once here, no network is needed.
 		if c, err := commitOf(repo, plumbing.NewHash(want)); err == nil {

@@ -40,7 +40,7 @@ const (
 	other    = "other"
 )
 
-// StateCounter counts the inventory by lifecycle state; *boltstore.DB implements it.
+// StateCounter counts the inventory by lifecycle state; every store.Store does.
 type StateCounter interface {
 	CountByState(ctx context.Context) (map[store.State]int, error)
 }
@@ -50,6 +50,9 @@ type Config struct {
 	// Machines is counted at every scrape for provisiond_machines; nil leaves
 	// that metric out.
 	Machines StateCounter
+	// Store is probed at every scrape for provisiond_store_*; nil leaves
+	// those out.
+	Store func(context.Context) store.Health
 	// Logger gets scrape errors; nil discards.
 	Logger *slog.Logger
 }
@@ -71,6 +74,7 @@ type Metrics struct {
 	syncs          *prometheus.CounterVec
 	liveCommit     *prometheus.GaugeVec
 	liveMu         sync.Mutex // one live_commit series at a time
+	gitLeader      prometheus.Gauge
 	bmcOps         *prometheus.CounterVec
 	bmcDuration    *prometheus.HistogramVec
 	configsRefused *prometheus.CounterVec
@@ -132,6 +136,10 @@ func New(cfg Config) *Metrics {
 			Name: "provisiond_profile_live_commit_info",
 			Help: "1 for the abbreviated hash of the Git commit whose profiles are live (--profiles-git); one series, replaced when another commit goes live.",
 		}, []string{"commit"}),
+		gitLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "provisiond_git_leader",
+			Help: "1 while this instance follows the profiles' Git repository itself: always with --profiles-git alone, the elected leader with --store etcd (the others load the commits it publishes); 0 otherwise.",
+		}),
 		bmcOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_bmc_operations_total",
 			Help: "Conversations with BMCs, by action (on, off, soft, cycle, reset, status, reprovision, wipe) and result (ok, auth, timeout, unreachable, other).",
@@ -163,11 +171,14 @@ func New(cfg Config) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration,
-		m.httpRequests, m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit,
+		m.httpRequests, m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit, m.gitLeader,
 		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.phoneRefused, m.pruned,
 	)
 	if cfg.Machines != nil {
 		m.reg.MustRegister(newMachineCollector(cfg.Machines))
+	}
+	if cfg.Store != nil {
+		m.reg.MustRegister(newStoreCollector(cfg.Store))
 	}
 	// Series that exist from the start, so rate() and alerts see a zero
 	// rather than nothing.
@@ -292,6 +303,16 @@ func isHex(s string) bool {
 	return s != ""
 }
 
+// GitLeader sets provisiond_git_leader: whether this instance follows the
+// profiles' Git repository itself.
+func (m *Metrics) GitLeader(leader bool) {
+	v := 0.0
+	if leader {
+		v = 1
+	}
+	m.gitLeader.Set(v)
+}
+
 // BMCOperation implements boot.Observer.
 func (m *Metrics) BMCOperation(action string, took time.Duration, err error) {
 	switch bmc.Action(action) {
@@ -367,7 +388,9 @@ func newMachineCollector(src StateCounter) machineCollector {
 func (c machineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c machineCollector) Collect(ch chan<- prometheus.Metric) {
-	counts, err := c.src.CountByState(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	counts, err := c.src.CountByState(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return

@@ -40,7 +40,9 @@ func (f fakeCounter) CountByState(context.Context) (map[store.State]int, error) 
 // TestLint runs promlint over everything the registry exposes, with a value
 // in every vector so that each metric is linted.
 func TestLint(t *testing.T) {
-	m := New(Config{Machines: fakeCounter{counts: map[store.State]int{store.StateReady: 1}}})
+	m := New(Config{Machines: fakeCounter{counts: map[store.State]int{store.StateReady: 1}}, Store: func(context.Context) store.Health {
+		return store.Health{Backend: "etcd", Leader: "e0", Endpoints: []store.EndpointHealth{{Endpoint: "http://127.0.0.1:2379"}}}
+	}})
 	exercise(m)
 	problems, err := testutil.GatherAndLint(m.Registry())
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 )
 
 // assets serves files under --assets with Range support, at most maxRanges
@@ -19,18 +20,18 @@ import (
 func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "*")
 	if s.cfg.Assets == nil || !fs.ValidPath(name) || strings.Contains(name, "\\") {
-		s.fail(w, r, fmt.Errorf("%w: asset %q", errNotFound, truncate(name)))
+		s.fail(w, r, fmt.Errorf("%w: asset %q", httperr.ErrNotFound, truncate(name)))
 		return
 	}
 	f, err := s.cfg.Assets.Open(name)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: asset %q", errNotFound, truncate(name)))
+		s.fail(w, r, fmt.Errorf("%w: asset %q", httperr.ErrNotFound, truncate(name)))
 		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		s.fail(w, r, fmt.Errorf("%w: asset %q is not a file", errNotFound, truncate(name)))
+		s.fail(w, r, fmt.Errorf("%w: asset %q is not a file", httperr.ErrNotFound, truncate(name)))
 		return
 	}
 	if !s.rangesOK(w, r, fi.Size()) {
@@ -44,12 +45,12 @@ func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
 func (s *Server) binary(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	if s.cfg.Binaries == nil {
-		s.fail(w, r, fmt.Errorf("%w: no iPXE binaries configured", errNotFound))
+		s.fail(w, r, fmt.Errorf("%w: no iPXE binaries configured", httperr.ErrNotFound))
 		return
 	}
 	rs, size, err := s.cfg.Binaries.Open(name)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: iPXE binary %q", errNotFound, truncate(name)))
+		s.fail(w, r, fmt.Errorf("%w: iPXE binary %q", httperr.ErrNotFound, truncate(name)))
 		return
 	}
 	if !s.rangesOK(w, r, size) {

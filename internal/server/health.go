@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store"
+
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/profiles"
 )
@@ -17,23 +19,37 @@ type healthReport struct {
 	Store    *storeHealth  `json:"store,omitempty"`
 }
 
-// StoreInfo is what /healthz tells of the store: which one, and a cheap
-// read that shows whether it answers and how fast.
+// StoreInfo is what /healthz tells of the store: which one, and a probe
+// that shows whether it answers, how fast, and for etcd each endpoint and
+// the leader.
 type StoreInfo struct {
-	Backend   string   // bolt or etcd
-	Endpoints []string // etcd's client endpoints; none for bolt
-	Prefix    string   // etcd's key prefix
-	Probe     func(context.Context) error
+	Backend string // bolt or etcd
+	Prefix  string // etcd's key prefix
+	Probe   func(context.Context) store.Health
 }
 
 type storeHealth struct {
-	Backend   string   `json:"backend"`
-	Endpoints []string `json:"endpoints,omitempty"`
-	Prefix    string   `json:"prefix,omitempty"`
-	OK        bool     `json:"ok"`
-	LatencyMS float64  `json:"latency_ms"`
-	Error     string   `json:"error,omitempty"`
+	Backend   string           `json:"backend"`
+	Prefix    string           `json:"prefix,omitempty"`
+	OK        bool             `json:"ok"` // a read went through (etcd: with quorum)
+	LatencyMS float64          `json:"latency_ms"`
+	Error     string           `json:"error,omitempty"`
+	Leader    string           `json:"leader,omitempty"` // etcd's leader member, as a majority of the endpoints see it
+	Endpoints []endpointHealth `json:"endpoints,omitempty"`
 }
+
+type endpointHealth struct {
+	Endpoint  string  `json:"endpoint"`
+	OK        bool    `json:"ok"`
+	Member    string  `json:"member,omitempty"`
+	Leader    string  `json:"leader,omitempty"`
+	Version   string  `json:"version,omitempty"`
+	LatencyMS float64 `json:"latency_ms"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// ms is d in milliseconds with microsecond precision, as /healthz reports times.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // storeProbeTimeout bounds the store probe of one /healthz: a store that
 // lost its quorum makes the answer "degraded", not a hung health check.
@@ -62,6 +78,11 @@ type gitHealth struct {
 	LastSync       *time.Time `json:"last_sync,omitempty"`
 	LastSyncResult string     `json:"last_sync_result,omitempty"` // updated, unchanged, rejected, error
 	LastSyncError  string     `json:"last_sync_error,omitempty"`  // the fetch's error
+	// With --store etcd: this instance, whether it leads (follows Git
+	// itself) and who does; the others serve the commits the leader publishes.
+	Instance string `json:"instance,omitempty"`
+	Leader   *bool  `json:"leader,omitempty"`
+	LeaderID string `json:"leader_id,omitempty"`
 }
 
 // health serves /healthz: 200 while a profile set is live (even if the latest
@@ -72,7 +93,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if st != nil {
 		t := st.Time
 		rep.Profiles.LastReload = &t
-		rep.Profiles.LastReloadMS = float64(st.Duration.Microseconds()) / 1000
+		rep.Profiles.LastReloadMS = ms(st.Duration)
 		rep.Profiles.LastReloadOK = st.Err == nil
 		if st.Err != nil {
 			rep.Status = "degraded"
@@ -110,15 +131,19 @@ func (s *Server) storeHealth(ctx context.Context) *storeHealth {
 	if info.Probe == nil {
 		return nil
 	}
-	h := &storeHealth{Backend: info.Backend, Endpoints: info.Endpoints, Prefix: info.Prefix}
 	ctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
-	start := time.Now()
-	err := info.Probe(ctx)
-	h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
-	h.OK = err == nil
-	if err != nil {
-		h.Error = err.Error()
+	p := info.Probe(ctx)
+	h := &storeHealth{Backend: info.Backend, Prefix: info.Prefix, OK: p.Err == nil, LatencyMS: ms(p.Latency), Leader: p.Leader}
+	if p.Err != nil {
+		h.Error = p.Err.Error()
+	}
+	for _, e := range p.Endpoints {
+		eh := endpointHealth{Endpoint: e.Endpoint, OK: e.Err == nil, Member: e.Member, Leader: e.Leader, Version: e.Version, LatencyMS: ms(e.Latency)}
+		if e.Err != nil {
+			eh.Error = e.Err.Error()
+		}
+		h.Endpoints = append(h.Endpoints, eh)
 	}
 	return h
 }
@@ -141,6 +166,9 @@ func (s *Server) gitHealth(st *boot.ReloadStatus) *gitHealth {
 		g.Remote, g.LastSync, g.LastSyncResult = sync.Remote, &t, sync.Result
 		if sync.Result == boot.SyncError && sync.Err != nil {
 			g.LastSyncError = sync.Err.Error()
+		}
+		if sync.Instance != "" {
+			g.Instance, g.Leader, g.LeaderID = sync.Instance, &sync.Leader, sync.LeaderID
 		}
 	}
 	return g

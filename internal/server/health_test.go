@@ -7,10 +7,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 const healthProfiles = "kind: Profile\nname: p\nboot: {kernel: /assets/k}\n---\nkind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
@@ -99,8 +102,17 @@ func TestHealthStore(t *testing.T) {
 	}
 	var down error
 	ts := httptest.NewServer(New(Config{Core: newCore(t, dir), AdvertiseURL: base, Store: StoreInfo{
-		Backend: "etcd", Endpoints: []string{"http://10.0.0.1:2379"}, Prefix: "/p",
-		Probe: func(context.Context) error { return down },
+		Backend: "etcd", Prefix: "/p",
+		Probe: func(context.Context) store.Health {
+			h := store.Health{Backend: "etcd", Err: down, Latency: 1500 * time.Microsecond, Endpoints: []store.EndpointHealth{
+				{Endpoint: "http://10.0.0.1:2379", Member: "e0", Leader: "e1", Version: "3.6.16"},
+				{Endpoint: "http://10.0.0.2:2379", Err: errors.New("context deadline exceeded")},
+			}}
+			if down == nil {
+				h.Leader = "e1"
+			}
+			return h
+		},
 	}}).Handler())
 	t.Cleanup(ts.Close)
 	type health struct {
@@ -116,11 +128,19 @@ func TestHealthStore(t *testing.T) {
 		}
 		return code, h
 	}
-	if code, h := get(); code != 200 || h.Status != "ok" || !h.Store.OK || h.Store.Backend != "etcd" || h.Store.Prefix != "/p" || len(h.Store.Endpoints) != 1 {
+	code, h := get()
+	if code != 200 || h.Status != "ok" || !h.Store.OK || h.Store.Backend != "etcd" || h.Store.Prefix != "/p" || h.Store.Leader != "e1" || h.Store.LatencyMS != 1.5 {
 		t.Errorf("store answering: %d %+v", code, h)
 	}
+	want := []endpointHealth{
+		{Endpoint: "http://10.0.0.1:2379", OK: true, Member: "e0", Leader: "e1", Version: "3.6.16"},
+		{Endpoint: "http://10.0.0.2:2379", Error: "context deadline exceeded"},
+	}
+	if !reflect.DeepEqual(h.Store.Endpoints, want) {
+		t.Errorf("endpoints:\n got %+v\nwant %+v", h.Store.Endpoints, want)
+	}
 	down = errors.New("etcdserver: request timed out")
-	if code, h := get(); code != 200 || h.Status != "degraded" || h.Store.OK || h.Store.Error != down.Error() {
-		t.Errorf("store down: %d %+v; want 200, degraded, the error", code, h)
+	if code, h := get(); code != 200 || h.Status != "degraded" || h.Store.OK || h.Store.Error != down.Error() || h.Store.Leader != "" {
+		t.Errorf("store down: %d %+v; want 200, degraded, the error, no leader", code, h)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/ident"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -18,32 +19,28 @@ var reserved = map[string]bool{"mac": true, "uuid": true, "arch": true, "platfor
 // values are absent (iPXE expands an unknown ${uuid} to nothing); a value that is
 // present but malformed is a bad request rather than silently ignored.
 func ParseRequest(q url.Values) (boot.Request, error) {
-	var r boot.Request
+	var mac, uuid string
 	if v := q.Get("mac"); v != "" {
-		mac, err := ident.MAC(v)
-		if err != nil {
-			return r, fmt.Errorf("%w: mac %q is not a MAC address", errBadRequest, truncate(v))
+		var err error
+		if mac, err = ident.MAC(v); err != nil {
+			return boot.Request{}, fmt.Errorf("%w: mac %q is not a MAC address", httperr.ErrBadRequest, truncate(v))
 		}
-		r.MAC = mac
 	}
 	if v := q.Get("uuid"); v != "" {
-		uuid, err := ident.UUID(v)
-		if err != nil {
-			return r, fmt.Errorf("%w: uuid %q is not a UUID", errBadRequest, truncate(v))
+		var err error
+		if uuid, err = ident.UUID(v); err != nil {
+			return boot.Request{}, fmt.Errorf("%w: uuid %q is not a UUID", httperr.ErrBadRequest, truncate(v))
 		}
-		if !ident.PlaceholderUUID(uuid) { // would hand one machine's config to all of them
-			r.UUID = uuid
-		}
-	}
-	if r.MAC == "" && r.UUID == "" {
-		return r, boot.ErrNoIdentity
 	}
 	// Labels match on iPXE's ${buildarch} as sent; the inventory records the
 	// firmware too.
 	buildarch := q.Get("arch")
-	r.Arch = boot.Arch(q.Get("platform"), buildarch)
+	r := boot.NewRequest(mac, uuid, q.Get("platform"), buildarch)
+	if r.MAC == "" && r.UUID == "" { // none given, or a placeholder UUID alone
+		return r, boot.ErrNoIdentity
+	}
 	if !archName(r.Arch) {
-		return r, fmt.Errorf("%w: arch %q and platform %q: want iPXE's ${buildarch} and ${platform}, such as x86_64 and efi", errBadRequest, truncate(buildarch), truncate(q.Get("platform")))
+		return r, fmt.Errorf("%w: arch %q and platform %q: want iPXE's ${buildarch} and ${platform}, such as x86_64 and efi", httperr.ErrBadRequest, truncate(buildarch), truncate(q.Get("platform")))
 	}
 	r.Token = q.Get("token")
 	for k, vs := range q {

@@ -23,6 +23,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
+	"github.com/provisiond/provisiond/internal/profiles"
 )
 
 // Files opens named read-only files, such as the embedded iPXE binaries.
@@ -30,9 +32,26 @@ type Files interface {
 	Open(name string) (io.ReadSeeker, int64, error)
 }
 
+// Booter is what the server asks the boot core; *boot.Core implements it.
+type Booter interface {
+	// Chained records a /boot.ipxe request that names its machine.
+	Chained(ctx context.Context, r boot.Request) error
+	// Script is the iPXE script /ipxe serves r.
+	Script(ctx context.Context, r boot.Request) (string, error)
+	// Config is the config /ignition (ignition) or /config serves r.
+	Config(ctx context.Context, r boot.Request, ignition bool) (*profiles.Rendered, []byte, error)
+	// Identify puts an address to a machine for the log lines of requests
+	// that name none.
+	Identify(ctx context.Context, ip netip.Addr) boot.Identity
+	// Status, Profiles and Sync are what /healthz reports of the profiles.
+	Status() *boot.ReloadStatus
+	Profiles() *profiles.Set
+	Sync() *boot.SyncStatus
+}
+
 // Config wires a Server.
 type Config struct {
-	Core         *boot.Core
+	Core         Booter
 	AdvertiseURL string       // base URL machines reach us at, no trailing slash
 	Assets       *os.Root     // --assets; nil serves no assets
 	Binaries     Files        // iPXE binaries for UEFI HTTP Boot at /nbp/; nil serves none
@@ -155,21 +174,12 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, l)
 }
 
-// fail answers with a one-line reason and the status the error's sentinel maps
+// fail answers with a one-line reason and the status httperr maps the error
 // to; anything unexpected is a 500 and logged.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, boot.ErrNoIdentity), errors.Is(err, errBadRequest):
-		code = http.StatusBadRequest
-	case errors.Is(err, boot.ErrUnknownMachine), errors.Is(err, boot.ErrNoConfig), errors.Is(err, errNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, boot.ErrNotLoaded):
-		code = http.StatusServiceUnavailable
-	case errors.Is(err, errTooManyRanges):
+	code := httperr.Status(err)
+	if errors.Is(err, errTooManyRanges) {
 		code = http.StatusRequestedRangeNotSatisfiable
-	case errors.As(err, new(*boot.RefusedError)):
-		code = http.StatusForbidden
 	}
 	if code == http.StatusInternalServerError {
 		s.log.Error("http request failed", "path", r.URL.Path, "error", err)
@@ -178,11 +188,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	http.Error(w, err.Error(), code)
 }
-
-var (
-	errBadRequest = errors.New("bad request")
-	errNotFound   = errors.New("not found")
-)
 
 // chiRoutes reports whether chi routes method. It answers any other
 // (PROPFIND, BREW) with a bare 405 before a mounted router sees the request.

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"iter"
 	"time"
 )
 
@@ -73,6 +74,17 @@ type Store interface {
 	// process's (persisted, and the same for every instance sharing the
 	// store), so a view keyed by it may skip unchanged work anywhere.
 	Revision(ctx context.Context) (uint64, error)
+	// Dump calls fn with every record of a consistent snapshot (one
+	// transaction, or one etcd revision), kinds in the order of the Kind
+	// constants, meta first; it stops at fn's first error and returns it.
+	Dump(ctx context.Context, fn func(Record) error) error
+	// Restore loads records (a Dump, or a BackupReader's) into the store,
+	// which must hold no machine and no event (else ErrNotEmpty), keeping
+	// every record as it was (sealed secrets byte for byte). Afterwards the next event Seq follows the
+	// dump's last, and Revision is above the dump's (etcd: its revisions are
+	// the cluster's, above the dump's if that came from the same cluster).
+	// An error from records, or a record CheckRecord refuses, stops it.
+	Restore(ctx context.Context, records iter.Seq2[Record, error]) error
 }
 
 // Options tune Open. Zero values mean the defaults.

@@ -49,8 +49,13 @@ type Machine struct {
 // /ipxe script opened. Only a hash of the session token is kept, so the
 // database never holds a credential a machine could be impersonated with.
 type Provisioning struct {
-	TokenHash     string    `json:"token_hash,omitempty"` // hex SHA-256 of the session token; "" = no open session
-	Profile       string    `json:"profile,omitempty"`    // the profile the session boots
+	TokenHash string `json:"token_hash,omitempty"` // hex SHA-256 of the session token; "" = no open session
+	// SealedToken is the session token sealed under the deployment's secret
+	// key (never stored in clear), base64, so that a repeated /ipxe on any
+	// instance can hand the same session out again; "": not reusable. A
+	// string keeps Provisioning comparable.
+	SealedToken   string    `json:"sealed_token,omitempty"`
+	Profile       string    `json:"profile,omitempty"` // the profile the session boots
 	IssuedAt      time.Time `json:"issued_at,omitzero"`
 	ConfigServed  time.Time `json:"config_served,omitzero"` // first time the config was served this session
 	ConfigFetches int       `json:"config_fetches,omitempty"`

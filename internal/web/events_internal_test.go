@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/boltstore"
 )
@@ -169,5 +170,13 @@ func TestUnavailable(t *testing.T) {
 		if (c.want == "") != (got == "") || len(got) < len(c.want) || got[:len(c.want)] != c.want {
 			t.Errorf("%s: %q; want %q...", c.name, got, c.want)
 		}
+	}
+}
+
+// A reprovision whose cycle another identical request did says so, as a success.
+func TestSentBackDoneBy(t *testing.T) {
+	f := sentBack("Reprovision", store.Machine{State: store.StateProvisioning}, &boot.PowerResult{Action: "reprovision", DoneBy: "alice/web@10.0.0.5"}, nil)
+	if !f.OK || !strings.Contains(f.Text, "did not cycle it again: alice/web@10.0.0.5") {
+		t.Fatalf("flash %+v", f)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -144,7 +145,7 @@ func (d *Dashboard) machineView(r *http.Request) (machineView, error) {
 func (d *Dashboard) machinePage(w http.ResponseWriter, r *http.Request) {
 	v, err := d.machineView(r)
 	if err != nil {
-		d.failPage(w, r, statusOf(err), err)
+		d.failPage(w, r, httperr.Status(err), err)
 		return
 	}
 	ctx, wipe := r.Context(), d.b.WipeProfile()
@@ -216,7 +217,7 @@ func (d *Dashboard) confirmPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	m, err := d.b.Machine(ctx, chi.URLParam(r, "id"))
 	if err != nil {
-		d.failPage(w, r, statusOf(err), err)
+		d.failPage(w, r, httperr.Status(err), err)
 		return
 	}
 	bmc, wipe := d.bmcOf(ctx, m.MAC), d.b.WipeProfile()
@@ -283,6 +284,8 @@ func sentBack(label string, m store.Machine, res *boot.PowerResult, err error) f
 		text += " It has no BMC: boot it from the network yourself."
 	case res.Err != nil:
 		return flash{Text: text + " The BMC failed: " + res.Err.Error()}
+	case res.DoneBy != "":
+		text += " The BMC did not cycle it again: " + res.DoneBy + "'s identical request, made at the same time, already set network boot and power-cycled it."
 	default:
 		text += fmt.Sprintf(" The BMC set network boot and power-cycled it (%s).", res.Outcome.Done)
 	}
@@ -305,17 +308,4 @@ func powerRead(res boot.PowerResult) flash {
 		return flash{Text: "Reading the power state failed: " + res.Err.Error()}
 	}
 	return flash{OK: true, Text: fmt.Sprintf("The BMC says the machine is %s.", res.State)}
-}
-
-// statusOf maps the core's sentinels to a status, as the API does.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, boot.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, boot.ErrAmbiguous):
-		return http.StatusConflict
-	case errors.Is(err, boot.ErrNotLoaded):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }

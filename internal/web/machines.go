@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -166,7 +167,7 @@ func (d *Dashboard) table(r *http.Request) (table, error) {
 func (d *Dashboard) machinesPage(w http.ResponseWriter, r *http.Request) {
 	t, err := d.table(r)
 	if err != nil {
-		d.failPage(w, r, http.StatusInternalServerError, err)
+		d.failPage(w, r, httperr.Status(err), err)
 		return
 	}
 	d.renderPage(w, r, http.StatusOK, "machines.html", "Machines", t)
@@ -191,7 +192,7 @@ func (d *Dashboard) fragment(w http.ResponseWriter, r *http.Request, name string
 	}
 	data, err := load()
 	if err != nil {
-		code := statusOf(err)
+		code := httperr.Status(err)
 		if code >= 500 {
 			d.log.Error("dashboard refresh", "path", r.URL.Path, "error", err)
 			err = errors.New("internal error; see the server log")

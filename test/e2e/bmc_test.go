@@ -90,6 +90,21 @@ const (
 // BMC of protocol that listens on the provisioner's loopback, which its BMC
 // field names. Whatever happens, the VM is off and the BMC stopped when t ends.
 func (l *lab) addBMCMachine(v vm, protocol string) *bmcMachine {
+	l.t.Helper()
+	return l.addBMCMachineAt(v, protocol, bmcSite{ns: l.Prov, host: "127.0.0.1"})
+}
+
+// bmcSite is where a BMC serves, and what its VM does on a guest reboot.
+type bmcSite struct {
+	ns, host string // the BMC's namespace and its address there
+	// offOnReboot makes a guest reboot power the VM off (QEMU -no-reboot),
+	// as a machine set to shut down after its install: the test decides
+	// when, and through which server, it boots next.
+	offOnReboot bool
+}
+
+// addBMCMachineAt is addBMCMachine with the BMC at site.
+func (l *lab) addBMCMachineAt(v vm, protocol string, site bmcSite) *bmcMachine {
 	t := l.t
 	t.Helper()
 	tap := l.addTap(vlanBridge)
@@ -114,7 +129,11 @@ func (l *lab) addBMCMachine(v vm, protocol string) *bmcMachine {
 			return nil // the script refuses to set cdrom and bios
 		}
 		// The script runs in the BMC's namespace; the tap is in the switch's.
-		return append(append([]string{"ip", "netns", "exec", l.Switch}, qemuArgs(v, tap)...), "-boot", "order="+order)
+		argv := append(append([]string{"ip", "netns", "exec", l.Switch}, qemuArgs(v, tap)...), "-boot", "order="+order)
+		if site.offOnReboot {
+			argv = append(argv, "-no-reboot")
+		}
+		return argv
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -135,19 +154,19 @@ func (l *lab) addBMCMachine(v vm, protocol string) *bmcMachine {
 		}
 		sim := bmcsim.StartIPMISim(t, bmcsim.IPMIConfig{
 			Script: script, User: bmcUser, Password: bmcPassword,
-			Addr: "127.0.0.1:623", Dir: dir,
-			// In the provisioner's namespace, on its loopback. setpriv: if
-			// the test binary dies without its cleanups, so does ipmi_sim.
-			Prefix: []string{"setpriv", "--pdeathsig", "KILL", "ip", "netns", "exec", l.Prov},
+			Addr: net.JoinHostPort(site.host, "623"), Dir: dir,
+			// In the site's namespace. setpriv: if the test binary dies
+			// without its cleanups, so does ipmi_sim.
+			Prefix: []string{"setpriv", "--pdeathsig", "KILL", "ip", "netns", "exec", site.ns},
 		})
 		l.logs = append(l.logs, namedLog{v.Name + "-ipmi_sim", filepath.Join(sim.Dir, "ipmi_sim.log")})
 		address = "ipmi://" + net.JoinHostPort(sim.Host, sim.Port)
 	case bmcRedfish:
 		// A socket belongs to the namespace it was made in: this one
-		// listens on the provisioner's loopback, served from here.
+		// listens in the site's, served from here.
 		var ln net.Listener
-		err := inNetns(l.Prov, func() (err error) {
-			ln, err = net.Listen("tcp4", "127.0.0.1:0")
+		err := inNetns(site.ns, func() (err error) {
+			ln, err = net.Listen("tcp4", net.JoinHostPort(site.host, "0"))
 			return err
 		})
 		if err != nil {
@@ -213,6 +232,10 @@ type apiPowerResult struct {
 	Done   string `json:"done"`
 	Boot   string `json:"boot"`
 	Error  string `json:"error"`
+	// DoneBy and Note: a reprovision that found an identical one, asked
+	// for at the same time, had network-booted the machine already.
+	DoneBy string `json:"done_by"`
+	Note   string `json:"note"`
 }
 
 // lifecycle powers the machine on through provisiond's CLI, waits for its
@@ -538,8 +561,8 @@ func (pd *provisiondRun) cli(l *lab, v any, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	argv := append([]string{pd.bin}, args...)
-	argv = append(argv, "--server", advertiseURL, "--token-file", pd.tokenFile, "-o", "json")
-	cmd := l.command(ctx, l.Prov, argv...)
+	argv = append(argv, "--server", pd.url, "--token-file", pd.tokenFile, "-o", "json")
+	cmd := l.command(ctx, pd.ns, argv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

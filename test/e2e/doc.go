@@ -91,4 +91,16 @@
 // setpriv); without them it skips, or fails with PROVISIOND_REQUIRE_LAB=1. If
 // the test binary dies without its cleanups (-timeout), its VMs are powered
 // off and ipmi_sim is killed all the same.
+//
+// TestCluster runs two provisiond instances on the VLAN (10.99.0.2 and
+// 10.99.0.3), each with proxyDHCP, TFTP and HTTP, sharing one etcd
+// (test/etcdserver, on its own host at 10.99.0.4), the API token and the key
+// that seals BMC credentials, and a BIOS VM behind ipmi_sim (10.99.0.5)
+// whose guest reboot powers it off. The BMC is set once through the API of
+// one instance and used by the other; the VM installs through whichever
+// answers its PXE first, that instance is SIGKILLed, and the survivor's
+// power-on boots it from disk (boot-once in the shared store); a reprovision
+// through the survivor reinstalls it with a new session token; then, the
+// killed instance restarted, a reprovision with power asked of both at once
+// must power-cycle the VM exactly once. It needs what TestBMCLifecycle needs.
 package e2e

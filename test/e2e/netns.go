@@ -125,6 +125,16 @@ func (l *lab) addNetns(name string) string {
 	return ns
 }
 
+// addHost adds a namespace name with its eth0 at addr on the VLAN, as a
+// further host there (a second provisioner, a BMC, an etcd member), and
+// returns the namespace's full name.
+func (l *lab) addHost(name, addr string) string {
+	l.t.Helper()
+	ns := l.addNetns(name)
+	l.join(ns, "eth0", vlanBridge, name+"0", addr)
+	return ns
+}
+
 // addBridge creates a bridge in the switch namespace.
 func (l *lab) addBridge(name string) {
 	l.t.Helper()

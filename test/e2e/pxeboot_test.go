@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -313,8 +314,16 @@ func checkRun(t *testing.T, v vm, r *vmRun) {
 
 // checkConfig checks the config a boot printed: its own, and none of others',
 // with a phone-home unit naming this machine and the token of the boot's
-// session (the one on its kernel command line). It returns that token.
+// session (the one on its kernel command line), served by the lab's
+// provisiond at advertiseURL. It returns that token.
 func checkConfig(t *testing.T, v vm, others []vm, serial string) (token string) {
+	t.Helper()
+	return checkConfigFrom(t, advertiseURL, v, others, serial)
+}
+
+// checkConfigFrom is checkConfig for a config served by the instance whose
+// advertise URL is base: the phone-home goes back to it.
+func checkConfigFrom(t *testing.T, base string, v vm, others []vm, serial string) (token string) {
 	t.Helper()
 	raw, err := ignitionConfig(serial)
 	if err != nil {
@@ -345,7 +354,7 @@ func checkConfig(t *testing.T, v vm, others []vm, serial string) (token string) 
 	if err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
-	wantURL := advertiseURL + "/api/v1/machines/" + strings.ReplaceAll(v.MAC, ":", "-") + "/installed"
+	wantURL := base + "/api/v1/machines/" + strings.ReplaceAll(v.MAC, ":", "-") + "/installed"
 	for _, want := range []string{
 		"Environment=PHONE_HOME_URL=" + wantURL + "\n",
 		"Environment=PHONE_HOME_TOKEN=" + token + "\n",
@@ -545,40 +554,67 @@ func startProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm) *apiClient {
 // provisiondRun is provisiond serving the lab.
 type provisiondRun struct {
 	bin       string // the binary, which is also the operator's CLI
-	tokenFile string // the API token serve generated
+	ns        string // the namespace it serves in, where its operator asks
+	url       string // its advertise URL
+	tokenFile string // its API token
+	daemon    *daemon
 	api       *apiClient
 }
 
 // runProvisiond builds provisiond and serves vms with it as startProvisiond
 // does; env (VAR=value) is added to the daemon's environment.
 func runProvisiond(t *testing.T, l *lab, tos *testOS, vms []vm, env ...string) *provisiondRun {
+	return l.serveProvisiond(provisiondSpec{
+		name: "provisiond", ns: l.Prov, addr: provAddr,
+		profiles: writeProfiles(t, tos, vms), assets: tos.Dir, data: t.TempDir(), env: env,
+	})
+}
+
+// provisiondSpec is one provisiond instance of the lab.
+type provisiondSpec struct {
+	name     string // of its log
+	ns, addr string // its namespace, whose eth0 has addr
+	profiles string
+	assets   string
+	data     string
+	env      []string // VAR=value added to its environment
+	// args are further serve flags. Without --api-token-file among them,
+	// serve generates the token in data.
+	args []string
+}
+
+// serveProvisiond starts provisiond serve as spec says (proxyDHCP and TFTP
+// on eth0, HTTP on addr:8080) and returns once it answers /healthz.
+func (l *lab) serveProvisiond(spec provisiondSpec) *provisiondRun {
+	t := l.t
+	t.Helper()
 	bin := testutil.Binary(t)
-	profiles := writeProfiles(t, tos, vms)
-	data := t.TempDir()
-	argv := []string{bin, "serve",
-		"--profiles", profiles,
-		"--data-dir", data,
-		"--assets", tos.Dir,
-		"--http-addr", provAddr + ":8080",
-		"--advertise-url", advertiseURL,
-		"--dhcp-interface", "eth0"}
-	if len(env) > 0 {
+	url := "http://" + spec.addr + ":8080"
+	argv := append([]string{bin, "serve",
+		"--profiles", spec.profiles,
+		"--data-dir", spec.data,
+		"--assets", spec.assets,
+		"--http-addr", spec.addr + ":8080",
+		"--advertise-url", url,
+		"--dhcp-interface", "eth0"}, spec.args...)
+	if len(spec.env) > 0 {
 		// env execs the daemon: it is still the process the lab stops.
-		argv = append(append([]string{"env"}, env...), argv...)
+		argv = append(append([]string{"env"}, spec.env...), argv...)
 	}
-	d := l.start(l.Prov, "provisiond", argv...)
-	l.waitHTTP(d, l.Prov, advertiseURL+"/healthz", 30*time.Second)
-	// Without --api-token-file, serve generates the operator's token here.
-	tokenFile := filepath.Join(data, "api-token")
+	d := l.start(spec.ns, spec.name, argv...)
+	l.waitHTTP(d, spec.ns, url+"/healthz", 30*time.Second)
+	tokenFile := filepath.Join(spec.data, "api-token")
+	if i := slices.Index(spec.args, "--api-token-file"); i >= 0 && i+1 < len(spec.args) {
+		tokenFile = spec.args[i+1]
+	}
 	token, err := os.ReadFile(tokenFile)
 	if err != nil {
 		t.Fatalf("API token: %v", err)
 	}
 	// The operator asks from the provisioner's own host.
 	return &provisiondRun{
-		bin:       bin,
-		tokenFile: tokenFile,
-		api:       &apiClient{base: advertiseURL + "/api/v1", token: strings.TrimSpace(string(token)), http: l.httpClient(l.Prov)},
+		bin: bin, ns: spec.ns, url: url, tokenFile: tokenFile, daemon: d,
+		api: &apiClient{base: url + "/api/v1", token: strings.TrimSpace(string(token)), http: l.httpClient(spec.ns)},
 	}
 }
 

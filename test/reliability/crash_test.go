@@ -401,7 +401,7 @@ func TestCrashSafety(t *testing.T) {
 	// run starts the daemon for round r, waits for it and checks the store.
 	run := func(r int) *daemon {
 		t.Helper()
-		d := startDaemon(t, bin, profiles, dataDir, filepath.Join(logDir, fmt.Sprintf("round-%02d.log", r)))
+		d := startDaemon(t, bin, "", filepath.Join(logDir, fmt.Sprintf("round-%02d.log", r)), "--profiles", profiles, "--data-dir", dataDir)
 		took, err := d.waitHealthy(startTimeout)
 		if err != nil {
 			t.Fatalf("round %d: the daemon did not come back on the data dir of the previous round: %v", r, err)

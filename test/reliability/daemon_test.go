@@ -4,7 +4,6 @@ package reliability
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,21 +32,27 @@ type daemon struct {
 	waitErr error         // valid after done
 }
 
-// startDaemon starts the binary on a fresh loopback port, logging to logPath.
-// The process dies with the test (Pdeathsig) and is killed in t.Cleanup.
-func startDaemon(t *testing.T, bin, profiles, dataDir, logPath string) *daemon {
+// startDaemon starts `provisiond serve` with args (--profiles, --data-dir,
+// the store's flags) on addr, a fresh loopback port if "", logging to
+// logPath. A restarted instance keeps its addr, so clients and the URLs in
+// its scripts stay valid. The process dies with the test (Pdeathsig) and is
+// killed in t.Cleanup.
+func startDaemon(t *testing.T, bin, addr, logPath string, args ...string) *daemon {
 	t.Helper()
-	addr := testutil.FreeAddr(t)
+	if addr == "" {
+		addr = testutil.FreeAddr(t)
+	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close() // the child holds its own descriptor
 	d := &daemon{base: "http://" + addr, logPath: logPath, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "serve", "--profiles", profiles, "--data-dir", dataDir,
+	d.cmd = exec.Command(bin, append([]string{"serve",
 		"--http-addr", addr, "--advertise-url", d.base,
-		"--trust-loopback",            // the test is every machine, from loopback
-		"--max-discovered", "1000000") // durability, not the cap, is under test
+		"--trust-loopback",             // the test is every machine, from loopback
+		"--max-discovered", "1000000"}, // durability, not the cap, is under test
+		args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	d.started = time.Now()
@@ -93,9 +98,11 @@ func (d *daemon) log() string {
 
 // waitHealthy polls /healthz until it answers 200 with status ok and returns
 // how long the daemon took from exec to healthy. The daemon exiting first,
-// or the timeout, is an error carrying its log.
+// or the timeout, is an error carrying its log and the last answer.
 func (d *daemon) waitHealthy(timeout time.Duration) (time.Duration, error) {
-	c := &http.Client{Timeout: time.Second}
+	// More than the daemon's own 2 s bound on its store probe: how slow
+	// /healthz may be is not this wait's question.
+	c := &http.Client{Timeout: 5 * time.Second}
 	defer c.CloseIdleConnections()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -104,16 +111,13 @@ func (d *daemon) waitHealthy(timeout time.Duration) (time.Duration, error) {
 			return 0, fmt.Errorf("provisiond exited before it was healthy (%v); its log:\n%s", d.waitErr, d.log())
 		default:
 		}
-		if resp, err := c.Get(d.base + "/healthz"); err == nil {
-			var h struct{ Status string }
-			err := json.NewDecoder(resp.Body).Decode(&h)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode == http.StatusOK && h.Status == "ok" {
-				return time.Since(d.started), nil
-			}
+		code, body, err := call(c, http.MethodGet, d.base+"/healthz", "")
+		var h struct{ Status string }
+		if err == nil && code == http.StatusOK && json.Unmarshal([]byte(body), &h) == nil && h.Status == "ok" {
+			return time.Since(d.started), nil
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("provisiond not healthy within %v; its log:\n%s", timeout, d.log())
+			return 0, fmt.Errorf("provisiond not healthy within %v (last /healthz: %d %v %.500s); its log:\n%s", timeout, code, err, body, d.log())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -154,25 +158,15 @@ type apiMachine struct {
 
 // listMachines returns GET /api/v1/machines by MAC.
 func listMachines(c *http.Client, base, token string) (map[string]apiMachine, error) {
-	req, err := http.NewRequest(http.MethodGet, base+"/api/v1/machines", nil)
+	code, body, err := call(c, http.MethodGet, base+"/api/v1/machines", token)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/v1/machines: %s: %s", resp.Status, bytes.TrimSpace(body))
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/machines: %d: %s", code, strings.TrimSpace(body))
 	}
 	var list struct{ Machines []apiMachine }
-	if err := json.Unmarshal(body, &list); err != nil {
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		return nil, fmt.Errorf("GET /api/v1/machines: %v", err)
 	}
 	out := make(map[string]apiMachine, len(list.Machines))
@@ -205,4 +199,26 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// call sends a bodiless request, with the bearer token if not "", and
+// returns the complete answer; a transport error or a body cut short is err.
+func call(c *http.Client, method, url, bearer string) (int, string, error) {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", err
+	}
+	return resp.StatusCode, string(body), nil
 }

@@ -34,7 +34,7 @@ func TestConcurrentDiscovery(t *testing.T) {
 	writeFile(t, filepath.Join(profiles, "profiles.yaml"), fmt.Sprintf(
 		"kind: Profile\nname: discovery\nboot: {kernel: %s, args: [console=ttyS0]}\n---\nkind: Default\nprofile: discovery\n", discoveryKernel))
 	dataDir := t.TempDir()
-	d := startDaemon(t, bin, profiles, dataDir, filepath.Join(t.TempDir(), "provisiond.log"))
+	d := startDaemon(t, bin, "", filepath.Join(t.TempDir(), "provisiond.log"), "--profiles", profiles, "--data-dir", dataDir)
 	if _, err := d.waitHealthy(startTimeout); err != nil {
 		t.Fatal(err)
 	}

@@ -110,6 +110,9 @@ type Store struct {
 	maxEventAge time.Duration
 	clock       func() time.Time
 	locks       *Locker // see locks.go
+	revs        revisionCache
+	stopWatch   context.CancelFunc // ends watchRevision
+	watchDone   chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -158,6 +161,12 @@ func Open(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("etcdstore: open %s: %w", where, err)
 	}
+	wctx, stop := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = stop, make(chan struct{})
+	go func() {
+		defer close(s.watchDone)
+		s.watchRevision(wctx)
+	}()
 	return s, nil
 }
 
@@ -210,6 +219,8 @@ func (s *Store) prepareSchema(ctx context.Context) error {
 // lease of the Locker's locks, if it took any, so they are free at once.
 func (s *Store) Close() error {
 	s.locks.closeLocks() // before the client goes, so the lease is revoked
+	s.stopWatch()
+	<-s.watchDone
 	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("etcdstore: close: %w", err)
 	}
@@ -224,10 +235,14 @@ func (s *Store) now() time.Time { return s.clock().UTC() }
 // which every transaction writing a machine or an event puts (and nothing
 // else does). etcd revisions are cluster-wide and only grow, so it is the
 // same for every client and moves exactly with those commits; 0 before the
-// first.
+// first. While the revision watch is established it answers from it (see
+// revisionCache), without a round trip.
 func (s *Store) Revision(ctx context.Context) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
+	}
+	if rev, ok := s.revs.get(); ok {
+		return rev, nil
 	}
 	resp, err := s.cli.Get(ctx, s.revisionKey())
 	if err != nil {
@@ -292,6 +307,7 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.
 	if !resp.Succeeded {
 		return errConflict
 	}
+	s.committed(resp, ops)
 	return nil
 }
 

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T, opts store.Options) store.Store) 
 		{"Revision", revisionTests},
 		{"Concurrency", concurrencyTests},
 		{"Context", contextTests},
+		{"Backup", backupTests},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			for _, tc := range g.tests {

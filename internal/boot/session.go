@@ -1,0 +1,106 @@
+package boot
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"reflect"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+// Session reuse. A machine's iPXE may ask /ipxe several times within one
+// provisioning: a retried chain, a reset before the config was fetched, a
+// second NIC. A new session each time is a durable write, on etcd a
+// consensus round trip, for nothing. So while a machine's open session has
+// served no config and nothing else about the machine would change, /ipxe
+// hands out the same script with the same token again, writing nothing
+// durable (LastSeen goes through the write-behind sightings).
+//
+// The token is kept sealed (Config.Secrets, the key in --secret-key-file)
+// beside its hash: every instance given the same key can reopen it, and the
+// database alone still holds no credential. Without a sealer, every /ipxe
+// opens a new session as before.
+
+// sessionReuse bounds how old a session may be and still be handed out
+// again: a machine back after this long starts a fresh one, so a token does
+// not live on indefinitely in scripts.
+const sessionReuse = 15 * time.Minute
+
+// sessionContext binds a sealed token to its machine: a blob copied to
+// another machine's record does not open there.
+func sessionContext(mac string) string { return "session/" + mac }
+
+// sealToken is what the store keeps of token besides its hash; "" without
+// a sealer, or without the MAC the seal is bound to.
+func (d *Decider) sealToken(mac, token string) string {
+	if d.secrets == nil || mac == "" {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(d.secrets.Seal([]byte(token), sessionContext(mac)))
+}
+
+// openToken opens what sealToken made.
+func (d *Decider) openToken(mac, sealed string) (string, error) {
+	blob, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", err
+	}
+	raw, err := d.secrets.Open(blob, sessionContext(mac))
+	return string(raw), err
+}
+
+// reuse returns the token of the machine's open session, with the plan and
+// the stored machine, when /ipxe may hand the session out again: see
+// reusable. ok is false on any doubt, including a failed read, so that the
+// caller takes the writing path, whose errors are the ones to report.
+func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now time.Time) (token string, plan bootPlan, m store.Machine, ok bool) {
+	if d.secrets == nil {
+		return "", bootPlan{}, store.Machine{}, false
+	}
+	m, err := d.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
+	if err != nil {
+		return "", bootPlan{}, store.Machine{}, false
+	}
+	p, err := d.store.Provisioning(ctx, m.MAC)
+	if err != nil {
+		return "", bootPlan{}, store.Machine{}, false
+	}
+	s := d.sightingOf(r, res)
+	s.MAC = m.MAC
+	if s, err = s.Sighting(); err != nil {
+		return "", bootPlan{}, store.Machine{}, false
+	}
+	plan, ok = reusable(m, p, s, res, d.live.wipeProfile(), now)
+	if !ok {
+		return "", bootPlan{}, store.Machine{}, false
+	}
+	token, err = d.openToken(m.MAC, p.SealedToken)
+	if err != nil || !tokenMatches(token, p.TokenHash) {
+		return "", bootPlan{}, store.Machine{}, false // a changed key: open a new session
+	}
+	return token, plan, m, true
+}
+
+// reusable decides whether machine m's session p may be handed out again to
+// a request whose sighting is s, and the plan it boots: only if the session
+// is open, recent and has served no config, the sighting adds nothing to
+// the record, and /ipxe would decide the same profile without any other
+// change to the machine (planBoot, run on copies).
+func reusable(m store.Machine, p store.Provisioning, s store.Machine, res profiles.Result, wipe *profiles.Profile, now time.Time) (bootPlan, bool) {
+	if p.TokenHash == "" || p.SealedToken == "" || !p.ConfigServed.IsZero() || now.Sub(p.IssuedAt) > sessionReuse || now.Before(p.IssuedAt) {
+		return bootPlan{}, false
+	}
+	if !reflect.DeepEqual(m.Merge(s, m.LastSeen), m) {
+		return bootPlan{}, false // a new address, name, label...: the sighting must be written
+	}
+	after, open := m, p.Profile
+	var plan bootPlan
+	_, _ = planBoot(res, wipe, "", "", now, &plan)(&after, &p) // p is a copy; it never fails
+	if plan.local || plan.profile.Name != open || after.State != m.State {
+		return bootPlan{}, false
+	}
+	return plan, true
+}

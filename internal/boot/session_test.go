@@ -1,0 +1,170 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/seal"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+func sessionBox(t *testing.T, b byte) *seal.Box {
+	t.Helper()
+	box, err := seal.New(bytes.Repeat([]byte{b}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}
+
+// provisioningEvents counts the sessions opened for mac, one event each.
+func provisioningEvents(t *testing.T, db store.Store, mac string) int {
+	t.Helper()
+	es, err := db.Events(context.Background(), store.EventQuery{MAC: mac, Type: EventProvisioning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+// A repeated /ipxe within one provisioning hands out the open session again
+// (same token, no new session, no durable write), until something makes a
+// new one due: the config was served, the machine shows something new, or
+// it is sent back to provisioning.
+func TestScriptReusesOpenSession(t *testing.T) {
+	c, db := lifecycleCore(t, Config{Secrets: sessionBox(t, 1)})
+	ctx := context.Background()
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
+
+	s1, tok := script(t, c, n1)
+	rev, _ := db.Revision(ctx)
+	s2, again := script(t, c, n1)
+	if tok == "" || again != tok || s2 != s1 {
+		t.Fatalf("a repeated /ipxe got token %q, first %q", again, tok)
+	}
+	if after, _ := db.Revision(ctx); after != rev {
+		t.Errorf("a reused session wrote: revision %d -> %d", rev, after)
+	}
+	if n := provisioningEvents(t, db, n1.MAC); n != 1 {
+		t.Errorf("%d sessions opened, want 1", n)
+	}
+	p, err := db.Provisioning(ctx, n1.MAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SealedToken == "" || strings.Contains(p.SealedToken, tok) {
+		t.Errorf("stored sealed token %q: want sealed, never the token %s", p.SealedToken, tok)
+	}
+
+	// A new address is news for the inventory: a new session, written.
+	moved := n1
+	moved.IP = "10.0.0.6"
+	if _, tok2 := script(t, c, moved); tok2 == tok {
+		t.Error("a sighting with a new address reused the session")
+	}
+	_, tok3 := script(t, c, moved)
+	// Once the config is served, a new /ipxe is a new boot: a new session.
+	withToken := moved
+	withToken.Token = tok3
+	if _, _, err := c.Config(ctx, withToken, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, tok4 := script(t, c, moved); tok4 == tok3 || tok4 == "" {
+		t.Errorf("after the config was served /ipxe got token %q again", tok4)
+	}
+}
+
+// The session is shared through the store: instance B hands out the
+// session A opened, if it holds the same key; with another key it opens a
+// new one rather than fail.
+func TestSessionReuseAcrossInstances(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	a, db := newCore(t, dir, Config{Secrets: sessionBox(t, 1)})
+	b, _ := newCoreOn(t, dir, Config{Secrets: sessionBox(t, 1)}, db)
+	other, _ := newCoreOn(t, dir, Config{Secrets: sessionBox(t, 2)}, db)
+	for _, c := range []*Core{a, b, other} {
+		if err := c.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
+	_, tok := script(t, a, n1)
+	if _, got := script(t, b, n1); got != tok {
+		t.Errorf("B handed out %q, A opened %q", got, tok)
+	}
+	_, fresh := script(t, other, n1)
+	if fresh == tok || fresh == "" {
+		t.Errorf("an instance with another key handed out %q", fresh)
+	}
+	// The old token is dead: only the newest session's config is served.
+	r := n1
+	r.Token = tok
+	if _, _, err := a.Config(context.Background(), r, true); refusedFor(err) != ReasonBadToken {
+		t.Errorf("the replaced session's token: %v, want %s", err, ReasonBadToken)
+	}
+}
+
+// Without a sealer (no key), nothing is reused: every /ipxe a session.
+func TestNoReuseWithoutSealer(t *testing.T) {
+	c, db := lifecycleCore(t, Config{})
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
+	_, tok := script(t, c, n1)
+	if _, again := script(t, c, n1); again == tok {
+		t.Error("reused a session without a sealer")
+	}
+	if n := provisioningEvents(t, db, n1.MAC); n != 2 {
+		t.Errorf("%d sessions, want 2", n)
+	}
+}
+
+// reusable's rules on their own: recent, open, unserved, nothing new.
+func TestReusable(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	prof := &profiles.Profile{Name: "p"}
+	res := profiles.Result{Profile: prof, Machine: &profiles.Machine{Name: "n1"}}
+	m := store.Machine{MAC: "52:54:00:00:00:01", Name: "n1", Profile: "p", LastIP: "10.0.0.5", State: store.StateProvisioning,
+		FirstSeen: now.Add(-time.Hour), LastSeen: now.Add(-time.Minute)}
+	open := store.Provisioning{TokenHash: "h", SealedToken: "s", Profile: "p", IssuedAt: now.Add(-time.Minute)}
+	sighting := store.Machine{MAC: m.MAC, Name: "n1", Profile: "p", LastIP: "10.0.0.5"}
+	for _, tc := range []struct {
+		name string
+		m    func(*store.Machine)
+		p    func(*store.Provisioning)
+		s    func(*store.Machine)
+		want bool
+	}{
+		{name: "open and unchanged", want: true},
+		{name: "no session", p: func(p *store.Provisioning) { *p = store.Provisioning{} }},
+		{name: "not sealed", p: func(p *store.Provisioning) { p.SealedToken = "" }},
+		{name: "config served", p: func(p *store.Provisioning) { p.ConfigServed = now }},
+		{name: "too old", p: func(p *store.Provisioning) { p.IssuedAt = now.Add(-sessionReuse - time.Second) }},
+		{name: "from the future", p: func(p *store.Provisioning) { p.IssuedAt = now.Add(time.Minute) }},
+		{name: "another profile", p: func(p *store.Provisioning) { p.Profile = "wipe" }},
+		{name: "new address", s: func(s *store.Machine) { s.LastIP = "10.0.0.6" }},
+		{name: "new labels", s: func(s *store.Machine) { s.Labels = map[string]string{"rack": "r2"} }},
+		{name: "installed: boots its disk", m: func(m *store.Machine) { m.State = store.StateInstalled }},
+		{name: "ready: goes to provisioning", m: func(m *store.Machine) { m.State = store.StateReady }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, p, s := m, open, sighting
+			call(tc.m, &m)
+			call(tc.p, &p)
+			call(tc.s, &s)
+			if _, got := reusable(m, p, s, res, nil, now); got != tc.want {
+				t.Errorf("reusable = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func call[T any](f func(*T), v *T) {
+	if f != nil {
+		f(v)
+	}
+}

@@ -1,0 +1,49 @@
+package httperr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/store"
+)
+
+func TestStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, http.StatusOK},
+		{"bad request", fmt.Errorf("%w: mac %q", ErrBadRequest, "x"), http.StatusBadRequest},
+		{"no identity", boot.ErrNoIdentity, http.StatusBadRequest},
+		{"invalid", fmt.Errorf("%w: action", boot.ErrInvalid), http.StatusBadRequest},
+		{"store invalid", fmt.Errorf("store: %w", store.ErrInvalid), http.StatusBadRequest},
+		{"unauthorized", boot.ErrUnauthorized, http.StatusUnauthorized},
+		{"refused", fmt.Errorf("wrapped: %w", &boot.RefusedError{What: "config", Reason: boot.ReasonBadToken}), http.StatusForbidden},
+		{"not found", fmt.Errorf("machine %q: %w", "n9", boot.ErrNotFound), http.StatusNotFound},
+		{"asset not found", ErrNotFound, http.StatusNotFound},
+		{"unknown machine", boot.ErrUnknownMachine, http.StatusNotFound},
+		{"no config", boot.ErrNoConfig, http.StatusNotFound},
+		{"state", fmt.Errorf("store: machine x: %w", boot.ErrState), http.StatusConflict},
+		{"ambiguous", boot.ErrAmbiguous, http.StatusConflict},
+		{"busy", fmt.Errorf("%w: lock x: %w", boot.ErrBusy, context.DeadlineExceeded), http.StatusConflict},
+		{"no bmc", boot.ErrNoBMC, http.StatusConflict},
+		{"bmc config", boot.ErrBMCConfig, http.StatusConflict},
+		{"no wipe profile", boot.ErrNoWipeProfile, http.StatusConflict},
+		{"no sync", boot.ErrNoSync, http.StatusConflict},
+		{"not loaded", boot.ErrNotLoaded, http.StatusServiceUnavailable},
+		{"store timeout", fmt.Errorf("etcdstore: machine: %w", context.DeadlineExceeded), http.StatusServiceUnavailable},
+		{"store not found leaked", store.ErrNotFound, http.StatusInternalServerError},
+		{"anything else", errors.New("disk on fire"), http.StatusInternalServerError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Status(tc.err); got != tc.want {
+				t.Errorf("Status(%v) = %d, want %d", tc.err, got, tc.want)
+			}
+		})
+	}
+}
