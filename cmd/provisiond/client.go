@@ -220,27 +220,17 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(c.ctx, method, u, rd)
+	req, err := c.request(method, u, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "provisiond/"+version)
-	if u, err := user.Current(); err == nil {
-		req.Header.Set(api.ActorHeader, u.Username)
-	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(c.http, req)
 	if err != nil {
-		// url.Error repeats the full URL; the server's base says enough.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("cannot reach provisiond at %s: %w", c.server, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
@@ -259,6 +249,39 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 		}
 		return b, nil
 	}
+	return nil, c.failure(resp, b)
+}
+
+// request is a request to the API, authenticated and naming its actor.
+func (c *apiClient) request(method, u string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(c.ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("User-Agent", "provisiond/"+version)
+	if u, err := user.Current(); err == nil {
+		req.Header.Set(api.ActorHeader, u.Username)
+	}
+	return req, nil
+}
+
+// send sends req with hc, saying which server could not be reached.
+func (c *apiClient) send(hc *http.Client, req *http.Request) (*http.Response, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		// url.Error repeats the full URL; the server's base says enough.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("cannot reach provisiond at %s: %w", c.server, err)
+	}
+	return resp, nil
+}
+
+// failure is the *apiError of a non-2xx answer whose body is b.
+func (c *apiClient) failure(resp *http.Response, b []byte) error {
 	e := &apiError{Code: resp.StatusCode, Body: b}
 	var apiErr struct {
 		Error string `json:"error"`
@@ -274,7 +297,7 @@ func (c *apiClient) do(method, path string, query url.Values, body any) ([]byte,
 	if resp.StatusCode == http.StatusUnauthorized {
 		e.hint = fmt.Sprintf("check that --token-file %s holds the API token of the provisiond at %s", c.tokenFile, c.server)
 	}
-	return nil, e
+	return e
 }
 
 // get GETs path and decodes the answer into v.

@@ -236,7 +236,7 @@ func editDistance(a, b string) int {
 
 // otherEnvNames are PROVISIOND_ variables that are no flag but belong to the
 // project: the test suite's switches (.ci/run exports the first).
-var otherEnvNames = []string{"PROVISIOND_REQUIRE_LAB", "PROVISIOND_PERFDHCP_RATE"}
+var otherEnvNames = []string{"PROVISIOND_REQUIRE_LAB", "PROVISIOND_PERFDHCP_RATE", "PROVISIOND_CLUSTER_ROUNDS"}
 
 // envWarnings returns a warning for each PROVISIOND_ variable in environ
 // that no command reads, naming the closest one that some command does: a

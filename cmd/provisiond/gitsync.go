@@ -177,7 +177,7 @@ func gitCommit(p gitsync.Published) etcdstore.GitCommit {
 		Leader: p.Leader, At: p.At, Error: p.Err}
 }
 
-func published(c *etcdstore.GitCommit) *gitsync.Published {
+func gitPublished(c *etcdstore.GitCommit) *gitsync.Published {
 	if c == nil || len(c.Commit) < 12 {
 		return nil // not a commit this code wrote
 	}
@@ -188,5 +188,5 @@ func published(c *etcdstore.GitCommit) *gitsync.Published {
 }
 
 func clusterState(st etcdstore.GitState) gitsync.ClusterState {
-	return gitsync.ClusterState{Published: published(st.Published), Rejected: published(st.Rejected), Leader: st.Leader}
+	return gitsync.ClusterState{Published: gitPublished(st.Published), Rejected: gitPublished(st.Rejected), Leader: st.Leader}
 }

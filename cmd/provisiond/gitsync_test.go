@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,6 +152,27 @@ func (d *daemon) health(t *testing.T) gitHealthz {
 
 func (d *daemon) token(t *testing.T) string {
 	return readFile(t, filepath.Join(d.dataDir, "api-token"))
+}
+
+// dashboard signs in to the dashboard with the daemon's token and returns
+// the page at path.
+func (d *daemon) dashboard(t *testing.T, path string) string {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar}
+	resp, err := c.PostForm(d.base+"/ui/login", url.Values{"name": {"tester"}, "token": {d.token(t)}, "next": {path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s after signing in: %d\n%s", path, resp.StatusCode, b)
+	}
+	return string(b)
 }
 
 // sync is POST /api/v1/profiles/sync with the daemon's token.
@@ -447,7 +470,7 @@ type gitInstance struct {
 
 // startGitInstance starts an instance as serve does: the first load, then
 // Run. The interval is long: the test syncs the leader by hand.
-func startGitInstance(t *testing.T, endpoint, prefix, url, name string) *gitInstance {
+func startGitInstance(t *testing.T, endpoint, prefix, repoURL, name string) *gitInstance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	es, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: []string{endpoint}, Prefix: prefix}, store.Options{})
@@ -456,7 +479,7 @@ func startGitInstance(t *testing.T, endpoint, prefix, url, name string) *gitInst
 	}
 	in := &gitInstance{name: name, store: es, logs: &testutil.Buffer{}, stop: cancel, done: make(chan struct{}), m: metrics.New(metrics.Config{})}
 	log := slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", name)
-	cfg := serveConfig{ProfilesGit: url, DataDir: t.TempDir(), ProfilesGitInterval: time.Hour, AdvertiseURL: "http://" + name + ".test:8080"}
+	cfg := serveConfig{ProfilesGit: repoURL, DataDir: t.TempDir(), ProfilesGitInterval: time.Hour, AdvertiseURL: "http://" + name + ".test:8080"}
 	in.core = boot.New(boot.Config{AdvertiseURL: cfg.AdvertiseURL, Store: es, Logger: log})
 	in.syncer, err = startGitSync(ctx, cfg, in.core, es, in.m, log)
 	if err != nil {
@@ -780,6 +803,9 @@ func TestServeProfilesGitCluster(t *testing.T) {
 	}
 	if code != http.StatusOK || res.Result != "unchanged" || res.Live.Commit != v1 || res.Leader == nil || *res.Leader || res.LeaderID != aID {
 		t.Errorf("b's POST /profiles/sync = %d %s; want unchanged on v1, leader a", code, body)
+	}
+	if page := b.dashboard(t, "/ui/profiles"); !strings.Contains(page, `<dd id="git-leader">no: <code>`+aID+`</code> follows Git`) {
+		t.Errorf("b's profiles page does not name a as the leader:\n%s", page)
 	}
 	if k := b.kernel(t); k != "v1" {
 		t.Errorf("b boots node1 with %q; want v1 until the leader publishes v2", k)

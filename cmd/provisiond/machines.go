@@ -196,6 +196,8 @@ func sendBack(c *cli, cf *clientFlags, verb, reason string, noPower bool, pos []
 		switch p := m.BMCResult; {
 		case p == nil && !noPower:
 			fmt.Fprintln(w, "no BMC: the machine does the rest on its next network boot")
+		case p != nil && p.OK && p.DoneBy != "":
+			fmt.Fprintf(w, "BMC %s: %s\n", printable(p.BMC), printable(p.Note))
 		case p != nil && p.OK:
 			fmt.Fprintf(w, "BMC %s: next boot %s, power %s (was %s)\n", printable(p.BMC), tableCell(p.Boot), tableCell(p.Done), tableCell(p.Before))
 		}

@@ -111,6 +111,9 @@ func checkInitialCluster(m memberConfig, peerTLS bool) error {
 	return nil
 }
 
+// errMemberFailed: the embedded etcd member stopped while serving.
+var errMemberFailed = errors.New("etcd member failed")
+
 // startMember starts the embedded member, when there is one, and waits for
 // its cluster. The context returned ends when the member fails, which
 // stops the daemon; stop closes the member.
@@ -138,8 +141,8 @@ func (c storeConfig) startMember(ctx context.Context, log *slog.Logger) (context
 		select {
 		case err, ok := <-member.Err():
 			if ok {
-				log.Error("etcd member failed; stopping", "name", m.Name, "err", err)
-				cancel(fmt.Errorf("etcd member %s: %w", m.Name, err))
+				log.Error("etcd member failed; stopping", "name", m.Name, "error", err)
+				cancel(fmt.Errorf("%w: %s: %w", errMemberFailed, m.Name, err))
 			}
 		case <-ctx.Done():
 		}

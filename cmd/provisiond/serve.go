@@ -495,7 +495,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		AdvertiseURL:   cfg.AdvertiseURL,
 		Assets:         assets,
 		Binaries:       binaries,
-		API:            api.New(api.Config{Backend: backend, Token: token, Logger: log}),
+		API:            api.New(api.Config{Backend: backend, Backup: api.StoreBackup{Store: db, Backend: cfg.Store.Backend}, Token: token, Logger: log}),
 		Metrics:        m,
 		Dashboard:      dash.Routes,
 		TrustedProxies: cfg.TrustedProxies,
@@ -521,5 +521,13 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			})
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// A member that failed stopped the daemon: a failure, so that systemd's
+	// Restart=on-failure brings it back.
+	if cause := context.Cause(ctx); errors.Is(cause, errMemberFailed) {
+		return cause
+	}
+	return nil
 }

@@ -2,23 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/boltstore"
 )
@@ -202,42 +198,22 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // unbounded: a backup may be larger than do's limit, and is not one JSON
 // value. Other answers come back as *apiError, as from do.
 func (c *apiClient) stream(path string) (io.ReadCloser, error) {
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, c.base+path, nil)
+	req, err := c.request(http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("User-Agent", "provisiond/"+version)
-	if u, err := user.Current(); err == nil {
-		req.Header.Set(api.ActorHeader, u.Username)
-	}
 	hc := *c.http
 	hc.Timeout = 0 // the download takes as long as it takes; Ctrl-C ends it
-	resp, err := hc.Do(req)
+	resp, err := c.send(&hc, req)
 	if err != nil {
-		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err // it repeats the full URL; the server's base says enough
-		}
-		return nil, fmt.Errorf("cannot reach provisiond at %s: %w", c.server, err)
+		return nil, err
 	}
 	if resp.StatusCode == http.StatusOK {
 		return resp.Body, nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	e := &apiError{Code: resp.StatusCode, Body: b}
-	var apiErr struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(b, &apiErr) == nil && apiErr.Error != "" {
-		e.Msg = printable(apiErr.Error)
-	} else {
-		e.hint = fmt.Sprintf("not an answer of the provisiond API; check --server %s", c.server)
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		e.hint = fmt.Sprintf("check that --token-file %s holds the API token of the provisiond at %s", c.tokenFile, c.server)
-	}
-	return nil, e
+	return nil, c.failure(resp, b)
 }
 
 func storeRestoreFlags(fs *flagSet, c *cli) func([]string) error {

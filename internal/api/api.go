@@ -183,6 +183,9 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusInternalServerError:
 		a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		err = errors.New("internal error; see the server log")
+	case http.StatusServiceUnavailable:
+		a.log.Warn("api request failed: store unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+		err = errors.New("the store is unavailable for now; retry")
 	}
 	writeError(w, code, err)
 }

@@ -56,8 +56,13 @@ func (d *Decider) Installed(ctx context.Context, id, token, note, from string, v
 		if _, err := d.authenticate(ctx, r, "phone-home"); err != nil {
 			return store.Machine{}, err
 		}
-		// A read first: a storm of bad tokens costs no writes.
-		if p, err := d.store.Provisioning(ctx, key); err != nil || !tokenMatches(token, p.TokenHash) {
+		// A read first: a storm of bad tokens costs no writes. A failed
+		// read is the store's failure, not a refusal of the token.
+		p, err := d.store.Provisioning(ctx, key)
+		if err != nil {
+			return store.Machine{}, notFound(id, err)
+		}
+		if !tokenMatches(token, p.TokenHash) {
 			return store.Machine{}, d.phoneHomeDenied(ctx, r)
 		}
 		key = m.MAC

@@ -3,6 +3,7 @@ package boot
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,38 @@ func TestReusable(t *testing.T) {
 func call[T any](f func(*T), v *T) {
 	if f != nil {
 		f(v)
+	}
+}
+
+// failingReads is a store whose session reads fail, like etcd mid-election.
+type failingReads struct{ store.Store }
+
+var errStoreDown = errors.New("etcdserver: request timed out")
+
+func (failingReads) Provisioning(context.Context, string) (store.Provisioning, error) {
+	return store.Provisioning{}, errStoreDown
+}
+
+// A phone-home whose session cannot be read fails with the store's error
+// (a 5xx the installer retries), not as a refused token: no 401, no
+// phone-home-refused event, and the same token works once the store does.
+func TestPhoneHomeStoreErrorIsNoRefusal(t *testing.T) {
+	c, db := lifecycleCore(t, Config{})
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5"}
+	_, tok := script(t, c, n1)
+	dir := c.Profiles().Dir
+	down, _ := newCoreOn(t, dir, Config{}, failingReads{db})
+	if err := down.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := down.Installed(ctx, "n1", tok, "", "", false); !errors.Is(err, errStoreDown) || errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("phone-home with the store down = %v; want the store's error", err)
+	}
+	if es, _ := db.Events(ctx, store.EventQuery{Type: EventPhoneHomeDeny}); len(es) != 0 {
+		t.Errorf("a store failure was recorded as a refusal: %+v", es)
+	}
+	if m, err := c.Installed(ctx, "n1", tok, "", "", false); err != nil || m.State != store.StateInstalled {
+		t.Fatalf("the same token afterwards: %v %v", m.State, err)
 	}
 }

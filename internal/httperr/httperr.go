@@ -32,7 +32,7 @@ var (
 //     this server is unwell and invites a load balancer to retry the same
 //     request on another instance, where it meets the same lock;
 //   - 503: nothing to answer with yet (no profiles loaded), or the store did
-//     not answer in time.
+//     not answer in time or is unavailable for now (etcd without a leader).
 func Status(err error) int {
 	switch {
 	case err == nil:
@@ -51,7 +51,7 @@ func Status(err error) int {
 		errors.Is(err, boot.ErrNoBMC), errors.Is(err, boot.ErrBMCConfig), errors.Is(err, boot.ErrNoWipeProfile),
 		errors.Is(err, boot.ErrNoSync):
 		return http.StatusConflict
-	case errors.Is(err, boot.ErrNotLoaded), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, boot.ErrNotLoaded), errors.Is(err, context.DeadlineExceeded), errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -37,6 +37,7 @@ func TestStatus(t *testing.T) {
 		{"no sync", boot.ErrNoSync, http.StatusConflict},
 		{"not loaded", boot.ErrNotLoaded, http.StatusServiceUnavailable},
 		{"store timeout", fmt.Errorf("etcdstore: machine: %w", context.DeadlineExceeded), http.StatusServiceUnavailable},
+		{"store unavailable", fmt.Errorf("etcdstore: machine: %w: etcdserver: leader changed", store.ErrUnavailable), http.StatusServiceUnavailable},
 		{"store not found leaked", store.ErrNotFound, http.StatusInternalServerError},
 		{"anything else", errors.New("disk on fire"), http.StatusInternalServerError},
 	} {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
 const healthProfiles = "kind: Profile\nname: p\nboot: {kernel: /assets/k}\n---\nkind: Machine\nname: n1\nmatch: {mac: \"52:54:00:00:00:01\"}\nprofile: p\n"
@@ -142,5 +145,32 @@ func TestHealthStore(t *testing.T) {
 	down = errors.New("etcdserver: request timed out")
 	if code, h := get(); code != 200 || h.Status != "degraded" || h.Store.OK || h.Store.Error != down.Error() || h.Store.Leader != "" {
 		t.Errorf("store down: %d %+v; want 200, degraded, the error, no leader", code, h)
+	}
+}
+
+// downStore is a store whose machine writes fail as etcd's do while it
+// elects a leader.
+type downStore struct{ store.Store }
+
+func (downStore) Seen(context.Context, store.Machine, store.Change) (store.Machine, store.Provisioning, error) {
+	return store.Machine{}, store.Provisioning{}, fmt.Errorf("etcdstore: machine: %w: etcdserver: leader changed", store.ErrUnavailable)
+}
+
+// A boot request the store cannot record fails closed with 503, which
+// iPXE retries, and a body that says so without etcd's internals.
+func TestStoreUnavailableIs503(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(healthProfiles), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	core := boot.New(boot.Config{ProfilesDir: dir, AdvertiseURL: base, Store: downStore{memstore.New(store.Options{})}})
+	if err := core.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(New(Config{Core: core, AdvertiseURL: base}).Handler())
+	t.Cleanup(ts.Close)
+	code, body := do(t, ts, "GET", "/ipxe?mac=52-54-00-00-00-01", "")
+	if code != http.StatusServiceUnavailable || strings.Contains(body, "etcd") || strings.Contains(body, "token") {
+		t.Errorf("/ipxe with the store down = %d %q; want 503 without internals or a token", code, body)
 	}
 }

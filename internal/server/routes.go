@@ -181,12 +181,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errTooManyRanges) {
 		code = http.StatusRequestedRangeNotSatisfiable
 	}
-	if code == http.StatusInternalServerError {
+	// A 5xx body says what the client can do, never the internals (an
+	// etcd error's text); the log has those.
+	msg := err.Error()
+	switch {
+	case code == http.StatusInternalServerError:
 		s.log.Error("http request failed", "path", r.URL.Path, "error", err)
-	} else {
+		msg = "internal error; see the server log"
+	case code == http.StatusServiceUnavailable && !errors.Is(err, boot.ErrNotLoaded):
+		s.log.Warn("http request failed: store unavailable", "path", r.URL.Path, "error", err)
+		msg = "the store is unavailable for now; retry"
+	default:
 		s.log.Debug("http request refused", "path", r.URL.Path, "status", code, "error", err)
 	}
-	http.Error(w, err.Error(), code)
+	http.Error(w, msg, code)
 }
 
 // chiRoutes reports whether chi routes method. It answers any other

@@ -21,6 +21,10 @@ var (
 	ErrInvalid      = errors.New("invalid")
 	ErrLocked       = errors.New("locked by another process (is another provisiond running on this data dir?)")
 	ErrSchemaTooNew = errors.New("schema too new")
+	// ErrUnavailable marks a failure of the store itself that may pass by
+	// itself (etcd electing a leader, or without quorum): the request may
+	// be repeated later. HTTP says 503.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Store is what the rest of provisiond needs from persistent state. Keep it

@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/store/etcdstore/etcdtest"
 	"github.com/provisiond/provisiond/test/bmcsim"
 )
 
@@ -383,12 +383,7 @@ func checkOneCycle(t *testing.T, m *bmcMachine, c *cluster, answers [2]json.RawM
 func (l *lab) startEtcd(ns, addr string) string {
 	t := l.t
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "etcd")
-	build := exec.Command("go", "build", "-o", bin, "./test/etcdserver")
-	build.Dir = "../.." // the module root, from this package's directory
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./test/etcdserver: %v\n%s", err, out)
-	}
+	bin := etcdtest.Binary(t)
 	client, peer := "http://"+addr+":2379", "http://127.0.0.1:2380"
 	d := l.start(ns, "etcd", bin, "--name", "e2e",
 		"--data-dir", filepath.Join(t.TempDir(), "data"),

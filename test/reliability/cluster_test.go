@@ -293,6 +293,7 @@ type loadStats struct {
 	ok, refused, cut, timeouts, failed int
 	slowest                            time.Duration
 	boots, configs, installs, finds    int // acknowledged
+	reused                             int // /ipxe answers that handed out an open session again
 	dupFetches, replays                int // /ignition requests sent to provoke a second serve
 	finished                           int // sessions completed after the chaos
 }
@@ -391,6 +392,8 @@ func (w *bootWorker) step(m *bootee) bool {
 	switch {
 	case m.token == "":
 		w.boot(m)
+	case !m.served && w.rng.IntN(5) == 0:
+		w.repeat(m)
 	case !m.served:
 		w.fetch(m)
 	default:
@@ -402,30 +405,69 @@ func (w *bootWorker) step(m *bootee) bool {
 func (w *bootWorker) boot(m *bootee) {
 	base := w.base()
 	r := w.l.send(http.MethodGet, base, "/ipxe?mac="+urlMAC(m.mac), "")
-	switch {
-	case r.refused():
-		return
-	case r.lost():
-		m.tries[boot.EventProvisioning]++
-		m.maybe[stateProvisioning] = true
+	if r.refused() {
 		return
 	}
 	m.tries[boot.EventProvisioning]++
+	if r.lost() {
+		m.maybe[stateProvisioning] = true
+		return
+	}
+	tok, ok := w.script(m, base, r)
+	if !ok {
+		return
+	}
+	m.acked, m.maybe = stateProvisioning, map[string]bool{}
+	m.token, m.served, m.lostFetch, m.lostHome, m.refusedHome = tok, false, false, false, false
+}
+
+// script checks an /ipxe answer for m and returns its token. A token new to
+// m is a new session, which wrote its event; one m was given before is its
+// open session handed out again (session reuse), which writes nothing.
+func (w *bootWorker) script(m *bootee, base string, r reply) (string, bool) {
 	tok := tokenRE.FindStringSubmatch(r.body)
 	if r.code != http.StatusOK || tok == nil || !strings.Contains(r.body, "kernel "+base+nodeKernel) {
 		w.l.problem("/ipxe %s (%s) on %s: %v; want the node profile's script with a token", m.name, m.mac, base, r)
-		return
+		return "", false
 	}
-	m.acks[boot.EventProvisioning]++
-	m.acked, m.maybe = stateProvisioning, map[string]bool{}
-	m.token, m.served, m.lostFetch, m.lostHome, m.refusedHome = tok[1], false, false, false, false
 	w.l.mu.Lock()
 	defer w.l.mu.Unlock()
-	if other, dup := w.l.issued[m.token]; dup {
-		w.l.problems = append(w.l.problems, fmt.Sprintf("token %s issued to %s and again to %s", m.token, other, m.mac))
+	switch other, dup := w.l.issued[tok[1]]; {
+	case dup && other != m.mac:
+		w.l.problems = append(w.l.problems, fmt.Sprintf("token %s issued to %s and again to %s", tok[1], other, m.mac))
+	case dup:
+		w.l.st.reused++
+	default:
+		w.l.issued[tok[1]] = m.mac
+		m.acks[boot.EventProvisioning]++
+		w.l.st.boots++
 	}
-	w.l.issued[m.token] = m.mac
-	w.l.st.boots++
+	return tok[1], true
+}
+
+// repeat asks /ipxe again while m's session is open and its config not
+// served, as a retried iPXE chain does: the session is handed out again, or
+// a new one replaces it, whose token alone may then serve the config.
+func (w *bootWorker) repeat(m *bootee) {
+	base := w.base()
+	r := w.l.send(http.MethodGet, base, "/ipxe?mac="+urlMAC(m.mac), "")
+	if r.refused() {
+		return
+	}
+	m.tries[boot.EventProvisioning]++
+	if r.lost() {
+		// It may have replaced the session: start over with a new /ipxe.
+		m.maybe[stateProvisioning] = true
+		m.token = ""
+		return
+	}
+	tok, ok := w.script(m, base, r)
+	if !ok || tok == m.token {
+		return
+	}
+	old := m.token
+	m.token, m.lostFetch = tok, false
+	w.replayToken(m, old)
 }
 
 // fetch asks two or three instances at once for m's config with its
@@ -495,16 +537,15 @@ func (l *chaosLoad) tally(m *bootee, served, extra int) {
 func (w *bootWorker) phoneHome(m *bootee) bool {
 	base := w.base()
 	r := w.l.send(http.MethodPost, base, "/api/v1/machines/"+urlMAC(m.mac)+"/installed", m.token)
-	switch {
-	case r.refused():
+	if r.refused() {
 		return false
-	case r.lost():
-		m.tries[boot.EventInstalled]++
+	}
+	m.tries[boot.EventInstalled]++
+	if r.lost() {
 		m.maybe[stateInstalled] = true
 		m.lostHome = true
 		return false
 	}
-	m.tries[boot.EventInstalled]++
 	var got apiMachine
 	refusal := r.code == http.StatusUnauthorized || r.code == http.StatusForbidden
 	switch {
@@ -517,7 +558,9 @@ func (w *bootWorker) phoneHome(m *bootee) bool {
 		w.l.mu.Lock()
 		w.l.st.installs++
 		w.l.mu.Unlock()
-		w.replay(m)
+		if w.rng.IntN(4) == 0 {
+			w.replayToken(m, m.token)
+		}
 	case refusal && m.lostHome:
 		// The lost phone-home closed the session.
 	case refusal:
@@ -535,20 +578,16 @@ func (w *bootWorker) phoneHome(m *bootee) bool {
 	return true
 }
 
-// replay fetches the config with the token of the session just closed, as
-// a leaked config URL would: no instance may serve it.
-func (w *bootWorker) replay(m *bootee) {
-	if w.rng.IntN(4) != 0 {
-		return
-	}
+// replayToken fetches m's config with the token of a session closed or
+// replaced, as a leaked config URL would: no instance may serve it.
+func (w *bootWorker) replayToken(m *bootee, token string) {
 	base := w.base()
-	r := w.l.send(http.MethodGet, base, "/ignition?mac="+urlMAC(m.mac)+"&token="+m.token, "")
+	r := w.l.send(http.MethodGet, base, "/ignition?mac="+urlMAC(m.mac)+"&token="+token, "")
 	w.l.mu.Lock()
 	w.l.st.replays++
 	w.l.mu.Unlock()
 	if r.code == http.StatusOK {
-		w.l.tally(m, 1, 0)
-		w.l.problem("/ignition %s (%s) on %s served with the token of a closed session", m.name, m.mac, base)
+		w.l.problem("/ignition %s (%s) on %s served with the token of a closed or replaced session", m.name, m.mac, base)
 	}
 }
 
@@ -758,14 +797,14 @@ func testChaos(t *testing.T, c *cluster, rounds int) {
 	st := l.st
 	slices.Sort(restarts)
 	slices.Sort(rejoins)
-	t.Logf("%d rounds in %.1fs: %d instance kills (%d while a member was down), %d etcd member kills (%d of the leader); "+
+	t.Logf("%d rounds in %.1fs: %d instance kills (and %d more while a member was down), %d etcd member kills (%d of the leader); "+
 		"instance restart to healthy p50 %v max %v; member rejoin p50 %v max %v",
 		rounds, chaos.Seconds(), instanceKills, overlaps, memberKills, leaderKills,
 		percentile(restarts, 0.5).Round(time.Millisecond), percentile(restarts, 1).Round(time.Millisecond),
 		percentile(rejoins, 0.5).Round(time.Millisecond), percentile(rejoins, 1).Round(time.Millisecond))
-	t.Logf("acknowledged: %d boots (tokens issued), %d configs served, %d phone-homes, %d discoveries; %d sessions finished after the chaos; "+
-		"%d extra concurrent /ignition and %d replays of closed sessions, none served; %d in-flight changes found committed",
-		st.boots, st.configs, st.installs, st.finds, st.finished, st.dupFetches, st.replays, cnt.inFlightCommitted.Load())
+	t.Logf("acknowledged: %d boots (new sessions), %d configs served, %d phone-homes, %d discoveries; %d sessions handed out again; %d sessions finished after the chaos; "+
+		"%d extra concurrent /ignition and %d replays of closed or replaced sessions, none served; %d in-flight changes found committed",
+		st.boots, st.configs, st.installs, st.finds, st.reused, st.finished, st.dupFetches, st.replays, cnt.inFlightCommitted.Load())
 	t.Logf("requests: %d answered <500, %d 5xx, %d cut off, %d refused (instance down), %d hung; slowest %v; %d events, %d read while the chaos ran",
 		st.ok, st.failed, st.cut, st.refused, st.timeouts, st.slowest.Round(time.Millisecond), len(events), len(l.seen))
 	slices.Sort(healthTook)

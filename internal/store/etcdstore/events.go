@@ -122,7 +122,7 @@ func (s *Store) AppendEvent(ctx context.Context, e store.Event) (store.Event, er
 	}
 	now := s.now()
 	var out store.Event
-	err = retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		resp, err := s.cli.Get(ctx, s.eventLogKey())
 		if err != nil {
 			return err

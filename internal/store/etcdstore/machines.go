@@ -70,7 +70,7 @@ func (s *Store) Seen(ctx context.Context, sighting store.Machine, fn store.Chang
 	now := s.now()
 	var out store.Machine
 	var prov store.Provisioning
-	err = retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		snap, err := s.read(ctx, mac)
 		if err != nil {
 			return err
@@ -105,7 +105,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.Change) (store.
 	now := s.now()
 	var out store.Machine
 	var prov store.Provisioning
-	err := retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		mac, cmps, err := s.resolve(ctx, key)
 		if err != nil {
 			return err

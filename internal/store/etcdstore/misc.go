@@ -195,7 +195,7 @@ func (s *Store) PruneBindings(ctx context.Context, cutoff time.Time, max int) (i
 	}
 	deleted := 0
 	for _, dir := range [...]string{s.dir("bind-ip"), s.dir("bind-mac")} {
-		err := retry(ctx, func() error {
+		err := s.retry(ctx, func() error {
 			var drop, kept []candidate
 			err := s.scanDir(ctx, dir, func(kv *mvccpb.KeyValue) (bool, error) {
 				c := candidate{key: string(kv.Key), rev: kv.ModRevision}
@@ -242,7 +242,7 @@ func (s *Store) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, 
 		return nil, err
 	}
 	var out []store.Machine
-	err := retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		withSecrets := map[string]bool{}
 		err := s.scanDir(ctx, s.dir("secrets"), func(kv *mvccpb.KeyValue) (bool, error) {
 			mac, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), s.dir("secrets")), "/")

@@ -11,49 +11,67 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-// Health asks every configured endpoint for its status in parallel and does
-// one linearizable read (Ping), all within ctx: /healthz and the metrics
-// call it, so it must not outlast their deadlines. Leader is the one a
-// majority of the endpoints name.
+// endpointTimeout bounds one endpoint's status request within Health: a
+// dead member must not hold the whole answer (a /healthz probe gives up
+// after a second or two) when the cluster itself is fine.
+const endpointTimeout = 500 * time.Millisecond
+
+// Health asks every configured endpoint for its status and does one
+// linearizable read (Ping), all at once and within ctx: /healthz and the
+// metrics call it, so it must not outlast their deadlines. Leader is the
+// one a majority of the endpoints name.
 func (s *Store) Health(ctx context.Context) store.Health {
-	names := s.memberNames(ctx)
 	eps := s.cli.Endpoints()
 	h := store.Health{Backend: "etcd", Endpoints: make([]store.EndpointHealth, len(eps))}
+	type status struct {
+		member, leader uint64
+		version        string
+	}
+	statuses := make([]status, len(eps))
+	var names map[uint64]string
 	var wg sync.WaitGroup
+	wg.Go(func() { names = s.memberNames(ctx) })
+	wg.Go(func() {
+		start := time.Now()
+		h.Err = s.Ping(ctx)
+		h.Latency = time.Since(start)
+	})
 	for i, ep := range eps {
 		wg.Go(func() {
-			st := store.EndpointHealth{Endpoint: ep}
+			ectx, cancel := context.WithTimeout(ctx, endpointTimeout)
+			defer cancel()
 			start := time.Now()
-			resp, err := s.cli.Status(ctx, ep)
-			st.Latency = time.Since(start)
+			resp, err := s.cli.Status(ectx, ep)
+			h.Endpoints[i] = store.EndpointHealth{Endpoint: ep, Latency: time.Since(start)}
 			if err != nil {
-				st.Err = fmt.Errorf("status of %s: %w", ep, err)
-			} else {
-				st.Version = resp.Version
-				st.Member = names[resp.Header.MemberId]
-				if resp.Leader != 0 {
-					st.Leader = names[resp.Leader]
-					if st.Leader == "" {
-						st.Leader = fmt.Sprintf("%x", resp.Leader)
-					}
-				}
+				h.Endpoints[i].Err = fmt.Errorf("status of %s: %w", ep, err)
+				return
 			}
-			h.Endpoints[i] = st
+			statuses[i] = status{member: resp.Header.MemberId, leader: resp.Leader, version: resp.Version}
 		})
 	}
-	start := time.Now()
-	h.Err = s.Ping(ctx)
-	h.Latency = time.Since(start)
 	wg.Wait()
+	name := func(id uint64) string {
+		if n := names[id]; n != "" {
+			return n
+		}
+		return fmt.Sprintf("%x", id)
+	}
 	votes := map[string]int{}
-	for _, e := range h.Endpoints {
-		if e.Leader != "" {
+	for i, st := range statuses {
+		if h.Endpoints[i].Err != nil {
+			continue
+		}
+		e := &h.Endpoints[i]
+		e.Member, e.Version = name(st.member), st.version
+		if st.leader != 0 {
+			e.Leader = name(st.leader)
 			votes[e.Leader]++
 		}
 	}
-	for name, n := range votes {
-		if n > len(h.Endpoints)/2 {
-			h.Leader = name
+	for leader, n := range votes {
+		if n > len(eps)/2 {
+			h.Leader = leader
 		}
 	}
 	return h

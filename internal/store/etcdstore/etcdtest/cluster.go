@@ -46,7 +46,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	if n < 1 {
 		tb.Fatalf("StartCluster(%d): want at least one member", n)
 	}
-	c := &Cluster{tb: tb, bin: etcdBinary(tb)}
+	c := &Cluster{tb: tb, bin: Binary(tb)}
 	root := tb.TempDir()
 	var initial []string
 	for i := range n {
@@ -282,11 +282,11 @@ var etcdBuild struct {
 	err  error
 }
 
-// etcdBinary builds test/etcdserver (from the module holding the test's
+// Binary builds test/etcdserver (from the module holding the test's
 // working directory) once per test binary. It lands at one fixed path per
 // user, renamed into place, so concurrent test binaries never see a partial
 // file and nothing is left behind but that one binary.
-func etcdBinary(tb testing.TB) string {
+func Binary(tb testing.TB) string {
 	tb.Helper()
 	etcdBuild.once.Do(func() {
 		etcdBuild.path, etcdBuild.err = buildEtcd()

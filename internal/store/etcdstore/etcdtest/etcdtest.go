@@ -1,5 +1,6 @@
-// Package etcdtest starts a real etcd member in-process (etcd's own embed
-// package) on loopback, for the tests of everything that runs on etcd.
+// Package etcdtest starts real etcd on loopback for the tests of everything
+// that runs on etcd: a member in-process (etcd's own embed package), or a
+// cluster of etcd processes that a test can kill and restart (cluster.go).
 package etcdtest
 
 import (
