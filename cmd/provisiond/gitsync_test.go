@@ -178,15 +178,7 @@ func (d *daemon) dashboard(t *testing.T, path string) string {
 // sync is POST /api/v1/profiles/sync with the daemon's token.
 func (d *daemon) sync(t *testing.T) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, d.base+"/api/v1/profiles/sync", nil)
-	req.Header.Set("Authorization", "Bearer "+d.token(t))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, http.MethodPost, d.base+"/api/v1/profiles/sync", d.token(t))
 }
 
 // The webhook path end to end: a good commit is live; a bad one is rejected

@@ -151,7 +151,14 @@ func (h *host) waitHealthy(t *testing.T, limit time.Duration) {
 
 func (h *host) get(t *testing.T, path, token string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, h.base+path, nil)
+	return send(t, http.MethodGet, h.base+path, token)
+}
+
+// send sends a bodiless request to url, with token as its bearer token if
+// not "", and returns the answer's status and body.
+func send(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func New(cfg Config) http.Handler {
 		r.Get("/profiles", a.profiles)
 		r.Post("/profiles/sync", a.syncProfiles)
 		r.Get("/store/backup", a.storeBackup(cfg.Backup))
+		r.Head("/store/backup", backupHead)
 	})
 	// Without the token, a missing route or method is the same 401 as a
 	// protected one: a 404 or 405 would tell a caller which paths exist.

@@ -68,3 +68,11 @@ func (s *startWriter) Write(p []byte) (int, error) {
 	}
 	return s.w.Write(p)
 }
+
+// backupHead refuses HEAD on the backup, which the server's GET-for-HEAD
+// middleware would otherwise answer by taking a whole snapshot and dropping
+// it.
+func backupHead(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", http.MethodGet)
+	writeError(w, http.StatusMethodNotAllowed, errors.New("HEAD not allowed: GET takes the backup"))
+}

@@ -37,11 +37,12 @@ func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
 	if !s.rangesOK(w, r, fi.Size()) {
 		return
 	}
-	s.log.Debug("asset served", "file", name, "range", truncate(r.Header.Get("Range")), "remote", r.RemoteAddr)
+	s.log.Debug("asset served", "file", name, "method", r.Method, "range", truncate(r.Header.Get("Range")), "remote", r.RemoteAddr)
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
 
-// binary serves an iPXE binary at /nbp/{name} for UEFI HTTP Boot clients.
+// binary serves an iPXE binary at /nbp/{name} for UEFI HTTP Boot clients,
+// which HEAD it for its length before the GET.
 func (s *Server) binary(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "name")
 	if s.cfg.Binaries == nil {
@@ -61,7 +62,7 @@ func (s *Server) binary(w http.ResponseWriter, r *http.Request) {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		id = s.cfg.Core.Identify(r.Context(), ap.Addr())
 	}
-	s.log.Info("ipxe binary served", append(id.Attrs(), "file", name, "remote", r.RemoteAddr)...)
+	s.log.Info("ipxe binary served", append(id.Attrs(), "file", name, "method", r.Method, "remote", r.RemoteAddr)...)
 	w.Header().Set("Content-Type", "application/efi")
 	http.ServeContent(w, r, name, time.Time{}, rs)
 }

@@ -8,11 +8,12 @@ import (
 
 const ipxeContentType = "text/plain; charset=utf-8"
 
-// chainScript serves /boot.ipxe: the same script for every machine. A request
+// chainScript serves /boot.ipxe: the same script for every machine. A GET
 // that names its machine is recorded in the inventory, and refused if it
-// does not come from that machine.
+// does not come from that machine; a HEAD records nothing, so it describes
+// the script alone.
 func (s *Server) chainScript(w http.ResponseWriter, r *http.Request) {
-	if req, err := machineRequest(r); err == nil {
+	if req, err := machineRequest(r); err == nil && r.Method != http.MethodHead {
 		if err := s.cfg.Core.Chained(r.Context(), req); err != nil {
 			s.fail(w, r, err)
 			return

@@ -92,12 +92,19 @@ func New(cfg Config) *Server {
 	if cfg.API != nil {
 		r.Use(unknownMethodsTo("/api/v1", cfg.API))
 	}
+	// HEAD runs the GET handler of any route without a HEAD route of its
+	// own, mounted routers included (their auth too); net/http sends the
+	// headers and drops the body. UEFI HTTP Boot firmware HEADs its NBP
+	// before the GET and stops at anything but 200.
+	r.Use(middleware.GetHead)
 	r.Get("/boot.ipxe", s.chainScript)
 	r.Get("/ipxe", s.machineScript)
 	r.Get("/ignition", s.config(true))
 	r.Get("/config", s.config(false))
+	for _, p := range []string{"/ipxe", "/ignition", "/config"} {
+		r.Head(p, noHead)
+	}
 	r.Get("/assets/*", s.assets)
-	r.Head("/assets/*", s.assets)
 	r.Get("/nbp/{name}", s.binary)
 	r.Get("/healthz", s.health)
 	if cfg.Metrics != nil {
@@ -195,6 +202,17 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Debug("http request refused", "path", r.URL.Path, "status", code, "error", err)
 	}
 	http.Error(w, msg, code)
+}
+
+// noHead refuses HEAD on the routes whose GET is not safe: /ipxe opens a
+// session and issues its token, /ignition and /config serve the one-boot
+// config and count the fetch. A HEAD answered like GET would have to do the
+// same, as the status depends on it; one answered without would promise a
+// 200 that the GET may refuse. Nothing needs it: firmware HEADs only the NBP
+// (/nbp/), iPXE never sends HEAD.
+func noHead(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", http.MethodGet)
+	http.Error(w, "HEAD not allowed: GET here starts or serves a boot", http.StatusMethodNotAllowed)
 }
 
 // chiRoutes reports whether chi routes method. It answers any other

@@ -578,25 +578,31 @@ type provisiondSpec struct {
 	assets   string
 	data     string
 	env      []string // VAR=value added to its environment
+	// pxe are the flags that serve PXE; nil: proxyDHCP and TFTP on eth0
+	// (--dhcp-interface eth0).
+	pxe []string
 	// args are further serve flags. Without --api-token-file among them,
 	// serve generates the token in data.
 	args []string
 }
 
-// serveProvisiond starts provisiond serve as spec says (proxyDHCP and TFTP
-// on eth0, HTTP on addr:8080) and returns once it answers /healthz.
+// serveProvisiond starts provisiond serve as spec says (by default proxyDHCP
+// and TFTP on eth0, HTTP on addr:8080) and returns once it answers /healthz.
 func (l *lab) serveProvisiond(spec provisiondSpec) *provisiondRun {
 	t := l.t
 	t.Helper()
 	bin := testutil.Binary(t)
 	url := "http://" + spec.addr + ":8080"
+	pxe := spec.pxe
+	if pxe == nil {
+		pxe = []string{"--dhcp-interface", "eth0"}
+	}
 	argv := append([]string{bin, "serve",
 		"--profiles", spec.profiles,
 		"--data-dir", spec.data,
 		"--assets", spec.assets,
 		"--http-addr", spec.addr + ":8080",
-		"--advertise-url", url,
-		"--dhcp-interface", "eth0"}, spec.args...)
+		"--advertise-url", url}, slices.Concat(pxe, spec.args)...)
 	if len(spec.env) > 0 {
 		// env execs the daemon: it is still the process the lab stops.
 		argv = append(append([]string{"env"}, spec.env...), argv...)

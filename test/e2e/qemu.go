@@ -28,6 +28,9 @@ type vm struct {
 	UUID     string // SMBIOS UUID (QEMU -uuid); when set, the Machine matches by it alone
 	Hostname string
 	UEFI     bool
+	// HTTPBoot (UEFI only) turns OVMF's PXE clients off through fw_cfg, so
+	// that only its UEFI HTTP Boot client can boot the VM.
+	HTTPBoot bool
 	// Routed puts the VM on the lab's routed subnet (lab.addRoutedSubnet),
 	// where its DHCP reaches the servers only through the router's relay.
 	Routed bool
@@ -109,8 +112,16 @@ func qemuArgs(v vm, tap string) []string {
 		// An empty romfile leaves the NIC without its iPXE option ROM, so
 		// OVMF's own EDK2 PXE client boots: it must be handed an EFI NBP
 		// over TFTP before iPXE can fetch anything over HTTP.
-		return append(args, "-bios", ovmf, "-m", "1024",
+		args = append(args, "-bios", ovmf, "-m", "1024",
 			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+v.MAC)
+		if v.HTTPBoot {
+			// Without them OVMF spends ~2 minutes in PXEv4 and PXEv6
+			// before it tries HTTPv4 (bootindex does not reorder them).
+			args = append(args,
+				"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
+		}
+		return args
 	}
 	// SeaBIOS boots the NIC's option ROM, which is iPXE (ipxe-qemu).
 	return append(args, "-m", "512", "-device", "virtio-net-pci,netdev=n0,mac="+v.MAC)

@@ -42,16 +42,7 @@ func TestConformanceThreeMembers(t *testing.T) {
 
 func conformance(t *testing.T, endpoints []string) {
 	storetest.Run(t, func(t *testing.T, opts store.Options) store.Store {
-		s, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: endpoints, Prefix: freshPrefix(), DialTimeout: 5 * time.Second}, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-		return s
+		return openOn(t, endpoints, freshPrefix(), opts)
 	})
 }
 
@@ -102,11 +93,7 @@ func embeddedCluster(t *testing.T, n int) []string {
 // quorum within its deadline.
 func memberFailures(t *testing.T, c *etcdtest.Cluster) {
 	ctx := context.Background()
-	s, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: c.Endpoints(), Prefix: freshPrefix(), DialTimeout: 5 * time.Second}, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOn(t, c.Endpoints(), freshPrefix(), store.Options{})
 	health := func() (store.Health, time.Duration) {
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

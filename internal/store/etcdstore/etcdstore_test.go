@@ -47,7 +47,13 @@ func freshPrefix() string { return fmt.Sprintf("/test/%d", prefixes.Add(1)) }
 
 func open(t *testing.T, prefix string, opts store.Options) *etcdstore.Store {
 	t.Helper()
-	s, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{endpoint}, Prefix: prefix, DialTimeout: 5 * time.Second}, opts)
+	return openOn(t, []string{endpoint}, prefix, opts)
+}
+
+// openOn opens a Store on endpoints, closed when t ends.
+func openOn(t *testing.T, endpoints []string, prefix string, opts store.Options) *etcdstore.Store {
+	t.Helper()
+	s, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: endpoints, Prefix: prefix, DialTimeout: 5 * time.Second}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
