@@ -3,12 +3,12 @@ package boot
 import (
 	"context"
 	"errors"
-	"github.com/provisiond/provisiond/internal/keylock"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/keylock"
 	"github.com/provisiond/provisiond/internal/seal"
 )
 

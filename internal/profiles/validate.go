@@ -9,8 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/provisiond/provisiond/internal/ident"
 	"gopkg.in/yaml.v3"
+
+	"github.com/provisiond/provisiond/internal/ident"
 )
 
 // AssetPrefix starts a boot path served from the assets directory.

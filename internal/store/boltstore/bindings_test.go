@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provisiond/provisiond/internal/store"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 func TestBindings(t *testing.T) {

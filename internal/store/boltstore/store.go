@@ -15,8 +15,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/provisiond/provisiond/internal/store"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // DB is the bbolt implementation of Store. It is safe for concurrent use.

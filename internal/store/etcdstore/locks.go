@@ -3,11 +3,12 @@ package etcdstore
 import (
 	"context"
 	"errors"
-	"github.com/provisiond/provisiond/internal/keylock"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/provisiond/provisiond/internal/keylock"
 )
 
 // lockTTL (seconds) is the lease behind a Store's locks: the locks of an
