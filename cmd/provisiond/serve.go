@@ -42,6 +42,7 @@ type serveConfig struct {
 	HTTPAddr       string
 	AdvertiseURL   string
 	DHCPInterface  string
+	TFTPAddr       string // "" when TFTP is off
 	TFTPRoot       string
 	IPXEDir        string
 	ReloadDebounce time.Duration
@@ -82,6 +83,7 @@ func serveCommand() *command {
 		examples: []string{
 			"provisiond serve --profiles ./profiles --data-dir ./data --http-addr :8080",
 			"sudo provisiond serve --profiles /srv/profiles --data-dir /var/lib/provisiond --dhcp-interface eth0",
+			"sudo provisiond serve --profiles /srv/profiles --data-dir /var/lib/provisiond --tftp-addr 10.99.0.2:69",
 			"provisiond serve --profiles-git https://git.example.com/infra/profiles.git --profiles-git-token-file /etc/provisiond/git-token",
 		},
 		daemon: true,
@@ -123,7 +125,8 @@ func declareServeFlags(fs *flagSet) *serveConfig {
 	fs.StringVar(&c.AssetsDir, "assets", "", "`DIR` served at /assets/ (default: <data-dir>/assets)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address `ADDR`: host:port or :port")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "base `URL` machines reach the HTTP server at (default: derived from --dhcp-interface or --http-addr)")
-	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "network interface `NAME` for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them")
+	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "network interface `NAME` for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them (TFTP stays with --tftp-addr)")
+	fs.StringVar(&c.TFTPAddr, "tftp-addr", "", "UDP `ADDR` (host:port or :port) of the TFTP server (default: --dhcp-interface's address, port 69); set without --dhcp-interface it serves TFTP alone, for a site DHCP server that names this host as next-server")
 	fs.StringVar(&c.TFTPRoot, "tftp-root", "", "optional `DIR` of extra files served over TFTP")
 	fs.IntVar(&c.TFTPMaxTransfers, "tftp-max-transfers", tftp.DefaultMaxTransfers, "`N` TFTP transfers served at once; more are refused \"server busy\"")
 	fs.IntVar(&c.TFTPMaxPerClient, "tftp-max-per-client", tftp.DefaultMaxPerClient, "`N` TFTP transfers served at once to one client IP")
@@ -201,9 +204,36 @@ func (c *serveConfig) finish(pos []string) error {
 		}
 		c.AdvertiseURL = "http://" + net.JoinHostPort(adv, port)
 	}
+	if err := c.finishTFTPAddr(ifaceIP); err != nil {
+		return err
+	}
 	c.AdvertiseURL = strings.TrimRight(c.AdvertiseURL, "/")
 	if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usagef("--advertise-url %q: want an http(s) URL such as http://10.99.0.2:8080", c.AdvertiseURL)
+	}
+	return nil
+}
+
+// finishTFTPAddr checks --tftp-addr, or defaults it to port 69 on
+// --dhcp-interface's address. The proxyDHCP names that address as the TFTP
+// server, so with it TFTP may listen only there (or on all addresses).
+func (c *serveConfig) finishTFTPAddr(ifaceIP net.IP) error {
+	if c.TFTPAddr == "" {
+		if ifaceIP != nil {
+			c.TFTPAddr = net.JoinHostPort(ifaceIP.String(), "69")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.TFTPAddr)
+	if err != nil || port == "" {
+		return usagef("--tftp-addr %q: want host:port or :port, such as 10.99.0.2:69", c.TFTPAddr)
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host != "" && (ip == nil || ip.To4() == nil):
+		return usagef("--tftp-addr %q: want an IPv4 address as host (TFTP serves IPv4 only), such as 10.99.0.2:69", c.TFTPAddr)
+	case ifaceIP != nil && host != "" && !ip.IsUnspecified() && !ip.Equal(ifaceIP):
+		return usagef("--tftp-addr %q: the proxyDHCP on --dhcp-interface %s names %s as TFTP server; listen there, or on :%s", c.TFTPAddr, c.DHCPInterface, ifaceIP, port)
 	}
 	return nil
 }
@@ -264,8 +294,8 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// startPXE runs the proxyDHCP (67, 4011) and TFTP (69) on --dhcp-interface.
-func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) error {
+// startProxyDHCP runs the proxyDHCP (67, 4011) on --dhcp-interface.
+func startProxyDHCP(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, m *metrics.Metrics, log *slog.Logger) error {
 	ip, err := dhcp.InterfaceIPv4(cfg.DHCPInterface)
 	if err != nil {
 		return err
@@ -282,14 +312,19 @@ func startPXE(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boo
 	if err != nil {
 		return err
 	}
+	g.Go(func() error { return proxy.ListenAndServe(ctx) })
+	return nil
+}
+
+// startTFTP runs the TFTP server on --tftp-addr.
+func startTFTP(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) error {
 	transfers := tftpTransfers{identify: core.Identify, count: m.TFTPTransfer, log: log}
 	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log, OnTransfer: transfers.done,
 		MaxTransfers: cfg.TFTPMaxTransfers, MaxPerClient: cfg.TFTPMaxPerClient})
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return proxy.ListenAndServe(ctx) })
-	g.Go(func() error { return tftpd.ListenAndServe(ctx, net.JoinHostPort(ip.String(), "69")) })
+	g.Go(func() error { return tftpd.ListenAndServe(ctx, cfg.TFTPAddr) })
 	return nil
 }
 
@@ -506,7 +541,12 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	g.Go(func() error { return core.Run(ctx) })
 	g.Go(func() error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) })
 	if cfg.DHCPInterface != "" {
-		if err := startPXE(ctx, g, cfg, core, binaries, m, log); err != nil {
+		if err := startProxyDHCP(ctx, g, cfg, core, m, log); err != nil {
+			return err
+		}
+	}
+	if cfg.TFTPAddr != "" {
+		if err := startTFTP(ctx, g, cfg, core, binaries, m, log); err != nil {
 			return err
 		}
 	}
