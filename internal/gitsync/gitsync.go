@@ -124,7 +124,9 @@ type Syncer struct {
 	running *round
 	next    *round
 	synced  bool // a sync has run: Run need not start with one
-	cluster clusterRole
+	// inflight counts running rounds goroutines, which Run waits for.
+	inflight sync.WaitGroup
+	cluster  clusterRole
 }
 
 // round is one sync and everyone waiting for it.
@@ -196,7 +198,12 @@ func clone(r *Revision) *Revision {
 // With Config.Cluster, Run campaigns to lead: the leader runs that loop and
 // publishes each commit it makes live; meanwhile, and whenever another
 // instance leads, Run loads each commit the leader publishes.
+//
+// Run returns only once no round is running: a round that loaded a commit
+// also records it for Restore, and a daemon that stopped between the two
+// would restart on the commit before.
 func (s *Syncer) Run(ctx context.Context) error {
+	defer s.inflight.Wait()
 	if s.cfg.Cluster != nil {
 		return s.runCluster(ctx)
 	}
@@ -244,7 +251,11 @@ func (s *Syncer) Sync(ctx context.Context) (Result, error) {
 	case s.running == nil:
 		r = &round{done: make(chan struct{})}
 		s.running = r
-		go s.rounds(r)
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			s.rounds(r)
+		}()
 	case r == nil:
 		r = &round{done: make(chan struct{})}
 		s.next = r

@@ -401,3 +401,33 @@ func TestScrub(t *testing.T) {
 		t.Error("an error without secrets is not kept as is")
 	}
 }
+
+// Run returns only after the round it started is done: a commit that was
+// loaded is also recorded for Restore, even when the daemon stops while
+// the load runs (a stop in between restarted on the commit before).
+func TestRunWaitsForItsRound(t *testing.T) {
+	repo := gitsynctest.NewFileRepo(t)
+	good := repo.Commit(t, "good", map[string]string{"all.yaml": goodProfiles})
+	dir := filepath.Join(t.TempDir(), "profiles-git")
+	l := &loader{entered: make(chan struct{}), release: make(chan struct{})}
+	s, _ := newSyncer(t, repo.URL(), l, Config{Dir: dir, Interval: time.Hour})
+	ctx, stop := context.WithCancel(context.Background())
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		_ = s.Run(ctx)
+	}()
+	<-l.entered // the first round is loading
+	stop()
+	select {
+	case <-returned:
+		t.Fatal("Run returned while its round was loading a commit")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(l.release)
+	<-returned
+	s2, _ := newSyncer(t, repo.URL(), &loader{}, Config{Dir: dir})
+	if rev, err := s2.Restore(); err != nil || rev == nil || rev.Commit != good {
+		t.Fatalf("Restore after the stop = %+v, %v; want %s", rev, err, good)
+	}
+}
