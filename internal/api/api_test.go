@@ -79,18 +79,26 @@ func newFixtureWith(t *testing.T, cfg boot.Config, files map[string]string) *fix
 	if err := core.Reload(); err != nil {
 		t.Fatal(err)
 	}
+	f := serveAPI(t, Config{Backend: core, Token: apiToken})
+	f.core, f.dir = core, dir
+	return f
+}
+
+// serveAPI serves the API of cfg under /api/v1, with the OpenAPI document's
+// router to check the answers against.
+func serveAPI(t *testing.T, cfg Config) *fixture {
+	t.Helper()
 	r := chi.NewRouter()
-	r.Mount("/api/v1", New(Config{Backend: core, Token: apiToken}))
+	r.Mount("/api/v1", New(cfg))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-
 	doc := loadDoc(t)
 	doc.Servers = openapi3.Servers{{URL: srv.URL + "/api/v1"}}
 	router, err := legacy.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{core: core, srv: srv, router: router, dir: dir}
+	return &fixture{srv: srv, router: router}
 }
 
 func writeFile(t *testing.T, dir, name, content string) {

@@ -4,13 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/legacy"
-	"github.com/go-chi/chi/v5"
 
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/memstore"
@@ -20,17 +15,7 @@ import (
 // backupFixture serves the API with only a store to back up.
 func backupFixture(t *testing.T, b StoreBackup) *fixture {
 	t.Helper()
-	r := chi.NewRouter()
-	r.Mount("/api/v1", New(Config{Backup: b, Token: apiToken}))
-	srv := httptest.NewServer(r)
-	t.Cleanup(srv.Close)
-	doc := loadDoc(t)
-	doc.Servers = openapi3.Servers{{URL: srv.URL + "/api/v1"}}
-	router, err := legacy.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{srv: srv, router: router}
+	return serveAPI(t, Config{Backup: b, Token: apiToken})
 }
 
 func TestStoreBackup(t *testing.T) {

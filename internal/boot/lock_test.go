@@ -9,7 +9,6 @@ import (
 
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/keylock"
-	"github.com/provisiond/provisiond/internal/seal"
 )
 
 // gateBMC is a Controller whose every call waits at a gate, recording which
@@ -57,15 +56,7 @@ func (g *gateBMC) overlaps() []string {
 
 func gateCore(t *testing.T) (*Core, *gateBMC) {
 	t.Helper()
-	t.Setenv("PROVISIOND_TEST_N1_BMC", "admin:s3cret-n1")
-	dir := t.TempDir()
-	write(t, dir, "p.yaml", powerProfiles)
-	write(t, dir, "install.bu", lifecycleButane)
-	write(t, dir, "wipe.sh", "#!/bin/sh\n")
-	box, err := seal.New(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, box := powerSetup(t)
 	g := newGateBMC()
 	c, _ := newCore(t, dir, Config{BMC: g, Secrets: box, WipeProfile: "wipe"})
 	if err := c.Reload(); err != nil {

@@ -93,7 +93,9 @@ labels: {rack: r2}
 profile: install
 `
 
-func powerCore(t *testing.T) (*Core, store.Store, *fakeBMC) {
+// powerSetup writes powerProfiles (n1's BMC credentials in the
+// environment) and returns their directory and a sealer for API-set BMCs.
+func powerSetup(t *testing.T) (string, *seal.Box) {
 	t.Helper()
 	t.Setenv("PROVISIOND_TEST_N1_BMC", "admin:s3cret-n1")
 	dir := t.TempDir()
@@ -104,6 +106,12 @@ func powerCore(t *testing.T) (*Core, store.Store, *fakeBMC) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, box
+}
+
+func powerCore(t *testing.T) (*Core, store.Store, *fakeBMC) {
+	t.Helper()
+	dir, box := powerSetup(t)
 	f := &fakeBMC{power: map[string]string{}, fail: map[string]error{}}
 	c, db := newCore(t, dir, Config{BMC: f, Secrets: box, WipeProfile: "wipe"})
 	if err := c.Reload(); err != nil {

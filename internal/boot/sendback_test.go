@@ -7,7 +7,6 @@ import (
 
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/keylock"
-	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/memstore"
 )
@@ -19,15 +18,7 @@ const n1MAC = "52:54:00:00:00:01"
 // is g.
 func sendBackCores(t *testing.T, n int) ([]*Core, store.Store, *gateBMC) {
 	t.Helper()
-	t.Setenv("PROVISIOND_TEST_N1_BMC", "admin:s3cret-n1")
-	dir := t.TempDir()
-	write(t, dir, "p.yaml", powerProfiles)
-	write(t, dir, "install.bu", lifecycleButane)
-	write(t, dir, "wipe.sh", "#!/bin/sh\n")
-	box, err := seal.New(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, box := powerSetup(t)
 	db, locks, g := memstore.New(store.Options{}), keylock.New(), newGateBMC()
 	if _, _, err := db.Seen(context.Background(), store.Machine{MAC: n1MAC, Name: "n1", State: store.StateInstalled}, nil); err != nil {
 		t.Fatal(err)

@@ -86,20 +86,8 @@ func (fakeBinaries) Open(name string) (io.ReadSeeker, int64, error) {
 
 func get(t *testing.T, ts *httptest.Server, path string, header ...string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, ts.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), resp.Header
+	a := request(t, ts, http.MethodGet, path, header...)
+	return a.code, string(a.body), a.header
 }
 
 func TestBootPath(t *testing.T) {
