@@ -598,11 +598,7 @@ func TestGitClusterLeaderAndFollower(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	member, err := etcdtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(member.Close)
+	member := etcdtest.StartT(t)
 	repo := gitsynctest.NewFileRepo(t)
 	a := repo.Commit(t, "a", profilesAt("a"))
 
@@ -746,11 +742,7 @@ func TestServeProfilesGitCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an etcd member and two daemons")
 	}
-	member, err := etcdtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(member.Close)
+	member := etcdtest.StartT(t)
 	repo := gitsynctest.NewFileRepo(t)
 	v1 := repo.Commit(t, "v1", profilesAt("v1"))
 	shared := []string{"--profiles-git", repo.URL(), "--store", "etcd", "--etcd-endpoints", member.Endpoint, "--etcd-prefix", "/test-git"}

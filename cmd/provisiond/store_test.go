@@ -19,11 +19,7 @@ func TestTwoInstancesShareEtcd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an etcd member and two daemons")
 	}
-	member, err := etcdtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(member.Close)
+	member := etcdtest.StartT(t)
 	profiles := t.TempDir()
 	for name, body := range map[string]string{
 		"p.yaml": "kind: Profile\nname: install\nonce: true\nboot: {kernel: /assets/k}\nconfig: {template: install.sh}\n" +

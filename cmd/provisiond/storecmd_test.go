@@ -154,11 +154,7 @@ func TestStoreMigrate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an etcd member")
 	}
-	member, err := etcdtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer member.Close()
+	member := etcdtest.StartT(t)
 	src, dataDir := populatedBolt(t)
 	etcdFlags := []string{"--etcd-endpoints", member.Endpoint, "--etcd-prefix", "/migrated"}
 	migrate := append([]string{"store", "migrate", "--data-dir", dataDir}, etcdFlags...)

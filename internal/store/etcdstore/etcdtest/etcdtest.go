@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"testing"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -36,6 +37,18 @@ func Start() (*Member, error) {
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
 	return &Member{Endpoint: e.Config().AdvertiseClientUrls[0].String(), etcd: e, dir: dir}, nil
+}
+
+// StartT is Start for one test: it fails tb if the member does not start,
+// and stops the member when tb ends.
+func StartT(tb testing.TB) *Member {
+	tb.Helper()
+	m, err := Start()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.Close)
+	return m
 }
 
 // Close stops the member and removes its data.
