@@ -58,22 +58,21 @@ func dhcpPlatform(a iana.Arch) (platform, cpu string) {
 // the client address, since a TFTP request names none.
 type tftpTransfers struct {
 	identify func(context.Context, netip.Addr) boot.Identity // boot.Core.Identify
-	count    func(tftp.Transfer)                             // metrics; nil: none
+	count    func(tftp.Transfer)                             // metrics
 	log      *slog.Logger
 }
 
 func (o tftpTransfers) done(t tftp.Transfer) {
-	if o.count != nil {
-		o.count(t)
-	}
-	if t.Outcome() == "busy" {
+	o.count(t)
+	outcome := t.Outcome()
+	if outcome == "busy" {
 		// A flood is refused by the thousand: the counter tells it, and a
 		// line (with an inventory lookup) each would only feed it.
 		o.log.Debug("tftp transfer refused: busy", "client", t.Client, "file", t.File, "error", t.Err)
 		return
 	}
 	level := slog.LevelInfo
-	if t.Outcome() == "probe" || t.Outcome() == "not_found" && path.Base(t.File) == "autoexec.ipxe" {
+	if outcome == "probe" || outcome == "not_found" && path.Base(t.File) == "autoexec.ipxe" {
 		// Every UEFI boot probes the size first, and every iPXE looks for
 		// an autoexec.ipxe first: both are how a boot goes, not news.
 		level = slog.LevelDebug
@@ -82,7 +81,7 @@ func (o tftpTransfers) done(t tftp.Transfer) {
 	if ap, err := netip.ParseAddrPort(t.Client); err == nil {
 		id = o.identify(context.Background(), ap.Addr())
 	}
-	attrs := append(id.Attrs(), "client", t.Client, "file", t.File, "bytes", t.Bytes, "duration", t.Duration, "outcome", t.Outcome())
+	attrs := append(id.Attrs(), "client", t.Client, "file", t.File, "bytes", t.Bytes, "duration", t.Duration, "outcome", outcome)
 	if t.Err != nil {
 		attrs = append(attrs, "error", t.Err)
 	}

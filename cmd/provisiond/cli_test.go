@@ -536,6 +536,8 @@ func TestServeFlagMessages(t *testing.T) {
 		{"duration from env without a unit", "30", nil, "PROVISIOND_BMC_TIMEOUT=30: want a duration with a unit, such as 30s", ""},
 		{"duration flag without a unit", "", []string{"--bmc-timeout", "30"}, `--bmc-timeout "30": want a duration with a unit, such as 30s`, ""},
 		{"not a number", "", []string{"--bmc-parallel", "many"}, `--bmc-parallel "many": want a whole number`, ""},
+		{"no TFTP transfers", "", []string{"--tftp-max-transfers", "0"}, "--tftp-max-transfers 0: want a positive count", ""},
+		{"negative TFTP per client", "", []string{"--tftp-max-per-client", "-1"}, "--tftp-max-per-client -1: want a positive count", ""},
 		{"no such interface", "", []string{"--dhcp-interface", "nosuch0"}, `--dhcp-interface "nosuch0": no such network interface`, "advertise-url"},
 		{"unknown flag", "", []string{"--profile", "x"}, "unknown flag --profile; did you mean --profiles?", ""},
 	} {

@@ -12,13 +12,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -60,13 +61,14 @@ type clientFlags struct {
 	tokenFile string
 	out       *output
 	host      hostPaths
+	unit      map[string]string // the unit's settings: c.unitEnv()
 }
 
 func addClientFlags(fs *flagSet, c *cli) *clientFlags {
-	f := &clientFlags{host: c.host}
+	f := &clientFlags{host: c.host, unit: c.unitEnv()}
 	fs.StringVar(&f.server, "server", "", fmt.Sprintf("`URL` of the provisiond daemon (default: http://127.0.0.1:<port> of PROVISIOND_HTTP_ADDR in %s, else %s)",
 		c.host.envFile, defaultServer))
-	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` holding the API token (default: the first readable of "+strings.Join(c.host.tokenFiles(), ", ")+")")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` holding the API token (default: the first readable of "+strings.Join(f.tokenFiles(), ", ")+")")
 	f.out = addOutputFlag(fs)
 	return f
 }
@@ -77,7 +79,7 @@ func (f *clientFlags) serverURL() string {
 	if f.server != "" {
 		return f.server
 	}
-	if addr := readEnvFile(f.host.envFile)[envName("http-addr")]; addr != "" {
+	if addr := f.unit[envName("http-addr")]; addr != "" {
 		if host, port, err := net.SplitHostPort(addr); err == nil {
 			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 				host = "127.0.0.1"
@@ -91,12 +93,12 @@ func (f *clientFlags) serverURL() string {
 // tokenFiles lists where the API token is looked for without --token-file,
 // in order: the unit's --api-token-file, the token serve generated in the
 // unit's data dir, the one `make run` generated.
-func (h hostPaths) tokenFiles() []string {
+func (f *clientFlags) tokenFiles() []string {
 	var out []string
-	if p := readEnvFile(h.envFile)[envName("api-token-file")]; p != "" {
+	if p := f.unit[envName("api-token-file")]; p != "" {
 		out = append(out, p)
 	}
-	return append(out, filepath.Join(h.dataDir, apiTokenName), devTokenFile)
+	return append(out, filepath.Join(f.host.dataDir, apiTokenName), devTokenFile)
 }
 
 // token reads --token-file, else the first readable of tokenFiles. It
@@ -110,7 +112,7 @@ func (f *clientFlags) token() (string, string, error) {
 		return tok, f.tokenFile, nil
 	}
 	var tried []string
-	for _, p := range f.host.tokenFiles() {
+	for _, p := range f.tokenFiles() {
 		tok, err := readToken(p)
 		if err == nil {
 			return tok, p, nil
@@ -123,10 +125,23 @@ func (f *clientFlags) token() (string, string, error) {
 	return "", "", fmt.Errorf("no API token found: %s; pass --token-file", strings.Join(tried, "; "))
 }
 
+// unitEnv returns the settings in c.host.envFile, read once per run: a
+// client command consults them for its help, its server and its token.
+func (c *cli) unitEnv() map[string]string {
+	if c.unit == nil {
+		c.unit = readEnvFile(c.host.envFile)
+	}
+	return c.unit
+}
+
 // readEnvFile reads the KEY=VALUE lines of a systemd EnvironmentFile; an
-// unreadable file is an empty one (it is 0640 root:provisiond).
+// unreadable file, or none (""), is an empty one (it is 0640
+// root:provisiond).
 func readEnvFile(path string) map[string]string {
 	vars := map[string]string{}
+	if path == "" {
+		return vars
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return vars
@@ -167,6 +182,7 @@ func (f *clientFlags) client() (*apiClient, error) {
 		server:    strings.TrimRight(u.Redacted(), "/"),
 		token:     token,
 		tokenFile: tokenFile,
+		actor:     currentUser(),
 		http: &http.Client{
 			Timeout: clientTimeout,
 			// Follow no redirect: a POST would turn into a GET, and the
@@ -183,7 +199,17 @@ type apiClient struct {
 	server    string          // for messages: the --server URL without any password
 	token     string
 	tokenFile string
+	actor     string // the operator's user name, for the event log; "" if unknown
 	http      *http.Client
+}
+
+// currentUser is the name of the user running the client, looked up once
+// per client rather than per request (it reads the user database).
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }
 
 // apiError is an HTTP error status from the daemon, with its error text.
@@ -260,8 +286,8 @@ func (c *apiClient) request(method, u string, body io.Reader) (*http.Request, er
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("User-Agent", "provisiond/"+version)
-	if u, err := user.Current(); err == nil {
-		req.Header.Set(api.ActorHeader, u.Username)
+	if c.actor != "" {
+		req.Header.Set(api.ActorHeader, c.actor)
 	}
 	return req, nil
 }
@@ -332,7 +358,7 @@ func newTabWriter(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
-// cell is s for a table or a key: value line: "-" when empty, and no control
+// tableCell is s for a table or a key: value line: "-" when empty, and no control
 // characters, so that text from the server cannot break the layout or the
 // terminal.
 func tableCell(s string) string {
@@ -351,7 +377,7 @@ func printable(s string) string {
 	}, s)
 }
 
-// age is how long before now t was, coarsely: "12s ago", "3m ago", "2h ago",
+// ageString is how long before now t was, coarsely: "12s ago", "3m ago", "2h ago",
 // "4d ago"; "-" for no time. A time ahead of now (clock skew) is "0s ago".
 func ageString(t, now time.Time) string {
 	if t.IsZero() {
@@ -370,7 +396,7 @@ func ageString(t, now time.Time) string {
 	}
 }
 
-// timestamp is t in local time with its age, or "-".
+// timeWithAge is t in local time with its age, or "-".
 func timeWithAge(t, now time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -383,11 +409,7 @@ func labelList(labels map[string]string) string {
 	if len(labels) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(labels))
 	for i, k := range keys {
 		keys[i] = printable(k + "=" + labels[k])
 	}

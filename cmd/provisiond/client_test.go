@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -880,4 +881,59 @@ func checkPages(t *testing.T, es []store.Event, raw []json.RawMessage, want []st
 		t.Fatalf("%d requests; want %d", len(sent), wantPages)
 	}
 	return sent
+}
+
+// A run reads the unit's settings once: the help text, the server and the
+// token file all come from that one read.
+func TestUnitSettingsReadOnce(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "provisiond.env")
+	if err := os.WriteFile(env, []byte("PROVISIOND_HTTP_ADDR=0.0.0.0:9999\nPROVISIOND_API_TOKEN_FILE='/etc/provisiond/token'\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{host: hostPaths{envFile: env, dataDir: dir}}
+	first := addClientFlags(newFlagSet(), c)
+	if err := os.Remove(env); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range []*clientFlags{first, addClientFlags(newFlagSet(), c)} {
+		if got := f.serverURL(); got != "http://127.0.0.1:9999" {
+			t.Errorf("flags %d: serverURL = %q; want http://127.0.0.1:9999", i, got)
+		}
+		if got := f.tokenFiles(); len(got) != 3 || got[0] != "/etc/provisiond/token" || got[1] != filepath.Join(dir, "api-token") {
+			t.Errorf("flags %d: tokenFiles = %q; want the unit's --api-token-file first", i, got)
+		}
+	}
+}
+
+// Every request names the operator, for the event log, and carries the token.
+func TestClientSendsActor(t *testing.T) {
+	u, err := user.Current()
+	if err != nil {
+		t.Skip("no current user:", err)
+	}
+	var actors, auths []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		actors, auths = append(actors, r.Header.Get(api.ActorHeader)), append(auths, r.Header.Get("Authorization"))
+		mu.Unlock()
+		_, _ = w.Write([]byte(`{"events":[]}`))
+	}))
+	defer srv.Close()
+	c, err := (&clientFlags{server: srv.URL, tokenFile: writeFile(t, "token", testToken+"\n"), host: testHost}).client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		var v map[string]any
+		if _, err := c.get("/events", nil, &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(actors, []string{u.Username, u.Username}) || !slices.Equal(auths, []string{"Bearer " + testToken, "Bearer " + testToken}) {
+		t.Errorf("actors %q, authorization %q; want %s and the token on each request", actors, auths, u.Username)
+	}
 }

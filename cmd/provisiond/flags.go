@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/profiles"
 )
 
 // envPrefix starts the environment variable of every flag: --http-addr is
@@ -200,38 +202,11 @@ func (fs *flagSet) unknown(name string) error {
 func closest(s string, candidates []string) (string, bool) {
 	best, bestD := "", -1
 	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); bestD < 0 || d < bestD {
+		if d := profiles.EditDistance(strings.ToLower(s), strings.ToLower(c)); bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best, bestD >= 0 && bestD <= max(1, max(len(s), len(best))/3)
-}
-
-// editDistance is the optimal string alignment distance between a and b,
-// bytewise (names are ASCII): the edits a typo makes, a swap of two
-// neighbours counting as one (lsit, list).
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // otherEnvNames are PROVISIOND_ variables that are no flag but belong to the

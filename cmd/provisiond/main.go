@@ -67,7 +67,8 @@ func (cmd *command) walk(path []string, fn func(path []string, cmd *command)) {
 // cli is what one run of the program talks to.
 type cli struct {
 	stdout, stderr io.Writer
-	host           hostPaths // where the daemon on this host keeps its settings
+	host           hostPaths         // where the daemon on this host keeps its settings
+	unit           map[string]string // host.envFile's settings once read: unitEnv
 }
 
 func main() {

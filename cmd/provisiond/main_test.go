@@ -21,6 +21,19 @@ import (
 // a daemon the machine running the tests may have.
 var testHost = hostPaths{envFile: "/nonexistent/provisiond.env", dataDir: "/nonexistent"}
 
+// parseServe reads serve's command line (and environment) into a config,
+// as the serve command does before it runs.
+func parseServe(args []string) (serveConfig, error) {
+	fs := newFlagSet()
+	cfg := declareServeFlags(fs)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return *cfg, err
+	}
+	err = cfg.finish(pos)
+	return *cfg, err
+}
+
 func runCmd(args ...string) (int, string, string) {
 	return runOn(testHost, args...)
 }
@@ -262,5 +275,19 @@ func TestValidateWarnsLabelsOnlyConfig(t *testing.T) {
 	want := "warning: " + filepath.Join(dir, "all.yaml") + `:10: machine "rack" is matched by labels only`
 	if code != 0 || !strings.Contains(out, want) || strings.Contains(out, `"rack2"`) || !strings.Contains(out, "ok: ") {
 		t.Errorf("validate = %d\n%s\nwant 0, ok, and one warning starting %q", code, out, want)
+	}
+}
+
+// A duration default reads as an operator writes it, and only zero units go.
+func TestDefaultTextDurations(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		500 * time.Millisecond: "500ms", 30 * time.Second: "30s", time.Minute: "1m", 10 * time.Minute: "10m",
+		90 * time.Second: "1m30s", 2 * time.Hour: "2h", 70 * time.Minute: "1h10m", time.Hour + 30*time.Second: "1h0m30s",
+	} {
+		fs := newFlagSet()
+		fs.Duration("d", d, "")
+		if got := defaultText(fs.Lookup("d")); got != want {
+			t.Errorf("defaultText(%v) = %q; want %q", d, got, want)
+		}
 	}
 }

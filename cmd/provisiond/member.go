@@ -31,8 +31,11 @@ type memberConfig struct {
 func (c *storeConfig) finishMember(dataDir string) error {
 	m := &c.Member
 	if m.Name == "" {
-		if m.PeerURL != "" || m.InitialCluster != "" || m.DataDir != "" || m.PeerCACert != "" || m.PeerCert != "" || m.PeerKey != "" {
-			return usagef("--etcd-peer-url, --etcd-initial-cluster, --etcd-data-dir and --etcd-peer-cacert/-cert/-key need --etcd-name")
+		given := givenFlags(
+			flagValue{"--etcd-peer-url", m.PeerURL}, flagValue{"--etcd-initial-cluster", m.InitialCluster}, flagValue{"--etcd-data-dir", m.DataDir},
+			flagValue{"--etcd-peer-cacert", m.PeerCACert}, flagValue{"--etcd-peer-cert", m.PeerCert}, flagValue{"--etcd-peer-key", m.PeerKey})
+		if len(given) > 0 {
+			return needFlag(given, "--etcd-name, which runs the embedded etcd member")
 		}
 		return nil
 	}
@@ -137,7 +140,9 @@ func (c storeConfig) startMember(ctx context.Context, log *slog.Logger) (context
 	}
 	log.Info("etcd member ready", "name", m.Name, "client_url", member.ClientURL())
 	ctx, cancel := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
 		case err, ok := <-member.Err():
 			if ok {
@@ -149,6 +154,7 @@ func (c storeConfig) startMember(ctx context.Context, log *slog.Logger) (context
 	}()
 	return ctx, func() {
 		cancel(errors.New("stopping"))
+		<-watched
 		member.Close()
 	}, nil
 }

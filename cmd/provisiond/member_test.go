@@ -183,7 +183,8 @@ func TestMemberFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--etcd-name", "e0"}, "--etcd-name needs --etcd-peer-url URL"},
-		{[]string{"--etcd-peer-url", peer}, "need --etcd-name"},
+		{[]string{"--etcd-peer-url", peer}, "--etcd-peer-url needs --etcd-name, which runs the embedded etcd member"},
+		{[]string{"--etcd-data-dir", "d", "--etcd-initial-cluster", "e0=" + peer, "--etcd-peer-key", "k.pem"}, "--etcd-initial-cluster, --etcd-data-dir and --etcd-peer-key need --etcd-name, which runs"},
 		{[]string{"--etcd-name", "e0", "--etcd-peer-url", peer, "--store", "bolt"}, "cannot go with --store bolt"},
 		{[]string{"--etcd-name", "e0", "--etcd-peer-url", "127.0.0.1:2380"}, `--etcd-peer-url "127.0.0.1:2380": want a URL such as http://10.0.0.1:2380`},
 		{[]string{"--etcd-name", "e0", "--etcd-peer-url", peer, "--etcd-client-url", "http://127.0.0.1"}, `--etcd-client-url "http://127.0.0.1": want a URL such as http://10.0.0.1:2379`},

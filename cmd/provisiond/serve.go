@@ -99,18 +99,6 @@ func serveCommand() *command {
 	}
 }
 
-// parseServe reads serve's command line (and environment) into a config.
-func parseServe(args []string) (serveConfig, error) {
-	fs := newFlagSet()
-	cfg := declareServeFlags(fs)
-	pos, err := fs.parse(args)
-	if err != nil {
-		return *cfg, err
-	}
-	err = cfg.finish(pos)
-	return *cfg, err
-}
-
 // declareServeFlags declares serve's flags on fs, into the config returned.
 func declareServeFlags(fs *flagSet) *serveConfig {
 	c := &serveConfig{}
@@ -180,6 +168,10 @@ func (c *serveConfig) finish(pos []string) error {
 		return usagef("--binding-ttl %v: want a positive duration such as 2h", c.BindingTTL)
 	case c.MaxDiscovered <= 0:
 		return usagef("--max-discovered %d: want a positive count", c.MaxDiscovered)
+	case c.TFTPMaxTransfers <= 0:
+		return usagef("--tftp-max-transfers %d: want a positive count", c.TFTPMaxTransfers)
+	case c.TFTPMaxPerClient <= 0:
+		return usagef("--tftp-max-per-client %d: want a positive count", c.TFTPMaxPerClient)
 	}
 	if err := c.Store.finishMember(c.DataDir); err != nil {
 		return err
@@ -294,11 +286,12 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// startProxyDHCP runs the proxyDHCP (67, 4011) on --dhcp-interface.
-func startProxyDHCP(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, m *metrics.Metrics, log *slog.Logger) error {
+// newProxyDHCP makes the proxyDHCP (67, 4011) on --dhcp-interface and
+// returns what runs it.
+func newProxyDHCP(cfg serveConfig, core *boot.Core, m *metrics.Metrics, log *slog.Logger) (func(context.Context) error, error) {
 	ip, err := dhcp.InterfaceIPv4(cfg.DHCPInterface)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	proxy, err := dhcp.New(dhcp.Config{
 		Interface:    cfg.DHCPInterface,
@@ -310,22 +303,20 @@ func startProxyDHCP(ctx context.Context, g *errgroup.Group, cfg serveConfig, cor
 		OnPacket:     m.DHCPPacket,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	g.Go(func() error { return proxy.ListenAndServe(ctx) })
-	return nil
+	return proxy.ListenAndServe, nil
 }
 
-// startTFTP runs the TFTP server on --tftp-addr.
-func startTFTP(ctx context.Context, g *errgroup.Group, cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) error {
+// newTFTP makes the TFTP server on --tftp-addr and returns what runs it.
+func newTFTP(cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) (func(context.Context) error, error) {
 	transfers := tftpTransfers{identify: core.Identify, count: m.TFTPTransfer, log: log}
 	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log, OnTransfer: transfers.done,
 		MaxTransfers: cfg.TFTPMaxTransfers, MaxPerClient: cfg.TFTPMaxPerClient})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	g.Go(func() error { return tftpd.ListenAndServe(ctx, cfg.TFTPAddr) })
-	return nil
+	return func(ctx context.Context) error { return tftpd.ListenAndServe(ctx, cfg.TFTPAddr) }, nil
 }
 
 // advertiseHost picks the address machines will reach us at: the DHCP interface's
@@ -537,18 +528,26 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		Store:          cfg.Store.info(db),
 		Logger:         log,
 	})
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return core.Run(ctx) })
-	g.Go(func() error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) })
+	// Every piece is made before any runs: a piece that cannot be made
+	// must not leave the others running on a store about to close.
+	runs := []func(context.Context) error{core.Run, func(ctx context.Context) error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) }}
 	if cfg.DHCPInterface != "" {
-		if err := startProxyDHCP(ctx, g, cfg, core, m, log); err != nil {
+		run, err := newProxyDHCP(cfg, core, m, log)
+		if err != nil {
 			return err
 		}
+		runs = append(runs, run)
 	}
 	if cfg.TFTPAddr != "" {
-		if err := startTFTP(ctx, g, cfg, core, binaries, m, log); err != nil {
+		run, err := newTFTP(cfg, core, binaries, m, log)
+		if err != nil {
 			return err
 		}
+		runs = append(runs, run)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, run := range runs {
+		g.Go(func() error { return run(ctx) })
 	}
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })

@@ -91,12 +91,13 @@ func declareMemberFlags(fs *flagSet, c *storeConfig) {
 // check refuses a store configuration that cannot work, before anything is
 // created.
 func (c storeConfig) check() error {
-	etcdFlags := len(c.Endpoints) > 0 || c.CACert != "" || c.Cert != "" || c.Key != ""
+	etcdFlags := givenFlags(flagValue{"--etcd-endpoints", strings.Join(c.Endpoints, ",")},
+		flagValue{"--etcd-cacert", c.CACert}, flagValue{"--etcd-cert", c.Cert}, flagValue{"--etcd-key", c.Key})
 	switch {
 	case c.Backend != backendBolt && c.Backend != backendEtcd:
 		return usagef("--store %q: want bolt or etcd", c.Backend)
-	case c.Backend == backendBolt && etcdFlags:
-		return usagef("--etcd-endpoints, --etcd-cacert, --etcd-cert and --etcd-key need --store etcd")
+	case c.Backend == backendBolt && len(etcdFlags) > 0:
+		return needFlag(etcdFlags, "--store etcd")
 	case c.Backend == backendEtcd && len(c.Endpoints) == 0:
 		return usagef("--store etcd needs --etcd-endpoints URL[,URL...], such as http://10.0.0.1:2379")
 	case (c.Cert == "") != (c.Key == ""):
@@ -105,6 +106,30 @@ func (c storeConfig) check() error {
 		return usagef("--etcd-dial-timeout %v: want a positive duration such as 5s", c.DialTimeout)
 	}
 	return nil
+}
+
+// flagValue is a flag's name, as typed, and its value ("": not given).
+type flagValue struct{ name, value string }
+
+// givenFlags returns the names of the flags in fl that were given, in order,
+// so that an error names the settings (maybe PROVISIOND_ variables) at fault.
+func givenFlags(fl ...flagValue) []string {
+	var out []string
+	for _, f := range fl {
+		if f.value != "" {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// needFlag is the usage error of the flags given, which mean nothing
+// without need.
+func needFlag(given []string, need string) error {
+	if len(given) == 1 {
+		return usagef("%s needs %s", given[0], need)
+	}
+	return usagef("%s and %s need %s", strings.Join(given[:len(given)-1], ", "), given[len(given)-1], need)
 }
 
 // closingStore is a store the daemon closes when it stops.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -94,11 +95,12 @@ func TestStoreFlags(t *testing.T) {
 	}{
 		{[]string{"--store", "sqlite"}, `--store "sqlite": want bolt or etcd`},
 		{[]string{"--store", "etcd"}, "--store etcd needs --etcd-endpoints"},
-		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379"}, "need --store etcd"},
+		{[]string{"--etcd-endpoints", "http://127.0.0.1:2379"}, "--etcd-endpoints needs --store etcd"},
+		{[]string{"--etcd-cacert", "ca.pem", "--etcd-key", "k.pem"}, "--etcd-cacert and --etcd-key need --store etcd"},
 		{[]string{"--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-cert", "c.pem"}, "--etcd-cert and --etcd-key go together"},
 	} {
 		_, err := parseServe(append([]string{"--profiles", t.TempDir(), "--http-addr", "127.0.0.1:0"}, tc.args...))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("serve %q: %v; want %q", tc.args, err, tc.want)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
-	"github.com/provisiond/provisiond/internal/store/boltstore"
 )
 
 // `provisiond store backup | restore | migrate`: a backup file of the whole
@@ -258,7 +257,7 @@ func restoreFile(ctx context.Context, sc storeConfig, dataDir, in string) (store
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return storeResult{}, err
 	}
-	db, err := openTarget(ctx, sc, dataDir)
+	db, err := openStore(ctx, sc, dataDir)
 	if err != nil {
 		return storeResult{}, err
 	}
@@ -274,9 +273,9 @@ func restoreFile(ctx context.Context, sc storeConfig, dataDir, in string) (store
 		Revision: sum.Revision, Counts: sum.Counts}, nil
 }
 
-// openTarget opens the store a restore or migration writes, saying what
-// to do about a running daemon.
-func openTarget(ctx context.Context, sc storeConfig, dataDir string) (closingStore, error) {
+// openStore opens a store a restore or migration writes (or a migration
+// reads), saying what to do about a running daemon.
+func openStore(ctx context.Context, sc storeConfig, dataDir string) (closingStore, error) {
 	db, err := sc.open(ctx, dataDir)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%s: %w; stop the daemon first", describeStore(sc, dataDir), store.ErrLocked)
@@ -352,15 +351,12 @@ func migrate(ctx context.Context, sc storeConfig, dataDir string) (storeResult, 
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return storeResult{}, fmt.Errorf("no store at %s; --data-dir is the directory serve was given", path)
 	}
-	src, err := boltstore.Open(path, store.Options{})
-	if errors.Is(err, store.ErrLocked) {
-		return storeResult{}, fmt.Errorf("%s: %w; stop the daemon first", path, store.ErrLocked)
-	}
+	src, err := openStore(ctx, storeConfig{Backend: backendBolt}, dataDir)
 	if err != nil {
 		return storeResult{}, err
 	}
 	defer src.Close()
-	dst, err := openTarget(ctx, sc, dataDir)
+	dst, err := openStore(ctx, sc, dataDir)
 	if err != nil {
 		return storeResult{}, err
 	}

@@ -160,7 +160,7 @@ func TestStoreMigrate(t *testing.T) {
 	migrate := append([]string{"store", "migrate", "--data-dir", dataDir}, etcdFlags...)
 
 	code, _, errOut := runCmd(migrate...)
-	if code != 1 || !strings.Contains(errOut, "stop the daemon first") {
+	if code != 1 || !strings.Contains(errOut, filepath.Join(dataDir, "provisiond.db")+": ") || !strings.Contains(errOut, "stop the daemon first") {
 		t.Errorf("migrate a data dir in use: exit %d, %s", code, errOut)
 	}
 	src.Close()

@@ -103,8 +103,15 @@ func TestServeTFTPWithoutProxyDHCP(t *testing.T) {
 		t.Errorf("TFTP sent %d bytes, not the embedded undionly.kpxe (%d bytes)", got.Len(), len(want))
 	}
 
+	// The server counts the transfer once the client's last ACK arrives,
+	// which may be just after the client has returned.
+	const counted = `provisiond_tftp_transfers_total{file="undionly.kpxe",outcome="ok"} 1`
 	metrics := httpGetBody(t, d.base+"/metrics")
-	if !strings.Contains(metrics, `provisiond_tftp_transfers_total{file="undionly.kpxe",outcome="ok"} 1`) {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(metrics, counted) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		metrics = httpGetBody(t, d.base+"/metrics")
+	}
+	if !strings.Contains(metrics, counted) {
 		t.Errorf("/metrics counts no TFTP transfer of undionly.kpxe:\n%s", grepLines(metrics, "provisiond_tftp_transfers_total"))
 	}
 	if strings.Contains(metrics, "provisiond_dhcp_packets_total{") {

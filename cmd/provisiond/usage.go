@@ -109,11 +109,15 @@ func defaultText(f *flag.Flag) string {
 	}
 	if g, ok := f.Value.(flag.Getter); ok {
 		if d, ok := g.Get().(time.Duration); ok {
+			// Only a zero unit after a non-zero one goes: 10m0s is 10m, not 1.
 			s := d.String()
 			if strings.HasSuffix(s, "m0s") {
 				s = strings.TrimSuffix(s, "0s")
 			}
-			return strings.TrimSuffix(s, "0m")
+			if strings.HasSuffix(s, "h0m") {
+				s = strings.TrimSuffix(s, "0m")
+			}
+			return s
 		}
 	}
 	return f.DefValue

@@ -177,18 +177,12 @@ func writeError(w http.ResponseWriter, code int, err error) {
 // fail answers with the status httperr maps err to; anything unexpected is
 // a 500, logged, with a body that does not leak internals.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := httperr.Status(err)
-	switch code {
-	case http.StatusUnauthorized:
-		err = errUnauthorized // the same words whatever failed
-	case http.StatusInternalServerError:
-		a.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		err = errors.New("internal error; see the server log")
-	case http.StatusServiceUnavailable:
-		a.log.Warn("api request failed: store unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
-		err = errors.New("the store is unavailable for now; retry")
+	code, public, level := httperr.Answer(err)
+	a.log.Log(r.Context(), level, "api request failed", "method", r.Method, "path", r.URL.Path, "status", code, "error", err)
+	if code == http.StatusUnauthorized {
+		public = errUnauthorized.Error() // the same words whatever failed
 	}
-	writeError(w, code, err)
+	writeError(w, code, errors.New(public))
 }
 
 // maxBody bounds request bodies: they are a few short fields.

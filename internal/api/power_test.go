@@ -14,6 +14,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
 // fakeController is a bmc.Controller that keeps each BMC's power state and
@@ -534,6 +535,17 @@ func TestBulkPower(t *testing.T) {
 	}
 	if got := fc.takeCalls(); len(got) != 1 {
 		t.Errorf("BMC calls %q; want only n1's status", got)
+	}
+}
+
+// Before any profile set has loaded, a bulk action by selector is a 503
+// that says so, not a store outage.
+func TestBulkPowerNotLoaded(t *testing.T) {
+	core := boot.New(boot.Config{ProfilesDir: t.TempDir(), AdvertiseURL: base, Store: memstore.New(store.Options{})})
+	f := serveAPI(t, Config{Backend: core, Token: apiToken})
+	code, body := f.call(t, "POST", "/power", apiToken, `{"action":"off","selector":{"rack":"r1"}}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, boot.ErrNotLoaded.Error()) {
+		t.Errorf("POST /power before any profiles loaded = %d %s; want 503 %q", code, body, boot.ErrNotLoaded)
 	}
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -83,5 +84,45 @@ func TestStoreBackupErrors(t *testing.T) {
 				t.Errorf("GET /store/backup = %d %s, want %d %q", code, body, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// cutDumper passes on the first n records of its store, then fails.
+type cutDumper struct {
+	store.Dumper
+	n int
+}
+
+func (d cutDumper) Dump(ctx context.Context, fn func(store.Record) error) error {
+	n := 0
+	return d.Dumper.Dump(ctx, func(r store.Record) error {
+		if n++; n > d.n {
+			return errors.New("disk on fire")
+		}
+		return fn(r)
+	})
+}
+
+// A dump that fails once the answer has started cuts the stream short:
+// the status is out, and the missing trailer makes the file refuse to
+// restore rather than restore part of the store.
+func TestStoreBackupCutShort(t *testing.T) {
+	db := memstore.New(store.Options{})
+	ctx := context.Background()
+	for i := range 200 { // well over the writer's buffer, so bytes go out before the failure
+		if _, err := db.AppendEvent(ctx, store.Event{Type: "boot", Message: fmt.Sprintf("event %d %0100d", i, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := backupFixture(t, StoreBackup{Store: cutDumper{Dumper: db, n: 150}, Backend: "memory"})
+	code, body := f.call(t, http.MethodGet, "/store/backup", apiToken, "")
+	if code != http.StatusOK || !strings.Contains(body, "event 100 ") {
+		t.Fatalf("GET /store/backup = %d with %d bytes; want 200 and the records up to the failure", code, len(body))
+	}
+	if strings.Contains(body, "event 199 ") {
+		t.Errorf("the backup went on past the failure")
+	}
+	if _, err := store.RestoreFrom(ctx, memstore.New(store.Options{}), strings.NewReader(body)); err == nil {
+		t.Error("a backup cut short restores; want it refused")
 	}
 }

@@ -46,7 +46,9 @@ type Config struct {
 	CacheFile string
 	// BMC drives machines' BMCs; nil: power control is unavailable. Fleet.
 	BMC bmc.Controller
-	// Secrets seals BMC credentials set through the API; nil: they cannot be set. Fleet.
+	// Secrets seals BMC credentials set through the API (Fleet; nil: they
+	// cannot be set) and the session tokens /ipxe hands out again (Decider,
+	// session.go; nil: every /ipxe opens a new session).
 	Secrets Sealer
 	// WipeProfile names the Profile a wiped machine boots; "" disables wipe.
 	// Live: a set without it does not go live.

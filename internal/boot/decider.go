@@ -328,7 +328,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		return nil, nil, err
 	}
 	var out *profiles.Rendered
-	var m store.Machine
+	m := stored // a refusal's record: the zero Machine when unknown
 	if refused == "" {
 		if out, err = renderConfig(set, served, r); err != nil {
 			return nil, nil, err
@@ -337,7 +337,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		m, _, err = d.store.Update(ctx, key, change)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			refused = ReasonNoSession
+			refused = ReasonNoSession // m is zero: the machine is gone
 		case err != nil:
 			return nil, nil, err
 		case refused == "" && served.Profile != rendered:
@@ -349,7 +349,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		}
 	}
 	if refused != "" {
-		return nil, nil, d.refuse(ctx, r, &RefusedError{What: "config", Reason: refused})
+		return nil, nil, d.refuseOn(ctx, r, m, &RefusedError{What: "config", Reason: refused})
 	}
 	d.log.Info("config served", append(machineAttrs(known(r, m), served), "kind", string(out.Kind), "ip", r.IP)...)
 	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), r.Token), nil

@@ -42,9 +42,10 @@ var (
 	ErrBusy = errors.New("another BMC operation on this machine is in progress")
 )
 
-// RefusedError is a script or config request that failed a secrecy check (HTTP 403).
+// RefusedError is a script, config or phone-home request that failed a
+// secrecy check (HTTP 403).
 type RefusedError struct {
-	What   string // "script" or "config"
+	What   string // "script", "config" or "phone-home"
 	Reason string // one of the Reason constants
 }
 

@@ -146,13 +146,13 @@ func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash, sealedToke
 }
 
 // peek runs planBoot on m and p, a machine and its session, which are
-// copies: what /ipxe would decide for it now, writing nothing. The sighting
-// /ipxe would merge first changes nothing planBoot decides by: the state and
-// the match.
-func peek(m store.Machine, p store.Provisioning, res profiles.Result, wipe *profiles.Profile) bootPlan {
+// copies: what /ipxe would decide for it now, and the state it would move
+// m to, writing nothing. The sighting /ipxe would merge first changes
+// nothing planBoot decides by: the state and the match.
+func peek(m store.Machine, p store.Provisioning, res profiles.Result, wipe *profiles.Profile) (bootPlan, store.State) {
 	var plan bootPlan
 	_, _ = planBoot(res, wipe, "", "", time.Now().UTC(), &plan)(&m, &p) // it never fails
-	return plan
+	return plan, m.State
 }
 
 // serveConfig is the Change of a config fetch: which profile's config it
@@ -164,7 +164,7 @@ func peek(m store.Machine, p store.Provisioning, res profiles.Result, wipe *prof
 func serveConfig(res profiles.Result, wipe *profiles.Profile, ignition bool, admit store.Change, served *profiles.Result) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 		res := res
-		if plan := peek(*m, *p, res, wipe); !plan.local {
+		if plan, _ := peek(*m, *p, res, wipe); !plan.local {
 			res.Profile = plan.profile
 		}
 		*served = res

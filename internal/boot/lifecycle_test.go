@@ -231,6 +231,17 @@ func TestBootOnceLifecycle(t *testing.T) {
 	if _, err := c.Installed(ctx, "n1", tok, "", "", false); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("phone-home with an old token: %v, want ErrUnauthorized", err)
 	}
+	// More of them are judged on a read and counted in the open refusal
+	// window: no write at all.
+	rev, _ := db.Revision(ctx)
+	for range 100 {
+		if _, err := c.Installed(ctx, "n1", "WRONG", "", "", false); !errors.Is(err, ErrUnauthorized) {
+			t.Fatalf("phone-home with a wrong token: %v, want ErrUnauthorized", err)
+		}
+	}
+	if after, _ := db.Revision(ctx); after != rev {
+		t.Errorf("bad phone-homes moved the store's revision %d -> %d", rev, after)
+	}
 	if m, err := c.Installed(ctx, "52-54-00-00-00-01", tok2, "", "", false); err != nil || m.State != store.StateInstalled {
 		t.Fatalf("phone-home: %+v, %v; want installed", m, err)
 	}

@@ -63,7 +63,7 @@ func (d *Decider) Installed(ctx context.Context, id, token, note, from string, v
 			return store.Machine{}, notFound(id, err)
 		}
 		if !tokenMatches(token, p.TokenHash) {
-			return store.Machine{}, d.phoneHomeDenied(ctx, r)
+			return store.Machine{}, d.phoneHomeDenied(ctx, r, m)
 		}
 		key = m.MAC
 	}
@@ -73,16 +73,16 @@ func (d *Decider) Installed(ctx context.Context, id, token, note, from string, v
 		return m, notFound(id, err)
 	}
 	if denied {
-		return store.Machine{}, d.phoneHomeDenied(ctx, Request{MAC: m.MAC, IP: from})
+		return store.Machine{}, d.phoneHomeDenied(ctx, Request{MAC: m.MAC, IP: from}, m)
 	}
 	d.log.Info("phone-home: installed", append(machineID(m).Attrs(), "state", m.State)...)
 	return m, nil
 }
 
-// phoneHomeDenied records a phone-home without the machine's current token
-// and returns ErrUnauthorized.
-func (d *Decider) phoneHomeDenied(ctx context.Context, r Request) error {
-	_ = d.refuse(ctx, r, &RefusedError{What: "phone-home", Reason: ReasonBadToken})
+// phoneHomeDenied records a phone-home of machine m without its current
+// token and returns ErrUnauthorized.
+func (d *Decider) phoneHomeDenied(ctx context.Context, r Request, m store.Machine) error {
+	_ = d.refuseOn(ctx, r, m, &RefusedError{What: "phone-home", Reason: ReasonBadToken})
 	return ErrUnauthorized
 }
 

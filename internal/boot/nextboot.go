@@ -42,7 +42,7 @@ func (d *Decider) NextBoot(ctx context.Context, id string) (NextBoot, error) {
 	if err != nil {
 		return NextBoot{Match: res}, notFound(id, err)
 	}
-	plan := peek(m, p, res, d.live.wipeProfile())
+	plan, _ := peek(m, p, res, d.live.wipeProfile())
 	nb := NextBoot{Match: res, Local: plan.local, Why: plan.why, Script: d.scriptFor(res, plan, r, "TOKEN")}
 	if !plan.local {
 		nb.Profile = plan.profile

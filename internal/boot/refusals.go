@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // refusalWindow is how long refusals of one kind for one machine share an
@@ -76,12 +78,21 @@ func (a *refusals) closed(now time.Time) map[refusalKey]refusalCount {
 // inventory knows it (one event per window and reason, see refusalWindow),
 // logs it, counts it, and returns e.
 func (d *Decider) refuse(ctx context.Context, r Request, e *RefusedError) *RefusedError {
-	d.obs.Refused(e)
 	m, err := d.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
-	known := err == nil
+	if err != nil {
+		m = store.Machine{}
+	}
+	return d.refuseOn(ctx, r, m, e)
+}
+
+// refuseOn is refuse for a caller that read the machine already: m is its
+// stored record, the zero Machine if the inventory does not know it. A
+// storm of refused configs or phone-homes costs one read each, not two.
+func (d *Decider) refuseOn(ctx context.Context, r Request, m store.Machine, e *RefusedError) *RefusedError {
+	d.obs.Refused(e)
 	log := d.log.With(Identity{MAC: cmp.Or(m.MAC, r.MAC), UUID: cmp.Or(m.UUID, r.UUID), Machine: m.Name}.Attrs()...)
 	first, full := false, false
-	if known {
+	if m.MAC != "" {
 		first, full = d.refusals.note(refusalKey{mac: m.MAC, what: e.What, reason: e.Reason}, r.IP, time.Now())
 	}
 	if !first {

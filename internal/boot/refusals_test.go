@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,10 @@ func TestRefusalStormKeepsTheAuditLog(t *testing.T) {
 	}
 	_, tok := script(t, c, n1)
 	const storm = 5000
+	rev, err := db.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range storm {
 		bad := n1
 		bad.Token = "WRONG"
@@ -44,6 +49,11 @@ func TestRefusalStormKeepsTheAuditLog(t *testing.T) {
 		if _, _, err := c.Config(ctx, bad, true); err == nil {
 			t.Fatal("a bad request was served")
 		}
+	}
+	// A refusal is judged on a read: the storm wrote only the two events
+	// that opened its refusal windows, no session transaction each.
+	if after, _ := db.Revision(ctx); after-rev != 2 {
+		t.Errorf("the storm moved the store's revision by %d, want 2 (its first refusal events)", after-rev)
 	}
 	c.flushRefusals(ctx, time.Now().Add(2*refusalWindow))
 	es, err := db.Events(ctx, store.EventQuery{MAC: n1.MAC})
@@ -142,4 +152,48 @@ func TestRandomMACsBounded(t *testing.T) {
 		t.Error("the oldest discovery survived")
 	}
 	script(t, c, Request{MAC: "52:54:00:00:00:01"})
+}
+
+// machineReads counts a store's reads of single machines.
+type machineReads struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (s *machineReads) Machine(ctx context.Context, key string) (store.Machine, error) {
+	s.n.Add(1)
+	return s.Store.Machine(ctx, key)
+}
+
+// A refused config or phone-home, the request a storm repeats, reads the
+// machine once: the refusal is recorded on the record the check read.
+func TestRefusalReadsTheMachineOnce(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", lifecycleProfiles)
+	write(t, dir, "install.bu", lifecycleButane)
+	db := &machineReads{Store: memstore.New(store.Options{})}
+	c, _ := newCoreOn(t, dir, Config{}, db)
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n1 := Request{MAC: "52:54:00:00:00:01", IP: "10.0.0.5", Token: "WRONG"}
+	script(t, c, n1)
+	for _, tc := range []struct {
+		name string
+		do   func() error
+	}{
+		{"config", func() error { _, _, err := c.Config(ctx, n1, true); return err }},
+		{"phone-home", func() error { _, err := c.Installed(ctx, n1.MAC, n1.Token, "", n1.IP, false); return err }},
+	} {
+		for i := range 3 { // the first refusal of a window and those counted in it
+			db.n.Store(0)
+			if err := tc.do(); err == nil {
+				t.Fatalf("%s with a wrong token was served", tc.name)
+			}
+			if n := db.n.Load(); n != 1 {
+				t.Errorf("%s refusal %d read the machine %d times, want 1", tc.name, i+1, n)
+			}
+		}
+	}
 }

@@ -88,7 +88,7 @@ func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now
 // a request whose sighting is s, and the plan it boots: only if the session
 // is open, recent and has served no config, the sighting adds nothing to
 // the record, and /ipxe would decide the same profile without any other
-// change to the machine (planBoot, run on copies).
+// change to the machine (peek).
 func reusable(m store.Machine, p store.Provisioning, s store.Machine, res profiles.Result, wipe *profiles.Profile, now time.Time) (bootPlan, bool) {
 	if p.TokenHash == "" || p.SealedToken == "" || !p.ConfigServed.IsZero() || now.Sub(p.IssuedAt) > sessionReuse || now.Before(p.IssuedAt) {
 		return bootPlan{}, false
@@ -96,11 +96,8 @@ func reusable(m store.Machine, p store.Provisioning, s store.Machine, res profil
 	if !reflect.DeepEqual(m.Merge(s, m.LastSeen), m) {
 		return bootPlan{}, false // a new address, name, label...: the sighting must be written
 	}
-	after, open := m, p.Profile
-	var plan bootPlan
-	_, _ = planBoot(res, wipe, "", "", now, &plan)(&after, &p) // p is a copy; it never fails
-	if plan.local || plan.profile.Name != open || after.State != m.State {
-		return bootPlan{}, false
+	if plan, state := peek(m, p, res, wipe); !plan.local && plan.profile.Name == p.Profile && state == m.State {
+		return plan, true
 	}
-	return plan, true
+	return bootPlan{}, false
 }

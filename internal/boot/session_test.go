@@ -11,6 +11,7 @@ import (
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/testutil"
 )
 
 func sessionBox(t *testing.T, b byte) *seal.Box {
@@ -108,6 +109,131 @@ func TestSessionReuseAcrossInstances(t *testing.T) {
 	r.Token = tok
 	if _, _, err := a.Config(context.Background(), r, true); refusedFor(err) != ReasonBadToken {
 		t.Errorf("the replaced session's token: %v, want %s", err, ReasonBadToken)
+	}
+}
+
+// A reusable session is handed out only to the machine itself: every
+// requester that fails the identity check while n1's session is open is
+// refused (or served as its own machine) and never sees n1's token, and
+// n1's session is still the one handed out afterwards.
+func TestSessionReuseRefusesImpostors(t *testing.T) {
+	const n1, other, uuid = "52:54:00:00:00:01", "52:54:00:00:00:66", "11111111-2222-3333-4444-555555555555"
+	nb := testutil.Neighbors{"10.0.0.5": n1, "10.0.0.6": other, "127.0.0.1": "local", "10.0.0.2": "local"}
+	c, db := lifecycleCore(t, Config{Secrets: sessionBox(t, 1), Neighbors: nb})
+	ctx := context.Background()
+	for _, b := range []store.Binding{{MAC: n1, UUID: uuid}, {MAC: other, IP: "192.0.2.7"}} {
+		if err := db.Bind(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := Request{MAC: n1, UUID: uuid, IP: "10.0.0.5"}
+	_, tok := script(t, c, owner)
+	if tok == "" {
+		t.Fatal("n1 got no session")
+	}
+	for _, tc := range []struct {
+		name   string
+		r      Request
+		reason string // "": served, as the requester's own machine
+	}{
+		{name: "loopback", r: Request{MAC: n1, UUID: uuid, IP: "127.0.0.1"}, reason: ReasonLocal},
+		{name: "the server's own address", r: Request{MAC: n1, IP: "10.0.0.2"}, reason: ReasonLocal},
+		{name: "routed, unbound", r: Request{MAC: n1, UUID: uuid, IP: "192.0.2.9"}, reason: ReasonUnbound},
+		{name: "routed, bound to another machine", r: Request{MAC: n1, IP: "192.0.2.7"}, reason: ReasonBindMAC},
+		{name: "another host on the VLAN", r: Request{MAC: n1, UUID: uuid, IP: "10.0.0.6"}, reason: ReasonNeighbor},
+		{name: "another host on the VLAN claiming the UUID", r: Request{UUID: uuid, IP: "10.0.0.6"}},
+		{name: "routed host claiming the UUID", r: Request{UUID: uuid, IP: "192.0.2.7"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := c.Script(ctx, tc.r)
+			if strings.Contains(s, tok) {
+				t.Fatalf("handed n1's open session to %+v:\n%s", tc.r, s)
+			}
+			if tc.reason != "" {
+				if refusedFor(err) != tc.reason {
+					t.Fatalf("script: %v, want refusal %q", err, tc.reason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("script: %v", err)
+			}
+			if m := tokenInScript.FindStringSubmatch(s); m == nil || m[1] == tok {
+				t.Errorf("the requester's own session: %q", s)
+			}
+		})
+	}
+	if _, again := script(t, c, owner); again != tok {
+		t.Errorf("after the impostors n1 got %q, want its open session %q", again, tok)
+	}
+	if p, err := db.Provisioning(ctx, other); err != nil || p.TokenHash == "" || tokenMatches(tok, p.TokenHash) {
+		t.Errorf("the UUID claimant's session %+v (%v): want its own", p, err)
+	}
+}
+
+// The reuse path's own check (a sighting that adds nothing, so the same
+// address) is no identity check: once n1's address belongs to another host,
+// on the VLAN or by a newer DHCP binding, a request from that address
+// naming n1, by MAC or by its UUID, must not get n1's open session.
+func TestSessionReuseAfterAddressMoves(t *testing.T) {
+	const n1, other, uuid = "52:54:00:00:00:01", "52:54:00:00:00:66", "11111111-2222-3333-4444-555555555555"
+	for _, tc := range []struct {
+		name   string
+		ip     string
+		nb     testutil.Neighbors
+		move   func(testutil.Neighbors, store.Store) error // hands ip to other
+		claim  Request
+		reason string // "": served, as other
+	}{
+		{name: "on-link, MAC claimed", ip: "10.0.0.5", nb: testutil.Neighbors{"10.0.0.5": n1},
+			move:  func(nb testutil.Neighbors, _ store.Store) error { nb["10.0.0.5"] = other; return nil },
+			claim: Request{MAC: n1, UUID: uuid}, reason: ReasonNeighbor},
+		{name: "on-link, UUID claimed", ip: "10.0.0.5", nb: testutil.Neighbors{"10.0.0.5": n1},
+			move:  func(nb testutil.Neighbors, _ store.Store) error { nb["10.0.0.5"] = other; return nil },
+			claim: Request{UUID: uuid}},
+		{name: "routed, MAC claimed", ip: "192.0.2.8", nb: testutil.Neighbors{},
+			move: func(_ testutil.Neighbors, db store.Store) error {
+				return db.Bind(context.Background(), store.Binding{MAC: other, IP: "192.0.2.8"})
+			},
+			claim: Request{MAC: n1}, reason: ReasonBindMAC},
+		{name: "routed, UUID claimed", ip: "192.0.2.8", nb: testutil.Neighbors{},
+			move: func(_ testutil.Neighbors, db store.Store) error {
+				return db.Bind(context.Background(), store.Binding{MAC: other, IP: "192.0.2.8"})
+			},
+			claim: Request{UUID: uuid}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, db := lifecycleCore(t, Config{Secrets: sessionBox(t, 1), Neighbors: tc.nb})
+			ctx := context.Background()
+			if err := db.Bind(ctx, store.Binding{MAC: n1, UUID: uuid, IP: tc.ip}); err != nil {
+				t.Fatal(err)
+			}
+			_, tok := script(t, c, Request{MAC: n1, UUID: uuid, IP: tc.ip})
+			if tok == "" {
+				t.Fatal("n1 got no session")
+			}
+			if err := tc.move(tc.nb, db); err != nil {
+				t.Fatal(err)
+			}
+			r := tc.claim
+			r.IP = tc.ip
+			s, err := c.Script(ctx, r)
+			if strings.Contains(s, tok) {
+				t.Fatalf("handed n1's open session to %+v:\n%s", r, s)
+			}
+			if tc.reason != "" {
+				if refusedFor(err) != tc.reason {
+					t.Fatalf("script: %v, want refusal %q", err, tc.reason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("script: %v", err)
+			}
+			if p, err := db.Provisioning(ctx, other); err != nil || p.TokenHash == "" || tokenMatches(tok, p.TokenHash) {
+				t.Errorf("the claimant's session %+v (%v): want its own", p, err)
+			}
+		})
 	}
 }
 

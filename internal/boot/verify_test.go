@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -205,5 +206,62 @@ func TestLabelsNeverSelectAConfig(t *testing.T) {
 	attacker.Token = tokenInScript.FindStringSubmatch(s)[1]
 	if out, body, err := c.Config(ctx, attacker, false); err == nil || strings.Contains(string(body), "cluster CA key") {
 		t.Fatalf("config by labels = %v %q, %v; want no config", out, body, err)
+	}
+}
+
+// The config and phone-home of a machine whose session is open, with its
+// own token, asked for by every requester that is not the machine: each is
+// refused, and the machine's session is untouched, so that the machine
+// itself still fetches its config and phones home. TestIdentityCheck covers
+// the script the same way.
+func TestConfigAndPhoneHomeIdentity(t *testing.T) {
+	const n1, other, uuid = "52:54:00:00:00:01", "52:54:00:00:00:66", "11111111-2222-3333-4444-555555555555"
+	nb := testutil.Neighbors{"10.0.0.5": n1, "10.0.0.6": other, "127.0.0.1": "local", "10.0.0.2": "local"}
+	for _, tc := range []struct {
+		name   string
+		ip     string
+		claim  Request // whom the config request names; phone-home names n1 by uuid
+		reason string  // config's refusal
+		home   string  // phone-home's, by n1's UUID from ip; "": reason
+	}{
+		{name: "loopback", ip: "127.0.0.1", claim: Request{MAC: n1}, reason: ReasonLocal},
+		{name: "the server's own address", ip: "10.0.0.2", claim: Request{MAC: n1}, reason: ReasonLocal},
+		{name: "routed, unbound", ip: "192.0.2.9", claim: Request{MAC: n1}, reason: ReasonUnbound},
+		{name: "routed, bound to another machine", ip: "192.0.2.7", claim: Request{MAC: n1}, reason: ReasonBindMAC},
+		{name: "another host on the VLAN", ip: "10.0.0.6", claim: Request{MAC: n1, UUID: uuid}, reason: ReasonNeighbor},
+		// Acts as its own MAC, which has no session.
+		{name: "another host on the VLAN claiming the UUID", ip: "10.0.0.6", claim: Request{UUID: uuid}, reason: ReasonNoSession, home: ReasonNeighbor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, db := lifecycleCore(t, Config{Neighbors: nb})
+			ctx := context.Background()
+			for _, b := range []store.Binding{{MAC: n1, UUID: uuid}, {MAC: other, IP: "192.0.2.7"}} {
+				if err := db.Bind(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			own := Request{MAC: n1, UUID: uuid, IP: "10.0.0.5"}
+			_, tok := script(t, c, own)
+			session, _ := db.Provisioning(ctx, n1)
+
+			r := tc.claim
+			r.IP, r.Token = tc.ip, tok
+			if out, body, err := c.Config(ctx, r, true); refusedFor(err) != tc.reason {
+				t.Errorf("config = %v %q, %v; want refusal %q", out, body, err, tc.reason)
+			}
+			if _, err := c.Installed(ctx, uuid, tok, "", tc.ip, false); refusedFor(err) != cmp.Or(tc.home, tc.reason) {
+				t.Errorf("phone-home with n1's own token: %v, want refusal %q", err, cmp.Or(tc.home, tc.reason))
+			}
+			if p, _ := db.Provisioning(ctx, n1); p.TokenHash != session.TokenHash || p.ConfigFetches != 0 || state(t, db, n1) != store.StateProvisioning {
+				t.Fatalf("n1's session changed: %+v -> %+v", session, p)
+			}
+			own.Token = tok
+			if _, _, err := c.Config(ctx, own, true); err != nil {
+				t.Fatalf("n1's own config: %v", err)
+			}
+			if m, err := c.Installed(ctx, uuid, tok, "", own.IP, false); err != nil || m.State != store.StateInstalled {
+				t.Fatalf("n1's own phone-home: %v, %v", m.State, err)
+			}
+		})
 	}
 }

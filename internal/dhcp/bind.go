@@ -27,7 +27,7 @@ type Binder interface {
 	Bind(ctx context.Context, b Binding)
 }
 
-// Observe reads the binding a request shows, if any; svc and peer are the
+// observe reads the binding a request shows, if any; svc and peer are the
 // port and source it arrived from. It is pure, so the rules are tested
 // without sockets:
 //   - ciaddr, when set, is the address the client already holds;
@@ -37,7 +37,7 @@ type Binder interface {
 //   - else the source of a boot-server (4011) request, which EDK2 and iPXE
 //     send from their leased address; on 67 the source is a relay or
 //     0.0.0.0 and says nothing about the client.
-func Observe(req *dhcpv4.DHCPv4, svc service, peer net.Addr) (Binding, bool) {
+func observe(req *dhcpv4.DHCPv4, svc service, peer net.Addr) (Binding, bool) {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		return Binding{}, false
 	}

@@ -40,12 +40,12 @@ func TestObserve(t *testing.T) {
 		{name: "not Ethernet", pkt: packet(t, requested, msgType(dhcpv4.MessageTypeRequest), dhcpv4.WithHwAddr(net.HardwareAddr{1, 2, 3, 4, 5, 6, 7, 8})), svc: serviceDHCP, peer: unset, none: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := Observe(tc.pkt, tc.svc, tc.peer)
+			got, ok := observe(tc.pkt, tc.svc, tc.peer)
 			if ok == tc.none {
-				t.Fatalf("Observe = %+v, %v; want a binding: %v", got, ok, !tc.none)
+				t.Fatalf("observe = %+v, %v; want a binding: %v", got, ok, !tc.none)
 			}
 			if !tc.none && (got.MAC.String() != tc.want.MAC.String() || got.UUID != tc.want.UUID || got.IP != tc.want.IP) {
-				t.Errorf("Observe = %+v, want %+v", got, tc.want)
+				t.Errorf("observe = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

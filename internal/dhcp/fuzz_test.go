@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,8 +24,9 @@ func (c *capturingConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 }
 
 // FuzzHandle feeds arbitrary datagrams through the whole per-packet path (parse,
-// classify, port rules, Booter, decide, marshal) on both ports. It must never panic,
-// and whatever it sends must be a parseable reply that hands out no address.
+// learn the binding, classify, port rules, Booter, decide, marshal) on both
+// ports. It must never panic, and whatever it sends must be a parseable reply
+// that hands out no address.
 func FuzzHandle(f *testing.F) {
 	seeds := []func(testing.TB) *dhcpv4.DHCPv4{
 		func(t testing.TB) *dhcpv4.DHCPv4 { return biosDiscover(t) },
@@ -48,6 +50,13 @@ func FuzzHandle(f *testing.F) {
 	cfg := testConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Booter = booterFunc(func(context.Context, Client) (Verdict, error) { return Verdict{Boot: true}, nil })
+	// Every binding learned must be one the boot core can use: a MAC, and a
+	// UUID or a client's own unicast address.
+	cfg.Binder = binderFunc(func(b Binding) {
+		if len(b.MAC) != 6 || (b.UUID == "" && !b.IP.IsValid()) || (b.IP.IsValid() && !usable(b.IP)) {
+			panic(fmt.Sprintf("bound %+v", b))
+		}
+	})
 	s, err := New(cfg)
 	if err != nil {
 		f.Fatalf("New: %v", err)

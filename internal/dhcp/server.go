@@ -166,8 +166,10 @@ func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, p
 		s.log.Debug("dhcp ignored", "service", svc.String(), "peer", peer.String(), "reason", "malformed packet: "+err.Error())
 		return Handled{Outcome: OutcomeMalformed}
 	}
-	if b, ok := Observe(req, svc, peer); ok && s.cfg.Binder != nil {
-		s.cfg.Binder.Bind(ctx, b)
+	if s.cfg.Binder != nil {
+		if b, ok := observe(req, svc, peer); ok {
+			s.cfg.Binder.Bind(ctx, b)
+		}
 	}
 	c, err := Classify(req)
 	if err != nil {

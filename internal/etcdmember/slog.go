@@ -52,16 +52,12 @@ func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 
 func (slogCore) Sync() error { return nil }
 
+// slogLevel maps the levels Enabled lets through: warnings and worse.
 func slogLevel(l zapcore.Level) slog.Level {
-	switch {
-	case l >= zapcore.ErrorLevel:
+	if l >= zapcore.ErrorLevel {
 		return slog.LevelError
-	case l == zapcore.WarnLevel:
-		return slog.LevelWarn
-	case l == zapcore.InfoLevel:
-		return slog.LevelInfo
 	}
-	return slog.LevelDebug
+	return slog.LevelWarn
 }
 
 // toAttrs encodes zap fields with zap's own map encoder, in field order.

@@ -144,6 +144,11 @@ func (s *Syncer) lead(ctx context.Context, term Term) {
 	}
 	st := s.cluster.state
 	s.mu.Unlock()
+	// A round that began in the term may still make the ref's commit live:
+	// wait for it to end (later ones refuse, see followsRef).
+	s.work.Lock()
+	//lint:ignore SA2001 waiting for the round is the point
+	s.work.Unlock()
 	select {
 	case <-term.Done(): // the lease is gone: nothing left to hand over
 	default:
@@ -156,9 +161,13 @@ func (s *Syncer) lead(ctx context.Context, term Term) {
 	}
 	if ctx.Err() == nil {
 		s.log.Warn("no longer leading the profiles sync (lease lost); following the published commits", "instance", id)
-		prev := st
-		prev.Leader = id
-		s.note(st, prev, true) // the status says so at once
+		// Back to the published commit at once: the term may have made live
+		// a commit it could not publish, which no other instance serves.
+		if !s.catchUp(ctx) {
+			prev := st
+			prev.Leader = id
+			s.note(st, prev, true) // the status says so at once
+		}
 	}
 }
 
@@ -317,6 +326,15 @@ func (s *Syncer) fetchFailed(res *Result, pub *Published) {
 	defer s.mu.Unlock()
 	res.Tried = s.cluster.failed != pub.Commit
 	s.cluster.failed = pub.Commit
+}
+
+// followsRef reports whether this instance may load the ref's commit:
+// alone, before a Cluster's Run, or while it leads. Otherwise it loads only
+// published commits.
+func (s *Syncer) followsRef() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Cluster == nil || !s.cluster.started || s.cluster.term != nil
 }
 
 // leading reports whether this instance is the Cluster's leader.

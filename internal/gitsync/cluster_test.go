@@ -78,11 +78,16 @@ type memTerm struct {
 	c    *memCluster
 	done chan struct{}
 	once sync.Once
+	lost bool // the lease is lost at the first Publish, which fails
 }
 
 func (t *memTerm) Done() <-chan struct{} { return t.done }
 
 func (t *memTerm) Publish(_ context.Context, p Published) error {
+	if t.lost {
+		t.once.Do(func() { close(t.done) })
+		return errors.New("lease lost")
+	}
 	t.c.set(func(st *ClusterState) { st.Published = &p })
 	return nil
 }
@@ -197,5 +202,44 @@ func TestFollowerLoadsThePublishedCommit(t *testing.T) {
 	})
 	if _, err := s.Sync(ctx); errors.Is(err, context.Canceled) {
 		t.Errorf("a follower's Sync after the term: %v", err)
+	}
+}
+
+// A leader whose term ends before it can publish the commit it made live
+// goes back to the published commit at once, without waiting for the
+// follower's retry (an hour here): no instance serves a commit the others
+// were never told of.
+func TestLostTermReturnsToThePublishedCommit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	repo := gitsynctest.NewFileRepo(t)
+	a := repo.Commit(t, "a", map[string]string{"all.yaml": goodProfiles})
+	c := newMemCluster("me")
+	c.publish(a, "other")
+	var l loader
+	s, _ := newSyncer(t, repo.URL(), &l, Config{Cluster: c, Interval: time.Hour})
+	if res, err := s.Sync(ctx); err != nil || res.Live == nil || res.Live.Commit != a {
+		t.Fatalf("first sync: %+v %v; want A live", res, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+
+	b := repo.Commit(t, "b", map[string]string{"all.yaml": goodProfiles + "# b\n"})
+	c.elected <- &memTerm{c: c, done: make(chan struct{}), lost: true}
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "B loaded by the leader", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return slices.Contains(l.calls, b)
+	})
+	gitsynctest.WaitFor(ctx, t, 10*time.Second, "A live again", func() bool {
+		live := s.Live()
+		return live != nil && live.Commit == a && !s.leading()
+	})
+	if st, _ := c.State(ctx); st.Published.Commit != a {
+		t.Errorf("published %s; want A still", st.Published.Short)
 	}
 }

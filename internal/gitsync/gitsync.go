@@ -345,6 +345,12 @@ func (s *Syncer) attempt(ctx context.Context, res *Result, pub *Published) {
 		res.Outcome, res.Err = Rejected, err
 		return
 	}
+	if pub == nil && !s.followsRef() {
+		// The term ended during the fetch: a follower serves only what the
+		// leader published.
+		fail(errors.New("no longer leading the profiles sync: not loading the ref's commit, which is not published"))
+		return
+	}
 	dir, err := s.export(commit)
 	if err != nil {
 		fail(err)

@@ -6,6 +6,7 @@ package httperr
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/provisiond/provisiond/internal/boot"
@@ -55,4 +56,19 @@ func Status(err error) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// Answer is what an HTTP layer says of err: its status, the text the
+// client may read, and how loud the server's own log line is. A 5xx text
+// says what the client can do, never the internals (an etcd error's words,
+// a file path): those go to the log only.
+func Answer(err error) (code int, public string, level slog.Level) {
+	code = Status(err)
+	switch {
+	case code == http.StatusInternalServerError:
+		return code, "internal error; see the server log", slog.LevelError
+	case code == http.StatusServiceUnavailable && !errors.Is(err, boot.ErrNotLoaded):
+		return code, "the store is unavailable for now; retry", slog.LevelWarn
+	}
+	return code, err.Error(), slog.LevelDebug
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"testing"
 
@@ -46,5 +47,27 @@ func TestStatus(t *testing.T) {
 				t.Errorf("Status(%v) = %d, want %d", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// Answer hides a 5xx's internals from the client, and says how loud the
+// log line is: errors for a 500, warnings for a store that is away.
+func TestAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		code   int
+		public string
+		level  slog.Level
+	}{
+		{errors.New("open /var/lib/provisiond/x: disk on fire"), http.StatusInternalServerError, "internal error; see the server log", slog.LevelError},
+		{fmt.Errorf("etcdstore: %w: etcdserver: leader changed", store.ErrUnavailable), http.StatusServiceUnavailable, "the store is unavailable for now; retry", slog.LevelWarn},
+		{fmt.Errorf("machine: %w", context.DeadlineExceeded), http.StatusServiceUnavailable, "the store is unavailable for now; retry", slog.LevelWarn},
+		{boot.ErrNotLoaded, http.StatusServiceUnavailable, boot.ErrNotLoaded.Error(), slog.LevelDebug},
+		{fmt.Errorf("machine %q: %w", "n9", boot.ErrNotFound), http.StatusNotFound, `machine "n9": ` + boot.ErrNotFound.Error(), slog.LevelDebug},
+	} {
+		code, public, level := Answer(tc.err)
+		if code != tc.code || public != tc.public || level != tc.level {
+			t.Errorf("Answer(%v) = %d %q %v; want %d %q %v", tc.err, code, public, level, tc.code, tc.public, tc.level)
+		}
 	}
 }

@@ -306,11 +306,7 @@ func isHex(s string) bool {
 // GitLeader sets provisiond_git_leader: whether this instance follows the
 // profiles' Git repository itself.
 func (m *Metrics) GitLeader(leader bool) {
-	v := 0.0
-	if leader {
-		v = 1
-	}
-	m.gitLeader.Set(v)
+	m.gitLeader.Set(bool01(leader))
 }
 
 // BMCOperation implements boot.Observer.

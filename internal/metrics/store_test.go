@@ -49,3 +49,29 @@ provisiond_store_up{backend="etcd"} 0
 		t.Error(err)
 	}
 }
+
+// A store that does not answer (etcd without quorum, its endpoints
+// unreachable) makes the scrape report it down within scrapeTimeout; the
+// probe is bounded by the collector's deadline, not left to hang.
+func TestStoreHealthBounded(t *testing.T) {
+	m := New(Config{Store: func(ctx context.Context) store.Health {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("the store probe has no deadline")
+			return store.Health{Backend: "etcd", Err: errors.New("no deadline")}
+		}
+		<-ctx.Done() // as an etcd client does with no endpoint answering
+		return store.Health{Backend: "etcd", Err: ctx.Err()}
+	}})
+	start := time.Now()
+	down := `
+# HELP provisiond_store_up 1 if a read of the store went through at this scrape (etcd: a linearizable read, so with quorum), else 0; by backend (bolt, etcd).
+# TYPE provisiond_store_up gauge
+provisiond_store_up{backend="etcd"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(down), "provisiond_store_up"); err != nil {
+		t.Error(err)
+	}
+	if took := time.Since(start); took < scrapeTimeout || took > scrapeTimeout+time.Second {
+		t.Errorf("a scrape with the store hung took %v; want the probe cut at %v", took, scrapeTimeout)
+	}
+}

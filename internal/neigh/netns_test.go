@@ -214,9 +214,26 @@ func TestLookupInNetns(t *testing.T) {
 		}
 	}
 
+	// Local: this host's own addresses and loopback are local; another host
+	// on the segment and a routed address are not, so a requester claiming
+	// a machine is refused only from the server itself.
+	local := map[string]bool{
+		a4(1): true, "::ffff:" + a4(1): true, "127.0.0.1": true, "127.0.0.2": true, "::1": true, "0.0.0.0": true,
+		a4(2): false, "::ffff:" + a4(2): false, a4(77): false, "192.0.2.1": false,
+	}
+	if v6 {
+		local[a6(1)], local[a6(2)], local["2001:db8::1"] = true, false, false
+	}
+	tbl := New()
+	for ip, want := range local {
+		if got := tbl.Local(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("Local(%s) = %v; want %v", ip, got, want)
+		}
+	}
+
 	// Concurrent use (meaningful under -race), then check that repeated
 	// lookups leave no file descriptors behind.
-	tbl := New()
+	tbl = New()
 	target := netip.MustParseAddr(a4(2))
 	var wg sync.WaitGroup
 	for range 8 {

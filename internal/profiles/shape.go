@@ -138,7 +138,7 @@ func knownFields(t reflect.Type) []string {
 func didYouMean(name string, known []string) string {
 	best, bestDist := "", 3
 	for _, k := range known {
-		if d := editDistance(strings.ToLower(name), k); d < bestDist {
+		if d := EditDistance(strings.ToLower(name), k); d < bestDist {
 			best, bestDist = k, d
 		} else if d == bestDist {
 			best = "" // a tie: no guess
@@ -150,15 +150,18 @@ func didYouMean(name string, known []string) string {
 	return fmt.Sprintf(", did you mean %q?", best)
 }
 
-// editDistance is the Levenshtein distance of a and b, by bytes: field
-// names are ASCII.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
+// EditDistance is the optimal string alignment distance between a and b,
+// bytewise (names are ASCII): the edits a typo makes, a swap of two
+// neighbours counting as one (intird, initrd). Exported so that every "did
+// you mean" of the project (unknown fields here; flags, verbs and variables
+// in cmd/provisiond) counts typos alike.
+func EditDistance(a, b string) int {
+	// Three rows of the full table: the transposition looks two rows back.
+	prev2, prev, cur := make([]int, len(b)+1), make([]int, len(b)+1), make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
 		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
@@ -166,8 +169,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev = cur
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }

@@ -149,3 +149,29 @@ func TestShapeProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestEditDistance: the typos an operator makes each cost one edit, a swap
+// of neighbours included, and the distance is symmetric.
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0},
+		{"", "abc", 3},
+		{"initrd", "initrd", 0},
+		{"intrd", "initrd", 1},   // a letter left out
+		{"initrdd", "initrd", 1}, // one too many
+		{"inutrd", "initrd", 1},  // one wrong
+		{"intird", "initrd", 1},  // two neighbours swapped: 2 for Levenshtein
+		{"lsit", "list", 1},
+		{"ca", "abc", 3}, // optimal string alignment edits no substring twice
+		{"kernel", "cmdline", 6},
+	} {
+		for _, ab := range [][2]string{{tc.a, tc.b}, {tc.b, tc.a}} {
+			if got := EditDistance(ab[0], ab[1]); got != tc.want {
+				t.Errorf("EditDistance(%q, %q) = %d, want %d", ab[0], ab[1], got, tc.want)
+			}
+		}
+	}
+}

@@ -56,7 +56,7 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 			return c, nil
 		}
 		ip := ta.AddrPort().Addr().Unmap()
-		if l.proxy(ip) {
+		if isProxy(l.proxies, ip) {
 			return c, nil
 		}
 		if l.admit(ip) {
@@ -68,15 +68,6 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		_, _ = tc.Write([]byte(busyReply))
 		_ = tc.Close()
 	}
-}
-
-func (l *perIPListener) proxy(ip netip.Addr) bool {
-	for _, p := range l.proxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // admit counts a new connection from ip, or reports false if ip holds max.

@@ -6,10 +6,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/provisiond/provisiond/internal/store"
-
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // healthReport is the /healthz body.

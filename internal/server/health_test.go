@@ -148,6 +148,39 @@ func TestHealthStore(t *testing.T) {
 	}
 }
 
+// A store probe that never answers by itself is cut at storeProbeTimeout:
+// /healthz then says degraded, with the probe's error, instead of hanging.
+func TestHealthStoreHung(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "all.yaml"), []byte(healthProfiles), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(New(Config{Core: newCore(t, dir), AdvertiseURL: base, Store: StoreInfo{
+		Backend: "etcd",
+		Probe: func(ctx context.Context) store.Health {
+			<-ctx.Done() // as an etcd client does with no endpoint answering
+			return store.Health{Backend: "etcd", Err: ctx.Err()}
+		},
+	}}).Handler())
+	t.Cleanup(ts.Close)
+	start := time.Now()
+	code, body := do(t, ts, "GET", "/healthz", "")
+	took := time.Since(start)
+	var h struct {
+		Status string
+		Store  storeHealth
+	}
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("%v\n%s", err, body)
+	}
+	if code != http.StatusOK || h.Status != "degraded" || h.Store.OK || h.Store.Error != context.DeadlineExceeded.Error() {
+		t.Errorf("/healthz with the store hung = %d %+v; want 200, degraded, the deadline", code, h)
+	}
+	if took < storeProbeTimeout || took > storeProbeTimeout+time.Second {
+		t.Errorf("/healthz with the store hung took %v; want the probe cut at %v", took, storeProbeTimeout)
+	}
+}
+
 // downStore is a store whose machine writes fail as etcd's do while it
 // elects a leader.
 type downStore struct{ store.Store }

@@ -59,6 +59,8 @@ func identityServer(t *testing.T, pol boot.Policy, trusted ...netip.Prefix) (*ht
 // reason, and node2's session and record stay as they were.
 func TestImpersonationRefused(t *testing.T) {
 	proxy := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	// A proxy elsewhere: the middleware runs, but loopback is not it.
+	elsewhere := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
 	for _, tc := range []struct {
 		name    string
 		xff     string // X-Forwarded-For
@@ -68,6 +70,8 @@ func TestImpersonationRefused(t *testing.T) {
 		{name: "loopback", reason: boot.ReasonLocal},
 		// Anyone can send the header; only a trusted proxy's counts.
 		{name: "loopback, forged X-Forwarded-For", xff: node2IP, reason: boot.ReasonLocal},
+		{name: "loopback, forged X-Forwarded-For, another proxy trusted", xff: node2IP, trusted: elsewhere, reason: boot.ReasonLocal},
+		{name: "loopback, forged X-Forwarded-For naming the proxy", xff: node2IP + ", 198.51.100.1", trusted: elsewhere, reason: boot.ReasonLocal},
 		{name: "routed, unbound, through a trusted proxy", xff: "198.51.100.9", trusted: proxy, reason: boot.ReasonUnbound},
 		// The left entry is what the client claimed; the proxy saw the right one.
 		{name: "routed, bound to another machine, claiming node2's address", xff: node2Route + ", " + strangerIP, trusted: proxy, reason: boot.ReasonBindMAC},

@@ -13,21 +13,13 @@ import (
 // peer keeps its own address, whatever it sends. An entry that does not parse
 // gives an address nothing is bound to, so the identity check refuses it.
 func fromProxies(trusted []netip.Prefix) func(http.Handler) http.Handler {
-	isTrusted := func(a netip.Addr) bool {
-		for _, p := range trusted {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
 	return func(next http.Handler) http.Handler {
 		if len(trusted) == 0 {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			peer, err := netip.ParseAddrPort(r.RemoteAddr)
-			if err != nil || !isTrusted(peer.Addr().Unmap()) {
+			if err != nil || !isProxy(trusted, peer.Addr().Unmap()) {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -38,7 +30,7 @@ func fromProxies(trusted []netip.Prefix) func(http.Handler) http.Handler {
 					r.RemoteAddr = "unparseable-forwarded-for:0"
 					break
 				}
-				if a = a.Unmap(); !isTrusted(a) {
+				if a = a.Unmap(); !isProxy(trusted, a) {
 					r.RemoteAddr = netip.AddrPortFrom(a, 0).String()
 					break
 				}
@@ -46,4 +38,14 @@ func fromProxies(trusted []netip.Prefix) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// isProxy reports whether a is one of the trusted reverse proxies.
+func isProxy(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,8 +14,6 @@ import (
 // gets at most the file's size plus 16 part headers.
 const maxRanges = 16
 
-var errTooManyRanges = errors.New("range not satisfiable")
-
 // rangesOK refuses a Range header of more than maxRanges ranges with 416, as
 // RFC 9110 14.2 allows for "many small ranges", and reports whether the
 // request may go on to http.ServeContent. Ignoring the header instead would
@@ -26,8 +23,11 @@ func (s *Server) rangesOK(w http.ResponseWriter, r *http.Request, size int64) bo
 	if !tooManyRanges(r.Header.Get("Range")) {
 		return true
 	}
+	// The refusal is this handler's own, not an error of the core's that
+	// httperr would map.
+	s.log.Debug("http request refused: too many byte ranges", "path", r.URL.Path, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size)) // a 416 states the length (RFC 9110 15.5.17)
-	s.fail(w, r, fmt.Errorf("%w: more than %d byte ranges in one request", errTooManyRanges, maxRanges))
+	http.Error(w, fmt.Sprintf("range not satisfiable: more than %d byte ranges in one request", maxRanges), http.StatusRequestedRangeNotSatisfiable)
 	return false
 }
 

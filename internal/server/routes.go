@@ -8,7 +8,6 @@ package server
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -184,24 +183,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // fail answers with a one-line reason and the status httperr maps the error
 // to; anything unexpected is a 500 and logged.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := httperr.Status(err)
-	if errors.Is(err, errTooManyRanges) {
-		code = http.StatusRequestedRangeNotSatisfiable
-	}
-	// A 5xx body says what the client can do, never the internals (an
-	// etcd error's text); the log has those.
-	msg := err.Error()
-	switch {
-	case code == http.StatusInternalServerError:
-		s.log.Error("http request failed", "path", r.URL.Path, "error", err)
-		msg = "internal error; see the server log"
-	case code == http.StatusServiceUnavailable && !errors.Is(err, boot.ErrNotLoaded):
-		s.log.Warn("http request failed: store unavailable", "path", r.URL.Path, "error", err)
-		msg = "the store is unavailable for now; retry"
-	default:
-		s.log.Debug("http request refused", "path", r.URL.Path, "status", code, "error", err)
-	}
-	http.Error(w, msg, code)
+	code, public, level := httperr.Answer(err)
+	s.log.Log(r.Context(), level, "http request failed", "path", r.URL.Path, "status", code, "error", err)
+	http.Error(w, public, code)
 }
 
 // noHead refuses HEAD on the routes whose GET is not safe: /ipxe opens a

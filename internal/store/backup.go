@@ -18,7 +18,6 @@ import (
 	"io"
 	"iter"
 	"maps"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -382,8 +381,7 @@ func CheckRecord(r Record) (uint64, error) {
 		}
 	case KindBindIP:
 		var b Binding
-		a, err := netip.ParseAddr(r.Key)
-		if err != nil || a.Unmap().String() != r.Key || decode(&b) != nil || b.IP != r.Key || !canonMAC(b.MAC) {
+		if ip, err := CanonicalIP(r.Key); err != nil || ip != r.Key || decode(&b) != nil || b.IP != r.Key || !canonMAC(b.MAC) {
 			return bad("not a binding of this address")
 		}
 	case KindBindMAC:

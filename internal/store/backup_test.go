@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +162,39 @@ func FuzzBackupReader(f *testing.F) {
 			t.Fatalf("rewritten file: %d records, %v; want %d", len(again), err, len(rs))
 		}
 	})
+}
+
+// endless is a line that never ends: it counts what was read of it and
+// gives up (an error, not a hang) after limit bytes.
+type endless struct{ n, limit int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.n >= e.limit {
+		return 0, errors.New("read the whole endless line: the reader does not bound a line")
+	}
+	for i := range p {
+		p[i] = 'a'
+	}
+	e.n += len(p)
+	return len(p), nil
+}
+
+// TestBackupReaderBoundsALine: a line that never ends (a damaged or hostile
+// file) is refused as a bad backup after a bounded read, not buffered whole.
+func TestBackupReaderBoundsALine(t *testing.T) {
+	const bound = 16 << 20 // maxBackupLine
+	line := &endless{limit: 4 * bound}
+	header := `{"format":"provisiond-backup","version":1}` + "\n"
+	r, err := store.NewBackupReader(io.MultiReader(strings.NewReader(header), line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err = range r.Records() {
+	}
+	if !errors.Is(err, store.ErrBadBackup) || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("err = %v, want ErrBadBackup at line 2", err)
+	}
+	if line.n > 2*bound {
+		t.Errorf("read %d bytes of one line before refusing it, want about %d", line.n, bound)
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/provisiond/provisiond/internal/ident"
 )
@@ -22,4 +23,14 @@ func CanonicalUUID(s string) (string, error) {
 		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return uuid, nil
+}
+
+// CanonicalIP is the key of an address's binding: an IPv4-mapped IPv6
+// address is written as IPv4, as DHCP (IPv4) shows it.
+func CanonicalIP(s string) (string, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", fmt.Errorf("ip %.64q: %w", s, ErrInvalid)
+	}
+	return a.Unmap().String(), nil
 }

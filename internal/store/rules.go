@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -71,6 +72,42 @@ func (e Event) Canonical() (Event, error) {
 	return e, nil
 }
 
+// SecretKey is the key of secret name of machine mac: "<mac>/<name>" with
+// the MAC canonical. A canonical MAC has a fixed length, so the key is
+// unambiguous. Errors wrap ErrInvalid.
+func SecretKey(mac, name string) (string, error) {
+	mac, err := CanonicalMAC(mac)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		return "", fmt.Errorf("empty secret name: %w", ErrInvalid)
+	}
+	return mac + "/" + name, nil
+}
+
+// Canonical returns b with its MAC, UUID and IP in canonical form (an
+// IPv4-mapped address as IPv4), or an error wrapping ErrInvalid. Seen is
+// left as it is: the store stamps it.
+func (b Binding) Canonical() (Binding, error) {
+	mac, err := CanonicalMAC(b.MAC)
+	if err != nil {
+		return Binding{}, fmt.Errorf("bind: %w", err)
+	}
+	b.MAC = mac
+	if b.UUID != "" {
+		if b.UUID, err = CanonicalUUID(b.UUID); err != nil {
+			return Binding{}, fmt.Errorf("bind %s: %w", mac, err)
+		}
+	}
+	if b.IP != "" {
+		if b.IP, err = CanonicalIP(b.IP); err != nil {
+			return Binding{}, fmt.Errorf("bind %s: %w", mac, err)
+		}
+	}
+	return b, nil
+}
+
 // CheckChange refuses what a Change made of a machine stored under mac: it
 // may not rename it or give it an unknown state.
 func CheckChange(mac string, m Machine) error {
@@ -95,4 +132,18 @@ func (o Options) WithDefaults() Options {
 		o.Clock = time.Now
 	}
 	return o
+}
+
+// OldestBeyond returns the items a prune deletes to keep the newest keep (a
+// negative keep counts as 0): the rest, oldest first by seen. Items seen at
+// the same time go in the order given, the backends' key order, so every
+// backend prunes the same ones. items is left as it is.
+func OldestBeyond[T any](items []T, seen func(T) time.Time, keep int) []T {
+	keep = max(keep, 0)
+	if len(items) <= keep {
+		return nil
+	}
+	items = slices.Clone(items)
+	slices.SortStableFunc(items, func(a, b T) int { return seen(a).Compare(seen(b)) })
+	return items[:len(items)-keep]
 }

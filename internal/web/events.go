@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/provisiond/provisiond/internal/boot"
-	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -119,7 +118,7 @@ func (d *Dashboard) readEvents(ctx context.Context, f eventFilter) (page []store
 func (d *Dashboard) eventsPage(w http.ResponseWriter, r *http.Request) {
 	l, err := d.eventLog(r)
 	if err != nil {
-		d.failPage(w, r, httperr.Status(err), err)
+		d.failPage(w, r, err)
 		return
 	}
 	d.renderPage(w, r, http.StatusOK, "events.html", "Events", l)

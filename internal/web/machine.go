@@ -145,7 +145,7 @@ func (d *Dashboard) machineView(r *http.Request) (machineView, error) {
 func (d *Dashboard) machinePage(w http.ResponseWriter, r *http.Request) {
 	v, err := d.machineView(r)
 	if err != nil {
-		d.failPage(w, r, httperr.Status(err), err)
+		d.failPage(w, r, err)
 		return
 	}
 	ctx, wipe := r.Context(), d.b.WipeProfile()
@@ -211,13 +211,13 @@ func (d *Dashboard) confirmPage(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("action")
 	a, ok := actions[name]
 	if !ok {
-		d.failPage(w, r, http.StatusBadRequest, fmt.Errorf("no action %q", name))
+		d.failPage(w, r, fmt.Errorf("%w: no action %q", httperr.ErrBadRequest, name))
 		return
 	}
 	ctx := r.Context()
 	m, err := d.b.Machine(ctx, chi.URLParam(r, "id"))
 	if err != nil {
-		d.failPage(w, r, httperr.Status(err), err)
+		d.failPage(w, r, err)
 		return
 	}
 	bmc, wipe := d.bmcOf(ctx, m.MAC), d.b.WipeProfile()
@@ -251,7 +251,7 @@ func (d *Dashboard) action(w http.ResponseWriter, r *http.Request) {
 	name := r.PostFormValue("action")
 	spec, ok := actions[name]
 	if !ok {
-		d.failPage(w, r, http.StatusBadRequest, fmt.Errorf("no action %q", name))
+		d.failPage(w, r, fmt.Errorf("%w: no action %q", httperr.ErrBadRequest, name))
 		return
 	}
 	ctx, id, who := r.Context(), chi.URLParam(r, "id"), actorOf(s, r)

@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -167,7 +165,7 @@ func (d *Dashboard) table(r *http.Request) (table, error) {
 func (d *Dashboard) machinesPage(w http.ResponseWriter, r *http.Request) {
 	t, err := d.table(r)
 	if err != nil {
-		d.failPage(w, r, httperr.Status(err), err)
+		d.failPage(w, r, err)
 		return
 	}
 	d.renderPage(w, r, http.StatusOK, "machines.html", "Machines", t)
@@ -192,12 +190,8 @@ func (d *Dashboard) fragment(w http.ResponseWriter, r *http.Request, name string
 	}
 	data, err := load()
 	if err != nil {
-		code := httperr.Status(err)
-		if code >= 500 {
-			d.log.Error("dashboard refresh", "path", r.URL.Path, "error", err)
-			err = errors.New("internal error; see the server log")
-		}
-		http.Error(w, err.Error(), code)
+		code, public := d.answer(r, err)
+		http.Error(w, public, code)
 		return
 	}
 	var buf bytes.Buffer

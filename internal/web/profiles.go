@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
-	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -123,7 +122,7 @@ func (d *Dashboard) profilesView(r *http.Request) (profilesView, error) {
 func (d *Dashboard) profilesPage(w http.ResponseWriter, r *http.Request) {
 	v, err := d.profilesView(r)
 	if err != nil {
-		d.failPage(w, r, httperr.Status(err), err)
+		d.failPage(w, r, err)
 		return
 	}
 	d.renderPage(w, r, http.StatusOK, "profiles.html", "Profiles", v)

@@ -31,6 +31,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/httperr"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -126,6 +127,7 @@ func New(cfg Config) (*Dashboard, error) {
 		"plural":   plural,
 		"lines":    lines,
 		"stateCSS": func(s store.State) string { return "state-" + string(s) },
+		"choice":   filterChoice,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)
@@ -235,6 +237,18 @@ func (d *Dashboard) profileStatus() profileStatus {
 	return ps
 }
 
+// filterSelect is what the "filter-select" template draws: the drop-down
+// of query parameter Name, offering Options with Selected chosen.
+type filterSelect struct {
+	Name, Label string
+	Options     any // a slice of strings or string kinds (store.State)
+	Selected    string
+}
+
+func filterChoice(name, label string, options any, selected string) filterSelect {
+	return filterSelect{Name: name, Label: label, Options: options, Selected: selected}
+}
+
 // render executes a named template into a buffer first, so a template error
 // becomes a clean 500 instead of half a page.
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
@@ -261,12 +275,17 @@ func (d *Dashboard) renderPage(w http.ResponseWriter, r *http.Request, code int,
 }
 
 // failPage shows an error inside the layout, for errors a user can act on.
-func (d *Dashboard) failPage(w http.ResponseWriter, r *http.Request, code int, err error) {
-	if code >= 500 {
-		d.log.Error("dashboard request failed", "path", r.URL.Path, "error", err)
-		err = fmt.Errorf("internal error; see the server log")
-	}
-	d.renderPage(w, r, code, "error.html", http.StatusText(code), err.Error())
+func (d *Dashboard) failPage(w http.ResponseWriter, r *http.Request, err error) {
+	code, public := d.answer(r, err)
+	d.renderPage(w, r, code, "error.html", http.StatusText(code), public)
+}
+
+// answer is the status and the text a page or a refresh shows of err, as
+// internal/httperr says for every HTTP layer; it logs err.
+func (d *Dashboard) answer(r *http.Request, err error) (int, string) {
+	code, public, level := httperr.Answer(err)
+	d.log.Log(r.Context(), level, "dashboard request failed", "path", r.URL.Path, "status", code, "error", err)
+	return code, public
 }
 
 // when is a time as the page first shows it; app.js turns it into "3m ago".

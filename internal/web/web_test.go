@@ -253,6 +253,12 @@ func TestMachineTable(t *testing.T) {
 		}
 	}
 
+	// The full page shows the filter back: the state chosen, the others "any".
+	if _, page := o.do("GET", "/?state=installed", nil); !strings.Contains(page, `<option value="installed" selected>`) ||
+		!strings.Contains(page, `<select id="f-profile" name="profile" data-autosubmit>`) || strings.Count(page, " selected>") != 1 {
+		t.Errorf("/?state=installed: the state filter is not shown chosen, alone:\n%s", page)
+	}
+
 	// An unchanged table is a 304; a change is a new body.
 	res, _ := o.do("GET", "/ui/machines/rows", nil)
 	etag := res.Header.Get("ETag")

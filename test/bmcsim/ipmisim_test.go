@@ -364,10 +364,11 @@ func TestIPMISimBmclib(t *testing.T) {
 // TestIPMISimNetns serves the BMC from a network namespace, as the lab does,
 // and checks that the machine it powers on runs in that namespace too.
 func TestIPMISimNetns(t *testing.T) {
+	missing := testutil.Missing(testutil.Tool{Command: "ip", Package: "iproute2"})
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
+		missing = append(missing, "root (creates a network namespace)")
 	}
-	testutil.RequireTools(t, testutil.Tool{Command: "ip", Package: "iproute2"})
+	testutil.RequireLab(t, missing...)
 	dir, path := writeScript(t, sleeper)
 	ns := "bmcsim-" + strconv.Itoa(os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {

@@ -23,12 +23,15 @@ var otherTools = map[string]string{
 var (
 	// "  -name type" (Go's flag package) or "  -l, --label key=value" and
 	// "      --name VALUE"; deeper indentation is a description going on.
-	helpFlag    = regexp.MustCompile(`(?m)^ {2,6}(?:-([a-z0-9]), )?--?([a-z][a-z0-9-]*)`)
-	helpCommand = regexp.MustCompile(`(?m)^  ([a-z]+)\s{2,}\S`)
-	helpActions = regexp.MustCompile(`(?m)^actions: (.*)$`)
-	proseFlag   = regexp.MustCompile("(?:^|[\\s`(\\[/])--([a-z][a-z0-9-]*[a-z0-9])")
-	envName     = regexp.MustCompile(`PROVISIOND_[A-Z][A-Z0-9_]*[A-Z0-9]`)
-	envLine     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+	helpFlag      = regexp.MustCompile(`(?m)^ {2,6}(?:-([a-z0-9]), )?--?([a-z][a-z0-9-]*)`)
+	helpCommand   = regexp.MustCompile(`(?m)^  ([a-z]+)\s{2,}\S`)
+	helpActions   = regexp.MustCompile(`(?m)^actions: (.*)$`)
+	helpVerb      = regexp.MustCompile(`^[a-z]+$`) // a usage line's first word, when it is a verb
+	proseFlag     = regexp.MustCompile("(?:^|[\\s`(\\[/])--([a-z][a-z0-9-]*[a-z0-9])")
+	envName       = regexp.MustCompile(`PROVISIOND_[A-Z][A-Z0-9_]*[A-Z0-9]`)
+	envLine       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+	envAssign     = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`) // an environment file's line, not a log's key=value
+	inlineComment = regexp.MustCompile(`\s#`)
 )
 
 // commandFlags asks the binary for each command's (and verb's) flags.
@@ -58,7 +61,7 @@ func commandFlags(t *testing.T, bin string) map[string]map[string]bool {
 				verbs = append(verbs, strings.TrimSpace(v))
 			}
 		}
-		if f := strings.Fields(strings.TrimPrefix(h, "usage: provisiond "+cmd+" ")); strings.HasPrefix(h, "usage: provisiond "+cmd+" ") && len(f) > 0 && regexp.MustCompile(`^[a-z]+$`).MatchString(f[0]) {
+		if f := strings.Fields(strings.TrimPrefix(h, "usage: provisiond "+cmd+" ")); strings.HasPrefix(h, "usage: provisiond "+cmd+" ") && len(f) > 0 && helpVerb.MatchString(f[0]) {
 			verbs = append(verbs, f[0])
 		}
 		for _, v := range verbs {
@@ -152,7 +155,7 @@ func TestDocFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, f := range m.fences() {
-				if f.lang == "dotenv" {
+				if f.lang == "dotenv" || f.command() && envFile(f.body) {
 					envBlocks = append(envBlocks, f.body)
 				}
 				for _, inv := range invocations(f, commands) {
@@ -182,12 +185,28 @@ func TestDocFlags(t *testing.T) {
 		}
 		for _, block := range envBlocks {
 			for _, l := range strings.Split(block, "\n") {
-				if l = strings.TrimSpace(l); envLine.MatchString(l) && regexp.MustCompile(`\s#`).MatchString(l) {
+				if l = strings.TrimSpace(l); envLine.MatchString(l) && inlineComment.MatchString(l) {
 					t.Errorf("%s: %q: systemd's EnvironmentFile= keeps an inline comment in the value; put it on a line of its own", path, l)
 				}
 			}
 		}
 	}
+}
+
+// envFile reports whether a shell block's body is nothing but VAR=value
+// lines (blank and comment lines aside): an environment file shown as shell.
+func envFile(body string) bool {
+	vars := 0
+	for _, l := range strings.Split(body, "\n") {
+		switch l = strings.TrimSpace(l); {
+		case l == "", strings.HasPrefix(l, "#"):
+		case envAssign.MatchString(l):
+			vars++
+		default:
+			return false
+		}
+	}
+	return vars > 0
 }
 
 // checkSynopsis wants every serve flag in the README's command line synopsis.
@@ -207,4 +226,18 @@ func checkSynopsis(t *testing.T, path string, m *markdown, serve map[string]bool
 		return
 	}
 	t.Errorf("%s: no command line synopsis (a plain block starting with \"provisiond serve \")", path)
+}
+
+// TestEnvFile: an env file shown as a shell block is found, a log sample is not.
+func TestEnvFile(t *testing.T) {
+	for body, want := range map[string]bool{
+		"PROVISIOND_STORE=etcd\n# the cluster\nPROVISIOND_ETCD_PREFIX=/provisiond/dc1\n": true,
+		"export PROVISIOND_STORE=etcd\n":                                                 false,
+		`msg="dhcp offer" mac=1c:69:7a:0a:bc:de   # a log` + "\n":                        false,
+		"# nothing set\n": false,
+	} {
+		if got := envFile(body); got != want {
+			t.Errorf("envFile(%q) = %v, want %v", body, got, want)
+		}
+	}
 }

@@ -238,6 +238,12 @@ type apiPowerResult struct {
 	Note   string `json:"note"`
 }
 
+// reprovisionAnswer is the part of a reprovision's answer the test reads.
+type reprovisionAnswer struct {
+	State string          `json:"state"`
+	BMC   *apiPowerResult `json:"bmc_result"`
+}
+
 // lifecycle powers the machine on through provisiond's CLI, waits for its
 // install and its boot from disk, then reprovisions it through the API with
 // power and waits for the second install, checking what the BMC, the
@@ -259,14 +265,6 @@ func (m *bmcMachine) lifecycle(t *testing.T, l *lab, pd *provisiondRun, all []vm
 			t.Logf("%s: event %s", m.Name, e)
 		}
 	}()
-	poll := func(what string, from int, timeout time.Duration, typ string, n int) {
-		t.Helper()
-		m.waitFor(t, what, from, timeout, func() (bool, error) {
-			var err error
-			events, err = api.events(m.MAC)
-			return len(ofType(events, typ)) >= n, err
-		})
-	}
 	// The test OS prints the phone-home's status once it has the answer,
 	// a moment after provisiond recorded the install.
 	phonedHomeSince := func(from int) string {
@@ -309,13 +307,13 @@ func (m *bmcMachine) lifecycle(t *testing.T, l *lab, pd *provisiondRun, all []vm
 	}
 
 	// 2-4. PXE from provisiond, Ignition fetched, phone-home: installed.
-	poll("the machine installed", from1, bootTimeout, "installed", 1)
+	events = m.waitEvents(t, api, "the machine installed", from1, bootTimeout, "installed", 1)
 	fetched1 := since(start, events, "config-served", 0)
 	installed1 := since(start, events, "installed", 0)
 	// The test OS reboots after its phone-home; the VM boots its default
 	// again (disk, then network) and provisiond sends the installed
 	// machine to its disk: it is up as after an install.
-	poll("a boot-local event", from1, secondBootTimeout, "boot-local", 1)
+	events = m.waitEvents(t, api, "a boot-local event", from1, secondBootTimeout, "boot-local", 1)
 	bootLocal := since(start, events, "boot-local", 0)
 	t.Logf("%s: power on to config fetched %s, to installed %s, to boot-local %s",
 		m.Name, seconds(fetched1), seconds(installed1), seconds(bootLocal))
@@ -328,10 +326,7 @@ func (m *bmcMachine) lifecycle(t *testing.T, l *lab, pd *provisiondRun, all []vm
 	from2 := m.serialSize()
 	calls0 := len(m.calls(t))
 	reprovisionAt := time.Now()
-	var answer struct {
-		State string          `json:"state"`
-		BMC   *apiPowerResult `json:"bmc_result"`
-	}
+	var answer reprovisionAnswer
 	if _, err := operator.post("/machines/"+url.PathEscape(m.Name)+"/reprovision",
 		map[string]any{"reason": "e2e: reinstall through the BMC", "power": true}, &answer); err != nil {
 		t.Fatal(err)
@@ -351,7 +346,7 @@ func (m *bmcMachine) lifecycle(t *testing.T, l *lab, pd *provisiondRun, all []vm
 	m.waitBoots(t, "disk", "pxe")
 	m.checkPXEThenCycle(t, m.calls(t)[calls0:])
 
-	poll("the machine installed again", from2, bootTimeout, "installed", 2)
+	events = m.waitEvents(t, api, "the machine installed again", from2, bootTimeout, "installed", 2)
 	fetched2 := since(reprovisionAt, events, "config-served", 1)
 	installed2 := since(reprovisionAt, events, "installed", 1)
 	t.Logf("%s: reprovision to config fetched %s, to installed %s", m.Name, seconds(fetched2), seconds(installed2))
@@ -507,16 +502,26 @@ func (m *bmcMachine) waitFor(t *testing.T, what string, from int, timeout time.D
 	}
 }
 
+// waitEvents waits, as waitFor does, until api shows n events of type typ
+// for the machine, and returns its events then.
+func (m *bmcMachine) waitEvents(t *testing.T, api *apiClient, what string, from int, timeout time.Duration, typ string, n int) []apiEvent {
+	t.Helper()
+	var events []apiEvent
+	m.waitFor(t, what, from, timeout, func() (bool, error) {
+		var err error
+		events, err = api.events(m.MAC)
+		return len(ofType(events, typ)) >= n, err
+	})
+	return events
+}
+
 // waitBoots waits until the chassis has started the VM exactly for want, in
 // order, a few seconds at most: a BMC's power-on is done within a second or so.
 func (m *bmcMachine) waitBoots(t *testing.T, want ...string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := bmcsim.ReadBoots(m.dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := m.boots(t)
 		if slices.Equal(got, want) {
 			return
 		}
@@ -527,6 +532,17 @@ func (m *bmcMachine) waitBoots(t *testing.T, want ...string) {
 	}
 }
 
+// boots is what the chassis started the VM for so far, in order.
+func (m *bmcMachine) boots(t *testing.T) []string {
+	t.Helper()
+	boots, err := bmcsim.ReadBoots(m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boots
+}
+
+// calls is every call the BMC made to the chassis script so far.
 func (m *bmcMachine) calls(t *testing.T) []string {
 	t.Helper()
 	calls, err := bmcsim.ReadCalls(m.dir)

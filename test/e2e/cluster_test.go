@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store/etcdstore/etcdtest"
-	"github.com/provisiond/provisiond/test/bmcsim"
 )
 
 // The hosts TestCluster adds to the VLAN.
@@ -129,12 +128,6 @@ func (c *cluster) served(t *testing.T, u string) int {
 	return 0
 }
 
-// sendBackAnswer is the part of a reprovision's answer the test reads.
-type sendBackAnswer struct {
-	State string          `json:"state"`
-	BMC   *apiPowerResult `json:"bmc_result"`
-}
-
 // clusterLifecycle takes the machine through TestCluster's steps.
 func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	a, b := c.runs[0], c.runs[1]
@@ -152,15 +145,6 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 			}
 		}
 	}()
-	// waitEvents polls api until the machine has n events of type typ.
-	waitEvents := func(api *apiClient, what string, from int, timeout time.Duration, typ string, n int) {
-		t.Helper()
-		m.waitFor(t, what, from, timeout, func() (bool, error) {
-			var err error
-			events, err = api.events(m.MAC)
-			return len(ofType(events, typ)) >= n, err
-		})
-	}
 	// waitOff waits until the VM's guest has powered it off (its reboot,
 	// under -no-reboot) after the phone-home's status is on the console.
 	waitOff := func(from int) string {
@@ -188,14 +172,6 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 			t.Fatalf("power on through %s answered %+v, want ok, done on, before off", pd.url, res)
 		}
 	}
-	bootsSoFar := func() []string {
-		t.Helper()
-		boots, err := bmcsim.ReadBoots(m.dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return boots
-	}
 
 	// 1. The BMC registered once, through a; b finds it in the shared store
 	// and unseals it with the shared key to power the VM on.
@@ -220,7 +196,7 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	start := time.Now()
 	powerOn(b)
 	m.waitBoots(t, "disk") // no override: disk, then the network
-	waitEvents(b.api, "the machine installed", from1, bootTimeout, "installed", 1)
+	events = m.waitEvents(t, b.api, "the machine installed", from1, bootTimeout, "installed", 1)
 	serial1 := waitOff(from1)
 	ignURL, ok := consoleLine(serial1, "PVD-IGNITION-URL ")
 	if !ok {
@@ -231,6 +207,11 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	sx, sy := c.runs[x], c.runs[y]
 	token1 := checkConfigFrom(t, sx.url, m.vm, nil, serial1)
 	checkPhoneHome(t, serial1, token1)
+	for _, r := range c.runs {
+		if !offered(t, r, m.MAC) {
+			t.Errorf("%s logged no DHCP offer to %s: every instance on the VLAN must answer its PXE", r.url, m.MAC)
+		}
+	}
 	t.Logf("%s: installed through %s: power on to config fetched %s, to installed %s",
 		m.Name, sx.url, seconds(since(start, events, "config-served", 0)), seconds(since(start, events, "installed", 0)))
 
@@ -241,7 +222,7 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	start = time.Now()
 	powerOn(sy)
 	m.waitBoots(t, "disk", "disk")
-	waitEvents(sy.api, "a boot-local event", from2, secondBootTimeout, "boot-local", 1)
+	events = m.waitEvents(t, sy.api, "a boot-local event", from2, secondBootTimeout, "boot-local", 1)
 	sy.daemon.waitLog(t, "script: boot from disk", 10*time.Second)
 	m.waitFor(t, "the firmware back in control", from2, restGrace, func() (bool, error) {
 		return strings.Contains(m.serialSince(from2), "No bootable device"), nil
@@ -260,7 +241,7 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	// there, with a new session.
 	from3 := m.serialSize()
 	start = time.Now()
-	var again sendBackAnswer
+	var again reprovisionAnswer
 	if _, err := sy.api.post("/machines/"+url.PathEscape(m.Name)+"/reprovision",
 		map[string]any{"reason": "e2e: reinstall through the survivor", "power": true}, &again); err != nil {
 		t.Fatal(err)
@@ -269,7 +250,7 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 		t.Fatalf("reprovision through %s answered bmc_result %+v, want ok, done cycle, before on", sy.url, p)
 	}
 	m.waitBoots(t, "disk", "disk", "pxe")
-	waitEvents(sy.api, "the machine installed again", from3, bootTimeout, "installed", 2)
+	events = m.waitEvents(t, sy.api, "the machine installed again", from3, bootTimeout, "installed", 2)
 	serial3 := waitOff(from3)
 	token3 := checkConfigFrom(t, sy.url, m.vm, nil, serial3)
 	checkPhoneHome(t, serial3, token3)
@@ -286,7 +267,7 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	// once must cycle it once.
 	c.start(x)
 	sx = c.runs[x]
-	boots0 := append(bootsSoFar(), "disk")
+	boots0 := append(m.boots(t), "disk")
 	powerOn(sx)
 	m.waitBoots(t, boots0...)
 	calls0 := len(m.calls(t))
@@ -310,13 +291,28 @@ func (m *bmcMachine) clusterLifecycle(t *testing.T, c *cluster) {
 	}
 	// ipmi_sim powers the VM back on a second after the cycle's power off,
 	// perhaps after the answer: give a second cycle time to show too.
-	for deadline := time.Now().Add(10 * time.Second); len(bootsSoFar()) == len(boots0); time.Sleep(pollEvery) {
+	for deadline := time.Now().Add(10 * time.Second); len(m.boots(t)) == len(boots0); time.Sleep(pollEvery) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not started again within 10 s of the reprovision answers", m.Name)
 		}
 	}
 	time.Sleep(3 * time.Second)
-	checkOneCycle(t, m, c, answers, bootsSoFar()[len(boots0):], m.calls(t)[calls0:])
+	checkOneCycle(t, m, c, answers, m.boots(t)[len(boots0):], m.calls(t)[calls0:])
+}
+
+// offered reports whether pd's log shows a proxyDHCP offer to mac.
+func offered(t *testing.T, pd *provisiondRun, mac string) bool {
+	t.Helper()
+	b, err := os.ReadFile(pd.daemon.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, `msg="dhcp offer"`) && strings.Contains(line, " mac="+mac+" ") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkOneCycle checks what concurrent reprovision requests to both
@@ -346,7 +342,7 @@ func checkOneCycle(t *testing.T, m *bmcMachine, c *cluster, answers [2]json.RawM
 	var own, already []int
 	results := make([]*apiPowerResult, len(answers))
 	for i, raw := range answers {
-		var a sendBackAnswer
+		var a reprovisionAnswer
 		if err := json.Unmarshal(raw, &a); err != nil {
 			t.Fatalf("answer of %s: %v: %s", c.runs[i].url, err, raw)
 		}

@@ -63,6 +63,12 @@ func TestHTTPBoot(t *testing.T) {
 	})
 	t.Run(pxeBootVM.Name, func(t *testing.T) {
 		checkFirstBoot(t, prov.api, pxeBootVM, vms, pxeRun)
+		// The counter the HTTP Boot had to leave alone counts this boot's
+		// TFTP: its check above was not vacuous.
+		sel := []string{`file="ipxe.efi"`, `outcome="ok"`}
+		if d := scrapeMetrics(t, prov).sum("provisiond_tftp_transfers_total", sel...) - after.sum("provisiond_tftp_transfers_total", sel...); d < 1 {
+			t.Errorf("the PXE boot's TFTP transfers of ipxe.efi counted %v times, want 1 or more", d)
+		}
 	})
 	t.Logf("firmware's network boot start to config fetched: HTTP Boot %s, PXE %s (power-on to config fetched: %s, %s)",
 		seconds(sinceStart(httpRun, startHTTPBoot)), seconds(sinceStart(pxeRun, startPXE)),

@@ -174,7 +174,7 @@ func (l *lab) leaseTenant() string {
 	// The site's dnsmasq pings an address for up to 3 s before it offers it.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := l.command(ctx, l.Tenant, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "3", "-s", script).CombinedOutput()
+	out, err := l.udhcpc(ctx, l.Tenant, script)
 	if err != nil {
 		l.t.Fatalf("tenant: udhcpc: %v\n%s", err, out)
 	}
@@ -185,6 +185,14 @@ func (l *lab) leaseTenant() string {
 		l.t.Fatalf("tenant: no lease in udhcpc's output:\n%s", out)
 	}
 	return addr
+}
+
+// udhcpc leases an address for namespace ns's eth0 once with busybox's DHCP
+// client, which hands the reply to script; args add options (-V, -x) to the
+// request. It returns the client's output.
+func (l *lab) udhcpc(ctx context.Context, ns, script string, args ...string) ([]byte, error) {
+	argv := append([]string{"busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "3", "-s", script}, args...)
+	return l.command(ctx, ns, argv...).CombinedOutput()
 }
 
 // addTap adds a tap port to bridge for one VM and returns its name.

@@ -84,20 +84,8 @@ func TestSiteDHCP(t *testing.T) {
 
 	for i, v := range vms {
 		t.Run(v.Name, func(t *testing.T) {
-			r := results[i]
-			if r.Err != nil {
-				t.Errorf("boot: %v", r.Err)
-			}
-			t.Logf("%s: power-on to config fetched %s", v.Name, seconds(r.Fetched()))
-			token := checkConfig(t, v, vms, r.Serial)
-			checkPhoneHome(t, r.Serial, token)
-			mach, err := prov.api.machine(v.MAC)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p := mach.Provisioning; mach.State != "installed" || p == nil || p.ConfigFetches != 1 {
-				t.Errorf("machine at the end: %s; want installed after 1 config fetch", mach)
-			}
+			t.Logf("%s: power-on to config fetched %s", v.Name, seconds(results[i].Fetched()))
+			checkFirstBoot(t, prov.api, v, vms, results[i])
 		})
 	}
 
@@ -179,8 +167,7 @@ func (l *lab) checkSiteClients(t *testing.T) {
 	}
 	for _, c := range siteClients {
 		t.Run(c.name, func(t *testing.T) {
-			argv := append([]string{"busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "3", "-s", script}, c.args...)
-			out, err := l.command(t.Context(), ns, argv...).CombinedOutput()
+			out, err := l.udhcpc(t.Context(), ns, script, c.args...)
 			if err != nil {
 				t.Fatalf("udhcpc %v: %v\n%s", c.args, err, out)
 			}

@@ -197,17 +197,15 @@ func (c *cluster) bases() []string {
 func (c *cluster) health(i int) (time.Duration, string) {
 	cl := &http.Client{Timeout: requestTimeout}
 	defer cl.CloseIdleConnections()
-	start := time.Now()
-	code, body, err := call(cl, http.MethodGet, c.nodes[i].base+"/healthz", "")
-	took := time.Since(start)
+	r := ask(cl, http.MethodGet, c.nodes[i].base+"/healthz", "")
 	var h struct{ Status string }
 	switch {
-	case err != nil:
-		return took, err.Error()
-	case json.Unmarshal([]byte(body), &h) != nil:
-		return took, fmt.Sprintf("%d %.200s", code, body)
+	case r.err != nil:
+		return r.took, r.err.Error()
+	case json.Unmarshal([]byte(r.body), &h) != nil:
+		return r.took, fmt.Sprintf("%d %.200s", r.code, r.body)
 	}
-	return took, h.Status
+	return r.took, h.Status
 }
 
 // panicRE finds a Go panic or fatal error in a log, recovered or not.
@@ -266,6 +264,13 @@ func (r reply) refused() bool { return r.err != nil && isRefused(r.err) }
 // commit a write whose wait timed out).
 func (r reply) lost() bool { return (r.err != nil && !r.refused()) || r.code >= 500 }
 
+// ask sends a bodiless request, as call does, and returns its outcome.
+func ask(c *http.Client, method, url, bearer string) reply {
+	start := time.Now()
+	code, body, err := call(c, method, url, bearer)
+	return reply{code: code, body: body, err: err, took: time.Since(start)}
+}
+
 func (r reply) String() string {
 	if r.err != nil {
 		return fmt.Sprintf("%v after %v", r.err, r.took.Round(time.Millisecond))
@@ -306,9 +311,7 @@ func (l *chaosLoad) problem(format string, args ...any) {
 
 // send sends a request to base and counts its outcome.
 func (l *chaosLoad) send(method, base, path, bearer string) reply {
-	start := time.Now()
-	code, body, err := call(l.c, method, base+path, bearer)
-	r := reply{code: code, body: body, err: err, took: time.Since(start)}
+	r := ask(l.c, method, base+path, bearer)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.st.slowest = max(l.st.slowest, r.took)
@@ -316,12 +319,12 @@ func (l *chaosLoad) send(method, base, path, bearer string) reply {
 	switch {
 	case r.refused():
 		l.st.refused++
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.As(r.err, &ne) && ne.Timeout():
 		l.st.timeouts++
 		l.problems = append(l.problems, fmt.Sprintf("%s %s%s hung: %v", method, base, path, r))
-	case err != nil:
+	case r.err != nil:
 		l.st.cut++
-	case code >= 500:
+	case r.code >= 500:
 		l.st.failed++
 	default:
 		l.st.ok++
@@ -402,23 +405,33 @@ func (w *bootWorker) step(m *bootee) bool {
 	return false
 }
 
+// boot opens a session for m, which has none.
 func (w *bootWorker) boot(m *bootee) {
-	base := w.base()
-	r := w.l.send(http.MethodGet, base, "/ipxe?mac="+urlMAC(m.mac), "")
-	if r.refused() {
-		return
-	}
-	m.tries[boot.EventProvisioning]++
-	if r.lost() {
-		m.maybe[stateProvisioning] = true
-		return
-	}
-	tok, ok := w.script(m, base, r)
+	tok, ok := w.askScript(m)
 	if !ok {
 		return
 	}
 	m.acked, m.maybe = stateProvisioning, map[string]bool{}
 	m.token, m.served, m.lostFetch, m.lostHome, m.refusedHome = tok, false, false, false, false
+}
+
+// askScript asks a random instance for m's /ipxe and returns the token of
+// the session it was given. It is false when the instance was down (nothing
+// sent), when the answer was lost (a session may have been opened or
+// replaced: m starts over with a new /ipxe) or wrong.
+func (w *bootWorker) askScript(m *bootee) (string, bool) {
+	base := w.base()
+	r := w.l.send(http.MethodGet, base, "/ipxe?mac="+urlMAC(m.mac), "")
+	if r.refused() {
+		return "", false
+	}
+	m.tries[boot.EventProvisioning]++
+	if r.lost() {
+		m.maybe[stateProvisioning] = true
+		m.token = ""
+		return "", false
+	}
+	return w.script(m, base, r)
 }
 
 // script checks an /ipxe answer for m and returns its token. A token new to
@@ -449,23 +462,11 @@ func (w *bootWorker) script(m *bootee, base string, r reply) (string, bool) {
 // served, as a retried iPXE chain does: the session is handed out again, or
 // a new one replaces it, whose token alone may then serve the config.
 func (w *bootWorker) repeat(m *bootee) {
-	base := w.base()
-	r := w.l.send(http.MethodGet, base, "/ipxe?mac="+urlMAC(m.mac), "")
-	if r.refused() {
-		return
-	}
-	m.tries[boot.EventProvisioning]++
-	if r.lost() {
-		// It may have replaced the session: start over with a new /ipxe.
-		m.maybe[stateProvisioning] = true
-		m.token = ""
-		return
-	}
-	tok, ok := w.script(m, base, r)
-	if !ok || tok == m.token {
-		return
-	}
 	old := m.token
+	tok, ok := w.askScript(m)
+	if !ok || tok == old {
+		return
+	}
 	m.token, m.lostFetch = tok, false
 	w.replayToken(m, old)
 }
@@ -933,11 +934,7 @@ func checkMachineEvents(t *testing.T, events []store.Event, known []*bootee, inv
 func testQuorumLoss(t *testing.T, c *cluster) {
 	cl := &http.Client{Timeout: requestTimeout}
 	defer cl.CloseIdleConnections()
-	do := func(method, base, path, bearer string) reply {
-		start := time.Now()
-		code, body, err := call(cl, method, base+path, bearer)
-		return reply{code: code, body: body, err: err, took: time.Since(start)}
-	}
+	do := func(method, base, path, bearer string) reply { return ask(cl, method, base+path, bearer) }
 	get := func(base, path string) reply { return do(http.MethodGet, base, path, "") }
 	// complete fetches a session's config and phones home with its token.
 	complete := func(what, base, mac, token string) {

@@ -34,11 +34,7 @@ var dumpBuckets = [...]struct{ kind, bucket string }{
 func (db *DB) Dump(ctx context.Context, fn func(store.Record) error) error {
 	var records []store.Record
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		var rev uint64
-		if v := bucket(tx, bucketMeta).Get([]byte(keyRevision)); len(v) == 8 {
-			rev = binary.BigEndian.Uint64(v)
-		}
-		records = append(records, store.MetaRecord(store.MetaRevision, rev),
+		records = append(records, store.MetaRecord(store.MetaRevision, revision(tx)),
 			store.MetaRecord(store.MetaEventSeq, bucket(tx, bucketEvents).Sequence()))
 		for _, d := range dumpBuckets {
 			err := bucket(tx, d.bucket).ForEach(func(k, v []byte) error {
@@ -119,12 +115,7 @@ func (db *DB) Restore(ctx context.Context, records iter.Seq2[store.Record, error
 		if err := events.SetSequence(max(events.Sequence(), rs.LastSeq)); err != nil {
 			return err
 		}
-		meta := bucket(tx, bucketMeta)
-		var rev uint64
-		if v := meta.Get([]byte(keyRevision)); len(v) == 8 {
-			rev = binary.BigEndian.Uint64(v)
-		}
-		return meta.Put([]byte(keyRevision), binary.BigEndian.AppendUint64(nil, max(rev, rs.Revision)+1))
+		return setRevision(tx, max(revision(tx), rs.Revision)+1)
 	})
 	if err != nil {
 		return fmt.Errorf("store: restore: %w", err)

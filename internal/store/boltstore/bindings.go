@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
@@ -19,37 +18,24 @@ func (db *DB) Bind(ctx context.Context, b store.Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mac, err := store.CanonicalMAC(b.MAC)
+	b, err := b.Canonical()
 	if err != nil {
-		return fmt.Errorf("store: bind: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
-	b.MAC, b.Seen = mac, db.now()
-	if b.UUID != "" {
-		if b.UUID, err = store.CanonicalUUID(b.UUID); err != nil {
-			return fmt.Errorf("store: bind %s: %w", mac, err)
-		}
-	}
-	ip := ""
-	if b.IP != "" {
-		a, err := netip.ParseAddr(b.IP)
-		if err != nil {
-			return fmt.Errorf("store: bind %s: ip %q: %w", mac, b.IP, store.ErrInvalid)
-		}
-		ip = a.Unmap().String()
-	}
+	b.Seen = db.now()
 	err = db.batch(func(tx *bolt.Tx) error {
-		if ip != "" {
-			if err := putBinding(tx, bucketBindIP, ip, store.Binding{MAC: mac, IP: ip, Seen: b.Seen}); err != nil {
+		if b.IP != "" {
+			if err := putBinding(tx, bucketBindIP, b.IP, store.Binding{MAC: b.MAC, IP: b.IP, Seen: b.Seen}); err != nil {
 				return err
 			}
 		}
 		if b.UUID != "" {
-			return putBinding(tx, bucketBindMAC, mac, store.Binding{MAC: mac, UUID: b.UUID, Seen: b.Seen})
+			return putBinding(tx, bucketBindMAC, b.MAC, store.Binding{MAC: b.MAC, UUID: b.UUID, Seen: b.Seen})
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: bind %s: %w", mac, err)
+		return fmt.Errorf("store: bind %s: %w", b.MAC, err)
 	}
 	return nil
 }
@@ -57,11 +43,11 @@ func (db *DB) Bind(ctx context.Context, b store.Binding) error {
 // IPBinding returns the binding of address ip: the MAC that last claimed it.
 // ErrNotFound if no DHCP packet has shown it (or it was pruned).
 func (db *DB) IPBinding(ctx context.Context, ip string) (store.Binding, error) {
-	a, err := netip.ParseAddr(ip)
+	a, err := store.CanonicalIP(ip)
 	if err != nil {
-		return store.Binding{}, fmt.Errorf("store: binding of %q: %w", ip, store.ErrInvalid)
+		return store.Binding{}, fmt.Errorf("store: binding: %w", err)
 	}
-	return db.binding(ctx, bucketBindIP, a.Unmap().String())
+	return db.binding(ctx, bucketBindIP, a)
 }
 
 // UUIDBinding returns the UUID that mac last sent in DHCP. ErrNotFound if none.

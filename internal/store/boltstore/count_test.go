@@ -98,26 +98,9 @@ func FuzzRecordState(f *testing.F) {
 // machines, beside decoding every record as Machines does.
 func BenchmarkCountByState(b *testing.B) {
 	db := mustOpen(b, store.Options{})
-	now := time.Now().UTC()
-	err := db.bdb.Update(func(tx *bolt.Tx) error {
-		for i := range 10_000 {
-			s := store.Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1", Name: "worker", Profile: "flatcar-worker", Labels: map[string]string{"rack": "r1"}}
-			m, prev, err := seen(tx, s, now)
-			if err != nil {
-				return err
-			}
-			if err := putMachine(tx, m); err != nil {
-				return err
-			}
-			if err := indexUUID(tx, s.UUID, prev, m.MAC); err != nil {
-				return err
-			}
-		}
-		return nil
+	fillMachines(b, db, 10_000, func(i int) store.Machine {
+		return store.Machine{MAC: testMACn(i), UUID: testUUIDn(i), Arch: "efi-x86_64", LastIP: "10.0.0.1", Name: "worker", Profile: "flatcar-worker", Labels: map[string]string{"rack": "r1"}}
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
 	b.Run("CountByState", func(b *testing.B) {
 		b.ReportAllocs()

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
@@ -65,16 +64,12 @@ func (db *DB) appendEvent(tx *bolt.Tx, e store.Event, now time.Time) (store.Even
 
 // trimEvents keeps the log within MaxEvents and MaxEventAge after appending
 // seq. Keys come from NextSequence and are only ever deleted from the front,
-// so the count is seq-first+1 without a scan. Over the count cap it deletes a
-// further 1% so that the following appends have nothing to trim: each append
-// stays O(1) amortized.
+// so the count is seq-first+1 without a scan; store.TrimCount says how many
+// of the oldest go.
 func (db *DB) trimEvents(b *bolt.Bucket, seq uint64, now time.Time) error {
 	c := b.Cursor()
 	k, v := c.First() // never nil: seq was just put
-	var drop uint64
-	if n := seq - binary.BigEndian.Uint64(k) + 1; n > uint64(db.maxEvents) {
-		drop = n - uint64(db.maxEvents) + uint64(db.maxEvents/100)
-	}
+	drop := store.TrimCount(seq-binary.BigEndian.Uint64(k)+1, db.maxEvents)
 	checkAge := seq%ageCheckEvery == 0
 	cutoff := now.Add(-db.maxEventAge)
 	for ; k != nil && (drop > 0 || checkAge); k, v = c.First() {
@@ -102,28 +97,28 @@ func (db *DB) Events(ctx context.Context, q store.EventQuery) ([]store.Event, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if q.AfterSeq == math.MaxUint64 {
-		return nil, nil // nothing can come after; AfterSeq+1 would wrap to the start
+	q, err := q.Canonical()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if q.Empty() {
+		return nil, nil
 	}
 	// Needles skip records before decoding them, so that a query for one
 	// machine or type over a full log stays cheap; the decoded event is
 	// checked all the same.
 	var needles [][]byte
 	if q.MAC != "" {
-		mac, err := store.CanonicalMAC(q.MAC)
-		if err != nil {
-			return nil, fmt.Errorf("store: events: %w", err)
-		}
-		q.MAC = mac
-		needles = append(needles, []byte(`"mac":"`+mac+`"`))
+		needles = append(needles, []byte(`"mac":"`+q.MAC+`"`))
 	}
 	if q.Type != "" {
 		t, _ := json.Marshal(q.Type)
 		needles = append(needles, append([]byte(`"type":`), t...))
 	}
-	below := func(k []byte) bool { return q.BeforeSeq == 0 || bytes.Compare(k, seqKey(q.BeforeSeq)) < 0 }
+	before := seqKey(q.BeforeSeq) // once, not per event scanned
+	below := func(k []byte) bool { return q.BeforeSeq == 0 || bytes.Compare(k, before) < 0 }
 	var es []store.Event
-	err := db.bdb.View(func(tx *bolt.Tx) error {
+	err = db.bdb.View(func(tx *bolt.Tx) error {
 		c := bucket(tx, bucketEvents).Cursor()
 		from := seqKey(q.AfterSeq + 1)
 		first, next := func() ([]byte, []byte) { return c.Seek(from) }, c.Next
@@ -131,7 +126,7 @@ func (db *DB) Events(ctx context.Context, q store.EventQuery) ([]store.Event, er
 			first, next = c.Last, c.Prev
 			if q.BeforeSeq > 0 {
 				first = func() ([]byte, []byte) {
-					if k, _ := c.Seek(seqKey(q.BeforeSeq)); k == nil {
+					if k, _ := c.Seek(before); k == nil {
 						return c.Last() // every event is older
 					}
 					return c.Prev()

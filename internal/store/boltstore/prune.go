@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/store"
@@ -45,14 +44,8 @@ func prune(b *bolt.Bucket, max int, judge func(k, v []byte) (verdict, time.Time)
 	if err != nil {
 		return nil, err
 	}
-	if max < 0 {
-		max = 0 // keeps none, as 0 does, rather than slicing out of range
-	}
-	if len(kept) > max {
-		slices.SortFunc(kept, func(x, y rec) int { return x.seen.Compare(y.seen) })
-		for _, r := range kept[:len(kept)-max] {
-			drop = append(drop, r.key)
-		}
+	for _, r := range store.OldestBeyond(kept, func(r rec) time.Time { return r.seen }, max) {
+		drop = append(drop, r.key)
 	}
 	for _, k := range drop {
 		if err := b.Delete(k); err != nil {

@@ -16,12 +16,12 @@ func (db *DB) PutSecret(ctx context.Context, mac, name string, blob []byte) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key, err := secretKey(mac, name)
+	key, err := store.SecretKey(mac, name)
 	if err != nil {
 		return fmt.Errorf("store: put secret: %w", err)
 	}
 	err = db.bdb.Update(func(tx *bolt.Tx) error {
-		return bucket(tx, bucketSecrets).Put(key, blob)
+		return bucket(tx, bucketSecrets).Put([]byte(key), blob)
 	})
 	if err != nil {
 		return fmt.Errorf("store: secret %s: %w", key, err)
@@ -34,13 +34,13 @@ func (db *DB) Secret(ctx context.Context, mac, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	key, err := secretKey(mac, name)
+	key, err := store.SecretKey(mac, name)
 	if err != nil {
 		return nil, fmt.Errorf("store: secret: %w", err)
 	}
 	var blob []byte
 	err = db.bdb.View(func(tx *bolt.Tx) error {
-		v := bucket(tx, bucketSecrets).Get(key)
+		v := bucket(tx, bucketSecrets).Get([]byte(key))
 		if v == nil {
 			return store.ErrNotFound
 		}
@@ -58,31 +58,19 @@ func (db *DB) DeleteSecret(ctx context.Context, mac, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key, err := secretKey(mac, name)
+	key, err := store.SecretKey(mac, name)
 	if err != nil {
 		return fmt.Errorf("store: delete secret: %w", err)
 	}
 	err = db.bdb.Update(func(tx *bolt.Tx) error {
 		b := bucket(tx, bucketSecrets)
-		if b.Get(key) == nil {
+		if b.Get([]byte(key)) == nil {
 			return store.ErrNotFound
 		}
-		return b.Delete(key)
+		return b.Delete([]byte(key))
 	})
 	if err != nil {
 		return fmt.Errorf("store: delete secret %s: %w", key, err)
 	}
 	return nil
-}
-
-// secretKey is "mac/name"; a canonical MAC has fixed length, so the key is unambiguous.
-func secretKey(mac, name string) ([]byte, error) {
-	mac, err := store.CanonicalMAC(mac)
-	if err != nil {
-		return nil, err
-	}
-	if name == "" {
-		return nil, fmt.Errorf("empty secret name: %w", store.ErrInvalid)
-	}
-	return []byte(mac + "/" + name), nil
 }

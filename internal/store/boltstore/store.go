@@ -87,9 +87,7 @@ func (db *DB) Revision(ctx context.Context) (uint64, error) {
 	}
 	var rev uint64
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		if v := bucket(tx, bucketMeta).Get([]byte(keyRevision)); len(v) == 8 {
-			rev = binary.BigEndian.Uint64(v)
-		}
+		rev = revision(tx)
 		return nil
 	})
 	if err != nil {
@@ -98,16 +96,22 @@ func (db *DB) Revision(ctx context.Context) (uint64, error) {
 	return rev, nil
 }
 
+// revision is the revision as of tx; 0 before the first write.
+func revision(tx *bolt.Tx) uint64 {
+	if v := bucket(tx, bucketMeta).Get([]byte(keyRevision)); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// setRevision stores rev as the revision in tx.
+func setRevision(tx *bolt.Tx, rev uint64) error {
+	return bucket(tx, bucketMeta).Put([]byte(keyRevision), binary.BigEndian.AppendUint64(nil, rev))
+}
+
 // bumpRevision advances the revision in tx, which writes a machine or an
 // event. A batch's callers each bump it: it only has to grow.
-func bumpRevision(tx *bolt.Tx) error {
-	b := bucket(tx, bucketMeta)
-	var rev uint64
-	if v := b.Get([]byte(keyRevision)); len(v) == 8 {
-		rev = binary.BigEndian.Uint64(v)
-	}
-	return b.Put([]byte(keyRevision), binary.BigEndian.AppendUint64(nil, rev+1))
-}
+func bumpRevision(tx *bolt.Tx) error { return setRevision(tx, revision(tx)+1) }
 
 // Close releases the file lock. Outstanding transactions finish first.
 func (db *DB) Close() error {

@@ -86,7 +86,7 @@ func (s *Store) dump(ctx context.Context, fn func(store.Record) error) error {
 const maxTxnBytes = 1 << 20
 
 // Restore implements store.Store in transactions of at most maxTxnOps
-// puts and about maxTxnBytes; the first also checks that the prefix holds
+// puts and maxTxnBytes (a larger record goes alone); the first also checks that the prefix holds
 // no machine and no event. The last sets the event log's bounds and the
 // revision. A failed restore leaves what it had written: delete the prefix
 // before trying again.
@@ -144,13 +144,17 @@ func (s *Store) restore(ctx context.Context, records iter.Seq2[store.Record, err
 		if !write {
 			continue
 		}
-		ops = append(ops, s.restoreOp(r))
-		size += len(r.Key) + len(r.Value)
-		if len(ops) == maxTxnOps || size >= maxTxnBytes {
+		op := s.restoreOp(r)
+		n := len(op.KeyBytes()) + len(op.ValueBytes())
+		// Flushed before the put that would cross a bound, so that a large
+		// record never lands on top of an almost full transaction.
+		if len(ops) == maxTxnOps || len(ops) > 0 && size+n > maxTxnBytes {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
+		ops = append(ops, op)
+		size += n
 	}
 	next := eventLog{Last: max(lg.Last, rs.LastSeq), First: rs.FirstSeq}
 	if rs.FirstSeq == 0 {

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/etcdstore"
 )
@@ -149,4 +152,50 @@ func TestGitCampaignCancelled(t *testing.T) {
 		t.Errorf("leader %q, %v; want a again", st.Leader, err)
 	}
 	_ = c.Resign(ctx)
+}
+
+// TestGitTermLeaseLost: a term whose lease is gone (as when etcd expires it
+// while the leader is cut off) ends: its writes are refused, Done closes,
+// and another instance is elected without waiting for it.
+func TestGitTermLeaseLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prefix := freshPrefix()
+	a, b := open(t, prefix, store.Options{}), open(t, prefix, store.Options{})
+	ta, err := a.CampaignGit(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctx, prefix+"/git/leader/", clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read the election: %v %v", resp, err)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	c := etcdstore.GitCommit{Commit: "5555555555555555555555555555555555555555", Leader: "a"}
+	if err := ta.Publish(ctx, c); !errors.Is(err, etcdstore.ErrNotGitLeader) {
+		t.Errorf("Publish after the lease was lost: %v; want ErrNotGitLeader", err)
+	}
+	select {
+	case <-ta.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the term of a lost lease is not done")
+	}
+	tb, err := b.CampaignGit(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.GitState(ctx)
+	if err != nil || st.Leader != "b" || st.Published != nil {
+		t.Errorf("state %+v, %v; want b leading and nothing published", st, err)
+	}
+	if err := tb.Resign(ctx); err != nil {
+		t.Error(err)
+	}
 }

@@ -23,8 +23,8 @@
 //	P/secrets/<mac>/<name>     opaque blob
 //	P/bind-ip/<ip>             store.Binding JSON: the MAC DHCP showed using ip
 //	P/bind-mac/<mac>           store.Binding JSON: the UUID mac sent in DHCP
-//	P/locks/<key>              concurrency.Mutex keys of the Locker (locks.go)
-//	P/git/leader               concurrency.Election of the Git leader (election.go)
+//	P/locks/<key>/<lease>      concurrency.Mutex of the Locker (locks.go)
+//	P/git/leader/<lease>       concurrency.Election of the Git leader (election.go)
 //	P/git/published            the commit the Git leader published (published.go)
 //	P/git/rejected             the last commit it rejected
 //
@@ -153,7 +153,7 @@ func Open(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: open %s: %w", where, err)
 	}
-	cli.KV = kv{cli.KV} // transient failures marked, reads repeated: see unavailable.go
+	cli.KV = kv{cli.KV} // transient failures marked: see unavailable.go
 	s := &Store{cli: cli, prefix: prefix, maxEvents: opts.MaxEvents, maxEventAge: opts.MaxEventAge, clock: opts.Clock, contended: make(chan struct{}, 1)}
 	s.locks = newLocker(s)
 	// The client dials lazily: the schema check is the first contact, and
@@ -200,13 +200,15 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 const schemaAttempt = time.Second
 
 // prepareSchemaRetrying runs prepareSchema in short attempts until one
-// answers or ctx ends; a schema this binary cannot use ends it at once.
+// answers or ctx ends. Only an attempt that timed out or found the cluster
+// unavailable is repeated: any other answer (a schema this binary cannot
+// use, a refused request) ends it at once.
 func (s *Store) prepareSchemaRetrying(ctx context.Context) error {
 	for {
 		actx, cancel := context.WithTimeout(ctx, schemaAttempt)
 		err := s.prepareSchema(actx)
 		cancel()
-		if err == nil || ctx.Err() != nil || errors.Is(err, store.ErrSchemaTooNew) || errors.Is(err, errBadSchema) {
+		if err == nil || ctx.Err() != nil || !transient(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
 		select {
@@ -216,9 +218,6 @@ func (s *Store) prepareSchemaRetrying(ctx context.Context) error {
 		}
 	}
 }
-
-// errBadSchema: the schema key holds something no provisiond wrote.
-var errBadSchema = errors.New("unreadable schema version")
 
 // prepareSchema stamps a fresh prefix and refuses a newer schema, in one
 // transaction so that two instances starting together agree.
@@ -241,7 +240,7 @@ func (s *Store) prepareSchema(ctx context.Context) error {
 	}
 	v, err := strconv.Atoi(string(kvs[0].Value))
 	if err != nil || v < 1 {
-		return fmt.Errorf("%w %q", errBadSchema, kvs[0].Value)
+		return fmt.Errorf("unreadable schema version %q: %w", kvs[0].Value, store.ErrInvalid)
 	}
 	if v > schemaVersion {
 		return fmt.Errorf("%w: the prefix has schema version %d, this provisiond knows up to %d; run a newer provisiond", store.ErrSchemaTooNew, v, schemaVersion)
@@ -291,20 +290,19 @@ func (s *Store) Revision(ctx context.Context) (uint64, error) {
 // bumpRevision is the operation every machine or event transaction includes.
 func (s *Store) bumpRevision() clientv3.Op { return clientv3.OpPut(s.revisionKey(), "") }
 
-// Keys. A canonical MAC has fixed length, so "<mac>/<name>" is unambiguous.
+// Keys, as in the layout of the package comment.
 
-func (s *Store) key(rel string) string          { return s.prefix + "/" + rel }
-func (s *Store) dir(name string) string         { return s.prefix + "/" + name + "/" }
-func (s *Store) revisionKey() string            { return s.key("meta/revision") }
-func (s *Store) eventLogKey() string            { return s.key("meta/events") }
-func (s *Store) machineKey(mac string) string   { return s.dir("machines") + mac }
-func (s *Store) provKey(mac string) string      { return s.dir("provisioning") + mac }
-func (s *Store) uuidKey(uuid string) string     { return s.dir("uuids") + uuid }
-func (s *Store) eventKey(seq uint64) string     { return s.dir("events") + fmt.Sprintf("%020d", seq) }
-func (s *Store) secretDir(mac string) string    { return s.dir("secrets") + mac + "/" }
-func (s *Store) bindIPKey(ip string) string     { return s.dir("bind-ip") + ip }
-func (s *Store) bindMACKey(mac string) string   { return s.dir("bind-mac") + mac }
-func (s *Store) secretKey(mac, n string) string { return s.secretDir(mac) + n }
+func (s *Store) key(rel string) string        { return s.prefix + "/" + rel }
+func (s *Store) dir(name string) string       { return s.prefix + "/" + name + "/" }
+func (s *Store) revisionKey() string          { return s.key("meta/revision") }
+func (s *Store) eventLogKey() string          { return s.key("meta/events") }
+func (s *Store) machineKey(mac string) string { return s.dir("machines") + mac }
+func (s *Store) provKey(mac string) string    { return s.dir("provisioning") + mac }
+func (s *Store) uuidKey(uuid string) string   { return s.dir("uuids") + uuid }
+func (s *Store) eventKey(seq uint64) string   { return s.dir("events") + fmt.Sprintf("%020d", seq) }
+func (s *Store) secretDir(mac string) string  { return s.dir("secrets") + mac + "/" }
+func (s *Store) bindIPKey(ip string) string   { return s.dir("bind-ip") + ip }
+func (s *Store) bindMACKey(mac string) string { return s.dir("bind-mac") + mac }
 
 // retry runs attempt until it returns anything but errConflict, at most
 // maxAttempts times, pausing a random while (growing with the attempts)

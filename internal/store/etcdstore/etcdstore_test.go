@@ -205,3 +205,26 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Errorf("Open: %v, want ErrSchemaTooNew", err)
 	}
 }
+
+// TestOpenRefusesUnreadableSchema: a schema key no provisiond wrote is
+// refused at once, not retried until the dial timeout as an unreachable
+// cluster is.
+func TestOpenRefusesUnreadableSchema(t *testing.T) {
+	prefix := freshPrefix()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(context.Background(), prefix+"/meta/schema", "version one"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{endpoint}, Prefix: prefix, DialTimeout: 5 * time.Second}, store.Options{})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Open: %v, want ErrInvalid", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Open refused after %v, want at once", took)
+	}
+}

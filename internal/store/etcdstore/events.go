@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -38,11 +37,7 @@ func decodeEventLog(kvs []*mvccpb.KeyValue) (eventLog, int64, error) {
 // put: etcd refuses a transaction that puts a key it deletes.
 func (s *Store) appendOps(ctx context.Context, lg eventLog, es []store.Event, now time.Time) ([]clientv3.Op, []store.Event, error) {
 	next := eventLog{Last: lg.Last + uint64(len(es)), First: lg.First}
-	if n := next.Last - next.First + 1; n > uint64(s.maxEvents) {
-		// A further 1% so that the following appends have nothing to
-		// trim, as in the bbolt store.
-		next.First += n - uint64(s.maxEvents) + uint64(s.maxEvents/100)
-	}
+	next.First += store.TrimCount(next.Last-next.First+1, s.maxEvents)
 	if lg.Last/ageCheckEvery != next.Last/ageCheckEvery {
 		young, err := s.firstYoung(ctx, lg, now.Add(-s.maxEventAge))
 		if err != nil {
@@ -151,15 +146,12 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if q.MAC != "" {
-		mac, err := store.CanonicalMAC(q.MAC)
-		if err != nil {
-			return nil, fmt.Errorf("etcdstore: events: %w", err)
-		}
-		q.MAC = mac
+	q, err := q.Canonical()
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: %w", err)
 	}
-	if q.AfterSeq == math.MaxUint64 {
-		return nil, nil // nothing can come after; AfterSeq+1 would wrap to the start
+	if q.Empty() {
+		return nil, nil
 	}
 	resp, err := s.cli.Get(ctx, s.eventLogKey())
 	if err != nil {

@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -27,10 +28,10 @@ type Locker struct {
 	s *Store
 	// local serialises holders in this process first: two Mutexes on one
 	// Session and key share one etcd key, so etcd would not exclude them.
-	local *keylock.Mutex
-	sem   chan struct{} // one-slot: guards sess and closed, waits honour ctx
-	sess  *concurrency.Session
-	close bool
+	local  *keylock.Mutex
+	sem    chan struct{} // one-slot: guards sess and closed, waits honour ctx
+	sess   *concurrency.Session
+	closed bool
 }
 
 func newLocker(s *Store) *Locker {
@@ -52,10 +53,10 @@ func (l *Locker) Lock(ctx context.Context, key string) (unlock func(), err error
 		unlocal()
 		return nil, err
 	}
-	m := concurrency.NewMutex(sess, l.s.prefix+"/locks/"+key)
+	m := concurrency.NewMutex(sess, l.s.key("locks/"+key))
 	if err := m.Lock(ctx); err != nil {
 		unlocal()
-		return nil, err
+		return nil, fmt.Errorf("etcdstore: lock %s: %w", key, err)
 	}
 	var once sync.Once
 	return func() {
@@ -77,7 +78,7 @@ func (l *Locker) session(ctx context.Context) (*concurrency.Session, error) {
 		return nil, context.Cause(ctx)
 	}
 	defer func() { <-l.sem }()
-	if l.close {
+	if l.closed {
 		return nil, errLockerClosed
 	}
 	if l.sess != nil {
@@ -92,11 +93,11 @@ func (l *Locker) session(ctx context.Context) (*concurrency.Session, error) {
 	// Lock rather than hanging it; the Session then lives with the client.
 	lease, err := l.s.cli.Grant(ctx, lockTTL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("etcdstore: lock lease: %w", markUnavailable(err))
 	}
 	sess, err := concurrency.NewSession(l.s.cli, concurrency.WithTTL(lockTTL), concurrency.WithLease(lease.ID))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("etcdstore: lock session: %w", err)
 	}
 	l.sess = sess
 	return sess, nil
@@ -106,7 +107,7 @@ func (l *Locker) session(ctx context.Context) (*concurrency.Session, error) {
 func (l *Locker) closeLocks() {
 	l.sem <- struct{}{}
 	defer func() { <-l.sem }()
-	l.close = true
+	l.closed = true
 	if l.sess != nil {
 		l.sess.Close()
 		l.sess = nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -17,14 +16,11 @@ import (
 
 // secretKeyOf is the key of (mac, name), or ErrInvalid.
 func (s *Store) secretKeyOf(mac, name string) (string, error) {
-	mac, err := store.CanonicalMAC(mac)
+	k, err := store.SecretKey(mac, name)
 	if err != nil {
 		return "", err
 	}
-	if name == "" {
-		return "", fmt.Errorf("empty secret name: %w", store.ErrInvalid)
-	}
-	return s.secretKey(mac, name), nil
+	return s.dir("secrets") + k, nil
 }
 
 // PutSecret implements store.Store. The machine need not be known yet.
@@ -86,23 +82,11 @@ func (s *Store) Bind(ctx context.Context, b store.Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mac, err := store.CanonicalMAC(b.MAC)
+	b, err := b.Canonical()
 	if err != nil {
-		return fmt.Errorf("etcdstore: bind: %w", err)
+		return fmt.Errorf("etcdstore: %w", err)
 	}
-	if b.UUID != "" {
-		if b.UUID, err = store.CanonicalUUID(b.UUID); err != nil {
-			return fmt.Errorf("etcdstore: bind %s: %w", mac, err)
-		}
-	}
-	ip := ""
-	if b.IP != "" {
-		a, err := netip.ParseAddr(b.IP)
-		if err != nil {
-			return fmt.Errorf("etcdstore: bind %s: ip %q: %w", mac, b.IP, store.ErrInvalid)
-		}
-		ip = a.Unmap().String()
-	}
+	mac, ip := b.MAC, b.IP
 	now := s.now()
 	var ops []clientv3.Op
 	if ip != "" {
@@ -130,11 +114,10 @@ func (s *Store) Bind(ctx context.Context, b store.Binding) error {
 
 // IPBinding implements store.Store.
 func (s *Store) IPBinding(ctx context.Context, ip string) (store.Binding, error) {
-	a, err := netip.ParseAddr(ip)
+	ip, err := store.CanonicalIP(ip)
 	if err != nil {
-		return store.Binding{}, fmt.Errorf("etcdstore: binding of %q: %w", ip, store.ErrInvalid)
+		return store.Binding{}, fmt.Errorf("etcdstore: binding: %w", err)
 	}
-	ip = a.Unmap().String()
 	return s.binding(ctx, s.bindIPKey(ip), ip)
 }
 
@@ -174,60 +157,60 @@ type candidate struct {
 	seen time.Time
 }
 
-// oldestBeyond returns the candidates beyond the newest keep (negative: 0),
-// oldest first, ties in key order (cs comes in key order).
-func oldestBeyond(cs []candidate, keep int) []candidate {
-	keep = max(keep, 0)
-	if len(cs) <= keep {
-		return nil
-	}
-	cs = slices.Clone(cs)
-	slices.SortStableFunc(cs, func(a, b candidate) int { return a.seen.Compare(b.seen) })
-	return cs[:len(cs)-keep]
-}
+func (c candidate) seenAt() time.Time { return c.seen }
 
 // PruneBindings implements store.Store. Each deletion compares the
-// binding's ModRevision as read, so a binding renewed meanwhile by another
-// instance stays; a lost compare re-runs the prune of that kind.
+// binding's ModRevision as read, on its own (deleteUnchanged): a binding
+// renewed meanwhile by another instance stays, the others go regardless,
+// and no lost compare makes the prune re-read.
 func (s *Store) PruneBindings(ctx context.Context, cutoff time.Time, max int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	deleted := 0
 	for _, dir := range [...]string{s.dir("bind-ip"), s.dir("bind-mac")} {
-		err := s.retry(ctx, func() error {
-			var drop, kept []candidate
-			err := s.scanDir(ctx, dir, func(kv *mvccpb.KeyValue) (bool, error) {
-				c := candidate{key: string(kv.Key), rev: kv.ModRevision}
-				var b store.Binding
-				if json.Unmarshal(kv.Value, &b) != nil || b.Seen.Before(cutoff) {
-					drop = append(drop, c)
-				} else {
-					c.seen = b.Seen
-					kept = append(kept, c)
-				}
-				return true, nil
-			})
-			if err != nil {
-				return err
+		var drop, kept []candidate
+		err := s.scanDir(ctx, dir, func(kv *mvccpb.KeyValue) (bool, error) {
+			c := candidate{key: string(kv.Key), rev: kv.ModRevision}
+			var b store.Binding
+			if json.Unmarshal(kv.Value, &b) != nil || b.Seen.Before(cutoff) {
+				drop = append(drop, c)
+			} else {
+				c.seen = b.Seen
+				kept = append(kept, c)
 			}
-			drop = append(drop, oldestBeyond(kept, max)...)
-			for chunk := range slices.Chunk(drop, maxTxnOps) {
-				var cmps []clientv3.Cmp
-				var ops []clientv3.Op
-				for _, c := range chunk {
-					cmps = append(cmps, unchanged(c.key, c.rev))
-					ops = append(ops, clientv3.OpDelete(c.key))
-				}
-				if err := s.commit(ctx, cmps, ops); err != nil {
-					return err
-				}
-				deleted += len(chunk)
-			}
-			return nil
+			return true, nil
 		})
+		if err == nil {
+			var n int
+			n, err = s.deleteUnchanged(ctx, append(drop, store.OldestBeyond(kept, candidate.seenAt, max)...))
+			deleted += n
+		}
 		if err != nil {
 			return deleted, fmt.Errorf("etcdstore: prune bindings: %w", err)
+		}
+	}
+	return deleted, nil
+}
+
+// deleteUnchanged deletes each candidate still at the ModRevision read, in
+// transactions of maxTxnOps nested ones (each its own compare and delete),
+// and returns how many it deleted.
+func (s *Store) deleteUnchanged(ctx context.Context, cs []candidate) (int, error) {
+	deleted := 0
+	for chunk := range slices.Chunk(cs, maxTxnOps) {
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, c := range chunk {
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{unchanged(c.key, c.rev)}, []clientv3.Op{clientv3.OpDelete(c.key)}, nil))
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return deleted, err
+		}
+		for _, r := range resp.Responses {
+			if r.GetResponseTxn().GetSucceeded() {
+				deleted++
+			}
 		}
 	}
 	return deleted, nil
@@ -268,7 +251,7 @@ func (s *Store) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, 
 			return err
 		}
 		// Two compares and three operations a machine, plus the revision.
-		for chunk := range slices.Chunk(oldestBeyond(cands, max), (maxTxnOps-1)/3) {
+		for chunk := range slices.Chunk(store.OldestBeyond(cands, candidate.seenAt, max), (maxTxnOps-1)/3) {
 			cmps := make([]clientv3.Cmp, 0, 2*len(chunk))
 			ops := []clientv3.Op{s.bumpRevision()}
 			for _, c := range chunk {

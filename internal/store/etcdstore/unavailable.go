@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,36 +17,20 @@ import (
 // etcd answers some requests with "leader changed", "no leader", "request
 // timed out" or a reset connection (all gRPC Unavailable). They are the
 // store's being unavailable for a moment, not the request's fault: kv marks
-// them store.ErrUnavailable (HTTP 503, which iPXE and installers retry)
-// and repeats reads, which are safe to repeat, a few times first. Writes
-// are not repeated here: one that timed out may have committed, and
-// re-running its Change could refuse what it already did (a phone-home
-// whose session it closed).
+// them store.ErrUnavailable (HTTP 503, which iPXE and installers retry).
+// Nothing is repeated here: the client's own retry interceptor already
+// repeats a Get (a Range) on Unavailable, up to 100 times within its ctx,
+// and repeats a Txn or Put only if it never reached a server. Writes must
+// not be repeated: one that timed out may have committed, and re-running
+// its Change could refuse what it already did (a phone-home whose session
+// it closed).
 
-// readAttempts and readPause bound the repeats of a failed read.
-const (
-	readAttempts = 3
-	readPause    = 100 * time.Millisecond
-)
-
-// kv is the client's KV with transient failures marked and reads repeated.
+// kv is the client's KV with transient failures marked.
 type kv struct{ clientv3.KV }
 
 func (k kv) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	for i := 1; ; i++ {
-		resp, err := k.KV.Get(ctx, key, opts...)
-		if err == nil || !transient(err) {
-			return resp, err
-		}
-		if i == readAttempts {
-			return nil, markUnavailable(err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, markUnavailable(err)
-		case <-time.After(readPause):
-		}
-	}
+	resp, err := k.KV.Get(ctx, key, opts...)
+	return resp, markUnavailable(err)
 }
 
 func (k kv) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/provisiond/provisiond/internal/store"
+	"github.com/provisiond/provisiond/internal/store/etcdstore"
 )
 
 // A write through one instance moves every instance's Revision, which each
@@ -41,11 +42,14 @@ func TestRevisionFollowsOtherInstances(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got == own {
+			// Equal from B's watch, not from a read of etcd: B's cache is
+			// live and holds A's write.
+			cached, live := etcdstore.CachedRevision(b)
+			if got == own && live && cached == own {
 				break
 			}
 			if got > own || time.Now().After(deadline) {
-				t.Fatalf("B's revision %d, want A's %d (before: %d)", got, own, before)
+				t.Fatalf("B's revision %d (cached %d, watch live %v), want A's %d from the watch (before: %d)", got, cached, live, own, before)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -69,7 +69,10 @@ func (s *Store) Restore(ctx context.Context, records iter.Seq2[store.Record, err
 	if len(s.machines) > 0 || len(s.events) > 0 {
 		return fmt.Errorf("memstore: restore: %w", store.ErrNotEmpty)
 	}
+	// Secrets and bindings may be there already (neither makes the store
+	// non-empty): records add to them, as in the other backends.
 	n := New(store.Options{})
+	n.secrets, n.bindIP, n.bindMAC = maps.Clone(s.secrets), maps.Clone(s.bindIP), maps.Clone(s.bindMAC)
 	var rs store.Restoring
 	for r, err := range records {
 		if err == nil {

@@ -11,12 +11,9 @@
 package memstore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"maps"
-	"math"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -269,7 +266,7 @@ func (s *Store) appendEvent(e store.Event, now time.Time) store.Event {
 	e.Seq, e.Time = s.seq, now
 	e = copyEvent(e)
 	s.events = append(s.events, e)
-	drop := max(len(s.events)-s.maxEvents, 0)
+	drop := int(store.TrimCount(uint64(len(s.events)), s.maxEvents))
 	cutoff := now.Add(-s.maxEventAge)
 	for drop < len(s.events) && s.events[drop].Time.Before(cutoff) {
 		drop++
@@ -286,14 +283,11 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if q.MAC != "" {
-		mac, err := store.CanonicalMAC(q.MAC)
-		if err != nil {
-			return nil, fmt.Errorf("memstore: events: %w", err)
-		}
-		q.MAC = mac
+	q, err := q.Canonical()
+	if err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	if q.AfterSeq == math.MaxUint64 {
+	if q.Empty() {
 		return nil, nil
 	}
 	s.mu.Lock()
@@ -315,24 +309,12 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, 
 	return es, nil
 }
 
-// secretKey is "mac/name", as in the bbolt store (unexported there).
-func secretKey(mac, name string) (string, error) {
-	mac, err := store.CanonicalMAC(mac)
-	if err != nil {
-		return "", err
-	}
-	if name == "" {
-		return "", fmt.Errorf("empty secret name: %w", store.ErrInvalid)
-	}
-	return mac + "/" + name, nil
-}
-
 // PutSecret implements store.Store.
 func (s *Store) PutSecret(ctx context.Context, mac, name string, blob []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key, err := secretKey(mac, name)
+	key, err := store.SecretKey(mac, name)
 	if err != nil {
 		return fmt.Errorf("memstore: put secret: %w", err)
 	}
@@ -348,7 +330,7 @@ func (s *Store) Secret(ctx context.Context, mac, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	key, err := secretKey(mac, name)
+	key, err := store.SecretKey(mac, name)
 	if err != nil {
 		return nil, fmt.Errorf("memstore: secret: %w", err)
 	}
@@ -366,7 +348,7 @@ func (s *Store) DeleteSecret(ctx context.Context, mac, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key, err := secretKey(mac, name)
+	key, err := store.SecretKey(mac, name)
 	if err != nil {
 		return fmt.Errorf("memstore: delete secret: %w", err)
 	}
@@ -394,42 +376,29 @@ func (s *Store) Bind(ctx context.Context, b store.Binding) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mac, err := store.CanonicalMAC(b.MAC)
+	b, err := b.Canonical()
 	if err != nil {
-		return fmt.Errorf("memstore: bind: %w", err)
-	}
-	if b.UUID != "" {
-		if b.UUID, err = store.CanonicalUUID(b.UUID); err != nil {
-			return fmt.Errorf("memstore: bind %s: %w", mac, err)
-		}
-	}
-	ip := ""
-	if b.IP != "" {
-		a, err := netip.ParseAddr(b.IP)
-		if err != nil {
-			return fmt.Errorf("memstore: bind %s: ip %q: %w", mac, b.IP, store.ErrInvalid)
-		}
-		ip = a.Unmap().String()
+		return fmt.Errorf("memstore: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if ip != "" {
-		s.bindIP[ip] = store.Binding{MAC: mac, IP: ip, Seen: now}
+	if b.IP != "" {
+		s.bindIP[b.IP] = store.Binding{MAC: b.MAC, IP: b.IP, Seen: now}
 	}
 	if b.UUID != "" {
-		s.bindMAC[mac] = store.Binding{MAC: mac, UUID: b.UUID, Seen: now}
+		s.bindMAC[b.MAC] = store.Binding{MAC: b.MAC, UUID: b.UUID, Seen: now}
 	}
 	return nil
 }
 
 // IPBinding implements store.Store.
 func (s *Store) IPBinding(ctx context.Context, ip string) (store.Binding, error) {
-	a, err := netip.ParseAddr(ip)
+	a, err := store.CanonicalIP(ip)
 	if err != nil {
-		return store.Binding{}, fmt.Errorf("memstore: binding of %q: %w", ip, store.ErrInvalid)
+		return store.Binding{}, fmt.Errorf("memstore: binding: %w", err)
 	}
-	return s.binding(ctx, s.bindIP, a.Unmap().String())
+	return s.binding(ctx, s.bindIP, a)
 }
 
 // UUIDBinding implements store.Store.
@@ -463,16 +432,16 @@ func (s *Store) PruneBindings(ctx context.Context, cutoff time.Time, max int) (i
 	defer s.mu.Unlock()
 	deleted := 0
 	for _, bs := range []map[string]store.Binding{s.bindIP, s.bindMAC} {
-		seen := map[string]time.Time{}
-		for k, b := range bs {
-			if b.Seen.Before(cutoff) {
+		var kept []string
+		for _, k := range slices.Sorted(maps.Keys(bs)) {
+			if bs[k].Seen.Before(cutoff) {
 				delete(bs, k)
 				deleted++
-				continue
+			} else {
+				kept = append(kept, k)
 			}
-			seen[k] = b.Seen
 		}
-		for _, k := range oldestBeyond(seen, max) {
+		for _, k := range store.OldestBeyond(kept, func(k string) time.Time { return bs[k].Seen }, max) {
 			delete(bs, k)
 			deleted++
 		}
@@ -488,14 +457,14 @@ func (s *Store) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	withSecrets := s.macsWithSecrets()
-	seen := map[string]time.Time{}
-	for mac, m := range s.machines {
-		if m.State == store.StateDiscovered && !withSecrets[mac] {
-			seen[mac] = m.LastSeen
+	var cands []string
+	for _, mac := range slices.Sorted(maps.Keys(s.machines)) {
+		if s.machines[mac].State == store.StateDiscovered && !withSecrets[mac] {
+			cands = append(cands, mac)
 		}
 	}
 	var out []store.Machine
-	for _, mac := range oldestBeyond(seen, max) {
+	for _, mac := range store.OldestBeyond(cands, func(mac string) time.Time { return s.machines[mac].LastSeen }, max) {
 		m := s.machines[mac]
 		out = append(out, copyMachine(m))
 		delete(s.machines, mac)
@@ -508,18 +477,4 @@ func (s *Store) PruneDiscovered(ctx context.Context, max int) ([]store.Machine, 
 		s.rev.Add(1)
 	}
 	return out, nil
-}
-
-// oldestBeyond returns the keys of seen beyond the newest keep, oldest first
-// (ties by key); a negative keep counts as 0. It stands in for the bbolt
-// store's prune (unexported).
-func oldestBeyond(seen map[string]time.Time, keep int) []string {
-	keep = max(keep, 0)
-	if len(seen) <= keep {
-		return nil
-	}
-	keys := slices.SortedFunc(maps.Keys(seen), func(a, b string) int {
-		return cmp.Or(seen[a].Compare(seen[b]), cmp.Compare(a, b))
-	})
-	return keys[:len(keys)-keep]
 }

@@ -18,6 +18,7 @@ var backupTests = []test{
 	{"RefusesNonEmpty", testRestoreRefusesNonEmpty},
 	{"RefusesBadRecord", testRestoreRefusesBadRecord},
 	{"RecordsError", testRestoreRecordsError},
+	{"KeepsSecretsAndBindings", testRestoreKeepsSecretsAndBindings},
 	{"Consistent", testDumpConsistent},
 }
 
@@ -265,6 +266,32 @@ func testRestoreRecordsError(t *testing.T, s suite) {
 		}
 	})
 	wantErr(t, "Restore with a failing source", err, boom)
+}
+
+// testRestoreKeepsSecretsAndBindings: secrets and bindings stored before
+// any machine (credentials may come first) do not make the store non-empty,
+// and a restore adds to them rather than dropping them.
+func testRestoreKeepsSecretsAndBindings(t *testing.T, s suite) {
+	a, _ := s.store(t)
+	Populate(t, a)
+	b, _ := s.store(t)
+	const early = "02:00:00:00:00:0b"
+	if err := b.PutSecret(ctx, early, "bmc", []byte("sealed early")); err != nil {
+		t.Fatal(err)
+	}
+	mustBind(t, b, store.Binding{MAC: early, IP: "10.0.0.99"})
+	if err := b.Restore(ctx, records(dump(t, a))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got, err := b.Secret(ctx, early, "bmc"); err != nil || string(got) != "sealed early" {
+		t.Errorf("secret stored before the restore = %q, %v; want it kept", got, err)
+	}
+	if got, err := b.IPBinding(ctx, "10.0.0.99"); err != nil || got.MAC != early {
+		t.Errorf("binding stored before the restore = %+v, %v; want it kept", got, err)
+	}
+	if got, err := b.Secret(ctx, mac1, "bmc/password"); err != nil || string(got) != "sealed\n\x00" {
+		t.Errorf("restored secret = %q, %v", got, err)
+	}
 }
 
 // testDumpConsistent: writes made while a dump runs do not show in it.

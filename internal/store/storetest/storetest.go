@@ -174,42 +174,27 @@ func wantErr(t *testing.T, what string, err, want error) {
 // and nil label maps are the same; times compare with Equal.
 func diffMachine(got, want store.Machine) string {
 	var d string
-	add := func(field string, g, w any) { d += fmt.Sprintf(" %s: got %v, want %v;", field, g, w) }
-	if got.MAC != want.MAC {
-		add("MAC", got.MAC, want.MAC)
-	}
-	if got.UUID != want.UUID {
-		add("UUID", got.UUID, want.UUID)
-	}
-	if got.Arch != want.Arch {
-		add("Arch", got.Arch, want.Arch)
-	}
-	if got.LastIP != want.LastIP {
-		add("LastIP", got.LastIP, want.LastIP)
-	}
-	if got.Name != want.Name {
-		add("Name", got.Name, want.Name)
-	}
-	if got.Profile != want.Profile {
-		add("Profile", got.Profile, want.Profile)
-	}
-	if got.State != want.State {
-		add("State", got.State, want.State)
-	}
-	if !maps.Equal(got.Labels, want.Labels) {
-		add("Labels", got.Labels, want.Labels)
-	}
-	if !got.FirstSeen.Equal(want.FirstSeen) {
-		add("FirstSeen", got.FirstSeen, want.FirstSeen)
-	}
-	if !got.LastSeen.Equal(want.LastSeen) {
-		add("LastSeen", got.LastSeen, want.LastSeen)
-	}
-	if got.Power != want.Power {
-		add("Power", got.Power, want.Power)
-	}
-	if !got.PowerAt.Equal(want.PowerAt) {
-		add("PowerAt", got.PowerAt, want.PowerAt)
+	for _, f := range []struct {
+		name string
+		same bool
+		g, w any
+	}{
+		{"MAC", got.MAC == want.MAC, got.MAC, want.MAC},
+		{"UUID", got.UUID == want.UUID, got.UUID, want.UUID},
+		{"Arch", got.Arch == want.Arch, got.Arch, want.Arch},
+		{"LastIP", got.LastIP == want.LastIP, got.LastIP, want.LastIP},
+		{"Name", got.Name == want.Name, got.Name, want.Name},
+		{"Profile", got.Profile == want.Profile, got.Profile, want.Profile},
+		{"State", got.State == want.State, got.State, want.State},
+		{"Labels", maps.Equal(got.Labels, want.Labels), got.Labels, want.Labels},
+		{"FirstSeen", got.FirstSeen.Equal(want.FirstSeen), got.FirstSeen, want.FirstSeen},
+		{"LastSeen", got.LastSeen.Equal(want.LastSeen), got.LastSeen, want.LastSeen},
+		{"Power", got.Power == want.Power, got.Power, want.Power},
+		{"PowerAt", got.PowerAt.Equal(want.PowerAt), got.PowerAt, want.PowerAt},
+	} {
+		if !f.same {
+			d += fmt.Sprintf(" %s: got %v, want %v;", f.name, f.g, f.w)
+		}
 	}
 	return d
 }
