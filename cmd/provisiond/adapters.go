@@ -11,6 +11,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/tftp"
 )
 
@@ -20,7 +21,18 @@ type dhcpBooter struct{ core *boot.Core }
 
 func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, error) {
 	a, err := b.core.BootPXE(ctx, dhcpRequest(c))
-	return dhcp.Verdict{Boot: a.Boot, Machine: a.Machine}, err
+	return dhcp.Verdict{Boot: a.Boot, Machine: a.Machine, Loader: dhcpLoader(a.Loader), UKI: a.UKI}, err
+}
+
+// dhcpLoader is a profile's boot.loader as the DHCP server names it.
+func dhcpLoader(l string) string {
+	switch l {
+	case profiles.LoaderShim:
+		return dhcp.LoaderShim
+	case profiles.LoaderUKI:
+		return dhcp.LoaderUKI
+	}
+	return ""
 }
 
 // Bind hands what a DHCP packet showed of its sender to the boot core.

@@ -540,6 +540,8 @@ func TestServeFlagMessages(t *testing.T) {
 		{"negative TFTP per client", "", []string{"--tftp-max-per-client", "-1"}, "--tftp-max-per-client -1: want a positive count", ""},
 		{"no such interface", "", []string{"--dhcp-interface", "nosuch0"}, `--dhcp-interface "nosuch0": no such network interface`, "advertise-url"},
 		{"unknown flag", "", []string{"--profile", "x"}, "unknown flag --profile; did you mean --profiles?", ""},
+		{"unknown DHCP mode", "", []string{"--dhcp-mode", "full"}, `--dhcp-mode "full": dhcp mode "full": want proxy or authoritative`, ""},
+		{"authoritative without an interface", "", []string{"--dhcp-mode", "authoritative"}, "--dhcp-mode authoritative needs --dhcp-interface", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.env != "" {

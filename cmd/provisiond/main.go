@@ -209,6 +209,7 @@ func commandTable() *command {
 			explainCommand(),
 			machinesCommand(),
 			eventsCommand(),
+			leasesCommand(),
 			profilesCommand(),
 			powerCommand(),
 			assetsCommand(),

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,12 +25,15 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/gitsync"
+	"github.com/provisiond/provisiond/internal/grubfiles"
 	"github.com/provisiond/provisiond/internal/ipxe"
+	"github.com/provisiond/provisiond/internal/leases"
 	"github.com/provisiond/provisiond/internal/metrics"
 	"github.com/provisiond/provisiond/internal/neigh"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/seal"
 	"github.com/provisiond/provisiond/internal/server"
+	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/etcdstore"
 	"github.com/provisiond/provisiond/internal/tftp"
 	"github.com/provisiond/provisiond/internal/web"
@@ -42,6 +47,8 @@ type serveConfig struct {
 	HTTPAddr       string
 	AdvertiseURL   string
 	DHCPInterface  string
+	DHCPMode       dhcp.Mode
+	ShimDir        string // "" when no profile boots through shim
 	TFTPAddr       string // "" when TFTP is off
 	TFTPRoot       string
 	IPXEDir        string
@@ -101,7 +108,7 @@ func serveCommand() *command {
 
 // declareServeFlags declares serve's flags on fs, into the config returned.
 func declareServeFlags(fs *flagSet) *serveConfig {
-	c := &serveConfig{}
+	c := &serveConfig{DHCPMode: dhcp.ModeProxy}
 	fs.StringVar(&c.ProfilesDir, "profiles", "", "profiles directory `DIR` (a Git checkout), watched for changes; this or --profiles-git is required")
 	fs.StringVar(&c.ProfilesGit, "profiles-git", "", "follow the profiles in the Git repository at `URL` (https://, ssh://, user@host:path, git://, file://) instead of --profiles; synced into <data-dir>/profiles-git")
 	fs.StringVar(&c.ProfilesGitRef, "profiles-git-ref", "", "branch, tag or full commit hash `REF` to follow (default: the remote's HEAD branch)")
@@ -114,6 +121,11 @@ func declareServeFlags(fs *flagSet) *serveConfig {
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "HTTP listen address `ADDR`: host:port or :port")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "base `URL` machines reach the HTTP server at (default: derived from --dhcp-interface or --http-addr)")
 	fs.StringVar(&c.DHCPInterface, "dhcp-interface", "", "network interface `NAME` for proxyDHCP (UDP 67, 4011) and TFTP (UDP 69); empty disables them (TFTP stays with --tftp-addr)")
+	fs.Func("dhcp-mode", "`MODE` of the DHCP server on --dhcp-interface: proxy (boot information only, beside the site's DHCP server) or authoritative (the network's only DHCP server: addresses from the profiles' kind: Network) (default proxy)", func(v string) error {
+		c.DHCPMode = dhcp.Mode(v)
+		return c.DHCPMode.Check()
+	})
+	fs.StringVar(&c.ShimDir, "shim-dir", "", "`DIR` holding your distribution's signed shimx64.efi and grubx64.efi, served over TFTP to UEFI machines whose profile boots with loader: shim (Secure Boot)")
 	fs.StringVar(&c.TFTPAddr, "tftp-addr", "", "UDP `ADDR` (host:port or :port) of the TFTP server (default: --dhcp-interface's address, port 69); set without --dhcp-interface it serves TFTP alone, for a site DHCP server that names this host as next-server")
 	fs.StringVar(&c.TFTPRoot, "tftp-root", "", "optional `DIR` of extra files served over TFTP")
 	fs.IntVar(&c.TFTPMaxTransfers, "tftp-max-transfers", tftp.DefaultMaxTransfers, "`N` TFTP transfers served at once; more are refused \"server busy\"")
@@ -172,6 +184,9 @@ func (c *serveConfig) finish(pos []string) error {
 		return usagef("--tftp-max-transfers %d: want a positive count", c.TFTPMaxTransfers)
 	case c.TFTPMaxPerClient <= 0:
 		return usagef("--tftp-max-per-client %d: want a positive count", c.TFTPMaxPerClient)
+	}
+	if c.DHCPMode == dhcp.ModeAuthoritative && c.DHCPInterface == "" {
+		return usagef("--dhcp-mode authoritative needs --dhcp-interface: the interface on the machines' network to hand out addresses on")
 	}
 	if err := c.Store.finishMember(c.DataDir); err != nil {
 		return err
@@ -286,33 +301,48 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// newProxyDHCP makes the proxyDHCP (67, 4011) on --dhcp-interface and
-// returns what runs it.
-func newProxyDHCP(cfg serveConfig, core *boot.Core, m *metrics.Metrics, log *slog.Logger) (func(context.Context) error, error) {
+// newDHCP makes the DHCP server (67, 4011) on --dhcp-interface, in
+// --dhcp-mode, and returns what runs it: with the lease allocator's upkeep
+// when it hands out addresses.
+func newDHCP(cfg serveConfig, core *boot.Core, db store.Leases, m *metrics.Metrics, log *slog.Logger) ([]func(context.Context) error, error) {
 	ip, err := dhcp.InterfaceIPv4(cfg.DHCPInterface)
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := dhcp.New(dhcp.Config{
+	dc := dhcp.Config{
 		Interface:    cfg.DHCPInterface,
+		Mode:         cfg.DHCPMode,
 		ServerIP:     ip,
 		AdvertiseURL: cfg.AdvertiseURL,
 		Booter:       dhcpBooter{core},
 		Binder:       dhcpBooter{core},
 		Logger:       log,
 		OnPacket:     m.DHCPPacket,
-	})
+	}
+	var runs []func(context.Context) error
+	if cfg.DHCPMode == dhcp.ModeAuthoritative {
+		alloc := leases.New(db, leases.Options{Logger: log})
+		dc.Addresses = &liveAddresses{Allocator: alloc, profiles: core.Profiles}
+		runs = append(runs, alloc.Run)
+	}
+	srv, err := dhcp.New(dc)
 	if err != nil {
 		return nil, err
 	}
-	return proxy.ListenAndServe, nil
+	return append(runs, srv.ListenAndServe), nil
 }
 
 // newTFTP makes the TFTP server on --tftp-addr and returns what runs it.
 func newTFTP(cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) (func(context.Context) error, error) {
 	transfers := tftpTransfers{identify: core.Identify, count: m.TFTPTransfer, log: log}
-	tftpd, err := tftp.New(tftp.Config{Files: binaries, Root: cfg.TFTPRoot, Logger: log, OnTransfer: transfers.done,
-		MaxTransfers: cfg.TFTPMaxTransfers, MaxPerClient: cfg.TFTPMaxPerClient})
+	// GRUB fetches its config and the kernel and initrds over TFTP (see
+	// loader: shim); the per-machine config is rendered when asked for.
+	dirs := []tftp.Dir{{Path: cfg.AssetsDir, Prefix: profiles.AssetPrefix[1:]}}
+	if cfg.ShimDir != "" {
+		dirs = append(dirs, tftp.Dir{Path: cfg.ShimDir, TopLevel: true})
+	}
+	tftpd, err := tftp.New(tftp.Config{Dynamic: grubfiles.New(core, log), Files: binaries, Dirs: dirs, Root: cfg.TFTPRoot,
+		Logger: log, OnTransfer: transfers.done, MaxTransfers: cfg.TFTPMaxTransfers, MaxPerClient: cfg.TFTPMaxPerClient})
 	if err != nil {
 		return nil, err
 	}
@@ -386,11 +416,16 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 // checkInputs refuses paths that name nothing, before serve creates any
 // file: a typo must not leave a data dir with a fresh token and key behind.
 func checkInputs(cfg serveConfig) error {
-	for _, d := range []struct{ flag, path string }{{"--profiles", cfg.ProfilesDir}, {"--tftp-root", cfg.TFTPRoot}, {"--ipxe-dir", cfg.IPXEDir}} {
+	for _, d := range []struct{ flag, path string }{{"--profiles", cfg.ProfilesDir}, {"--tftp-root", cfg.TFTPRoot}, {"--ipxe-dir", cfg.IPXEDir}, {"--shim-dir", cfg.ShimDir}} {
 		if d.path != "" {
 			if err := checkDir(d.flag, d.path); err != nil {
 				return err
 			}
+		}
+	}
+	if cfg.ShimDir != "" {
+		if err := checkShimDir(cfg.ShimDir); err != nil {
+			return err
 		}
 	}
 	if cfg.APITokenFile != "" {
@@ -479,6 +514,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		BMC:           bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
 		Secrets:       secrets,
 		WipeProfile:   cfg.WipeProfile,
+		Check:         servingCheck(cfg.DHCPMode, cfg.DHCPInterface != "", cfg.ShimDir != ""),
 		Locks:         locks,
 		Observer:      m,
 		Logger:        log,
@@ -517,11 +553,12 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	srv := server.New(server.Config{
-		Core:           core,
-		AdvertiseURL:   cfg.AdvertiseURL,
-		Assets:         assets,
-		Binaries:       binaries,
-		API:            api.New(api.Config{Backend: backend, Backup: api.StoreBackup{Store: db, Backend: cfg.Store.Backend}, Token: token, Logger: log}),
+		Core:         core,
+		AdvertiseURL: cfg.AdvertiseURL,
+		Assets:       assets,
+		Binaries:     binaries,
+		API: api.New(api.Config{Backend: backend, Backup: api.StoreBackup{Store: db, Backend: cfg.Store.Backend}, Leases: db,
+			Token: token, Logger: log}),
 		Metrics:        m,
 		Dashboard:      dash.Routes,
 		TrustedProxies: cfg.TrustedProxies,
@@ -532,11 +569,11 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	// must not leave the others running on a store about to close.
 	runs := []func(context.Context) error{core.Run, func(ctx context.Context) error { return srv.ListenAndServe(ctx, cfg.HTTPAddr) }}
 	if cfg.DHCPInterface != "" {
-		run, err := newProxyDHCP(cfg, core, m, log)
+		dhcpRuns, err := newDHCP(cfg, core, db, m, log)
 		if err != nil {
 			return err
 		}
-		runs = append(runs, run)
+		runs = append(runs, dhcpRuns...)
 	}
 	if cfg.TFTPAddr != "" {
 		run, err := newTFTP(cfg, core, binaries, m, log)
@@ -569,4 +606,47 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return cause
 	}
 	return nil
+}
+
+// shimFiles are what --shim-dir must hold: the signed first stage the
+// firmware loads, and the signed GRUB it loads from the same directory.
+var shimFiles = []string{"shimx64.efi", "grubx64.efi"}
+
+// checkShimDir says which of shimFiles dir lacks, with where distributions
+// keep them.
+func checkShimDir(dir string) error {
+	for _, name := range shimFiles {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err == nil && fi.Mode().IsRegular() {
+			continue
+		}
+		return fmt.Errorf("--shim-dir %s: no file %s: copy your distribution's signed shim as shimx64.efi and its signed network GRUB as grubx64.efi "+
+			"(Debian and Ubuntu: /usr/lib/shim/shimx64.efi.signed and /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed; "+
+			"Fedora: shimx64.efi and grubx64.efi from the shim-x64 and grub2-efi-x64 packages under /boot/efi/EFI/fedora)", dir, name)
+	}
+	return nil
+}
+
+// servingCheck judges a profile set against how serve runs: its DHCP mode
+// and whether the proxyDHCP runs (a loader: shim profile cannot boot behind
+// it), whether there is a --shim-dir for such profiles, and whether the
+// allocator takes the set's address plan.
+func servingCheck(mode dhcp.Mode, proxy, shimDir bool) func(*profiles.Set) (problems, warnings profiles.Problems) {
+	return func(set *profiles.Set) (profiles.Problems, profiles.Problems) {
+		probs, warns := set.CheckDHCP(string(mode), proxy)
+		if !shimDir {
+			for _, name := range slices.Sorted(maps.Keys(set.Profiles)) {
+				if p := set.Profiles[name]; p.Boot.Loader == profiles.LoaderShim {
+					probs = append(probs, profiles.Problem{File: p.Pos.File, Line: p.Pos.Line,
+						Msg: fmt.Sprintf("profile %s boots with loader: shim, but serve has no --shim-dir holding the signed shimx64.efi and grubx64.efi", name)})
+				}
+			}
+		}
+		if mode == dhcp.ModeAuthoritative {
+			if _, err := addressPlan(set); err != nil {
+				probs = append(probs, profiles.Problem{Msg: err.Error()})
+			}
+		}
+		return probs, warns
+	}
 }

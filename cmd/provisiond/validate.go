@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/profiles"
 )
 
@@ -18,15 +19,23 @@ func validateCommand() *command {
 		summary: "check a profiles directory, listing every problem as file:line: message",
 		about: "Loads DIR as serve would: every profile, machine, template and Butane or\n" +
 			"Ignition config, rendered for every Machine that uses it. Exit 1 if there is\n" +
-			"any problem, in every output format: run it in the profiles' CI.",
+			"any problem, in every output format: run it in the profiles' CI. With\n" +
+			"--dhcp-mode it also checks DIR as serve --dhcp-interface with that mode\n" +
+			"would: a Network for authoritative, no loader: shim behind the proxy.",
 		examples: []string{
 			"provisiond validate ./profiles",
+			"provisiond validate ./profiles --dhcp-mode authoritative",
 			"provisiond validate ./profiles -o json | jq -r '.problems[] | \"\\(.file):\\(.line): \\(.message)\"'",
 		},
 		paths: true,
 		flags: func(fs *flagSet, c *cli) func([]string) error {
 			out := addOutputFlag(fs)
-			return func(pos []string) error { return runValidate(c, *out, pos) }
+			var mode dhcp.Mode
+			fs.Func("dhcp-mode", "also check DIR for serve --dhcp-interface in `MODE`: proxy or authoritative", func(v string) error {
+				mode = dhcp.Mode(v)
+				return mode.Check()
+			})
+			return func(pos []string) error { return runValidate(c, *out, mode, pos) }
 		},
 	}
 }
@@ -42,7 +51,7 @@ type validation struct {
 	Default  string        `json:"default,omitempty"`
 }
 
-func runValidate(c *cli, out output, pos []string) error {
+func runValidate(c *cli, out output, mode dhcp.Mode, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("want exactly one profiles directory, got %d arguments", len(pos))
 	}
@@ -54,6 +63,12 @@ func runValidate(c *cli, out output, pos []string) error {
 	var probs profiles.Problems
 	if err != nil && !errors.As(err, &probs) {
 		return err
+	}
+	if set != nil && mode != "" {
+		// serve's check, short of the deployment's own files (--shim-dir).
+		var warns profiles.Problems
+		probs, warns = servingCheck(mode, true, true)(set)
+		set.Warnings = append(set.Warnings, warns...)
 	}
 	// Paths as the operator gave them, so that an editor opens them.
 	problem := func(p profiles.Problem) api.Problem {

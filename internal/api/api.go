@@ -53,6 +53,7 @@ type Backend interface {
 type Config struct {
 	Backend Backend
 	Backup  StoreBackup // what GET /store/backup snapshots
+	Leases  LeaseLister // what GET /leases lists; nil answers 501
 	Token   string      // the operator's bearer token; required
 	Logger  *slog.Logger
 }
@@ -95,6 +96,7 @@ func New(cfg Config) http.Handler {
 		r.Get("/profiles", a.profiles)
 		r.Post("/profiles/sync", a.syncProfiles)
 		r.Get("/store/backup", a.storeBackup(cfg.Backup))
+		r.Get("/leases", a.leases(cfg.Leases))
 		r.Head("/store/backup", backupHead)
 	})
 	// Without the token, a missing route or method is the same 401 as a

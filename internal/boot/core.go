@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	// WipeProfile names the Profile a wiped machine boots; "" disables wipe.
 	// Live: a set without it does not go live.
 	WipeProfile string
+	// Check judges a loaded set against how this daemon serves (its DHCP
+	// mode, its shim directory): problems keep the set from going live,
+	// warnings are logged with the profiles' own. nil: none. Live.
+	Check func(*profiles.Set) (problems, warnings profiles.Problems)
 	// Locks serialises BMC operations per machine across instances sharing
 	// the store; nil: an in-process lock per machine (one instance). Fleet.
 	Locks Locker

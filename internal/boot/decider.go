@@ -82,17 +82,29 @@ const storeDeadline = 5 * time.Second
 type PXEAnswer struct {
 	Boot    bool   // offer a network boot; false: stay silent
 	Machine string // the Machine matched, "" if none: the offer's log line names it
+	// Loader and UKI are the matched profile's boot.loader and the URL of
+	// its boot.uki: what a UEFI machine is given first ("" iPXE,
+	// profiles.LoaderShim, profiles.LoaderUKI) and the image loader uki boots.
+	Loader string
+	UKI    string
 }
 
 // BootPXE tells the proxyDHCP whether to offer a network boot: only machines that
 // have a profile, so provisiond stays silent towards machines another server owns.
 // A DHCP packet carries no labels, so while labels-only Machines exist an
 // unmatched machine is booted too: its iPXE request may present their labels.
+// UEFI HTTP Boot firmware of a profile with boot.loader uki is answered by
+// bootUKI, which opens its session.
 func (d *Decider) BootPXE(ctx context.Context, r Request) (PXEAnswer, error) {
 	res, set, err := d.Sighted(ctx, r)
 	switch {
+	case err == nil && r.HTTPBoot != NotHTTPBoot && r.MAC != "" && res.Profile.Boot.Loader == profiles.LoaderUKI:
+		return d.bootUKI(ctx, r, res)
 	case err == nil:
-		a := PXEAnswer{Boot: true}
+		a := PXEAnswer{Boot: true, Loader: res.Profile.Boot.Loader}
+		if res.Profile.Boot.UKI != "" {
+			a.UKI = d.assetURL(res.Profile.Boot.UKI)
+		}
 		if res.Machine != nil {
 			a.Machine = res.Machine.Name
 		}
@@ -111,6 +123,20 @@ func (d *Decider) BootPXE(ctx context.Context, r Request) (PXEAnswer, error) {
 // whose token the script's config URL carries, or, if it is an installed
 // machine on a boot-once profile, the script that boots its disk.
 func (d *Decider) Script(ctx context.Context, r Request) (string, error) {
+	return d.serveBoot(ctx, r, d.ipxeLoader())
+}
+
+// GrubConfig is Script for a machine booted through shim and GRUB (Secure
+// Boot): the same decision, session and token, written as GRUB's config.
+// A machine whose profile does not name boot.loader shim is refused with
+// ErrLoader, before anything is recorded.
+func (d *Decider) GrubConfig(ctx context.Context, r Request) (string, error) {
+	return d.serveBoot(ctx, r, d.grubLoader())
+}
+
+// serveBoot is the boot request of Script and GrubConfig, answered in l's
+// language.
+func (d *Decider) serveBoot(ctx context.Context, r Request, l loader) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeDeadline)
 	defer cancel()
 	// Checked before anything is recorded: another host must not even
@@ -128,14 +154,24 @@ func (d *Decider) Script(ctx context.Context, r Request) (string, error) {
 		if serr != nil {
 			return "", serr
 		}
-		d.log.Info("script refused: no profile for this machine", append(machineAttrs(known(r, m), res), "error", err)...)
+		d.log.Info(l.what+" refused: no profile for this machine", append(machineAttrs(known(r, m), res), "error", err)...)
 		return "", err
+	}
+	if err := l.accept(res, r); err != nil {
+		d.log.Warn(l.what+" refused", append(machineAttrs(r, res), "ip", r.IP, "error", err)...)
+		return "", err
+	}
+	if res.Profile.Boot.Loader == profiles.LoaderUKI && !ukiRuns(r.Arch) {
+		// Nothing it can boot: no session, and an answer that says why.
+		d.seen.record(ctx, d.sightingOf(r, res))
+		d.log.Warn(l.what+": a UKI cannot boot on this firmware", append(machineAttrs(r, res), "arch", r.Arch)...)
+		return ukiScript(describe(res), "", r.Arch), nil
 	}
 	now := time.Now().UTC()
 	if token, plan, m, ok := d.reuse(ctx, r, res, now); ok {
 		d.seen.record(ctx, d.sightingOf(known(r, m), res)) // LastSeen, behind the request
-		d.log.Debug("script: open session handed out again", append(machineAttrs(known(r, m), res), "boots", plan.profile.Name)...)
-		return d.scriptFor(res, plan, r, token), nil
+		d.log.Debug(l.what+": open session handed out again", append(machineAttrs(known(r, m), res), "boots", plan.profile.Name)...)
+		return d.render(l, res, plan, r, token)
 	}
 	token := newToken()
 	var plan bootPlan
@@ -145,11 +181,11 @@ func (d *Decider) Script(ctx context.Context, r Request) (string, error) {
 	}
 	log := d.log.With(machineAttrs(known(r, m), res)...)
 	if plan.local {
-		log.Info("script: boot from disk", "state", m.State)
+		log.Info(l.what+": boot from disk", "state", m.State)
 	} else {
-		log.Info("script: boot profile", "state", m.State, "boots", plan.profile.Name)
+		log.Info(l.what+": boot profile", "state", m.State, "boots", plan.profile.Name)
 	}
-	return d.scriptFor(res, plan, r, token), nil
+	return d.render(l, res, plan, r, token)
 }
 
 // record writes a sighting of r and applies fn in the same transaction.
@@ -206,20 +242,30 @@ func (d *Decider) Explain(r Request) (profiles.Result, string, error) {
 	if err != nil {
 		return res, "", err
 	}
-	return res, ipxe.BootScript(d.bootFor(res, r, "TOKEN")), nil
+	return res, d.ipxeScript(res, r, "TOKEN"), nil
+}
+
+// ipxeScript is iPXE's boot of res.Profile for the machine r with the
+// session token: its kernel and initrds, or its UKI (uki.go).
+func (d *Decider) ipxeScript(res profiles.Result, r Request, token string) string {
+	if res.Profile.Boot.Loader == profiles.LoaderUKI {
+		return d.ukiBoot(res, r)
+	}
+	return ipxe.BootScript(d.bootFor(res, r, token, d.assetURL))
 }
 
 // bootFor assembles kernel, initrds and args, adding the config URL the
-// profile's config kind calls for, with the session token.
-func (d *Decider) bootFor(res profiles.Result, r Request, token string) ipxe.Boot {
+// profile's config kind calls for, with the session token. asset names a
+// profile's kernel or initrd as the boot loader fetches it.
+func (d *Decider) bootFor(res profiles.Result, r Request, token string, asset func(ref string) string) ipxe.Boot {
 	p := res.Profile
 	b := ipxe.Boot{
 		Comment: describe(res),
-		Kernel:  d.assetURL(p.Boot.Kernel),
+		Kernel:  asset(p.Boot.Kernel),
 		Args:    append([]string(nil), p.Boot.Args...),
 	}
 	for _, i := range p.Boot.Initrd {
-		b.Initrds = append(b.Initrds, d.assetURL(i))
+		b.Initrds = append(b.Initrds, asset(i))
 	}
 	switch kind, _ := p.Config.Source(); kind {
 	case profiles.ConfigButane, profiles.ConfigIgnition:
@@ -317,9 +363,13 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, nil, err
 	}
-	var refused string
+	ask := configAsk{token: r.Token, proven: r.proven}
+	if r.Token == "" {
+		ask.mint = newToken() // used only if the session is tokenless (uki.go)
+	}
+	var adm admission
 	var served profiles.Result
-	change := serveConfig(res, d.live.wipeProfile(), ignition, admitConfig(r.Token, d.policy, time.Now().UTC(), &refused), &served)
+	change := serveConfig(res, d.live.wipeProfile(), ignition, admitConfig(ask, d.policy, time.Now().UTC(), &adm), &served)
 	// The change runs first on (copies of) what the read found, so that a
 	// storm of bad tokens costs no writes and a config that does not render
 	// costs no fetch; then in the transaction, which a concurrent fetch or
@@ -329,7 +379,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 	}
 	var out *profiles.Rendered
 	m := stored // a refusal's record: the zero Machine when unknown
-	if refused == "" {
+	if adm.refused == "" {
 		if out, err = renderConfig(set, served, r); err != nil {
 			return nil, nil, err
 		}
@@ -337,10 +387,10 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		m, _, err = d.store.Update(ctx, key, change)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			refused = ReasonNoSession // m is zero: the machine is gone
+			adm.refused = ReasonNoSession // m is zero: the machine is gone
 		case err != nil:
 			return nil, nil, err
-		case refused == "" && served.Profile != rendered:
+		case adm.refused == "" && served.Profile != rendered:
 			// The machine's state changed since the read (a wipe began):
 			// the transaction decided on another profile, and counted it.
 			if out, err = renderConfig(set, served, r); err != nil {
@@ -348,11 +398,11 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 			}
 		}
 	}
-	if refused != "" {
-		return nil, nil, d.refuseOn(ctx, r, m, &RefusedError{What: "config", Reason: refused})
+	if adm.refused != "" {
+		return nil, nil, d.refuseOn(ctx, r, m, &RefusedError{What: "config", Reason: adm.refused})
 	}
-	d.log.Info("config served", append(machineAttrs(known(r, m), served), "kind", string(out.Kind), "ip", r.IP)...)
-	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), r.Token), nil
+	d.log.Info("config served", append(machineAttrs(known(r, m), served), "kind", string(out.Kind), "ip", r.IP, "minted", adm.token != r.Token)...)
+	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), adm.token), nil
 }
 
 // renderConfig is the config of res.Profile for the machine r.

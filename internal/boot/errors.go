@@ -14,6 +14,9 @@ var (
 	ErrNoIdentity = errors.New("request names no usable mac or uuid")
 	// ErrUnknownMachine: no Machine matches and there is no Default.
 	ErrUnknownMachine = errors.New("unknown machine: no Machine matches it and there is no Default")
+	// ErrLoader: the machine's profile boots with another boot.loader than
+	// the one asking, e.g. GRUB asking for a machine whose profile chains iPXE.
+	ErrLoader = errors.New("the machine's profile boots with another loader")
 	// ErrNoConfig: the machine's profile serves no config of the kind asked for.
 	ErrNoConfig = errors.New("the machine's profile has no config of this kind")
 	// ErrNotLoaded: no profile set has loaded successfully yet.

@@ -116,7 +116,9 @@ type bootPlan struct {
 // A boot-once profile boots an installed machine from disk. Anything else
 // opens a new provisioning session under tokenHash, so the config URL in the
 // script works for this boot only; a machine claimed by a Machine goes to
-// provisioning, one booted by the Default profile stays discovered.
+// provisioning, one booted by the Default profile stays discovered. The
+// session of a profile with boot.loader uki is tokenless (uki.go): its token
+// is never handed out, and the first config fetch mints the real one.
 func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash, sealedToken string, now time.Time, plan *bootPlan) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
 		events := settle(m)
@@ -139,7 +141,12 @@ func planBoot(res profiles.Result, wipe *profiles.Profile, tokenHash, sealedToke
 			plan.why = fmt.Sprintf("no Machine claims it: the Default profile %s boots and it stays %s", res.Profile.Name, m.State)
 		}
 		name := plan.profile.Name
-		*p = store.Provisioning{TokenHash: tokenHash, SealedToken: sealedToken, Profile: name, IssuedAt: now, Installed: p.Installed}
+		tokenless := plan.profile.Boot.Loader == profiles.LoaderUKI
+		if tokenless {
+			plan.why += "; its UKI's command line names the config without a token, so the machine's first config fetch, proven by its address, mints it"
+			sealedToken = "" // never handed out: nothing to hand out again
+		}
+		*p = store.Provisioning{TokenHash: tokenHash, SealedToken: sealedToken, Profile: name, IssuedAt: now, Installed: p.Installed, Tokenless: tokenless}
 		return append(events, store.Event{Type: EventProvisioning, Message: "served the boot script of profile " + name, Actor: "system",
 			Fields: map[string]string{"profile": name}}), nil
 	}
@@ -175,13 +182,36 @@ func serveConfig(res profiles.Result, wipe *profiles.Profile, ignition bool, adm
 	}
 }
 
+// configAsk is what a config request presents to admitConfig.
+type configAsk struct {
+	token string // the session token it carries; "" for none
+	// proven: its source address showed it is the machine (Request.proven),
+	// which a tokenless session requires of a request without a token.
+	proven bool
+	// mint is the token a tokenless session's first fetch is given, made
+	// before the Change, which may run more than once.
+	mint string
+}
+
+// admission is admitConfig's verdict: refused is the refusal reason, ""
+// when served; token is the session token the served config carries.
+type admission struct {
+	refused string
+	token   string
+}
+
 // admitConfig checks a config request against the machine's session and, if it
-// passes, counts the fetch. A refusal is recorded as an event and reported in
-// *refused; it is not an error, so the event commits.
-func admitConfig(token string, pol Policy, now time.Time, refused *string) store.Change {
+// passes, counts the fetch; a tokenless session's first fetch also gets its
+// token then (ask.mint). A refusal is recorded as an event and reported in
+// out; it is not an error, so the event commits.
+func admitConfig(ask configAsk, pol Policy, now time.Time, out *admission) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
-		if *refused = admit(*p, token, pol); *refused != "" {
+		*out = admission{refused: admit(*p, ask, pol), token: ask.token}
+		if out.refused != "" {
 			return nil, nil // recorded by the caller, aggregated (see refuse)
+		}
+		if ask.token == "" && p.Tokenless {
+			p.TokenHash, out.token = hashToken(ask.mint), ask.mint
 		}
 		if p.ConfigServed.IsZero() {
 			p.ConfigServed = now
@@ -194,13 +224,25 @@ func admitConfig(token string, pol Policy, now time.Time, refused *string) store
 
 // admit judges a config request against the machine's session: "" to
 // serve it, else the refusal reason.
-func admit(p store.Provisioning, token string, pol Policy) string {
+//
+// A tokenless session (a signed UKI's, uki.go) serves a request without a
+// token only from the machine itself, proven by its address whatever the
+// Policy relaxes, and only once: that fetch mints the token its config
+// carries, so a refetch must present it. With a token, such a session is
+// judged like any other.
+func admit(p store.Provisioning, ask configAsk, pol Policy) string {
 	switch {
 	case p.TokenHash == "":
 		return ReasonNoSession
-	case token == "" && !pol.AllowConfigWithoutToken:
+	case ask.token == "" && p.Tokenless && (!ask.proven || ask.mint == ""):
 		return ReasonNoToken
-	case token != "" && !tokenMatches(token, p.TokenHash):
+	case ask.token == "" && p.Tokenless && p.ConfigFetches > 0:
+		return ReasonRefetch
+	case ask.token == "" && p.Tokenless:
+		return ""
+	case ask.token == "" && !pol.AllowConfigWithoutToken:
+		return ReasonNoToken
+	case ask.token != "" && !tokenMatches(ask.token, p.TokenHash):
 		return ReasonBadToken
 	case p.ConfigFetches > 0 && !pol.AllowConfigRefetch:
 		return ReasonRefetch

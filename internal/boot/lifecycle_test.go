@@ -38,14 +38,14 @@ func TestAdmitConfig(t *testing.T) {
 		{name: "no session beats a relaxed policy", p: store.Provisioning{}, pol: Policy{AllowConfigWithoutToken: true, AllowConfigRefetch: true}, reason: ReasonNoSession},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var refused string
+			var a admission
 			m, p := store.Machine{MAC: "52:54:00:00:00:01", State: store.StateProvisioning}, tc.p
-			events, err := admitConfig(tc.token, tc.pol, time.Unix(1, 0), &refused)(&m, &p)
+			events, err := admitConfig(configAsk{token: tc.token}, tc.pol, time.Unix(1, 0), &a)(&m, &p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if refused != tc.reason {
-				t.Fatalf("refused = %q, want %q", refused, tc.reason)
+			if a.refused != tc.reason {
+				t.Fatalf("refused = %q, want %q", a.refused, tc.reason)
 			}
 			// A refusal is recorded by the core, aggregated, not in the transaction.
 			wantEvents, wantFetches := 1, tc.p.ConfigFetches+1

@@ -28,6 +28,7 @@ type Live struct {
 	cache     *profiles.Cache
 	cacheFile string
 	wipe      string // the wipe profile's name; "" when wiping is off
+	check     func(*profiles.Set) (problems, warnings profiles.Problems)
 	set       atomic.Pointer[profiles.Set]
 	status    atomic.Pointer[ReloadStatus]
 	sync      atomic.Pointer[SyncStatus]
@@ -49,7 +50,8 @@ type ReloadStatus struct {
 }
 
 // NewLive returns a Live with no profiles loaded; call Reload. It uses cfg's
-// ProfilesDir, AdvertiseURL, Store, CacheFile, WipeProfile, Observer and Logger.
+// ProfilesDir, AdvertiseURL, Store, CacheFile, WipeProfile, Check, Observer
+// and Logger.
 func NewLive(cfg Config) *Live {
 	l := &Live{
 		dir:       cfg.ProfilesDir,
@@ -60,6 +62,7 @@ func NewLive(cfg Config) *Live {
 		cache:     profiles.NewCache(),
 		cacheFile: cfg.CacheFile,
 		wipe:      cfg.WipeProfile,
+		check:     cfg.Check,
 	}
 	if l.cacheFile != "" {
 		if err := l.cache.LoadFile(l.cacheFile); err != nil {
@@ -131,6 +134,14 @@ func (l *Live) load(ctx context.Context, dir string, rev *Revision) error {
 	}
 	if err == nil && l.wipe != "" && set.Profiles[l.wipe] == nil {
 		err = fmt.Errorf("--wipe-profile %q: no Profile of that name in %s", l.wipe, dir)
+	}
+	if err == nil && l.check != nil {
+		// The set is not shared yet: its warnings may still grow.
+		probs, warns := l.check(set)
+		set.Warnings = append(set.Warnings, warns...)
+		if len(probs) > 0 {
+			err = probs
+		}
 	}
 	st := &ReloadStatus{Time: time.Now(), Duration: time.Since(start), Err: err}
 	if prev := l.status.Load(); prev != nil {

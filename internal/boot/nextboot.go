@@ -3,7 +3,6 @@ package boot
 import (
 	"context"
 
-	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/profiles"
 )
 
@@ -33,7 +32,7 @@ func (d *Decider) NextBoot(ctx context.Context, id string) (NextBoot, error) {
 	if err != nil {
 		return NextBoot{}, notFound(id, err)
 	}
-	r := Request{MAC: m.MAC, UUID: m.UUID, Labels: m.Labels}
+	r := Request{MAC: m.MAC, UUID: m.UUID, Arch: m.Arch, Labels: m.Labels}
 	res, _, err := d.live.Match(r)
 	if err != nil {
 		return NextBoot{Match: res}, err
@@ -43,19 +42,13 @@ func (d *Decider) NextBoot(ctx context.Context, id string) (NextBoot, error) {
 		return NextBoot{Match: res}, notFound(id, err)
 	}
 	plan, _ := peek(m, p, res, d.live.wipeProfile())
-	nb := NextBoot{Match: res, Local: plan.local, Why: plan.why, Script: d.scriptFor(res, plan, r, "TOKEN")}
+	script, err := d.render(d.ipxeLoader(), res, plan, r, "TOKEN")
+	if err != nil {
+		return NextBoot{Match: res}, err
+	}
+	nb := NextBoot{Match: res, Local: plan.local, Why: plan.why, Script: script}
 	if !plan.local {
 		nb.Profile = plan.profile
 	}
 	return nb, nil
-}
-
-// scriptFor is the iPXE script of plan: the disk boot, or the boot of the
-// profile plan chose with the session token in its config URL.
-func (d *Decider) scriptFor(res profiles.Result, plan bootPlan, r Request, token string) string {
-	if plan.local {
-		return ipxe.LocalBootScript(describe(res) + ", installed: booting from disk")
-	}
-	res.Profile = plan.profile
-	return ipxe.BootScript(d.bootFor(res, r, token))
 }

@@ -15,7 +15,32 @@ type Request struct {
 	IP     string            // the requester's address, when known
 	Labels map[string]string // extra selectors, e.g. from the query string
 	Token  string            // the session token a config request presents
+	// HTTPBoot says a DHCP request comes from UEFI HTTP Boot firmware,
+	// which boots the file its answer names; see HTTPBootStage.
+	HTTPBoot HTTPBootStage
+	// proven is set by the identity check (verify.go) when the request's
+	// source address showed it is the machine it acts as, rather than a
+	// relaxed Policy taking it at its word. Unexported: no protocol can
+	// claim it.
+	proven bool
 }
+
+// HTTPBootStage is where a UEFI HTTP Boot firmware's DHCP exchange stands,
+// as BootPXE needs it for a profile with boot.loader uki (uki.go).
+type HTTPBootStage uint8
+
+// The stages; the zero value is any other request.
+const (
+	NotHTTPBoot HTTPBootStage = iota
+	// HTTPBootDiscover is the firmware's DISCOVER: it may still take
+	// another server's offer, so it opens no session.
+	HTTPBootDiscover
+	// HTTPBootRequest is the firmware's REQUEST (in proxy mode, where that
+	// goes to the site's server, the DISCOVER the proxy answers): the
+	// firmware boots the file of this answer, so a machine of a loader uki
+	// profile gets its provisioning session now.
+	HTTPBootRequest
+)
 
 // NewRequest is what a boot protocol (DHCP, the HTTP boot path) observed of a
 // machine, normalised the same way for all of them: mac and uuid canonical

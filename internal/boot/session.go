@@ -55,9 +55,11 @@ func (d *Decider) openToken(mac, sealed string) (string, error) {
 // reuse returns the token of the machine's open session, with the plan and
 // the stored machine, when /ipxe may hand the session out again: see
 // reusable. ok is false on any doubt, including a failed read, so that the
-// caller takes the writing path, whose errors are the ones to report.
+// caller takes the writing path, whose errors are the ones to report. A
+// tokenless session (uki.go) has no token to hand out, nor needs one: its
+// script carries none, so it is reused without a sealer, token "".
 func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now time.Time) (token string, plan bootPlan, m store.Machine, ok bool) {
-	if d.secrets == nil {
+	if d.secrets == nil && res.Profile.Boot.Loader != profiles.LoaderUKI {
 		return "", bootPlan{}, store.Machine{}, false
 	}
 	m, err := d.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
@@ -71,6 +73,16 @@ func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now
 	s := d.sightingOf(r, res)
 	s.MAC = m.MAC
 	if s, err = s.Sighting(); err != nil {
+		return "", bootPlan{}, store.Machine{}, false
+	}
+	if p.Tokenless {
+		plan, state := peek(m, p, res, d.live.wipeProfile())
+		if !tokenlessReusable(m, p, s, plan, state, now) {
+			return "", bootPlan{}, store.Machine{}, false
+		}
+		return "", plan, m, true
+	}
+	if d.secrets == nil {
 		return "", bootPlan{}, store.Machine{}, false
 	}
 	plan, ok = reusable(m, p, s, res, d.live.wipeProfile(), now)
@@ -90,14 +102,21 @@ func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now
 // the record, and /ipxe would decide the same profile without any other
 // change to the machine (peek).
 func reusable(m store.Machine, p store.Provisioning, s store.Machine, res profiles.Result, wipe *profiles.Profile, now time.Time) (bootPlan, bool) {
-	if p.TokenHash == "" || p.SealedToken == "" || !p.ConfigServed.IsZero() || now.Sub(p.IssuedAt) > sessionReuse || now.Before(p.IssuedAt) {
+	if p.SealedToken == "" || !sessionFresh(m, p, s, now) {
 		return bootPlan{}, false
-	}
-	if !reflect.DeepEqual(m.Merge(s, m.LastSeen), m) {
-		return bootPlan{}, false // a new address, name, label...: the sighting must be written
 	}
 	if plan, state := peek(m, p, res, wipe); !plan.local && plan.profile.Name == p.Profile && state == m.State {
 		return plan, true
 	}
 	return bootPlan{}, false
+}
+
+// sessionFresh reports whether machine m's session p is open, recent and has
+// served no config, and a sighting s would add nothing to m's record: what
+// handing a session out again requires of it, whatever its kind.
+func sessionFresh(m store.Machine, p store.Provisioning, s store.Machine, now time.Time) bool {
+	if p.TokenHash == "" || !p.ConfigServed.IsZero() || now.Sub(p.IssuedAt) > sessionReuse || now.Before(p.IssuedAt) {
+		return false
+	}
+	return reflect.DeepEqual(m.Merge(s, m.LastSeen), m) // else a new address, name, label...: the sighting must be written
 }

@@ -82,6 +82,8 @@ func verify(r Request, o observed, pol Policy) (Request, string) {
 	var mac string
 	switch {
 	case o.onLink && pol.SkipNeighborCheck:
+		// Taken at its word, but proven when the table agrees anyway.
+		r.proven = r.MAC != "" && r.MAC == o.neighMAC
 		return r, ""
 	case o.onLink && o.neighMAC != "":
 		if r.MAC != "" && r.MAC != o.neighMAC {
@@ -102,7 +104,7 @@ func verify(r Request, o observed, pol Policy) (Request, string) {
 	default:
 		return r, ReasonUnbound
 	}
-	r.MAC, r.UUID = mac, o.uuid
+	r.MAC, r.UUID, r.proven = mac, o.uuid, true
 	return r, ""
 }
 

@@ -53,6 +53,7 @@ func Load(dir string, opts LoadOptions) (*Set, error) {
 	}
 	set := l.decode(docs)
 	l.index(set)
+	l.indexNetworks(set)
 	if len(l.probs.list) == 0 {
 		l.render(ctx, set, opts.Cache, strings.TrimRight(opts.BaseURL, "/"))
 	}
@@ -78,6 +79,8 @@ type loader struct {
 	broken map[string]bool
 	// overLimit names profiles whose template passed a render limit.
 	overLimit map[string]bool
+	// networks holds the Networks by name, to find a second of one name.
+	networks map[string]*Network
 }
 
 // document is one YAML document of a profiles file.
@@ -177,13 +180,13 @@ func (l *loader) parseFile(file string, data []byte) []document {
 		}
 		top := n.Content[0]
 		if top.Kind != yaml.MappingNode {
-			l.probs.add(file, top.Line, "document must be a map with a kind (%s, %s or %s); got %s", KindProfile, KindMachine, KindDefault, describeNode(top))
+			l.probs.add(file, top.Line, "document must be a map with a kind (%s); got %s", kinds, describeNode(top))
 			continue
 		}
 		kind := ""
 		if v := mappingValue(top, "kind"); v != nil {
 			if v.Kind != yaml.ScalarNode {
-				l.probs.add(file, keyLine(top, "kind"), "kind must be %s, %s or %s; got %s", KindProfile, KindMachine, KindDefault, describeNode(v))
+				l.probs.add(file, keyLine(top, "kind"), "kind must be %s; got %s", kinds, describeNode(v))
 				continue
 			}
 			kind = v.Value
@@ -237,11 +240,13 @@ func (l *loader) decode(docs []document) *Set {
 			target = &Machine{}
 		case KindDefault:
 			target = &Default{}
+		case KindNetwork:
+			target = &Network{}
 		case "":
-			l.probs.add(d.file, d.node.Line, "document has no kind (want %s, %s or %s)", KindProfile, KindMachine, KindDefault)
+			l.probs.add(d.file, d.node.Line, "document has no kind (want %s)", kinds)
 			continue
 		default:
-			l.probs.add(d.file, keyLine(d.node, "kind"), "unknown kind %q (want %s, %s or %s)", d.kind, KindProfile, KindMachine, KindDefault)
+			l.probs.add(d.file, keyLine(d.node, "kind"), "unknown kind %q (want %s)", d.kind, kinds)
 			continue
 		}
 		if !l.checkShape(d.file, d.node.Line, "", d.node, reflect.TypeOf(target).Elem(), "") {
@@ -268,8 +273,12 @@ func (l *loader) decode(docs []document) *Set {
 			l.checkProfile(set, v, d.node)
 		case *Machine:
 			v.Pos = pos
+			l.checkReservation(v, d.node) // first: it sees match.mac as written
 			l.checkMachine(v, d.node)
 			set.Machines = append(set.Machines, v)
+		case *Network:
+			v.Pos = pos
+			l.checkNetwork(set, v, d.node)
 		case *Default:
 			v.Pos = pos
 			if set.Default != nil {

@@ -9,12 +9,15 @@ import (
 
 // Problem is one validation finding, located in the profiles directory.
 type Problem struct {
-	File string // relative to the profiles directory
+	File string // relative to the profiles directory; "" when no file is at fault
 	Line int    // 1-based; 0 when the problem concerns the whole file
 	Msg  string
 }
 
 func (p Problem) String() string {
+	if p.File == "" {
+		return p.Msg // about the set as a whole, e.g. from CheckDHCP
+	}
 	if p.Line > 0 {
 		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
 	}

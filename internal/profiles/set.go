@@ -3,6 +3,7 @@ package profiles
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type Set struct {
 	byMAC    map[string]*Machine // validation refuses two Machines claiming one MAC
 	byUUID   map[string]*Machine
 	labelled []*Machine // label-only machines, most labels first
+
+	networks     []*Network            // by name
+	reservations map[string]netip.Addr // canonical MAC -> Machine.IPAddr
 
 	configs map[*Machine]*Rendered
 	render  *renderer

@@ -88,7 +88,7 @@ func TestShapeProblems(t *testing.T) {
 		{
 			name:    "boot as a list",
 			profile: "kind: Profile\nname: p\nboot: [/assets/k]\n",
-			want:    []string{"p.yaml:3: boot must be a map with fields args, initrd, kernel, e.g. {kernel: /assets/vmlinuz, initrd: [/assets/initrd.img]}; got a list"},
+			want:    []string{"p.yaml:3: boot must be a map with fields args, initrd, kernel, loader, uki, e.g. {kernel: /assets/vmlinuz, initrd: [/assets/initrd.img]}; got a list"},
 		},
 		{
 			name:    "config as a path",
@@ -108,20 +108,20 @@ func TestShapeProblems(t *testing.T) {
 		{
 			name:    "kind as a list",
 			profile: "kind: [Profile]\nname: p\n",
-			want:    []string{`machines.yaml:1: machine "n1" uses unknown profile "p"`, "p.yaml:1: kind must be Profile, Machine or Default; got a list"},
+			want:    []string{`machines.yaml:1: machine "n1" uses unknown profile "p"`, "p.yaml:1: kind must be Profile, Machine, Network or Default; got a list"},
 		},
 		{
 			name:    "document a list",
 			profile: "- kind: Profile\n  name: p\n",
-			want:    []string{`machines.yaml:1: machine "n1" uses unknown profile "p"`, "p.yaml:1: document must be a map with a kind (Profile, Machine or Default); got a list"},
+			want:    []string{`machines.yaml:1: machine "n1" uses unknown profile "p"`, "p.yaml:1: document must be a map with a kind (Profile, Machine, Network or Default); got a list"},
 		},
 		{
 			name: "typos", machine: machine + "metdata: {a: b}\nLabels: {a: b}\nbmc: {adress: ipmi://x, credentials: env:X}\nsomething: x\n",
 			want: []string{
-				`machines.yaml:5: unknown field "metdata" in machine, did you mean "metadata"? (known: bmc, kind, labels, match, metadata, name, profile)`,
-				`machines.yaml:6: unknown field "Labels" in machine, did you mean "labels"? (known: bmc, kind, labels, match, metadata, name, profile)`,
+				`machines.yaml:5: unknown field "metdata" in machine, did you mean "metadata"? (known: bmc, ip, kind, labels, match, metadata, name, profile)`,
+				`machines.yaml:6: unknown field "Labels" in machine, did you mean "labels"? (known: bmc, ip, kind, labels, match, metadata, name, profile)`,
 				`machines.yaml:7: unknown field "adress" in bmc, did you mean "address"? (known: address, credentials)`,
-				`machines.yaml:8: unknown field "something" in machine (known: bmc, kind, labels, match, metadata, name, profile)`,
+				`machines.yaml:8: unknown field "something" in machine (known: bmc, ip, kind, labels, match, metadata, name, profile)`,
 			},
 		},
 		{

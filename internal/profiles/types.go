@@ -3,6 +3,8 @@ package profiles
 import (
 	"fmt"
 	"maps"
+	"net/netip"
+	"time"
 )
 
 // The document kinds of a profiles directory.
@@ -10,7 +12,11 @@ const (
 	KindProfile = "Profile"
 	KindMachine = "Machine"
 	KindDefault = "Default"
+	KindNetwork = "Network"
 )
+
+// kinds lists the document kinds for messages.
+const kinds = KindProfile + ", " + KindMachine + ", " + KindNetwork + " or " + KindDefault
 
 // Profile says how a class of machines boots and which config it is served.
 //
@@ -26,15 +32,38 @@ type Profile struct {
 	Once bool `yaml:"once"`
 
 	Pos Pos `yaml:"-"`
+	// loaderLine is the line of boot.loader, where a mode problem is reported.
+	loaderLine int `yaml:"-"`
 }
 
-// Boot is the kernel, initrds and kernel arguments of a Profile. Kernel and initrd
-// are either a path under the assets directory ("/assets/...") or an http(s) URL.
+// Boot is the kernel, initrds and kernel arguments of a Profile, and the loader
+// that boots them. Kernel, initrd and UKI are either a path under the assets
+// directory ("/assets/...") or an http(s) URL.
 type Boot struct {
+	// Loader is what UEFI machines are given first; see LoaderIPXE, LoaderShim
+	// and LoaderUKI. After Load it is one of those three: "ipxe", written or
+	// left out, is kept as LoaderIPXE ("").
+	Loader string   `yaml:"loader" example:"shim"`
 	Kernel string   `yaml:"kernel" example:"/assets/vmlinuz"`
 	Initrd []string `yaml:"initrd" example:"[/assets/initrd.img]"`
 	Args   []string `yaml:"args" example:"[console=ttyS0, quiet]"`
+	// UKI is the unified kernel image of loader uki, which carries its own
+	// kernel, initrd and command line.
+	UKI string `yaml:"uki" example:"/assets/talos/talos-uki.efi"`
 }
+
+// The boot loaders of boot.loader.
+const (
+	// LoaderIPXE (boot.loader ipxe, the default) chains the embedded iPXE,
+	// which fetches the kernel, initrds and config over HTTP.
+	LoaderIPXE = ""
+	// LoaderShim boots under Secure Boot through the operator's signed shim
+	// and GRUB (--shim-dir), which fetch kernel and initrds over TFTP.
+	LoaderShim = "shim"
+	// LoaderUKI hands UEFI HTTP Boot clients the profile's unified kernel
+	// image directly.
+	LoaderUKI = "uki"
+)
 
 // Config names at most one config source, a path relative to the profiles directory.
 type Config struct {
@@ -88,8 +117,17 @@ type Machine struct {
 	// with what a booting machine reports.
 	Labels map[string]string `yaml:"labels" example:"{rack: r1}"`
 	BMC    *BMC              `yaml:"bmc" example:"{address: ipmi://10.0.0.5, credentials: env:NODE1_BMC}"`
+	// IP reserves an IPv4 address for the machine in authoritative DHCP mode:
+	// it must lie in a Network's subnet and the Machine must match by MAC.
+	// It may lie inside the Network's dynamic range: the allocator skips
+	// reserved addresses.
+	IP string `yaml:"ip" example:"10.99.0.50"`
+	// IPAddr is IP parsed by Load; the zero Addr when IP is unset.
+	IPAddr netip.Addr `yaml:"-"`
 
 	Pos Pos `yaml:"-"`
+	// ipLine is the line of ip, where reservation problems are reported.
+	ipLine int `yaml:"-"`
 }
 
 // AllLabels is the machine's labels and its match labels together.
@@ -123,6 +161,38 @@ type Default struct {
 	Profile string `yaml:"profile"`
 
 	Pos Pos `yaml:"-"`
+}
+
+// Network is an address plan for authoritative DHCP: the IPv4 subnet of a
+// provisioning network, the dynamic range the allocator hands out, and the
+// options its clients get. Load fills the parsed fields below the YAML ones,
+// which the DHCP server and the allocator use; a Network never overlaps
+// another's subnet, so an address (a relay's giaddr) picks at most one.
+type Network struct {
+	Kind   string `yaml:"kind"`
+	Name   string `yaml:"name"`
+	Subnet string `yaml:"subnet" example:"10.99.0.0/24"`
+	// Range is [first, last], inclusive, inside Subnet.
+	Range  []string `yaml:"range" example:"[10.99.0.100, 10.99.0.199]"`
+	Router string   `yaml:"router" example:"10.99.0.1"`
+	DNS    []string `yaml:"dns" example:"[10.99.0.1]"`
+	// LeaseTime is a Go duration from 1m to 720h; 1h when unset.
+	LeaseTime string `yaml:"leaseTime" example:"1h"`
+
+	// Prefix is Subnet parsed: IPv4, host bits zero, /8 to /30.
+	Prefix netip.Prefix `yaml:"-"`
+	// First and Last bound the dynamic range; neither is the subnet's
+	// network or broadcast address, and the router is outside them.
+	First netip.Addr `yaml:"-"`
+	Last  netip.Addr `yaml:"-"`
+	// RouterAddr is Router parsed; the zero Addr when Router is unset.
+	RouterAddr netip.Addr    `yaml:"-"`
+	DNSAddrs   []netip.Addr  `yaml:"-"`
+	Lease      time.Duration `yaml:"-"`
+
+	Pos Pos `yaml:"-"`
+	// Lines of subnet and range, where problems between Networks are reported.
+	subnetLine, rangeLine int `yaml:"-"`
 }
 
 // Pos is where a document starts in the profiles directory.

@@ -36,8 +36,11 @@ func (l *loader) checkProfile(set *Set, p *Profile, n *yaml.Node) {
 		l.probs.add(file, n.Line, "profile %q has no boot section", p.Name)
 		return
 	}
+	l.checkLoader(p, boot)
 	if p.Boot.Kernel == "" {
-		l.probs.add(file, keyLine(boot, "kernel"), "boot.kernel is required")
+		if p.Boot.Loader != LoaderUKI {
+			l.probs.add(file, keyLine(boot, "kernel"), "boot.kernel is required")
+		}
 	} else if msg := checkBootRef(p.Boot.Kernel); msg != "" {
 		l.probs.add(file, keyLine(boot, "kernel"), "boot.kernel: %s", msg)
 	}
@@ -127,7 +130,59 @@ func (l *loader) checkMachine(m *Machine, n *yaml.Node) {
 	}
 }
 
-// checkBootRef returns why a kernel or initrd reference is unusable, or "".
+// loaders are the values boot.loader accepts, for messages.
+var loaders = []string{"ipxe", LoaderShim, LoaderUKI}
+
+// checkLoader checks boot.loader and what it requires of the rest of boot
+// (the node boot), and keeps "ipxe" as LoaderIPXE.
+func (l *loader) checkLoader(p *Profile, boot *yaml.Node) {
+	file, b := p.Pos.File, &p.Boot
+	p.loaderLine = keyLine(boot, "loader")
+	switch b.Loader {
+	case "ipxe":
+		b.Loader = LoaderIPXE
+	case LoaderIPXE, LoaderShim, LoaderUKI:
+	default:
+		l.probs.add(file, p.loaderLine, "boot.loader: unknown loader %q%s (want %s)", b.Loader, didYouMean(b.Loader, loaders), strings.Join(loaders, ", "))
+		return
+	}
+	if b.Loader != LoaderUKI && b.UKI != "" {
+		l.probs.add(file, keyLine(boot, "uki"), "boot.uki is only read with loader: uki; remove it or set loader: uki")
+	}
+	switch b.Loader {
+	case LoaderShim:
+		// What is not an /assets/ path is reported by checkBootRef.
+		refs := append([]string{b.Kernel}, b.Initrd...)
+		for i, ref := range refs {
+			if !strings.HasPrefix(ref, "http://") && !strings.HasPrefix(ref, "https://") {
+				continue
+			}
+			key := "kernel"
+			if i > 0 {
+				key = "initrd"
+			}
+			l.probs.add(file, keyLine(boot, key), "boot.%s: loader shim needs an %s path, not the URL %s: GRUB fetches the kernel and initrds over TFTP from --assets, "+
+				"because GRUB 2.06 fetches nothing over HTTP on a port other than 80", key, AssetPrefix, ref)
+		}
+	case LoaderUKI:
+		if b.UKI == "" {
+			l.probs.add(file, p.loaderLine, "loader uki needs boot.uki, the unified kernel image to boot (e.g. uki: /assets/talos/talos-uki.efi)")
+		} else if msg := checkBootRef(b.UKI); msg != "" {
+			l.probs.add(file, keyLine(boot, "uki"), "boot.uki: %s", msg)
+		}
+		for _, key := range []string{"kernel", "initrd"} {
+			if mappingValue(boot, key) != nil {
+				l.probs.add(file, keyLine(boot, key), "boot.%s is not read with loader uki: the UKI carries its own kernel and initrd; remove it", key)
+			}
+		}
+		if len(b.Args) > 0 {
+			l.probs.add(file, keyLine(boot, "args"), "boot.args cannot apply with loader uki: a signed UKI's command line is fixed when it is built "+
+				"(Secure Boot ignores another); put the arguments into the UKI, or boot its kernel and initrd with loader ipxe")
+		}
+	}
+}
+
+// checkBootRef returns why a kernel, initrd or UKI reference is unusable, or "".
 func checkBootRef(ref string) string {
 	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
 		u, err := url.Parse(ref)

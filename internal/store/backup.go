@@ -44,6 +44,10 @@ const (
 	KindSecret       = "secret"       // Key "<mac>/<name>"; Value the opaque (sealed) blob
 	KindBindIP       = "bind-ip"      // Key the canonical IP; Value Binding JSON
 	KindBindMAC      = "bind-mac"     // Key the canonical MAC; Value Binding JSON
+	// KindLease came after the first files of BackupVersion 1: a reader
+	// without it refuses a file holding leases (unknown kind) rather than
+	// dropping them, and files without leases read as before.
+	KindLease = "lease" // Key the canonical IPv4; Value Lease JSON
 )
 
 // The keys of KindMeta records.
@@ -53,7 +57,7 @@ const (
 )
 
 // kinds lists the record kinds in Dump order.
-var kinds = [...]string{KindMeta, KindMachine, KindProvisioning, KindUUID, KindEvent, KindSecret, KindBindIP, KindBindMAC}
+var kinds = [...]string{KindMeta, KindMachine, KindProvisioning, KindUUID, KindEvent, KindSecret, KindBindIP, KindBindMAC, KindLease}
 
 // Record is one entry of a snapshot. Value is the record's JSON, except for
 // KindSecret, whose Value is the blob byte for byte.
@@ -99,8 +103,8 @@ type BackupSummary struct {
 
 // String says what a backup holds, for the command line.
 func (s BackupSummary) String() string {
-	return fmt.Sprintf("%d machines, %d events, %d secrets, %d bindings, revision %d",
-		s.Counts[KindMachine], s.Counts[KindEvent], s.Counts[KindSecret], s.Counts[KindBindIP]+s.Counts[KindBindMAC], s.Revision)
+	return fmt.Sprintf("%d machines, %d events, %d secrets, %d bindings, %d leases, revision %d",
+		s.Counts[KindMachine], s.Counts[KindEvent], s.Counts[KindSecret], s.Counts[KindBindIP]+s.Counts[KindBindMAC], s.Counts[KindLease], s.Revision)
 }
 
 // line is one record as a file line. Value is embedded JSON, or for a
@@ -389,6 +393,14 @@ func CheckRecord(r Record) (uint64, error) {
 		if !canonMAC(r.Key) || decode(&b) != nil || b.MAC != r.Key {
 			return bad("not a binding of this MAC")
 		}
+	case KindLease:
+		var l Lease
+		if err := decode(&l); err != nil {
+			return bad("%v", err)
+		}
+		if c, err := l.Canonical(); err != nil || c != l || l.IP != r.Key {
+			return bad("not a canonical lease of this address: %v", err)
+		}
 	default:
 		return 0, fmt.Errorf("unknown record kind %.32q: %w", r.Kind, ErrInvalid)
 	}
@@ -401,6 +413,9 @@ type Restoring struct {
 	Revision uint64 // the backup's revision
 	LastSeq  uint64 // the last Seq handed out: the greater of the meta and the newest event
 	FirstSeq uint64 // the oldest event restored; 0 if none
+	// leases holds the addresses and MACs of the leases checked: a backup
+	// holds one lease per address and per MAC, as a store does.
+	leases map[string]bool
 }
 
 // Check checks r (CheckRecord) and notes what it says of the store's
@@ -424,6 +439,20 @@ func (rs *Restoring) Check(r Record) (bool, error) {
 		rs.LastSeq = max(rs.LastSeq, seq)
 		if rs.FirstSeq == 0 || seq < rs.FirstSeq {
 			rs.FirstSeq = seq
+		}
+	case KindLease:
+		var l Lease
+		_ = json.Unmarshal(r.Value, &l) // checked by CheckRecord
+		if rs.leases == nil {
+			rs.leases = map[string]bool{}
+		}
+		// An address and a MAC never read alike (a MAC has colons), so one
+		// set holds both.
+		for _, k := range []string{l.IP, l.MAC} {
+			if k != "" && rs.leases[k] {
+				return false, fmt.Errorf("%s %.64q: a second lease of %s: %w", r.Kind, r.Key, k, ErrInvalid)
+			}
+			rs.leases[k] = true
 		}
 	}
 	return true, nil

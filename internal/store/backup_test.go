@@ -21,6 +21,8 @@ var sample = []store.Record{
 	{Kind: store.KindSecret, Key: "52:54:00:ab:cd:01/bmc", Value: []byte("\x00\xffsealed\n")},
 	{Kind: store.KindBindIP, Key: "10.0.0.1", Value: []byte(`{"mac":"52:54:00:ab:cd:01","ip":"10.0.0.1","seen":"2026-03-01T12:00:00Z"}`)},
 	{Kind: store.KindBindMAC, Key: "52:54:00:ab:cd:01", Value: []byte(`{"mac":"52:54:00:ab:cd:01","uuid":"8a0c4f2e-1b3d-4e5f-9a6b-7c8d9e0f1a2b","seen":"2026-03-01T12:00:00Z"}`)},
+	{Kind: store.KindLease, Key: "10.0.0.5", Value: []byte(`{"ip":"10.0.0.5","mac":"52:54:00:ab:cd:01","network":"lab","expires":"2026-03-01T13:00:00Z","updated":"2026-03-01T12:00:00Z"}`)},
+	{Kind: store.KindLease, Key: "10.0.0.6", Value: []byte(`{"ip":"10.0.0.6","network":"lab","expires":"2026-03-01T12:10:00Z","declined":true,"updated":"2026-03-01T12:00:00Z"}`)},
 }
 
 func writeSample(t testing.TB) []byte {
@@ -103,6 +105,8 @@ func TestBackupFileRefused(t *testing.T) {
 		{"data after the trailer", string(good) + `{"kind":"meta"}` + "\n", "after the trailer"},
 		{"bad key", strings.Replace(string(good), `"key":"10.0.0.1"`, `"key":"10.0.0.01"`, 1), "bind-ip"},
 		{"unknown kind", strings.Replace(string(good), `"kind":"uuid"`, `"kind":"uuids"`, 1), "unknown record kind"},
+		{"lease under another address", strings.Replace(string(good), `"key":"10.0.0.5"`, `"key":"10.0.0.7"`, 1), "lease"},
+		{"declined lease with a mac", strings.Replace(string(good), `{"ip":"10.0.0.6",`, `{"ip":"10.0.0.6","mac":"52:54:00:ab:cd:02",`, 1), "lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := readAll([]byte(tc.file))
@@ -196,5 +200,43 @@ func TestBackupReaderBoundsALine(t *testing.T) {
 	}
 	if line.n > 2*bound {
 		t.Errorf("read %d bytes of one line before refusing it, want about %d", line.n, bound)
+	}
+}
+
+// TestBackupFileWithoutLeases: a file written before leases existed (same
+// format version, no lease records) still reads whole.
+func TestBackupFileWithoutLeases(t *testing.T) {
+	file := `{"format":"provisiond-backup","version":1,"created":"2026-03-01T12:00:00Z","backend":"bolt"}
+{"kind":"meta","key":"revision","value":3}
+{"kind":"machine","key":"52:54:00:ab:cd:01","value":{"mac":"52:54:00:ab:cd:01","state":"ready"}}
+{"kind":"bind-ip","key":"10.0.0.1","value":{"mac":"52:54:00:ab:cd:01","ip":"10.0.0.1","seen":"2026-03-01T12:00:00Z"}}
+{"end":true,"records":3,"counts":{"bind-ip":1,"machine":1,"meta":1},"revision":3}
+`
+	rs, sum, err := readAll([]byte(file))
+	if err != nil || len(rs) != 3 || sum.Counts[store.KindLease] != 0 {
+		t.Errorf("read %d records, summary %+v, %v; want 3, no leases", len(rs), sum, err)
+	}
+}
+
+// TestRestoringOneLeasePerAddressAndMAC: a backup, like a store, holds one
+// lease per address and per MAC.
+func TestRestoringOneLeasePerAddressAndMAC(t *testing.T) {
+	lease := func(ip, mac string) store.Record {
+		return store.Record{Kind: store.KindLease, Key: ip, Value: []byte(`{"ip":"` + ip + `","mac":"` + mac + `"}`)}
+	}
+	for name, second := range map[string]store.Record{
+		"address": lease("10.0.0.5", "52:54:00:ab:cd:02"),
+		"mac":     lease("10.0.0.6", "52:54:00:ab:cd:01"),
+	} {
+		var rs store.Restoring
+		if _, err := rs.Check(lease("10.0.0.5", "52:54:00:ab:cd:01")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.Check(lease("10.0.0.7", "52:54:00:ab:cd:03")); err != nil {
+			t.Fatalf("a lease of another address and MAC: %v", err)
+		}
+		if _, err := rs.Check(second); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("a second lease of one %s: err = %v, want ErrInvalid", name, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -146,4 +147,84 @@ func OldestBeyond[T any](items []T, seen func(T) time.Time, keep int) []T {
 	items = slices.Clone(items)
 	slices.SortStableFunc(items, func(a, b T) int { return seen(a).Compare(seen(b)) })
 	return items[:len(items)-keep]
+}
+
+// FreeFor reports whether the address of lease l (the lease stored for it)
+// may go to mac at now: it has expired, or mac holds it and it is not
+// declined. Every backend's ClaimLease decides with it.
+func (l Lease) FreeFor(mac string, now time.Time) bool {
+	if !now.Before(l.Expires) {
+		return true
+	}
+	return !l.Declined && l.MAC == mac
+}
+
+// Canonical returns l with its IP (IPv4 only) and MAC in canonical form, or
+// an error wrapping ErrInvalid. A declined lease has no MAC; any other has one.
+func (l Lease) Canonical() (Lease, error) {
+	ip, err := netip.ParseAddr(l.IP)
+	if err != nil || !ip.Unmap().Is4() {
+		return Lease{}, fmt.Errorf("lease ip %.64q is not an IPv4 address: %w", l.IP, ErrInvalid)
+	}
+	l.IP = ip.Unmap().String()
+	switch {
+	case l.Declined && l.MAC != "":
+		return Lease{}, fmt.Errorf("lease %s: declined with mac %q: %w", l.IP, l.MAC, ErrInvalid)
+	case !l.Declined:
+		if l.MAC, err = CanonicalMAC(l.MAC); err != nil {
+			return Lease{}, fmt.Errorf("lease %s: %w", l.IP, err)
+		}
+	}
+	if len(l.Network) > MaxName {
+		return Lease{}, fmt.Errorf("lease %s: network name over %d bytes: %w", l.IP, MaxName, ErrInvalid)
+	}
+	return l, nil
+}
+
+// LeaseIP is the key of an address's lease: s as a canonical IPv4 address,
+// or an error wrapping ErrInvalid.
+func LeaseIP(s string) (string, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || !ip.Unmap().Is4() {
+		return "", fmt.Errorf("lease ip %.64q is not an IPv4 address: %w", s, ErrInvalid)
+	}
+	return ip.Unmap().String(), nil
+}
+
+// Claim returns l, given to ClaimLease at now, in canonical form, or an
+// error wrapping ErrInvalid: a claim needs a MAC (so it is never a declined
+// lease) and an expiry after now.
+func (l Lease) Claim(now time.Time) (Lease, error) {
+	l, err := l.Canonical()
+	if err != nil {
+		return Lease{}, fmt.Errorf("claim: %w", err)
+	}
+	if l.MAC == "" {
+		return Lease{}, fmt.Errorf("claim lease %s: no mac: %w", l.IP, ErrInvalid)
+	}
+	if !l.Expires.After(now) {
+		return Lease{}, fmt.Errorf("claim lease %s for %s: expires %s, not after %s: %w",
+			l.IP, l.MAC, l.Expires.Format(time.RFC3339), now.Format(time.RFC3339), ErrInvalid)
+	}
+	return l, nil
+}
+
+// Taken is the error ClaimLease refuses mac with when held, the lease
+// stored for the address, is not FreeFor it.
+func (held Lease) Taken(mac string) error {
+	if held.Declined {
+		return fmt.Errorf("lease %s for %s: declined until %s: %w", held.IP, mac, held.Expires.Format(time.RFC3339), ErrTaken)
+	}
+	return fmt.Errorf("lease %s for %s: held by %s until %s: %w", held.IP, mac, held.MAC, held.Expires.Format(time.RFC3339), ErrTaken)
+}
+
+// SortLeases orders leases by address, numerically (10.0.0.9 before
+// 10.0.0.10), as AllLeases lists them; the backends keep them by the
+// address's text.
+func SortLeases(ls []Lease) {
+	slices.SortFunc(ls, func(a, b Lease) int {
+		x, _ := netip.ParseAddr(a.IP) // canonical: stored leases were checked
+		y, _ := netip.ParseAddr(b.IP)
+		return cmp.Or(x.Compare(y), cmp.Compare(a.IP, b.IP))
+	})
 }

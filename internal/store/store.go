@@ -1,7 +1,7 @@
 // Package store is the contract for provisiond's persistent state: the
 // records (machines, provisioning sessions, events, DHCP bindings, sealed
-// secrets), the Store interface every backend implements, and the rules
-// every backend applies the same way. The backends live beside it:
+// secrets, DHCP leases), the Store interface every backend implements, and
+// the rules every backend applies the same way. The backends live beside it:
 // boltstore (embedded, the default), etcdstore (shared by a cluster) and
 // memstore (unit tests); storetest holds the suite they all pass.
 package store
@@ -25,6 +25,9 @@ var (
 	// itself (etcd electing a leader, or without quorum): the request may
 	// be repeated later. HTTP says 503.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrTaken refuses a lease on an address another machine holds, or one
+	// a client declined (see Leases.ClaimLease).
+	ErrTaken = errors.New("address taken")
 )
 
 // Store is what the rest of provisiond needs from persistent state. Keep it
@@ -89,6 +92,8 @@ type Store interface {
 	// the cluster's, above the dump's if that came from the same cluster).
 	// An error from records, or a record CheckRecord refuses, stops it.
 	Restore(ctx context.Context, records iter.Seq2[Record, error]) error
+	// Leases are the authoritative DHCP server's (see Leases).
+	Leases
 }
 
 // Options tune Open. Zero values mean the defaults.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -60,6 +61,12 @@ type Provisioning struct {
 	ConfigServed  time.Time `json:"config_served,omitzero"` // first time the config was served this session
 	ConfigFetches int       `json:"config_fetches,omitempty"`
 	Installed     time.Time `json:"installed,omitzero"` // phone-home of the last session
+	// Tokenless marks a session whose machine boots a signed UKI, whose
+	// command line is fixed when it is built and so carries no token: its
+	// config URL names the machine alone. TokenHash is then the hash of a
+	// token no one is given, until the machine's first config fetch, proven
+	// by its address, mints the session's token (package boot, uki.go).
+	Tokenless bool `json:"tokenless,omitempty"`
 }
 
 // Limits on what a sighting may store. Sightings come from unauthenticated
@@ -136,4 +143,50 @@ type Binding struct {
 	UUID string    `json:"uuid,omitempty"`
 	IP   string    `json:"ip,omitempty"`
 	Seen time.Time `json:"seen"`
+}
+
+// Lease is an address provisiond's authoritative DHCP server handed out. The
+// address is the key: a store holds at most one lease per IP, which is what
+// keeps one address from going to two machines, whichever instance answers.
+// A MAC holds at most one lease: claiming another address drops its old one.
+type Lease struct {
+	IP      string `json:"ip"`            // canonical IPv4, e.g. 10.99.0.100
+	MAC     string `json:"mac,omitempty"` // canonical; "" for a declined address
+	Network string `json:"network"`       // the profiles' Network the address is from
+	// Expires is when the address becomes free again (an OFFER never
+	// writes a lease; an ACK writes it with the Network's lease time).
+	Expires time.Time `json:"expires"`
+	// Declined marks an address a client reported in use by someone else
+	// (DHCPDECLINE): it belongs to no one and is not handed out until Expires.
+	Declined bool      `json:"declined,omitempty"`
+	Updated  time.Time `json:"updated"` // stamped by the store on every write
+}
+
+// Leases is the part of the store the authoritative DHCP server keeps its
+// leases in. Every method is one transaction; times are the caller's (the
+// instance answering the client), so expiry is judged by one clock per
+// decision.
+type Leases interface {
+	// ClaimLease writes l if its address is free for l.MAC at now (see
+	// Lease.FreeFor): no lease, an expired one, or one l.MAC already holds.
+	// Any other lease of l.MAC is deleted in the same transaction. An
+	// address held by another MAC, or declined, fails with ErrTaken and
+	// the lease that holds it. l.MAC must be set and l.Expires after now.
+	ClaimLease(ctx context.Context, l Lease, now time.Time) (Lease, error)
+	// ReleaseLease deletes the lease of ip if mac holds it (DHCPRELEASE).
+	// ErrNotFound if mac holds no lease on ip.
+	ReleaseLease(ctx context.Context, ip, mac string) error
+	// DeclineLease turns the lease of ip that mac holds into a declined
+	// address (no MAC) until until (DHCPDECLINE). ErrNotFound if mac holds
+	// no lease on ip.
+	DeclineLease(ctx context.Context, ip, mac string, until time.Time) error
+	// Lease returns the lease of an address, expired or not. ErrNotFound.
+	Lease(ctx context.Context, ip string) (Lease, error)
+	// MACLease returns the lease mac holds, expired or not. ErrNotFound.
+	MACLease(ctx context.Context, mac string) (Lease, error)
+	// AllLeases lists every lease, expired ones included, ordered by address.
+	AllLeases(ctx context.Context) ([]Lease, error)
+	// PruneLeases deletes leases that expired before cutoff and returns how
+	// many it deleted.
+	PruneLeases(ctx context.Context, cutoff time.Time) (int, error)
 }

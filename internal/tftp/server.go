@@ -1,5 +1,7 @@
 // Package tftp serves files read-only over TFTP: the iPXE boot programs a PXE
-// ROM fetches before it can speak HTTP, and optionally a directory of files.
+// ROM fetches before it can speak HTTP, files rendered per client (a
+// machine's GRUB config), and directories of files (the signed shim and
+// GRUB, the kernels GRUB fetches).
 package tftp
 
 import (
@@ -12,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -56,12 +57,18 @@ var errTransferTooLong = errors.New("transfer took too long")
 // errShuttingDown ends transfers still running when Serve's context is done.
 var errShuttingDown = errors.New("server shutting down")
 
-// Config configures a Server. Only one of Files and Root is needed.
+// Config configures a Server. A request is answered from the first of
+// Dynamic, Files, Dirs and Root that has the file; one of them is needed.
 type Config struct {
-	// Files is searched first, e.g. the embedded iPXE binaries.
+	// Dynamic is searched first, with the client's address: files
+	// rendered per machine.
+	Dynamic Dynamic
+	// Files is searched next, e.g. the embedded iPXE binaries.
 	Files Files
-	// Root is a directory served after Files ("" for none). Nothing outside
-	// it is served, whatever the request or the symlinks in it say.
+	// Dirs are searched in order after Files.
+	Dirs []Dir
+	// Root is a directory served last, at the root ("" for none). Nothing
+	// outside it is served, whatever the request or the symlinks in it say.
 	Root string
 	// Logger gets one line per transfer, at debug when OnTransfer is set (the
 	// hook's owner logs it, knowing the machine); nil discards.
@@ -112,7 +119,7 @@ func (t Transfer) Outcome() string {
 		return "probe"
 	case errors.Is(t.Err, fs.ErrNotExist):
 		return "not_found"
-	case errors.Is(t.Err, ErrInvalidName):
+	case errors.Is(t.Err, ErrInvalidName), errors.Is(t.Err, ErrDenied):
 		return "denied"
 	case errors.Is(t.Err, ErrBusy):
 		return "busy"
@@ -124,23 +131,18 @@ func (t Transfer) Outcome() string {
 // Server is a read-only TFTP server. It is safe to Serve several
 // connections at once.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	slots *limiter // shared by every Serve
+	cfg     Config
+	sources []source
+	log     *slog.Logger
+	slots   *limiter // shared by every Serve
 }
 
-// New checks cfg and fills in defaults. A Root that is not a readable
-// directory is an error now rather than on the first request.
+// New checks cfg and fills in defaults. A Root or Dir that is not a
+// readable directory is an error now rather than on the first request.
 func New(cfg Config) (*Server, error) {
-	if cfg.Files == nil && cfg.Root == "" {
-		return nil, errors.New("tftp: nothing to serve: no Files and no Root")
-	}
-	if cfg.Root != "" {
-		root, err := os.OpenRoot(cfg.Root)
-		if err != nil {
-			return nil, fmt.Errorf("tftp root: %w", err)
-		}
-		root.Close()
+	srcs, err := sources(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -161,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, slots: newLimiter(cfg.MaxTransfers, cfg.MaxPerClient)}, nil
+	return &Server{cfg: cfg, sources: srcs, log: log, slots: newLimiter(cfg.MaxTransfers, cfg.MaxPerClient)}, nil
 }
 
 // ListenAndServe listens on the UDP address addr (":69" for the standard
@@ -250,11 +252,15 @@ func (s *Server) read(ctx context.Context, requested string, rf io.ReaderFrom) e
 		t.Err = err
 		return ErrInvalidName
 	}
-	r, size, err := open(s.cfg.Files, s.cfg.Root, name)
+	r, size, err := open(ctx, s.sources, client, name)
 	if err != nil {
 		t.Err = err
 		// The client gets a short reason, not our paths.
-		if errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case errors.Is(err, ErrDenied):
+			s.accessViolation(rf, ErrDenied.Error())
+			return ErrDenied
+		case errors.Is(err, fs.ErrNotExist):
 			return errors.New("file not found")
 		}
 		return errors.New("cannot read file")
@@ -324,23 +330,36 @@ func (b *boundedReader) Read(p []byte) (int, error) {
 }
 
 // refuseWrite answers a write request with ERROR code 2, access violation.
-// pin/tftp sends every error as code 1 (file not found), so the code-2
-// ERROR goes out first from a socket of our own, a new TID as RFC 1350
-// wants; pin's own code-1 ERROR follows when the handler returns.
 func (s *Server) refuseWrite(name string, wt io.WriterTo) error {
-	var client net.UDPAddr
 	if it, ok := wt.(tftp.IncomingTransfer); ok {
-		client = it.RemoteAddr()
+		client := it.RemoteAddr()
+		s.log.Info("tftp write refused", "client", client.String(), "file", name)
+	}
+	s.accessViolation(wt, ErrReadOnly.Error())
+	return ErrReadOnly
+}
+
+// accessViolation sends the client of transfer t (a pin/tftp sender or
+// receiver) an ERROR with code 2, access violation. pin/tftp sends every
+// error as code 1 (file not found), so the code-2 ERROR goes out first
+// from a socket of our own, a new TID as RFC 1350 wants; pin's own code-1
+// ERROR follows when the handler returns, and the client has stopped
+// listening by then.
+func (s *Server) accessViolation(t any, msg string) {
+	var client net.UDPAddr
+	switch t := t.(type) {
+	case tftp.IncomingTransfer:
+		client = t.RemoteAddr()
+	case tftp.OutgoingTransfer:
+		client = t.RemoteAddr()
 	}
 	var local net.IP
-	if info, ok := wt.(tftp.RequestPacketInfo); ok {
+	if info, ok := t.(tftp.RequestPacketInfo); ok {
 		local = info.LocalIP()
 	}
-	s.log.Info("tftp write refused", "client", client.String(), "file", name)
-	if err := sendError(local, &client, 2, ErrReadOnly.Error()); err != nil {
-		s.log.Warn("tftp write refusal not sent", "client", client.String(), "error", err)
+	if err := sendError(local, &client, 2, msg); err != nil {
+		s.log.Warn("tftp access violation not sent", "client", client.String(), "error", err)
 	}
-	return ErrReadOnly
 }
 
 // sendError sends one TFTP ERROR packet from a fresh port on local.

@@ -23,6 +23,7 @@ var dumpBuckets = [...]struct{ kind, bucket string }{
 	{store.KindSecret, bucketSecrets},
 	{store.KindBindIP, bucketBindIP},
 	{store.KindBindMAC, bucketBindMAC},
+	{store.KindLease, bucketLeases},
 }
 
 // Dump implements store.Store: one read transaction is the snapshot,
@@ -99,6 +100,14 @@ func (db *DB) Restore(ctx context.Context, records iter.Seq2[store.Record, error
 			}
 			key, value := []byte(r.Key), r.Value
 			switch r.Kind {
+			case store.KindLease:
+				// putLease, so the MAC index is rebuilt with the leases.
+				var l store.Lease
+				_ = json.Unmarshal(r.Value, &l) // checked by rs.Check
+				if err := putLease(tx, l); err != nil {
+					return fmt.Errorf("put %s %s: %w", r.Kind, r.Key, err)
+				}
+				continue
 			case store.KindEvent:
 				seq, _ := strconv.ParseUint(r.Key, 10, 64) // checked by rs.Check
 				key = seqKey(seq)

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +24,28 @@ func BenchmarkSeenParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, _, err := db.Seen(ctx, store.Machine{MAC: testMACn(int(next.Add(1))), Arch: "x86_64"}, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkClaimLeaseParallel measures the authoritative DHCP server's write
+// path: each op is one durable DHCPACK lease of a new address to a new MAC,
+// concurrent callers sharing fsyncs through db.Batch.
+func BenchmarkClaimLeaseParallel(b *testing.B) {
+	db := mustOpen(b, store.Options{})
+	ctx := context.Background()
+	now := time.Now()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32) // a DORA storm: many requests in flight, as in BenchmarkSeenParallel
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			l := store.Lease{IP: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String(), MAC: testMACn(i), Network: "lab", Expires: now.Add(time.Hour)}
+			if _, err := db.ClaimLease(ctx, l, now); err != nil {
 				b.Error(err)
 				return
 			}

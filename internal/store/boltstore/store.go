@@ -40,6 +40,8 @@ const (
 	bucketSecrets      = "secrets"      // canonical MAC "/" name -> opaque blob
 	bucketBindIP       = "bind-ip"      // canonical IP -> Binding: the MAC DHCP showed using it
 	bucketBindMAC      = "bind-mac"     // canonical MAC -> Binding: the UUID it sent in DHCP
+	bucketLeases       = "leases"       // canonical IPv4 -> store.Lease JSON
+	bucketLeaseMACs    = "lease-macs"   // canonical MAC -> the IPv4 of its lease: the MAC index
 
 	keySchema   = "schema"
 	keyRevision = "revision" // big-endian uint64, see Revision
@@ -139,7 +141,7 @@ func prepareSchema(tx *bolt.Tx) error {
 			return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 		}
 	}
-	for _, name := range [...]string{bucketMachines, bucketUUIDs, bucketEvents, bucketProvisioning, bucketSecrets, bucketBindIP, bucketBindMAC} {
+	for _, name := range [...]string{bucketMachines, bucketUUIDs, bucketEvents, bucketProvisioning, bucketSecrets, bucketBindIP, bucketBindMAC, bucketLeases, bucketLeaseMACs} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -24,6 +24,7 @@ var dumpDirs = [...]struct{ kind, dir string }{
 	{store.KindSecret, "secrets"},
 	{store.KindBindIP, "bind-ip"},
 	{store.KindBindMAC, "bind-mac"},
+	{store.KindLease, "leases"},
 }
 
 // Dump implements store.Store: every read is at the etcd revision of the
@@ -144,16 +145,19 @@ func (s *Store) restore(ctx context.Context, records iter.Seq2[store.Record, err
 		if !write {
 			continue
 		}
-		op := s.restoreOp(r)
-		n := len(op.KeyBytes()) + len(op.ValueBytes())
-		// Flushed before the put that would cross a bound, so that a large
+		puts := s.restoreOps(r)
+		n := 0
+		for _, op := range puts {
+			n += len(op.KeyBytes()) + len(op.ValueBytes())
+		}
+		// Flushed before the puts that would cross a bound, so that a large
 		// record never lands on top of an almost full transaction.
-		if len(ops) == maxTxnOps || len(ops) > 0 && size+n > maxTxnBytes {
+		if len(ops)+len(puts) > maxTxnOps || len(ops) > 0 && size+n > maxTxnBytes {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		ops = append(ops, op)
+		ops = append(ops, puts...)
 		size += n
 	}
 	next := eventLog{Last: max(lg.Last, rs.LastSeq), First: rs.FirstSeq}
@@ -173,7 +177,23 @@ func (s *Store) restore(ctx context.Context, records iter.Seq2[store.Record, err
 	return flush()
 }
 
-// restoreOp is the put of r, a record store.Restoring accepted.
+// restoreOps are the puts of r, a record store.Restoring accepted: a lease
+// goes with its index entry (a backup holds one lease per MAC).
+func (s *Store) restoreOps(r store.Record) []clientv3.Op {
+	if r.Kind == store.KindLease {
+		var l store.Lease
+		_ = json.Unmarshal(r.Value, &l) // checked
+		ops := []clientv3.Op{clientv3.OpPut(s.leaseKey(r.Key), string(r.Value))}
+		if l.MAC != "" {
+			ops = append(ops, clientv3.OpPut(s.leaseMACKey(l.MAC), l.IP))
+		}
+		return ops
+	}
+	return []clientv3.Op{s.restoreOp(r)}
+}
+
+// restoreOp is the put of r, a record store.Restoring accepted, of any
+// kind but a lease.
 func (s *Store) restoreOp(r store.Record) clientv3.Op {
 	switch r.Kind {
 	case store.KindMachine:

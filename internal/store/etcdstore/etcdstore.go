@@ -23,6 +23,8 @@
 //	P/secrets/<mac>/<name>     opaque blob
 //	P/bind-ip/<ip>             store.Binding JSON: the MAC DHCP showed using ip
 //	P/bind-mac/<mac>           store.Binding JSON: the UUID mac sent in DHCP
+//	P/leases/<ip>              store.Lease JSON (leases.go)
+//	P/lease-macs/<mac>         the IPv4 of the lease mac holds: the lease index
 //	P/locks/<key>/<lease>      concurrency.Mutex of the Locker (locks.go)
 //	P/git/leader/<lease>       concurrency.Election of the Git leader (election.go)
 //	P/git/published            the commit the Git leader published (published.go)

@@ -150,11 +150,13 @@ func (s *Store) binding(ctx context.Context, key, what string) (store.Binding, e
 }
 
 // candidate is a record a prune may delete: its key, the ModRevision it was
-// read at (the delete compares it), and its age key.
+// read at (the delete compares it), its age key, and operations that go
+// with its delete (a lease's index entry).
 type candidate struct {
 	key  string
 	rev  int64
 	seen time.Time
+	also []clientv3.Op
 }
 
 func (c candidate) seenAt() time.Time { return c.seen }
@@ -193,15 +195,16 @@ func (s *Store) PruneBindings(ctx context.Context, cutoff time.Time, max int) (i
 	return deleted, nil
 }
 
-// deleteUnchanged deletes each candidate still at the ModRevision read, in
-// transactions of maxTxnOps nested ones (each its own compare and delete),
-// and returns how many it deleted.
+// deleteUnchanged deletes each candidate still at the ModRevision read, with
+// its also operations, in transactions of maxTxnOps nested ones (each its
+// own compare, delete and also), and returns how many it deleted.
 func (s *Store) deleteUnchanged(ctx context.Context, cs []candidate) (int, error) {
 	deleted := 0
 	for chunk := range slices.Chunk(cs, maxTxnOps) {
 		ops := make([]clientv3.Op, 0, len(chunk))
 		for _, c := range chunk {
-			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{unchanged(c.key, c.rev)}, []clientv3.Op{clientv3.OpDelete(c.key)}, nil))
+			then := append([]clientv3.Op{clientv3.OpDelete(c.key)}, c.also...)
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{unchanged(c.key, c.rev)}, then, nil))
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {

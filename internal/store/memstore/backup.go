@@ -58,6 +58,9 @@ func (s *Store) snapshot() []store.Record {
 	for _, mac := range slices.Sorted(maps.Keys(s.bindMAC)) {
 		add(store.KindBindMAC, mac, s.bindMAC[mac])
 	}
+	for _, ip := range slices.Sorted(maps.Keys(s.leases)) { // text order, as the other backends dump
+		add(store.KindLease, ip, s.leases[ip])
+	}
 	return records
 }
 
@@ -69,10 +72,11 @@ func (s *Store) Restore(ctx context.Context, records iter.Seq2[store.Record, err
 	if len(s.machines) > 0 || len(s.events) > 0 {
 		return fmt.Errorf("memstore: restore: %w", store.ErrNotEmpty)
 	}
-	// Secrets and bindings may be there already (neither makes the store
-	// non-empty): records add to them, as in the other backends.
+	// Secrets, bindings and leases may be there already (none makes the
+	// store non-empty): records add to them, as in the other backends.
 	n := New(store.Options{})
 	n.secrets, n.bindIP, n.bindMAC = maps.Clone(s.secrets), maps.Clone(s.bindIP), maps.Clone(s.bindMAC)
+	n.leases, n.leaseMACs = maps.Clone(s.leases), maps.Clone(s.leaseMACs)
 	var rs store.Restoring
 	for r, err := range records {
 		if err == nil {
@@ -91,6 +95,7 @@ func (s *Store) Restore(ctx context.Context, records iter.Seq2[store.Record, err
 	}
 	slices.SortFunc(n.events, func(a, b store.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	s.machines, s.prov, s.uuids, s.events, s.secrets, s.bindIP, s.bindMAC = n.machines, n.prov, n.uuids, n.events, n.secrets, n.bindIP, n.bindMAC
+	s.leases, s.leaseMACs = n.leases, n.leaseMACs
 	s.seq = max(s.seq, rs.LastSeq)
 	s.rev.Store(max(s.rev.Load(), rs.Revision) + 1)
 	return nil
@@ -126,5 +131,9 @@ func (s *Store) put(r store.Record) {
 		} else {
 			s.bindMAC[r.Key] = b
 		}
+	case store.KindLease:
+		var l store.Lease
+		decode(&l)
+		s.putLease(l) // the MAC index is rebuilt with the leases
 	}
 }

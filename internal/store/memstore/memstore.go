@@ -30,15 +30,17 @@ type Store struct {
 	maxEventAge time.Duration
 	clock       func() time.Time
 
-	mu       sync.Mutex
-	machines map[string]store.Machine      // canonical MAC -> machine
-	uuids    map[string]string             // canonical UUID -> canonical MAC
-	prov     map[string]store.Provisioning // canonical MAC -> provisioning
-	events   []store.Event                 // oldest first
-	seq      uint64                        // the last Seq handed out
-	secrets  map[string][]byte             // canonical MAC "/" name -> blob
-	bindIP   map[string]store.Binding      // canonical IP -> binding
-	bindMAC  map[string]store.Binding      // canonical MAC -> binding
+	mu        sync.Mutex
+	machines  map[string]store.Machine      // canonical MAC -> machine
+	uuids     map[string]string             // canonical UUID -> canonical MAC
+	prov      map[string]store.Provisioning // canonical MAC -> provisioning
+	events    []store.Event                 // oldest first
+	seq       uint64                        // the last Seq handed out
+	secrets   map[string][]byte             // canonical MAC "/" name -> blob
+	bindIP    map[string]store.Binding      // canonical IP -> binding
+	bindMAC   map[string]store.Binding      // canonical MAC -> binding
+	leases    map[string]store.Lease        // canonical IPv4 -> lease
+	leaseMACs map[string]string             // canonical MAC -> the IPv4 of its lease
 }
 
 var _ store.Store = (*Store)(nil)
@@ -57,6 +59,8 @@ func New(opts store.Options) *Store {
 		secrets:     map[string][]byte{},
 		bindIP:      map[string]store.Binding{},
 		bindMAC:     map[string]store.Binding{},
+		leases:      map[string]store.Lease{},
+		leaseMACs:   map[string]string{},
 	}
 }
 

@@ -25,7 +25,8 @@ var backupTests = []test{
 // Populate fills st with one of everything a backup carries: machines with
 // labels and a UUID (two NICs sharing one), a provisioning session with a
 // token hash, events with and without a machine, sealed secrets with every
-// byte value, and bindings of both kinds. Exported for the cross-backend tests.
+// byte value, bindings of both kinds, and leases (one declined) whose
+// addresses sort differently as text. Exported for the cross-backend tests.
 func Populate(t *testing.T, st store.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -68,7 +69,18 @@ func Populate(t *testing.T, st store.Store) {
 	if err := st.Bind(ctx, store.Binding{MAC: mac3, IP: "fd00::3"}); err != nil {
 		t.Fatal(err)
 	}
+	for _, l := range populatedLeases {
+		if _, err := st.ClaimLease(ctx, store.Lease{IP: l.ip, MAC: l.mac, Network: "lab", Expires: t0.Add(time.Hour)}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.DeclineLease(ctx, "10.0.0.12", mac3, t0.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 }
+
+// populatedLeases are the leases Populate claims; it declines the last.
+var populatedLeases = []struct{ ip, mac string }{{"10.0.0.11", mac1}, {"10.0.0.9", mac2}, {"10.0.0.12", mac3}}
 
 // dump returns every record of st.
 func dump(t *testing.T, st store.Store) []store.Record {
@@ -155,6 +167,16 @@ func CheckSame(t *testing.T, got, want store.Store) {
 	if g, gerr := got.UUIDBinding(ctx, mac1); found(gerr) != found(werr) || g.UUID != w.UUID || !g.Seen.Equal(w.Seen) {
 		t.Errorf("uuid binding of %s = %+v, %v; want %+v, %v", mac1, g, gerr, w, werr)
 	}
+	if g, w := allLeases(t, got), allLeases(t, want); !slices.EqualFunc(g, w, sameLease) {
+		t.Errorf("leases %+v, want %+v", g, w)
+	}
+	for _, l := range populatedLeases { // the MAC index, rebuilt by a restore
+		w, werr := want.MACLease(ctx, l.mac)
+		g, gerr := got.MACLease(ctx, l.mac)
+		if found(gerr) != found(werr) || !sameLease(g, w) {
+			t.Errorf("lease of %s = %+v, %v; want %+v, %v", l.mac, g, gerr, w, werr)
+		}
+	}
 	data := func(rs []store.Record) []store.Record {
 		return slices.DeleteFunc(rs, func(r store.Record) bool { return r.Kind == store.KindMeta })
 	}
@@ -203,7 +225,7 @@ func testBackupRoundTripFile(t *testing.T, s suite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Counts[store.KindMachine] != 3 || sum.Counts[store.KindSecret] != 2 || sum.Revision != mustRevision(t, a) {
+	if sum.Counts[store.KindMachine] != 3 || sum.Counts[store.KindSecret] != 2 || sum.Counts[store.KindLease] != 3 || sum.Revision != mustRevision(t, a) {
 		t.Errorf("backup summary %+v", sum)
 	}
 	b, _ := s.store(t)
@@ -250,11 +272,22 @@ func testRestoreRefusesBadRecord(t *testing.T, s suite) {
 		{Kind: store.KindMachine, Key: "52-54-00-AB-CD-01", Value: []byte(`{"mac":"52-54-00-AB-CD-01","state":"ready"}`)},
 		{Kind: store.KindEvent, Key: "7", Value: []byte(`{"seq":8,"type":"x"}`)},
 		{Kind: store.KindSecret, Key: mac1, Value: []byte("no name")},
+		{Kind: store.KindLease, Key: "10.0.0.1", Value: []byte(`{"ip":"10.0.0.2","mac":"52:54:00:ab:cd:01"}`)},
+		{Kind: store.KindLease, Key: "10.0.0.1", Value: []byte(`{"ip":"10.0.0.1","mac":"52-54-00-AB-CD-01"}`)},
+		{Kind: store.KindLease, Key: "10.0.0.1", Value: []byte(`{"ip":"10.0.0.1","mac":"52:54:00:ab:cd:01","declined":true}`)},
+		{Kind: store.KindLease, Key: "fd00::1", Value: []byte(`{"ip":"fd00::1","mac":"52:54:00:ab:cd:01"}`)},
 	} {
 		b, _ := s.store(t)
 		err := b.Restore(ctx, records([]store.Record{r}))
 		wantErr(t, "Restore of "+r.Kind+" "+r.Key, err, store.ErrInvalid)
 	}
+	// A store holds one lease per MAC: so must a backup.
+	b, _ := s.store(t)
+	err := b.Restore(ctx, records([]store.Record{
+		{Kind: store.KindLease, Key: "10.0.0.1", Value: []byte(`{"ip":"10.0.0.1","mac":"52:54:00:ab:cd:01"}`)},
+		{Kind: store.KindLease, Key: "10.0.0.2", Value: []byte(`{"ip":"10.0.0.2","mac":"52:54:00:ab:cd:01"}`)},
+	}))
+	wantErr(t, "Restore of two leases of one MAC", err, store.ErrInvalid)
 }
 
 func testRestoreRecordsError(t *testing.T, s suite) {
@@ -268,9 +301,9 @@ func testRestoreRecordsError(t *testing.T, s suite) {
 	wantErr(t, "Restore with a failing source", err, boom)
 }
 
-// testRestoreKeepsSecretsAndBindings: secrets and bindings stored before
-// any machine (credentials may come first) do not make the store non-empty,
-// and a restore adds to them rather than dropping them.
+// testRestoreKeepsSecretsAndBindings: secrets, bindings and leases stored
+// before any machine (credentials may come first) do not make the store
+// non-empty, and a restore adds to them rather than dropping them.
 func testRestoreKeepsSecretsAndBindings(t *testing.T, s suite) {
 	a, _ := s.store(t)
 	Populate(t, a)
@@ -280,6 +313,7 @@ func testRestoreKeepsSecretsAndBindings(t *testing.T, s suite) {
 		t.Fatal(err)
 	}
 	mustBind(t, b, store.Binding{MAC: early, IP: "10.0.0.99"})
+	mustClaim(t, b, store.Lease{IP: "10.0.0.99", MAC: early, Expires: t0.Add(time.Hour)}, t0)
 	if err := b.Restore(ctx, records(dump(t, a))); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -288,6 +322,10 @@ func testRestoreKeepsSecretsAndBindings(t *testing.T, s suite) {
 	}
 	if got, err := b.IPBinding(ctx, "10.0.0.99"); err != nil || got.MAC != early {
 		t.Errorf("binding stored before the restore = %+v, %v; want it kept", got, err)
+	}
+	checkMACLease(t, b, early, "10.0.0.99")
+	if got := leaseIPs(allLeases(t, b)); !slices.Equal(got, []string{"10.0.0.9", "10.0.0.11", "10.0.0.12", "10.0.0.99"}) {
+		t.Errorf("leases after the restore = %v, want the restored ones and the one stored before", got)
 	}
 	if got, err := b.Secret(ctx, mac1, "bmc/password"); err != nil || string(got) != "sealed\n\x00" {
 		t.Errorf("restored secret = %q, %v", got, err)

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T, opts store.Options) store.Store) 
 		{"Secrets", secretsTests},
 		{"Bindings", bindingsTests},
 		{"PruneBindings", pruneBindingsTests},
+		{"Leases", leasesTests},
 		{"PruneDiscovered", pruneDiscoveredTests},
 		{"CountByState", countTests},
 		{"Revision", revisionTests},
