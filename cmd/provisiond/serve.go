@@ -25,6 +25,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/gitsync"
+	"github.com/provisiond/provisiond/internal/grub"
 	"github.com/provisiond/provisiond/internal/grubfiles"
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/leases"
@@ -610,7 +611,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 // shimFiles are what --shim-dir must hold: the signed first stage the
 // firmware loads, and the signed GRUB it loads from the same directory.
-var shimFiles = []string{"shimx64.efi", "grubx64.efi"}
+var shimFiles = []string{dhcp.ShimNBP, grub.Loader}
 
 // checkShimDir says which of shimFiles dir lacks, with where distributions
 // keep them.

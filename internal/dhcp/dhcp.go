@@ -1,10 +1,14 @@
-// Package dhcp is provisiond's proxyDHCP responder. Its one job is to answer PXE and UEFI
-// HTTP Boot clients with boot file information; it never hands out addresses, so it can
-// run beside the site's own DHCP server.
+// Package dhcp is provisiond's DHCP server. Its job is to answer PXE and UEFI HTTP Boot
+// clients with boot file information, in one of two modes:
+//   - proxy (the default): it never hands out addresses, so it runs beside the site's
+//     own DHCP server;
+//   - authoritative: it is the network's only DHCP server and hands every client an
+//     address from Addresses, with the boot information for the clients the Booter boots.
 //
-// It listens on UDP 67 (DISCOVER -> OFFER, REQUEST -> ACK) and on UDP 4011, where EDK2 and
-// iPXE send their PXE boot-server REQUESTs. A packet is parsed, classified once (Classify),
-// offered to the Booter, and answered with a reply built by a pure function (Decide).
+// It listens on UDP 67 and on UDP 4011, where EDK2 and iPXE send their PXE boot-server
+// REQUESTs. A packet is parsed, classified once (Classify; readLease in authoritative
+// mode), offered to the Booter, and answered with a reply built by a pure function
+// (Decide; leaseReply and nakReply in authoritative mode).
 package dhcp
 
 import (
@@ -33,7 +37,21 @@ type Verdict struct {
 	// Machine names the client in the reply's log line (the Machine it matched), so a
 	// boot can be followed from DHCP on; "" when it matched none.
 	Machine string
+	// Loader is what the machine's profile boots through: "" for iPXE,
+	// LoaderShim for Secure Boot (UEFI x86-64 PXE clients get shimx64.efi
+	// over TFTP), LoaderUKI (UEFI HTTP Boot clients get the UKI's URL
+	// as their boot file).
+	Loader string
+	// UKI is the http(s) URL of the profile's unified kernel image, for
+	// LoaderUKI.
+	UKI string
 }
+
+// The loaders a Verdict may name besides iPXE.
+const (
+	LoaderShim = "shim"
+	LoaderUKI  = "uki"
+)
 
 // Outcome is what became of one packet, for metrics: a small fixed set.
 type Outcome string
@@ -42,10 +60,17 @@ type Outcome string
 const (
 	OutcomeOffer     Outcome = "offer"     // an OFFER was sent
 	OutcomeAck       Outcome = "ack"       // an ACK was sent
-	OutcomeIgnored   Outcome = "ignored"   // not a network boot client, or not for this port or server
-	OutcomeDeclined  Outcome = "declined"  // the Booter said another server owns the client
+	OutcomeIgnored   Outcome = "ignored"   // not a network boot client, or not for this port, server or network
+	OutcomeDeclined  Outcome = "declined"  // the Booter said another server owns the client (proxy mode)
 	OutcomeMalformed Outcome = "malformed" // not a DHCP packet
-	OutcomeError     Outcome = "error"     // the Booter failed, or the reply could not be built or sent
+	OutcomeError     Outcome = "error"     // the Booter or Addresses failed, or the reply could not be built or sent
+
+	// Authoritative mode only.
+	OutcomeNak       Outcome = "nak"       // a NAK was sent: the address asked for is not the client's
+	OutcomeRelease   Outcome = "release"   // a DHCPRELEASE was honoured
+	OutcomeDecline   Outcome = "decline"   // a DHCPDECLINE was honoured (the address is in use by someone else)
+	OutcomeInform    Outcome = "inform"    // a DHCPINFORM got its ACK
+	OutcomeExhausted Outcome = "exhausted" // no free address for the client's network: no OFFER
 )
 
 // Handled is what Config.OnPacket learns about one packet. It holds nothing that
@@ -59,6 +84,10 @@ type Handled struct {
 
 // Config configures a Server.
 type Config struct {
+	// Mode is ModeProxy ("" too) or ModeAuthoritative.
+	Mode Mode
+	// Addresses hands out the addresses in ModeAuthoritative, where it is required.
+	Addresses Addresses
 	// Interface is the network interface to answer on (SO_BINDTODEVICE); ListenAndServe needs it.
 	Interface string
 	// ServerIP is this server's IPv4 address on Interface: siaddr (next server) and option 54.
@@ -68,10 +97,12 @@ type Config struct {
 	// e.g. http://10.99.0.2:8080. iPXE gets <AdvertiseURL>/boot.ipxe, UEFI HTTP Boot
 	// <AdvertiseURL>/nbp/<program>.
 	AdvertiseURL string
-	// Booter decides which clients are answered; nil answers every PXE client.
+	// Booter decides which network boot clients get boot information (in proxy mode:
+	// which are answered at all); nil boots every one.
 	Booter Booter
 	// Binder learns who uses which address from every DISCOVER and REQUEST,
-	// answered or not; nil: nothing is learned.
+	// answered or not, and in authoritative mode from every ACK it sends (then the
+	// only source of addresses on port 67); nil: nothing is learned.
 	Binder Binder
 	// Logger receives one info line per reply and debug lines for ignored packets; nil discards.
 	Logger *slog.Logger
@@ -85,6 +116,15 @@ const longestBootFile = "/nbp/" + ipxe.IPXEEFI
 
 // validate checks cfg and returns it with the defaults filled in.
 func (cfg Config) validate() (Config, error) {
+	if cfg.Mode == "" {
+		cfg.Mode = ModeProxy
+	}
+	if err := cfg.Mode.Check(); err != nil {
+		return cfg, fmt.Errorf("dhcp config: %w", err)
+	}
+	if cfg.Mode == ModeAuthoritative && cfg.Addresses == nil {
+		return cfg, errors.New("dhcp config: authoritative mode needs Addresses to hand out")
+	}
 	if cfg.ServerIP == nil && cfg.Interface != "" {
 		ip, err := InterfaceIPv4(cfg.Interface)
 		if err != nil {

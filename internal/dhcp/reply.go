@@ -39,12 +39,37 @@ func bootProgram(arch iana.Arch, http bool) (string, bool) {
 	return "", false
 }
 
-// bootFile is what goes in the reply's file field for c: the chain script URL for iPXE,
-// the NBP's URL for UEFI HTTP Boot, the NBP's TFTP name for PXE firmware.
-func bootFile(c Client, advertiseURL string) (string, error) {
+// ShimNBP is the TFTP name of the signed shim a LoaderShim client boots:
+// the operator's vendor-signed shimx64.efi, which then fetches grubx64.efi
+// beside it.
+const ShimNBP = "shimx64.efi"
+
+// bootFile is what goes in the reply's file field for c, booted by v: the chain script
+// URL for iPXE, the NBP's URL for UEFI HTTP Boot, the NBP's TFTP name for PXE firmware.
+// v.Loader replaces iPXE for the clients it can boot: LoaderShim for UEFI x86-64 PXE
+// firmware (the only firmware Secure Boot shims are built for here), LoaderUKI for UEFI
+// HTTP Boot firmware, which loads the UKI straight from its URL. Every other client of
+// such a profile gets what it gets without a loader.
+func bootFile(c Client, v Verdict, advertiseURL string) (string, error) {
 	base := strings.TrimSuffix(advertiseURL, "/")
 	if c.IPXE {
 		return base + "/boot.ipxe", nil
+	}
+	switch v.Loader {
+	case "":
+	case LoaderShim:
+		if !c.HTTP && isX86EFI(c.Arch) {
+			return ShimNBP, nil
+		}
+	case LoaderUKI:
+		if c.HTTP {
+			if !strings.HasPrefix(v.UKI, "http://") && !strings.HasPrefix(v.UKI, "https://") {
+				return "", fmt.Errorf("loader uki: UKI %q is not an http(s) URL", v.UKI)
+			}
+			return v.UKI, nil
+		}
+	default:
+		return "", fmt.Errorf("unknown loader %q", v.Loader)
 	}
 	nbp, ok := bootProgram(c.Arch, c.HTTP)
 	if !ok {
@@ -56,35 +81,63 @@ func bootFile(c Client, advertiseURL string) (string, error) {
 	return nbp, nil
 }
 
-// Decide builds the proxyDHCP answer to req from client c: an OFFER to a DISCOVER, an
-// ACK to a REQUEST, carrying boot information and never an address (yiaddr stays 0).
-func Decide(req *dhcpv4.DHCPv4, c Client, cfg Config) (*dhcpv4.DHCPv4, error) {
+// isX86EFI reports the PXE architectures that get the x86-64 EFI build (see bootProgram).
+func isX86EFI(a iana.Arch) bool {
+	return a == iana.EFI_IA32 || a == iana.EFI_X86_64 || a == iana.EFI_BC
+}
+
+// bootOptions are the options that tell network boot client c, booted by v, what to
+// boot: the file field, siaddr, option 60 (with 43 for PXE) and option 97 echoed.
+// The proxy's replies and the authoritative server's both carry exactly these.
+func bootOptions(req *dhcpv4.DHCPv4, c Client, v Verdict, cfg Config) ([]dhcpv4.Modifier, error) {
 	serverIP := cfg.ServerIP.To4()
 	if serverIP == nil {
-		return nil, errors.New("decide: server IP is not an IPv4 address")
+		return nil, errors.New("server IP is not an IPv4 address")
 	}
-	file, err := bootFile(c, cfg.AdvertiseURL)
+	file, err := bootFile(c, v, cfg.AdvertiseURL)
+	if err != nil {
+		return nil, err
+	}
+	if len(file) > maxFileLen {
+		return nil, fmt.Errorf("boot file %q is longer than the %d-byte file field", file, maxFileLen)
+	}
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithServerIP(serverIP),
+		// PXE spec: the client matches the reply to itself by its GUID.
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier),
+		func(d *dhcpv4.DHCPv4) { d.BootFileName = file },
+	}
+	if c.HTTP && !c.IPXE {
+		// UEFI HTTP Boot wants option 60 "HTTPClient", an http URL in the file field and
+		// no PXE option 43; it never asks port 4011.
+		return append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorHTTP))), nil
+	}
+	// PXE ROMs, EDK2 and iPXE (whatever its own vendor class) all recognise a boot
+	// offer by "PXEClient"; a proxy's also by its yiaddr 0.
+	return append(mods,
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorPXE)),
+		dhcpv4.WithGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions()),
+	), nil
+}
+
+// Decide builds the proxyDHCP answer to req from client c, booted by v: an OFFER to a
+// DISCOVER, an ACK to a REQUEST, carrying boot information and never an address
+// (yiaddr stays 0).
+func Decide(req *dhcpv4.DHCPv4, c Client, v Verdict, cfg Config) (*dhcpv4.DHCPv4, error) {
+	boot, err := bootOptions(req, c, v, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("decide: %w", err)
 	}
-	if len(file) > maxFileLen {
-		return nil, fmt.Errorf("decide: boot file %q is longer than the %d-byte file field", file, maxFileLen)
-	}
-
 	msgType, ciaddr := dhcpv4.MessageTypeOffer, net.IPv4zero
 	if c.MessageType == dhcpv4.MessageTypeRequest {
 		// RFC 2131 table 3: an ACK echoes the request's ciaddr (set in 4011 requests).
 		msgType, ciaddr = dhcpv4.MessageTypeAck, req.ClientIPAddr
 	}
-	mods := []dhcpv4.Modifier{
+	mods := append([]dhcpv4.Modifier{
 		dhcpv4.WithMessageType(msgType),
 		dhcpv4.WithClientIP(ciaddr),
-		dhcpv4.WithServerIP(serverIP),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
-		// PXE spec: the client matches the reply to itself by its GUID.
-		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier),
-		func(d *dhcpv4.DHCPv4) { d.BootFileName = file },
-	}
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(cfg.ServerIP.To4())),
+	}, boot...)
 	if ciaddr.IsUnspecified() {
 		// A client without an address can be reached only by broadcast. A
 		// relay (RFC 1542) delivers a reply without the broadcast flag to
@@ -92,18 +145,6 @@ func Decide(req *dhcpv4.DHCPv4, c Client, cfg Config) (*dhcpv4.DHCPv4, error) {
 		// not set the flag in its request, so the reply does, as dnsmasq's
 		// proxy mode does.
 		mods = append(mods, func(d *dhcpv4.DHCPv4) { d.SetBroadcast() })
-	}
-	if c.HTTP && !c.IPXE {
-		// UEFI HTTP Boot wants option 60 "HTTPClient", an http URL in the file field and
-		// no PXE option 43; it never asks port 4011.
-		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorHTTP)))
-	} else {
-		// PXE ROMs, EDK2 and iPXE (whatever its own vendor class) all recognise a proxy
-		// offer by "PXEClient" and no yiaddr.
-		mods = append(mods,
-			dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorPXE)),
-			dhcpv4.WithGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions()),
-		)
 	}
 	reply, err := dhcpv4.NewReplyFromRequest(req, mods...)
 	if err != nil {

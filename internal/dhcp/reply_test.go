@@ -77,7 +77,7 @@ func TestDecide(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Classify: %v", err)
 			}
-			reply, err := Decide(req, c, testConfig())
+			reply, err := Decide(req, c, Verdict{Boot: true}, testConfig())
 			if err != nil {
 				t.Fatalf("Decide: %v", err)
 			}
@@ -124,7 +124,7 @@ func TestDecideRelayed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Classify: %v", err)
 	}
-	reply, err := Decide(req, c, testConfig())
+	reply, err := Decide(req, c, Verdict{Boot: true}, testConfig())
 	if err != nil {
 		t.Fatalf("Decide: %v", err)
 	}
@@ -156,7 +156,7 @@ func TestDecideErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Decide(req, tt.c, tt.cfg)
+			_, err := Decide(req, tt.c, Verdict{Boot: true}, tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.reason) {
 				t.Errorf("Decide error = %v, want one mentioning %q", err, tt.reason)
 			}
@@ -172,7 +172,7 @@ func TestDecideTrailingSlash(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Classify: %v", err)
 	}
-	reply, err := Decide(req, c, cfg)
+	reply, err := Decide(req, c, Verdict{Boot: true}, cfg)
 	if err != nil {
 		t.Fatalf("Decide: %v", err)
 	}
@@ -196,7 +196,7 @@ func BenchmarkDecide(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reply, err := Decide(req, c, cfg)
+		reply, err := Decide(req, c, Verdict{Boot: true}, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -220,7 +220,7 @@ func TestReplyBroadcastFlag(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reply, err := Decide(tc.req, c, testConfig())
+			reply, err := Decide(tc.req, c, Verdict{Boot: true}, testConfig())
 			if err != nil {
 				t.Fatal(err)
 			}

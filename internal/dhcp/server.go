@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -26,6 +27,9 @@ const (
 	// booterTimeout keeps a stuck Booter from holding a handler; a PXE ROM's first
 	// DISCOVER waits 4 s, so an answer later than this is of no use anyway.
 	booterTimeout = 3 * time.Second
+	// addressesTimeout bounds one Addresses call the same way: a client
+	// retransmits long before a store that slow answers.
+	addressesTimeout = 3 * time.Second
 	// readBuffer is the socket receive buffer asked for, sized for a boot storm.
 	readBuffer = 4 << 20
 )
@@ -52,7 +56,8 @@ type ports struct {
 	relay  int // 67: where relay agents listen
 }
 
-// Server answers PXE and UEFI HTTP Boot clients. It is safe for concurrent use.
+// Server answers PXE and UEFI HTTP Boot clients, and in authoritative mode every DHCP
+// client. It is safe for concurrent use.
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
@@ -167,9 +172,12 @@ func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, p
 		return Handled{Outcome: OutcomeMalformed}
 	}
 	if s.cfg.Binder != nil {
-		if b, ok := observe(req, svc, peer); ok {
+		if b, ok := s.observe(req, svc, peer); ok {
 			s.cfg.Binder.Bind(ctx, b)
 		}
+	}
+	if s.cfg.Mode == ModeAuthoritative && svc == serviceDHCP {
+		return s.answerLease(ctx, conn, req, peer)
 	}
 	c, err := Classify(req)
 	if err != nil {
@@ -201,7 +209,7 @@ func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, p
 		log.Debug("dhcp ignored", "reason", "booter declined the client")
 		return h.with(OutcomeDeclined)
 	}
-	reply, err := Decide(req, c, s.cfg)
+	reply, err := Decide(req, c, v, s.cfg)
 	if err != nil {
 		log.Error("dhcp reply not built", "err", err)
 		return h.with(OutcomeError)
@@ -216,6 +224,139 @@ func (s *Server) answer(ctx context.Context, conn net.PacketConn, svc service, p
 	}
 	log.Info(msg, "file", reply.BootFileName, "dst", dst.String(), "ipxe", c.IPXE)
 	return h.with(out)
+}
+
+// answerLease answers one packet on port 67 as the network's only DHCP server:
+// every client gets an address, and a network boot client the Booter boots
+// also its boot options. readLease and the reply builders decide; this only
+// asks the Booter and Addresses in between, and sends.
+func (s *Server) answerLease(ctx context.Context, conn net.PacketConn, req *dhcpv4.DHCPv4, peer net.Addr) Handled {
+	var h Handled
+	r, err := readLease(req, s.cfg.ServerIP)
+	if err != nil {
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("dhcp ignored", "service", serviceDHCP.String(), "xid", req.TransactionID.String(), "mac", req.ClientHWAddr.String(), "reason", err.Error())
+		}
+		return h.with(OutcomeIgnored)
+	}
+	mac := req.ClientHWAddr.String()
+	log := s.log.With("service", serviceDHCP.String(), "xid", req.TransactionID.String(), "mac", mac,
+		"uuid", clientUUID(req.GetOneOption(dhcpv4.OptionClientMachineIdentifier)))
+	if r.ip.IsValid() {
+		log = log.With("ip", r.ip.String())
+	}
+
+	switch r.ask {
+	case askRelease, askDecline:
+		return s.forget(ctx, log, r, mac)
+	}
+
+	// Only a DISCOVER or REQUEST classifies: the rest gets no boot options.
+	var boot []dhcpv4.Modifier
+	if c, err := Classify(req); err == nil {
+		h.Arch = c.Arch.String()
+		log = log.With("arch", int(c.Arch))
+		v, err := s.boots(ctx, c)
+		if err != nil {
+			// No address either: an address without its boot file would
+			// leave the firmware with nothing to boot; it retries instead.
+			log.Error("dhcp booter failed, not answering", "machine", "", "err", err)
+			return h.with(OutcomeError)
+		}
+		log = log.With("machine", v.Machine)
+		if v.Boot {
+			if boot, err = bootOptions(req, c, v, s.cfg); err != nil {
+				log.Error("dhcp boot options not built", "err", err)
+				return h.with(OutcomeError)
+			}
+		}
+	}
+
+	actx, cancel := context.WithTimeout(ctx, addressesTimeout)
+	defer cancel()
+	var a Assignment
+	if r.ask == askAck {
+		a, err = s.cfg.Addresses.Ack(actx, r.link, mac, r.ip)
+	} else {
+		// Offer writes nothing: for an INFORM it only names the network's options.
+		a, err = s.cfg.Addresses.Offer(actx, r.link, mac, r.ip)
+	}
+	var reply *dhcpv4.DHCPv4
+	switch {
+	case err == nil:
+		reply, err = leaseReply(req, a, boot, s.cfg.ServerIP)
+	case r.ask == askAck && errors.Is(err, ErrRefused):
+		reply, err = nakReply(req, s.cfg.ServerIP, err.Error())
+	case errors.Is(err, ErrNoNetwork):
+		log.Debug("dhcp ignored", "reason", err.Error(), "link", r.link.String())
+		return h.with(OutcomeIgnored)
+	case errors.Is(err, ErrExhausted):
+		log.Warn("dhcp no address to offer", "link", r.link.String(), "err", err)
+		return h.with(OutcomeExhausted)
+	default:
+		// A store outage: silence, never a NAK the client would act on.
+		log.Error("dhcp addresses failed, not answering", "state", r.state, "link", r.link.String(), "err", err)
+		return h.with(OutcomeError)
+	}
+	if err != nil {
+		log.Error("dhcp reply not built", "err", err)
+		return h.with(OutcomeError)
+	}
+	if reply.MessageType() == dhcpv4.MessageTypeAck && r.ask == askAck && s.cfg.Binder != nil {
+		// The ACK is the strongest binding there is: the address is now the client's.
+		s.cfg.Binder.Bind(ctx, Binding{MAC: req.ClientHWAddr, UUID: clientUUID(req.GetOneOption(dhcpv4.OptionClientMachineIdentifier)), IP: a.IP})
+	}
+	dst, err := leaseReplyAddr(req, reply, peer, s.ports)
+	if err != nil {
+		log.Debug("dhcp ignored", "reason", err.Error())
+		return h.with(OutcomeIgnored)
+	}
+	if _, err := conn.WriteTo(reply.ToBytes(), dst); err != nil {
+		log.Warn("dhcp reply not sent", "dst", dst.String(), "err", err)
+		return h.with(OutcomeError)
+	}
+	msg, out := "dhcp offer", OutcomeOffer
+	switch {
+	case reply.MessageType() == dhcpv4.MessageTypeNak:
+		log.Info("dhcp nak", "state", r.state, "dst", dst.String(), "reason", reply.Message())
+		return h.with(OutcomeNak)
+	case r.ask == askInform:
+		msg, out = "dhcp inform", OutcomeInform
+	case r.ask == askAck:
+		msg, out = "dhcp ack", OutcomeAck
+	}
+	log.Info(msg, "yiaddr", reply.YourIPAddr.String(), "network", a.Network, "state", r.state, "file", reply.BootFileName, "dst", dst.String())
+	return h.with(out)
+}
+
+// forget answers a RELEASE or DECLINE: Addresses learns of it, the client
+// hears nothing (RFC 2131 4.3.3, 4.3.4).
+func (s *Server) forget(ctx context.Context, log *slog.Logger, r leaseRequest, mac string) Handled {
+	ctx, cancel := context.WithTimeout(ctx, addressesTimeout)
+	defer cancel()
+	what, out, call := "release", OutcomeRelease, s.cfg.Addresses.Release
+	if r.ask == askDecline {
+		what, out, call = "decline", OutcomeDecline, s.cfg.Addresses.Decline
+	}
+	if err := call(ctx, mac, r.ip); err != nil {
+		log.Error("dhcp "+what+" not recorded", "err", err)
+		return Handled{Outcome: OutcomeError}
+	}
+	log.Info("dhcp " + what)
+	return Handled{Outcome: out}
+}
+
+// observe is the package's observe, less what an authoritative server knows
+// better: on its port 67 an address is the client's only once it is ACKed
+// (answerLease binds it then), so the addresses REQUESTs merely claim (a
+// ciaddr, an option 50 it may NAK) bind nothing.
+func (s *Server) observe(req *dhcpv4.DHCPv4, svc service, peer net.Addr) (Binding, bool) {
+	b, ok := observe(req, svc, peer)
+	if ok && s.cfg.Mode == ModeAuthoritative && svc == serviceDHCP {
+		b.IP = netip.Addr{}
+		ok = b.UUID != ""
+	}
+	return b, ok
 }
 
 func (h Handled) with(o Outcome) Handled {

@@ -23,6 +23,9 @@ import (
 
 // File names on the TFTP server, relative to its root.
 const (
+	// Loader is the signed GRUB a shim loads from beside itself (the
+	// operator's, from --shim-dir).
+	Loader = "grubx64.efi"
 	// ConfigFile is the generic config every shim+GRUB machine reads first.
 	ConfigFile = "grub/grub.cfg"
 	// MachinesDir holds the per-machine configs, one per MAC (MachineFile).

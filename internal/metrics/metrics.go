@@ -25,6 +25,7 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
+	"github.com/provisiond/provisiond/internal/grub"
 	"github.com/provisiond/provisiond/internal/ipxe"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/tftp"
@@ -32,9 +33,12 @@ import (
 
 // Fixed label values for what falls outside the known sets.
 const (
-	// FileOther is the TFTP file label of anything but the iPXE binaries:
-	// --tftp-root files and names that were not found.
+	// FileOther is the TFTP file label of anything but the boot programs
+	// and GRUB configs: assets, --tftp-root files and names that were not found.
 	FileOther = "other"
+	// FileGrubConfig labels every GRUB config (grub/...): one series, not
+	// one per machine.
+	FileGrubConfig = "grub-config"
 	// ArchNone is the DHCP arch label of a packet not classified as a PXE client.
 	ArchNone = "none"
 	other    = "other"
@@ -94,7 +98,7 @@ func New(cfg Config) *Metrics {
 		log: log,
 		dhcpPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_dhcp_packets_total",
-			Help: "DHCP packets read by the proxyDHCP, by client architecture (IANA name, none if not a PXE client) and outcome (offer, ack, ignored, declined, malformed, error).",
+			Help: "DHCP packets read by the DHCP server, by client architecture (IANA name, none if not a network boot client) and outcome (offer, ack, nak, release, decline, inform, exhausted: no free address, ignored, declined: another server owns the client, malformed, error).",
 		}, []string{"arch", "outcome"}),
 		tftpTransfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisiond_tftp_transfers_total",
@@ -243,8 +247,11 @@ func tftpFile(requested string) string {
 		return FileOther
 	}
 	switch name {
-	case ipxe.UndionlyKPXE, ipxe.IPXEEFI, ipxe.SNPEFI:
+	case ipxe.UndionlyKPXE, ipxe.IPXEEFI, ipxe.SNPEFI, dhcp.ShimNBP, grub.Loader:
 		return name
+	}
+	if strings.HasPrefix(name, "grub/") {
+		return FileGrubConfig
 	}
 	return FileOther
 }

@@ -147,8 +147,8 @@ func TestDHCP(t *testing.T) {
 	}
 }
 
-// The TFTP file label takes the iPXE binaries' names and one other value,
-// whatever names clients ask for.
+// The TFTP file label takes the boot programs' names, one value for every
+// GRUB config and one other value, whatever names clients ask for.
 func TestTFTPFileBounded(t *testing.T) {
 	m := New(Config{})
 	m.TFTPTransfer(tftp.Transfer{File: "/undionly.kpxe", Bytes: 100, Duration: time.Second})
@@ -156,9 +156,16 @@ func TestTFTPFileBounded(t *testing.T) {
 	m.TFTPTransfer(tftp.Transfer{File: "./undionly.kpxe", Bytes: 100, Duration: time.Second}) // served as undionly.kpxe, so counted as it
 	for i := range 1000 {
 		m.TFTPTransfer(tftp.Transfer{File: fmt.Sprintf("random-%d", i), Err: fmt.Errorf("open: %w", fs.ErrNotExist)})
+		// GRUB asks with a leading slash, one config per machine.
+		m.TFTPTransfer(tftp.Transfer{File: fmt.Sprintf("/grub/machines/52:54:00:00:%02x:%02x.cfg", i/256, i%256), Bytes: 10})
 	}
-	if n := testutil.CollectAndCount(m.tftpTransfers); n != 3 {
-		t.Errorf("%d transfer series after 1000 random names; want 3", n)
+	m.TFTPTransfer(tftp.Transfer{File: "shimx64.efi", Bytes: 10})
+	m.TFTPTransfer(tftp.Transfer{File: "grubx64.efi", Bytes: 10})
+	if n := testutil.CollectAndCount(m.tftpTransfers); n != 6 {
+		t.Errorf("%d transfer series after 1000 random names and 1000 GRUB configs; want 6", n)
+	}
+	if got := testutil.ToFloat64(m.tftpTransfers.WithLabelValues(FileGrubConfig, "ok")); got != 1000 {
+		t.Errorf("grub-config/ok = %v; want 1000", got)
 	}
 	if got := testutil.ToFloat64(m.tftpTransfers.WithLabelValues(FileOther, "not_found")); got != 1000 {
 		t.Errorf("other/not_found = %v; want 1000", got)

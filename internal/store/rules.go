@@ -162,11 +162,10 @@ func (l Lease) FreeFor(mac string, now time.Time) bool {
 // Canonical returns l with its IP (IPv4 only) and MAC in canonical form, or
 // an error wrapping ErrInvalid. A declined lease has no MAC; any other has one.
 func (l Lease) Canonical() (Lease, error) {
-	ip, err := netip.ParseAddr(l.IP)
-	if err != nil || !ip.Unmap().Is4() {
-		return Lease{}, fmt.Errorf("lease ip %.64q is not an IPv4 address: %w", l.IP, ErrInvalid)
+	var err error
+	if l.IP, err = LeaseIP(l.IP); err != nil {
+		return Lease{}, err
 	}
-	l.IP = ip.Unmap().String()
 	switch {
 	case l.Declined && l.MAC != "":
 		return Lease{}, fmt.Errorf("lease %s: declined with mac %q: %w", l.IP, l.MAC, ErrInvalid)

@@ -120,7 +120,8 @@ func (a *apiClient) do(method, path string, reqBody []byte, v any) (int, error) 
 		return 0, fmt.Errorf("api: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	// 32 MiB: a lease list after a DHCP load test runs to megabytes.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
 		return resp.StatusCode, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}

@@ -669,6 +669,9 @@ metadata: {hostname: %s}
 		if v.BMC != nil {
 			fmt.Fprintf(&b, "bmc: {address: %q, credentials: %q}\n", v.BMC.Address, v.BMC.Credentials)
 		}
+		if v.IP != "" {
+			fmt.Fprintf(&b, "ip: %s\n", v.IP)
+		}
 	}
 	for name, data := range map[string][]byte{"e2e.bu": bu, "e2e.yaml": []byte(b.String())} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

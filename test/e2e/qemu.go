@@ -26,6 +26,7 @@ type vm struct {
 	Name     string
 	MAC      string
 	UUID     string // SMBIOS UUID (QEMU -uuid); when set, the Machine matches by it alone
+	IP       string // the Machine's ip: (an authoritative DHCP reservation); "" for none
 	Hostname string
 	UEFI     bool
 	// HTTPBoot (UEFI only) turns OVMF's PXE clients off through fw_cfg, so
@@ -34,6 +35,12 @@ type vm struct {
 	// Routed puts the VM on the lab's routed subnet (lab.addRoutedSubnet),
 	// where its DHCP reaches the servers only through the router's relay.
 	Routed bool
+	// SecureBoot (UEFI only) runs OVMF's Secure Boot build with Microsoft's
+	// keys enrolled, which runs only signed EFI binaries (secboot.go).
+	SecureBoot bool
+	// varStore is the SecureBoot VM's own writable UEFI variable store;
+	// addMachine makes it.
+	varStore string
 	// BMC is the bmc: of its Machine in the profiles; nil for none.
 	BMC *vmBMC
 }
@@ -76,6 +83,9 @@ func (l *lab) addMachine(v vm) *machine {
 	if v.Routed {
 		bridge = routedBridge
 	}
+	if v.SecureBoot {
+		v.varStore = l.secureBootVars(v.Name)
+	}
 	return &machine{vm: v, lab: l, tap: l.addTap(bridge), serial: serial}
 }
 
@@ -112,7 +122,11 @@ func qemuArgs(v vm, tap string) []string {
 		// An empty romfile leaves the NIC without its iPXE option ROM, so
 		// OVMF's own EDK2 PXE client boots: it must be handed an EFI NBP
 		// over TFTP before iPXE can fetch anything over HTTP.
-		args = append(args, "-bios", ovmf, "-m", "1024",
+		firmware := []string{"-bios", ovmf}
+		if v.SecureBoot {
+			firmware = secureBootFirmware(v.varStore)
+		}
+		args = append(append(args, firmware...), "-m", "1024",
 			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+v.MAC)
 		if v.HTTPBoot {
 			// Without them OVMF spends ~2 minutes in PXEv4 and PXEv6
