@@ -4,12 +4,21 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/provisiond
+# The agent binaries serve hands out at /agent/ARCH (provisiond agent), beside
+# bin/provisiond, for the architectures other than the one it serves itself.
+HOST     := $(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)
+AGENTS   := $(filter-out bin/provisiond-$(HOST),bin/provisiond-linux-amd64 bin/provisiond-linux-arm64)
 FUZZTIME ?= 30s
 
 .PHONY: build run test fuzz bench fmt vet clean sbom docker screenshots
 
-build:
+build: $(AGENTS)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/provisiond
+
+# go build knows what is stale: always ask it.
+.PHONY: $(AGENTS)
+$(AGENTS): bin/provisiond-linux-%:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/provisiond
 
 # Serves examples/ on :8080 with the state database and assets under ./data.
 run: build

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/provisiond/provisiond/internal/boot"
@@ -17,10 +18,13 @@ import (
 
 // dhcpBooter adapts the boot core to the proxyDHCP's Booter, so internal/dhcp
 // never learns about profiles or the store.
-type dhcpBooter struct{ core *boot.Core }
+type dhcpBooter struct {
+	core *boot.Core
+	mode dhcp.Mode
+}
 
 func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, error) {
-	a, err := b.core.BootPXE(ctx, dhcpRequest(c))
+	a, err := b.core.BootPXE(ctx, dhcpRequest(c, b.mode))
 	return dhcp.Verdict{Boot: a.Boot, Machine: a.Machine, Loader: dhcpLoader(a.Loader), UKI: a.UKI}, err
 }
 
@@ -40,11 +44,22 @@ func (b dhcpBooter) Bind(_ context.Context, d dhcp.Binding) {
 	b.core.Bind(d.MAC.String(), d.UUID, d.IP)
 }
 
-// dhcpRequest is what a DHCP client tells the boot core about itself.
-func dhcpRequest(c dhcp.Client) boot.Request {
+// dhcpRequest is what a DHCP client tells the boot core about itself. For
+// UEFI HTTP Boot firmware it also says whether the client is committing to
+// this server's answer, where a loader: uki session opens: its REQUEST when
+// this server hands out the address; behind the proxy the REQUEST goes to
+// the site's server, so the proxy's DISCOVER answer is all it sees.
+func dhcpRequest(c dhcp.Client, mode dhcp.Mode) boot.Request {
 	platform, cpu := dhcpPlatform(c.Arch)
 	// net.HardwareAddr prints the canonical lower-case colon form.
-	return boot.NewRequest(c.MAC.String(), c.UUID, platform, cpu)
+	r := boot.NewRequest(c.MAC.String(), c.UUID, platform, cpu)
+	if c.HTTP && !c.IPXE {
+		r.HTTPBoot = boot.HTTPBootDiscover
+		if c.MessageType == dhcpv4.MessageTypeRequest || mode != dhcp.ModeAuthoritative {
+			r.HTTPBoot = boot.HTTPBootRequest
+		}
+	}
+	return r
 }
 
 // dhcpPlatform is a DHCP client architecture (option 93) as the firmware
@@ -70,6 +85,7 @@ func dhcpPlatform(a iana.Arch) (platform, cpu string) {
 // the client address, since a TFTP request names none.
 type tftpTransfers struct {
 	identify func(context.Context, netip.Addr) boot.Identity // boot.Core.Identify
+	step     func(mac string, s boot.Step)                   // boot.Core.Step: the boot timeline; nil: none
 	count    func(tftp.Transfer)                             // metrics
 	log      *slog.Logger
 }
@@ -92,6 +108,10 @@ func (o tftpTransfers) done(t tftp.Transfer) {
 	var id boot.Identity
 	if ap, err := netip.ParseAddrPort(t.Client); err == nil {
 		id = o.identify(context.Background(), ap.Addr())
+	}
+	if id.MAC != "" && level == slog.LevelInfo && o.step != nil {
+		// Probes and autoexec.ipxe misses are how every boot goes, not steps.
+		o.step(id.MAC, boot.Step{Name: boot.StepTFTP, Detail: t.File, Outcome: outcome})
 	}
 	attrs := append(id.Attrs(), "client", t.Client, "file", t.File, "bytes", t.Bytes, "duration", t.Duration, "outcome", outcome)
 	if t.Err != nil {

@@ -36,6 +36,13 @@ func (a *liveAddresses) Ack(ctx context.Context, link netip.Addr, mac string, ip
 	return a.Allocator.Ack(ctx, link, mac, ip)
 }
 
+func (a *liveAddresses) Network(ctx context.Context, link netip.Addr) (dhcp.Assignment, error) {
+	if err := a.sync(); err != nil {
+		return dhcp.Assignment{}, err
+	}
+	return a.Allocator.Network(ctx, link)
+}
+
 // sync hands the allocator the plan of the live set if it changed.
 func (a *liveAddresses) sync() error {
 	set := a.profiles()

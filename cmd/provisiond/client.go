@@ -423,9 +423,18 @@ func machineTable(w io.Writer, ms []api.Machine, now time.Time) error {
 	for _, m := range ms {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			tableCell(m.Machine), tableCell(m.MAC), tableCell(m.UUID), tableCell(m.Arch), tableCell(m.IP),
-			tableCell(m.Profile), tableCell(string(m.State)), ageString(m.LastSeen, now))
+			tableCell(m.Profile), tableCell(string(m.State)), seenAge(m.LastSeen, now))
 	}
 	return tw.Flush()
+}
+
+// seenAge is ageString for when a machine was seen: "never" for a declared
+// machine, which the API lists before any request showed it.
+func seenAge(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return ageString(t, now)
 }
 
 // machineDetail prints one machine as key: value lines.
@@ -441,8 +450,13 @@ func machineDetail(w io.Writer, m api.Machine, now time.Time) error {
 	line("profile", tableCell(m.Profile))
 	line("state", tableCell(string(m.State)))
 	line("labels", labelList(m.Labels))
-	line("first seen", timeWithAge(m.FirstSeen, now))
-	line("last seen", timeWithAge(m.LastSeen, now))
+	if m.LastSeen.IsZero() {
+		line("first seen", "never")
+		line("last seen", "never")
+	} else {
+		line("first seen", timeWithAge(m.FirstSeen, now))
+		line("last seen", timeWithAge(m.LastSeen, now))
+	}
 	if p := m.Provisioning; p != nil {
 		fmt.Fprintln(tw, "provisioning:\t")
 		line("  profile", tableCell(p.Profile))
@@ -452,8 +466,20 @@ func machineDetail(w io.Writer, m api.Machine, now time.Time) error {
 		line("  config fetches", fmt.Sprint(p.ConfigFetches))
 		line("  installed", timeWithAge(p.Installed, now))
 	}
+	hw := m.Hardware
+	if hw == nil {
+		line("hardware", "- (never inspected: boot it with a profile that has inspect: true)")
+	} else {
+		fmt.Fprintln(tw, "hardware:\t")
+		hardwareDetail(line, hw, now)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if hw != nil {
+		if err := deviceTables(&buf, hw); err != nil {
+			return err
+		}
 	}
 	// The section heading's empty value leaves padding behind.
 	for l := range strings.Lines(buf.String()) {
@@ -462,6 +488,88 @@ func machineDetail(w io.Writer, m api.Machine, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// hardwareDetail prints what a machine's inspection agent reported as
+// indented key: value lines, through line.
+func hardwareDetail(line func(k, v string), hw *store.Hardware, now time.Time) {
+	s, c := hw.System, hw.CPU
+	line("  reported", timeWithAge(hw.ReportedAt, now))
+	line("  system", tableCell(strings.TrimSpace(s.Vendor+" "+s.Product)))
+	line("  serial", tableCell(s.Serial))
+	line("  board", tableCell(strings.TrimSpace(s.BoardVendor+" "+s.BoardProduct+bracketed(s.BoardSerial))))
+	line("  bios", tableCell(strings.TrimSpace(s.BIOSVendor+" "+s.BIOSVersion)))
+	line("  asset tag", tableCell(s.ChassisAssetTag))
+	line("  cpu", tableCell(strings.TrimSpace(c.Model+bracketed(c.Arch))))
+	line("  cpu count", fmt.Sprintf("%s, %s, %s", count(c.Sockets, "socket"), count(c.Cores, "core"), count(c.Threads, "thread")))
+	line("  memory", sizeCell(hw.Memory))
+}
+
+// deviceTables prints a machine's disks and NICs as two indented tables.
+func deviceTables(w io.Writer, hw *store.Hardware) error {
+	fmt.Fprintf(w, "disks: %d\n", len(hw.Disks))
+	tw := newTabWriter(w)
+	if len(hw.Disks) > 0 {
+		fmt.Fprintln(tw, "  NAME\tSIZE\tMODEL\tSERIAL\tWWN\tROTATIONAL\tBY-ID")
+	}
+	for _, d := range hw.Disks {
+		byID := make([]string, len(d.ByID))
+		for i, p := range d.ByID {
+			byID[i] = printable(p)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", tableCell(d.Name), sizeCell(d.Size), tableCell(d.Model),
+			tableCell(d.Serial), tableCell(d.WWN), yesNo(d.Rotational), tableCell(strings.Join(byID, " ")))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "nics: %d\n", len(hw.NICs))
+	tw = newTabWriter(w)
+	if len(hw.NICs) > 0 {
+		fmt.Fprintln(tw, "  NAME\tMAC\tDRIVER\tSPEED\tLINK")
+	}
+	for _, n := range hw.NICs {
+		speed := "-"
+		if n.Speed > 0 {
+			speed = fmt.Sprintf("%d Mb/s", n.Speed)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", tableCell(n.Name), tableCell(n.MAC), tableCell(n.Driver), speed, upDown(n.Link))
+	}
+	return tw.Flush()
+}
+
+// bracketed is " (s)", or "" for no s.
+func bracketed(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
+
+// count is "2 cores", "1 core", or "? cores" when the machine did not say.
+func count(n int, noun string) string {
+	switch n {
+	case 0:
+		return "? " + noun + "s"
+	case 1:
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// sizeCell is a size in bytes for people, "-" when unknown.
+func sizeCell(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return boot.Bytes(n)
+}
+
+func upDown(link bool) string {
+	if link {
+		return "up"
+	}
+	return "down"
 }
 
 func yesNo(b bool) string {

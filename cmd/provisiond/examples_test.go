@@ -29,6 +29,7 @@ import (
 	"github.com/provisiond/provisiond/internal/server"
 	"github.com/provisiond/provisiond/internal/store"
 	"github.com/provisiond/provisiond/internal/store/boltstore"
+	"github.com/provisiond/provisiond/internal/store/memstore"
 )
 
 // The examples directory is what `make run` serves and what users copy. These
@@ -88,14 +89,17 @@ var examples = []example{
 	},
 	{
 		profile: "fcos-install", mac: "52:54:00:00:00:11", machine: "node4", kind: profiles.ConfigButane,
-		args: []string{"ignition.firstboot", "ignition.platform.id=metal", "coreos.inst.install_dev=/dev/sda"},
+		args: []string{"ignition.firstboot", "ignition.platform.id=metal"},
 		once: true, phoneHome: true,
 		check: func(t *testing.T, body []byte) {
-			// coreos-installer reads its options from installer.d; the
-			// Ignition it embeds must exist in this config and validate.
+			// coreos-installer runs because installer.d holds its options;
+			// the Ignition it embeds must exist in this config and validate.
 			var opts map[string]any
 			if err := yaml.Unmarshal(ignitionFile(t, body, "/etc/coreos/installer.d/50-provisiond.yaml"), &opts); err != nil {
 				t.Fatalf("installer config: %v", err)
+			}
+			if opts["dest-device"] != "/dev/sda" {
+				t.Errorf("installer config dest-device = %v; want /dev/sda for a machine never inspected", opts["dest-device"])
 			}
 			path, _ := opts["ignition-file"].(string)
 			if path == "" {
@@ -124,8 +128,22 @@ var examples = []example{
 	},
 	{
 		profile: "discovery", mac: "52:54:00:00:00:99", kind: profiles.ConfigButane,
-		args:  []string{"flatcar.autologin"},
-		check: wantIgnitionFile("/etc/motd.d/provisiond.conf", "52:54:00:00:00:99"),
+		args: []string{"flatcar.first_boot=yes"},
+		check: func(t *testing.T, body []byte) {
+			wantIgnitionFile("/etc/motd.d/provisiond.conf", "52:54:00:00:00:99")(t, body)
+			script := string(ignitionFile(t, body, "/opt/provisiond/inspect.sh"))
+			fetch := regexp.MustCompile(`curl [^\n]*-o /opt/provisiond/provisiond "http://[^"]+/agent/\$arch"`).FindStringIndex(script)
+			run := strings.Index(script, "exec /opt/provisiond/provisiond agent\n")
+			if fetch == nil || run < fetch[1] {
+				t.Errorf("inspect.sh does not download the agent from the server, then run it with no flags:\n%s", script)
+			}
+			unit := ignitionUnit(t, body, "provisiond-inspect.service")
+			inspect := strings.Index(unit, "ExecStart=/opt/provisiond/inspect.sh")
+			off := strings.Index(unit, "ExecStart=/usr/bin/systemctl poweroff")
+			if inspect < 0 || off < inspect {
+				t.Errorf("provisiond-inspect.service does not inspect, then power off:\n%s", unit)
+			}
+		},
 	},
 	{
 		// Runs last: it wipes node1, whose own example ran above.
@@ -275,6 +293,9 @@ func TestExamplesServed(t *testing.T) {
 				t.Fatal(err)
 			}
 			token := u.Query().Get("token")
+			if core.Profiles().Profiles[ex.profile].Inspect && !strings.Contains(kernel+" ", " provisiond.url="+base+" provisiond.mac="+id+" provisiond.token="+token+" ") {
+				t.Errorf("kernel line of an inspect: true profile lacks the agent's provisiond.url=, provisiond.mac= and provisiond.token= (this boot's):\n%s", kernel)
+			}
 
 			code, body := httpGet(t, ts, u.RequestURI())
 			if code != 200 {
@@ -317,6 +338,62 @@ func TestExamplesServed(t *testing.T) {
 					t.Errorf("next boot of an installed once-profile machine = %d:\n%s\nwant an iPXE exit (boot from disk)", code, next)
 				}
 			}
+		})
+	}
+}
+
+// TestExamplesInstallToInspectedDisk boots node3 (flatcar-install) and node4
+// (fcos-install) after their inspection reported two disks: each config
+// names the smaller one by its stable /dev/disk/by-id path, not /dev/sda.
+func TestExamplesInstallToInspectedDisk(t *testing.T) {
+	ctx := context.Background()
+	db := memstore.New(store.Options{})
+	core := boot.New(boot.Config{ProfilesDir: examplesDir, AdvertiseURL: "http://192.0.2.1:8080", Store: db})
+	if err := core.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	hw := store.Hardware{Disks: []store.Disk{
+		{Name: "vda", Serial: "DATA1", Size: 64 << 30, ByID: []string{"/dev/disk/by-id/virtio-DATA1"}},
+		{Name: "vdb", Serial: "ROOT1", Size: 20 << 30, ByID: []string{"/dev/disk/by-id/virtio-ROOT1"}},
+	}}
+	const disk = "/dev/disk/by-id/virtio-ROOT1"
+	for _, tc := range []struct {
+		mac   string
+		check func(t *testing.T, body []byte)
+	}{
+		{"52:54:00:00:00:03", func(t *testing.T, body []byte) {
+			if unit := ignitionUnit(t, body, "provisiond-install.service"); !strings.Contains(unit, "flatcar-install -d "+disk+" ") {
+				t.Errorf("provisiond-install.service does not install to %s:\n%s", disk, unit)
+			}
+		}},
+		{"52:54:00:00:00:11", wantIgnitionFile("/etc/coreos/installer.d/50-provisiond.yaml", `dest-device: "`+disk+`"`)},
+	} {
+		t.Run(tc.mac, func(t *testing.T) {
+			r := boot.Request{MAC: tc.mac}
+			if _, err := core.Script(ctx, r); err != nil { // the machine is in the inventory
+				t.Fatal(err)
+			}
+			if _, _, err := db.Update(ctx, tc.mac, func(m *store.Machine, _ *store.Provisioning) ([]store.Event, error) {
+				m.Hardware = &hw
+				return nil, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			script, err := core.Script(ctx, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(strings.TrimPrefix(regexp.MustCompile(`ignition\.config\.url=\S+`).FindString(script), "ignition.config.url="))
+			if err != nil || u.Query().Get("token") == "" {
+				t.Fatalf("script carries no config URL with a token (%v):\n%s", err, script)
+			}
+			r.Token = u.Query().Get("token")
+			_, body, err := core.Config(ctx, r, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			validateIgnition(t, "the served config", body)
+			tc.check(t, body)
 		})
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/provisiond/provisiond/internal/store"
 )
 
-// `provisiond machines list|show|reprovision|wipe|bmc`: the inventory and
+// `provisiond machines list|show|yaml|reprovision|wipe|bmc`: the inventory and
 // lifecycle through the daemon's API. Their flags are in clientFlags
 // (client.go).
 
@@ -24,7 +24,7 @@ const idHelp = "ID is a MAC (any spelling), an SMBIOS UUID or a Machine name."
 func machinesCommand() *command {
 	return &command{
 		name:    "machines",
-		summary: "list, show, reprovision or wipe machines, or set their BMC, through the daemon's API",
+		summary: "list, show, adopt, reprovision or wipe machines, or set their BMC, through the daemon's API",
 		about:   idHelp,
 		examples: []string{
 			"provisiond machines list -l rack=r1",
@@ -34,18 +34,22 @@ func machinesCommand() *command {
 		verbs: []*command{
 			{
 				name:    "list",
-				summary: "list the machines the daemon knows, filtered by state and labels",
+				summary: "list the machines the daemon knows, filtered by state, labels and hardware",
 				examples: []string{
 					"provisiond machines list --state provisioning",
 					"provisiond machines list -l rack=r1 -o json",
+					"provisiond machines list --vendor dell --serial CZ1234ABCD",
 				},
 				flags: func(fs *flagSet, c *cli) func([]string) error {
 					cf := addClientFlags(fs, c)
-					state := fs.String("state", "", "only machines in this lifecycle `STATE`: "+joinStates(store.States()))
+					state := fs.String("state", "", "only machines in this `STATE` (declared: in Git, never seen): "+joinStates(store.ListedStates()))
 					labels := labelFlags{}
 					fs.Var(labels, "label", "only machines with label `key=value` (repeatable; all must match)")
 					fs.alias("l", "label")
-					return func(pos []string) error { return machinesList(c, cf, *state, labels, pos) }
+					var hw hardwareFilter
+					fs.StringVar(&hw.serial, "serial", "", "only machines whose inspection reported this SMBIOS system `SERIAL` (whole, any case)")
+					fs.StringVar(&hw.vendor, "vendor", "", "only machines whose inspection reported a system vendor containing `TEXT` (any case)")
+					return func(pos []string) error { return machinesList(c, cf, *state, labels, hw, pos) }
 				},
 			},
 			{
@@ -57,6 +61,20 @@ func machinesCommand() *command {
 				flags: func(fs *flagSet, c *cli) func([]string) error {
 					cf := addClientFlags(fs, c)
 					return func(pos []string) error { return machinesShow(c, cf, pos) }
+				},
+			},
+			{
+				name:    "yaml",
+				args:    "ID",
+				summary: "print a Machine document for a machine, ready to commit to the profiles",
+				about: "The GitOps way to adopt a discovered machine: the document matches it by MAC,\n" +
+					"and by its SMBIOS serial when its inspection reported one. Its name is the\n" +
+					"Machine's that matched it, else --name, else node-<mac without colons>.\n\n" + idHelp,
+				examples: []string{"provisiond machines yaml 52:54:00:12:34:56 --name rack1-node7 >> machines.yaml"},
+				flags: func(fs *flagSet, c *cli) func([]string) error {
+					cf := addClientFlags(fs, c)
+					name := fs.String("name", "", "name the Machine `NAME` instead")
+					return func(pos []string) error { return machinesYAML(c, cf, *name, pos) }
 				},
 			},
 			sendBackCommand("reprovision", "send a machine back to provisioning and PXE-boot it through its BMC",
@@ -107,12 +125,15 @@ func idClient(cf *clientFlags, pos []string) (string, *apiClient, error) {
 	return id, c, err
 }
 
-func machinesList(c *cli, cf *clientFlags, state string, labels labelFlags, pos []string) error {
+// hardwareFilter is machines list's hardware flags, as the API's query.
+type hardwareFilter struct{ serial, vendor string }
+
+func machinesList(c *cli, cf *clientFlags, state string, labels labelFlags, hw hardwareFilter, pos []string) error {
 	if len(pos) != 0 {
 		return usagef("list takes no arguments, got %q", pos)
 	}
-	if state != "" && !store.State(state).Valid() {
-		return usagef("--state %q: want one of %s", state, joinStates(store.States()))
+	if state != "" && !store.State(state).Listed() {
+		return usagef("--state %q: want one of %s", state, joinStates(store.ListedStates()))
 	}
 	cl, err := cf.client()
 	if err != nil {
@@ -129,6 +150,12 @@ func machinesList(c *cli, cf *clientFlags, state string, labels labelFlags, pos 
 	sort.Strings(keys)
 	for _, k := range keys {
 		q.Add("label", k+"="+labels[k])
+	}
+	if hw.serial != "" {
+		q.Set("serial", hw.serial)
+	}
+	if hw.vendor != "" {
+		q.Set("vendor", hw.vendor)
 	}
 	var list struct {
 		Machines []api.Machine `json:"machines"`

@@ -214,6 +214,7 @@ func commandTable() *command {
 			powerCommand(),
 			assetsCommand(),
 			storeCommand(),
+			agentCommand(),
 			completionCommand(),
 			versionCommand(),
 		},

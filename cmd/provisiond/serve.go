@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -50,6 +51,7 @@ type serveConfig struct {
 	DHCPInterface  string
 	DHCPMode       dhcp.Mode
 	ShimDir        string // "" when no profile boots through shim
+	AgentDir       string // where the agent binaries of other architectures are; "": beside the executable
 	TFTPAddr       string // "" when TFTP is off
 	TFTPRoot       string
 	IPXEDir        string
@@ -65,6 +67,7 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix
 	BindingTTL     time.Duration
 	MaxDiscovered  int
+	StallAfter     time.Duration
 	Store          storeConfig
 
 	// ProfilesGit and the rest follow a Git repository instead of ProfilesDir.
@@ -151,7 +154,9 @@ func declareServeFlags(fs *flagSet) *serveConfig {
 		return err
 	})
 	fs.DurationVar(&c.BindingTTL, "binding-ttl", boot.DefaultBindingTTL, "how long an address DHCP showed a machine using identifies that machine's routed requests")
+	fs.DurationVar(&c.StallAfter, "stall-after", boot.DefaultStallAfter, "a provisioning machine whose boot takes no new step for this long is marked stalled (event, API, provisiond_machines_stalled)")
 	fs.IntVar(&c.MaxDiscovered, "max-discovered", boot.DefaultMaxDiscovered, "`N` machines kept that were only discovered (no Machine claims them); beyond it the oldest are pruned")
+	declareAgentFlags(fs, &c.AgentDir)
 	declareStoreFlags(fs, &c.Store)
 	declareMemberFlags(fs, &c.Store)
 	return c
@@ -179,6 +184,8 @@ func (c *serveConfig) finish(pos []string) error {
 		return usagef("--bmc-parallel %d: want a positive count", c.BMCParallel)
 	case c.BindingTTL <= 0:
 		return usagef("--binding-ttl %v: want a positive duration such as 2h", c.BindingTTL)
+	case c.StallAfter <= 0:
+		return usagef("--stall-after %v: want a positive duration such as 10m", c.StallAfter)
 	case c.MaxDiscovered <= 0:
 		return usagef("--max-discovered %d: want a positive count", c.MaxDiscovered)
 	case c.TFTPMaxTransfers <= 0:
@@ -315,8 +322,8 @@ func newDHCP(cfg serveConfig, core *boot.Core, db store.Leases, m *metrics.Metri
 		Mode:         cfg.DHCPMode,
 		ServerIP:     ip,
 		AdvertiseURL: cfg.AdvertiseURL,
-		Booter:       dhcpBooter{core},
-		Binder:       dhcpBooter{core},
+		Booter:       dhcpBooter{core, cfg.DHCPMode},
+		Binder:       dhcpBooter{core, cfg.DHCPMode},
 		Logger:       log,
 		OnPacket:     m.DHCPPacket,
 	}
@@ -335,7 +342,7 @@ func newDHCP(cfg serveConfig, core *boot.Core, db store.Leases, m *metrics.Metri
 
 // newTFTP makes the TFTP server on --tftp-addr and returns what runs it.
 func newTFTP(cfg serveConfig, core *boot.Core, binaries *ipxe.Binaries, m *metrics.Metrics, log *slog.Logger) (func(context.Context) error, error) {
-	transfers := tftpTransfers{identify: core.Identify, count: m.TFTPTransfer, log: log}
+	transfers := tftpTransfers{identify: core.Identify, step: core.Step, count: m.TFTPTransfer, log: log}
 	// GRUB fetches its config and the kernel and initrds over TFTP (see
 	// loader: shim); the per-machine config is rendered when asked for.
 	dirs := []tftp.Dir{{Path: cfg.AssetsDir, Prefix: profiles.AssetPrefix[1:]}}
@@ -417,7 +424,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 // checkInputs refuses paths that name nothing, before serve creates any
 // file: a typo must not leave a data dir with a fresh token and key behind.
 func checkInputs(cfg serveConfig) error {
-	for _, d := range []struct{ flag, path string }{{"--profiles", cfg.ProfilesDir}, {"--tftp-root", cfg.TFTPRoot}, {"--ipxe-dir", cfg.IPXEDir}, {"--shim-dir", cfg.ShimDir}} {
+	for _, d := range []struct{ flag, path string }{{"--profiles", cfg.ProfilesDir}, {"--tftp-root", cfg.TFTPRoot}, {"--ipxe-dir", cfg.IPXEDir}, {"--shim-dir", cfg.ShimDir}, {"--agent-dir", cfg.AgentDir}} {
 		if d.path != "" {
 			if err := checkDir(d.flag, d.path); err != nil {
 				return err
@@ -515,7 +522,8 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		BMC:           bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
 		Secrets:       secrets,
 		WipeProfile:   cfg.WipeProfile,
-		Check:         servingCheck(cfg.DHCPMode, cfg.DHCPInterface != "", cfg.ShimDir != ""),
+		Check:         withAssetCheck(servingCheck(cfg.DHCPMode, cfg.DHCPInterface != "", cfg.ShimDir != ""), assets.FS(), cfg.AssetsDir),
+		StallAfter:    cfg.StallAfter,
 		Locks:         locks,
 		Observer:      m,
 		Logger:        log,
@@ -558,6 +566,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		AdvertiseURL: cfg.AdvertiseURL,
 		Assets:       assets,
 		Binaries:     binaries,
+		Agents:       agentFiles(cfg.AgentDir),
 		API: api.New(api.Config{Backend: backend, Backup: api.StoreBackup{Store: db, Backend: cfg.Store.Backend}, Leases: db,
 			Token: token, Logger: log}),
 		Metrics:        m,
@@ -649,5 +658,15 @@ func servingCheck(mode dhcp.Mode, proxy, shimDir bool) func(*profiles.Set) (prob
 			}
 		}
 		return probs, warns
+	}
+}
+
+// withAssetCheck adds to check a warning for each profile asset missing
+// under the assets directory dir (assets): the set still loads, since the
+// file may arrive later, but the operator hears of it at every load.
+func withAssetCheck(check func(*profiles.Set) (profiles.Problems, profiles.Problems), assets fs.FS, dir string) func(*profiles.Set) (profiles.Problems, profiles.Problems) {
+	return func(set *profiles.Set) (profiles.Problems, profiles.Problems) {
+		probs, warns := check(set)
+		return probs, append(warns, boot.AssetProblems(set, assets, dir)...)
 	}
 }

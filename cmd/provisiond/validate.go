@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/dhcp"
 	"github.com/provisiond/provisiond/internal/profiles"
 )
@@ -21,10 +23,13 @@ func validateCommand() *command {
 			"Ignition config, rendered for every Machine that uses it. Exit 1 if there is\n" +
 			"any problem, in every output format: run it in the profiles' CI. With\n" +
 			"--dhcp-mode it also checks DIR as serve --dhcp-interface with that mode\n" +
-			"would: a Network for authoritative, no loader: shim behind the proxy.",
+			"would: a Network for authoritative, no loader: shim behind the proxy. With\n" +
+			"--assets it also checks that every kernel, initrd and UKI the profiles name\n" +
+			"under /assets/ is a file in that directory, as serve --assets would serve it.",
 		examples: []string{
 			"provisiond validate ./profiles",
 			"provisiond validate ./profiles --dhcp-mode authoritative",
+			"provisiond validate ./profiles --assets /var/lib/provisiond/assets",
 			"provisiond validate ./profiles -o json | jq -r '.problems[] | \"\\(.file):\\(.line): \\(.message)\"'",
 		},
 		paths: true,
@@ -35,7 +40,9 @@ func validateCommand() *command {
 				mode = dhcp.Mode(v)
 				return mode.Check()
 			})
-			return func(pos []string) error { return runValidate(c, *out, mode, pos) }
+			var assets string
+			fs.StringVar(&assets, "assets", "", "also check that the profiles' /assets/ files are in `DIR`, the assets directory serve --assets serves")
+			return func(pos []string) error { return runValidate(c, *out, mode, assets, pos) }
 		},
 	}
 }
@@ -51,7 +58,7 @@ type validation struct {
 	Default  string        `json:"default,omitempty"`
 }
 
-func runValidate(c *cli, out output, mode dhcp.Mode, pos []string) error {
+func runValidate(c *cli, out output, mode dhcp.Mode, assets string, pos []string) error {
 	if len(pos) != 1 {
 		return usagef("want exactly one profiles directory, got %d arguments", len(pos))
 	}
@@ -69,6 +76,13 @@ func runValidate(c *cli, out output, mode dhcp.Mode, pos []string) error {
 		var warns profiles.Problems
 		probs, warns = servingCheck(mode, true, true)(set)
 		set.Warnings = append(set.Warnings, warns...)
+	}
+	if set != nil && assets != "" {
+		missing, err := missingAssets(set, assets)
+		if err != nil {
+			return err
+		}
+		probs = append(probs, missing...)
 	}
 	// Paths as the operator gave them, so that an editor opens them.
 	problem := func(p profiles.Problem) api.Problem {
@@ -104,6 +118,20 @@ func runValidate(c *cli, out output, mode dhcp.Mode, pos []string) error {
 		return errReported
 	}
 	return nil
+}
+
+// missingAssets is what set names under /assets/ that dir lacks, read
+// through os.Root as serve reads it: a symlink out of dir is missing too.
+func missingAssets(set *profiles.Set, dir string) (profiles.Problems, error) {
+	if err := checkDir("--assets", dir); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open --assets %s: %w", dir, err)
+	}
+	defer root.Close()
+	return boot.AssetProblems(set, root.FS(), dir), nil
 }
 
 func defaultName(set *profiles.Set) string {

@@ -28,11 +28,16 @@ type Backend interface {
 	Machines(ctx context.Context) ([]store.Machine, error)
 	Machine(ctx context.Context, id string) (store.Machine, error)
 	Provisioning(ctx context.Context, id string) (store.Provisioning, error)
+	// Stalled reports a provisioning machine whose boot stopped progressing.
+	Stalled(mac string) (boot.Stall, bool)
 	Reprovision(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	Wipe(ctx context.Context, id, actor, reason string, power bool) (store.Machine, *boot.PowerResult, error)
 	// Installed is the phone-home; from is the requester's address, which
 	// must be the machine's unless viaAPI.
 	Installed(ctx context.Context, id, token, note, from string, viaAPI bool) (store.Machine, error)
+	// ReportHardware stores the inspection agent's report, under
+	// Installed's identity rules.
+	ReportHardware(ctx context.Context, id, token string, hw store.Hardware, from string, viaAPI bool) (store.Machine, error)
 	PowerStatus(ctx context.Context, id string) boot.PowerResult
 	Power(ctx context.Context, id, action, actor string) boot.PowerResult
 	BulkPower(ctx context.Context, req boot.BulkRequest) ([]boot.PowerResult, error)
@@ -77,8 +82,10 @@ func New(cfg Config) http.Handler {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	r := chi.NewRouter()
-	// A machine phones home with its own session token, not the operator's.
+	// A machine phones home, and its agent reports its hardware, with its
+	// own session token, not the operator's.
 	r.Post("/machines/{id}/installed", a.installed)
+	r.Post("/machines/{id}/hardware", a.reportHardware)
 	r.Group(func(r chi.Router) {
 		r.Use(a.authenticate)
 		r.Get("/openapi.yaml", serveOpenAPI)
@@ -192,8 +199,11 @@ const maxBody = 64 << 10
 
 // decodeBody reads an optional JSON body into v. Unknown fields are an error:
 // a typo must not be silently ignored.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+func decodeBody(r *http.Request, v any) error { return decodeBodyLimit(r, v, maxBody) }
+
+// decodeBodyLimit is decodeBody for a body of at most limit bytes.
+func decodeBodyLimit(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: request body: %v", httperr.ErrBadRequest, err)

@@ -240,7 +240,7 @@ func TestAPI(t *testing.T) {
 		{name: "list", method: "GET", path: "/machines", token: apiToken, code: 200, contains: []string{`"machine": "node1"`, `"state": "provisioning"`, `"state": "discovered"`}},
 		{name: "list by state", method: "GET", path: "/machines?state=discovered", token: apiToken, code: 200, contains: []string{"52:54:00:00:00:99"}},
 		{name: "list by label", method: "GET", path: "/machines?label=rack=r1", token: apiToken, code: 200, contains: []string{"52:54:00:00:00:a1", "52:54:00:00:00:a2"}},
-		{name: "list, bad state", method: "GET", path: "/machines?state=exploded", token: apiToken, code: 400, contains: []string{"not a lifecycle state"}},
+		{name: "list, bad state", method: "GET", path: "/machines?state=exploded", token: apiToken, code: 400, contains: []string{`state \"exploded\": want one of [declared discovered`}},
 		{name: "show by name", method: "GET", path: "/machines/node1", token: apiToken, code: 200, contains: []string{`"mac": "52:54:00:00:00:01"`, `"session_open": true`, `"config_fetches": 1`}},
 		{name: "show by MAC spelling", method: "GET", path: "/machines/52-54-00-00-00-01", token: apiToken, code: 200, contains: []string{`"machine": "node1"`}},
 		{name: "show by UUID", method: "GET", path: "/machines/11111111222233334444555555555555", token: apiToken, code: 200, contains: []string{`"machine": "node1"`}},

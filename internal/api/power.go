@@ -151,7 +151,7 @@ func (a *api) sendBack(w http.ResponseWriter, r *http.Request, send sendBackFunc
 		a.fail(w, r, err)
 		return
 	}
-	out := SendBackResult{Machine: toJSON(m)}
+	out := SendBackResult{Machine: a.toJSON(m)}
 	if res != nil {
 		p := powerJSON(*res)
 		out.BMCResult = &p

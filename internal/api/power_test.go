@@ -241,7 +241,7 @@ func TestPowerStatusAndAction(t *testing.T) {
 	if m.Power != bmc.StateOn || m.PowerAt.IsZero() {
 		t.Fatalf("machine power = %q at %v; want on, with a time", m.Power, m.PowerAt)
 	}
-	if ms := decode[MachineList](t, f.mustCall(t, "GET", "/machines", "", 200)); len(ms.Machines) != 1 || ms.Machines[0].Power != bmc.StateOn {
+	if ms := decode[MachineList](t, f.mustCall(t, "GET", "/machines?state=provisioning", "", 200)); len(ms.Machines) != 1 || ms.Machines[0].Power != bmc.StateOn {
 		t.Fatalf("list = %+v", ms)
 	}
 	e := f.lastEvent(t, boot.EventPower)
@@ -260,8 +260,11 @@ func TestPowerNeverBootedMachine(t *testing.T) {
 	if got := fc.takeCalls(); !slices.Equal(got, []string{"10.0.0.2 root:" + n2Secret + " pxe=false efi=false on"}) {
 		t.Fatalf("BMC calls %q", got)
 	}
-	// It is still not in the inventory.
-	f.mustCall(t, "GET", "/machines/n2", "", 404)
+	// It is still only declared: listed from Git, with no record.
+	m := decode[Machine](t, f.mustCall(t, "GET", "/machines/n2", "", 200))
+	if m.State != store.StateDeclared || m.MAC != "52:54:00:00:00:02" || !m.LastSeen.IsZero() || m.Provisioning != nil {
+		t.Fatalf("GET /machines/n2 = %+v, want it declared, never seen", m)
+	}
 }
 
 func TestPowerErrors(t *testing.T) {

@@ -42,6 +42,10 @@ type Config struct {
 	// MaxDiscovered caps the machines kept that only were discovered, the
 	// oldest pruned first; 0: DefaultMaxDiscovered. Decider.
 	MaxDiscovered int
+	// StallAfter is how long a provisioning machine may take no new boot
+	// step before it counts as stalled (stalled.go); 0: DefaultStallAfter.
+	// Decider.
+	StallAfter time.Duration
 	// CacheFile persists rendered configs between runs so a restart does not
 	// translate every machine's Butane again; "" keeps them in memory only. Live.
 	CacheFile string

@@ -33,7 +33,8 @@ type Decider struct {
 	policy    Policy
 	seen      *sightings
 	refusals  *refusals
-	secrets   Sealer // seals session tokens for reuse (session.go); nil: no reuse
+	steps     *timeline // each boot's steps, recorded behind the request path (timeline.go)
+	secrets   Sealer    // seals session tokens for reuse (session.go); nil: no reuse
 	// bindingTTL and maxDiscovered: Config's, defaults filled in.
 	bindingTTL    time.Duration
 	maxDiscovered int
@@ -41,7 +42,7 @@ type Decider struct {
 
 // NewDecider returns the Decider answering from live's profiles. It uses
 // cfg's AdvertiseURL, Store, Neighbors, Policy, BindingTTL, MaxDiscovered,
-// Secrets, Observer and Logger.
+// StallAfter, Secrets, Observer and Logger.
 func NewDecider(cfg Config, live *Live) *Decider {
 	return &Decider{
 		live:          live,
@@ -54,19 +55,23 @@ func NewDecider(cfg Config, live *Live) *Decider {
 		policy:        cfg.Policy,
 		seen:          newSightings(cfg.Store),
 		refusals:      newRefusals(),
+		steps:         newTimeline(cmp.Or(cfg.StallAfter, DefaultStallAfter)),
 		secrets:       cfg.Secrets,
 		bindingTTL:    cmp.Or(cfg.BindingTTL, DefaultBindingTTL),
 		maxDiscovered: cmp.Or(cfg.MaxDiscovered, DefaultMaxDiscovered),
 	}
 }
 
-// Run records queued sightings and bindings in the store, flushes refusal
-// counts and prunes what unauthenticated clients can grow, until ctx ends.
+// Run records queued sightings, bindings and boot steps in the store,
+// flushes refusal counts, looks for stalled machines and prunes what
+// unauthenticated clients can grow, until ctx ends.
 func (d *Decider) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.seen.run(ctx, d.log.Warn) })
 	wg.Go(func() { d.runRefusals(ctx) })
 	wg.Go(func() { d.runPrune(ctx) })
+	wg.Go(func() { d.runTimeline(ctx) })
+	wg.Go(func() { d.runStalls(ctx) })
 	wg.Wait()
 	return nil
 }
@@ -97,6 +102,9 @@ type PXEAnswer struct {
 // bootUKI, which opens its session.
 func (d *Decider) BootPXE(ctx context.Context, r Request) (PXEAnswer, error) {
 	res, set, err := d.Sighted(ctx, r)
+	if err == nil {
+		d.step(r.MAC, Step{Name: StepDHCP, Outcome: "offered"}, false)
+	}
 	switch {
 	case err == nil && r.HTTPBoot != NotHTTPBoot && r.MAC != "" && res.Profile.Boot.Loader == profiles.LoaderUKI:
 		return d.bootUKI(ctx, r, res)
@@ -145,7 +153,7 @@ func (d *Decider) serveBoot(ctx context.Context, r Request, l loader) (string, e
 	if err != nil {
 		return "", err
 	}
-	res, _, err := d.live.Match(r)
+	res, _, err := d.match(ctx, r)
 	if errors.Is(err, ErrNoIdentity) || errors.Is(err, ErrNotLoaded) {
 		return "", err
 	}
@@ -170,6 +178,7 @@ func (d *Decider) serveBoot(ctx context.Context, r Request, l loader) (string, e
 	now := time.Now().UTC()
 	if token, plan, m, ok := d.reuse(ctx, r, res, now); ok {
 		d.seen.record(ctx, d.sightingOf(known(r, m), res)) // LastSeen, behind the request
+		d.step(m.MAC, scriptStep(plan), false)
 		d.log.Debug(l.what+": open session handed out again", append(machineAttrs(known(r, m), res), "boots", plan.profile.Name)...)
 		return d.render(l, res, plan, r, token)
 	}
@@ -185,6 +194,7 @@ func (d *Decider) serveBoot(ctx context.Context, r Request, l loader) (string, e
 	} else {
 		log.Info(l.what+": boot profile", "state", m.State, "boots", plan.profile.Name)
 	}
+	d.step(m.MAC, scriptStep(plan), !plan.local)
 	return d.render(l, res, plan, r, token)
 }
 
@@ -277,6 +287,9 @@ func (d *Decider) bootFor(res profiles.Result, r Request, token string, asset fu
 	case profiles.ConfigTemplate:
 		b.ConfigURL = d.configURL("/config", r, token) // the profile's args name it as ${config-url}
 	}
+	if p.Inspect {
+		b.Args = append(b.Args, d.inspectArgs(r, token)...)
+	}
 	return b
 }
 
@@ -289,6 +302,7 @@ func (d *Decider) Chained(ctx context.Context, r Request) error {
 		return err
 	}
 	_, _, _ = d.Sighted(ctx, r) // who asks matters, not what matches
+	d.step(r.MAC, Step{Name: StepChain, Outcome: "ok"}, false)
 	return nil
 }
 
@@ -296,7 +310,7 @@ func (d *Decider) Chained(ctx context.Context, r Request) error {
 // /boot.ipxe must answer at once, and the machine's /ipxe request records it
 // synchronously anyway. r must be what was observed (DHCP) or verified.
 func (d *Decider) Sighted(ctx context.Context, r Request) (profiles.Result, *profiles.Set, error) {
-	res, set, err := d.live.Match(r)
+	res, set, err := d.match(ctx, r)
 	if !errors.Is(err, ErrNoIdentity) && !errors.Is(err, ErrNotLoaded) {
 		d.seen.record(ctx, d.sightingOf(r, res))
 	}
@@ -336,8 +350,10 @@ func (d *Decider) configURL(path string, r Request, token string) string {
 // (Butane and Ignition profiles) versus /config (Talos and generic templates).
 // Configs may hold secrets, so r must come from the machine itself, during
 // the session its /ipxe script opened, with that session's token, and by
-// default only once; see Policy. Which profile's config it gets is decided
-// in the transaction that counts the fetch (serveConfig).
+// default only once; see Policy. A signed UKI's session is tokenless: its
+// first fetch comes without a token and mints one (uki.go). Which profile's
+// config it gets is decided in the transaction that counts the fetch
+// (serveConfig).
 func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profiles.Rendered, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeDeadline)
 	defer cancel()
@@ -346,7 +362,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		return nil, nil, err
 	}
 	r.Labels = nil // anyone can send labels: they never select a config
-	res, set, err := d.live.Match(r)
+	res, set, err := d.match(ctx, r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -363,7 +379,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, nil, err
 	}
-	ask := configAsk{token: r.Token, proven: r.proven}
+	ask := configAsk{token: r.Token, proven: r.proven, ip: r.IP}
 	if r.Token == "" {
 		ask.mint = newToken() // used only if the session is tokenless (uki.go)
 	}
@@ -380,7 +396,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 	var out *profiles.Rendered
 	m := stored // a refusal's record: the zero Machine when unknown
 	if adm.refused == "" {
-		if out, err = renderConfig(set, served, r); err != nil {
+		if out, err = renderConfig(set, served, r, stored.Hardware); err != nil {
 			return nil, nil, err
 		}
 		rendered := served.Profile
@@ -393,7 +409,7 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		case adm.refused == "" && served.Profile != rendered:
 			// The machine's state changed since the read (a wipe began):
 			// the transaction decided on another profile, and counted it.
-			if out, err = renderConfig(set, served, r); err != nil {
+			if out, err = renderConfig(set, served, r, stored.Hardware); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -402,11 +418,14 @@ func (d *Decider) Config(ctx context.Context, r Request, ignition bool) (*profil
 		return nil, nil, d.refuseOn(ctx, r, m, &RefusedError{What: "config", Reason: adm.refused})
 	}
 	d.log.Info("config served", append(machineAttrs(known(r, m), served), "kind", string(out.Kind), "ip", r.IP, "minted", adm.token != r.Token)...)
+	d.step(m.MAC, Step{Name: StepConfig, Detail: string(out.Kind), Outcome: "served"}, false)
 	return out, out.For(strings.ReplaceAll(m.MAC, ":", "-"), adm.token), nil
 }
 
-// renderConfig is the config of res.Profile for the machine r.
-func renderConfig(set *profiles.Set, res profiles.Result, r Request) (*profiles.Rendered, error) {
+// renderConfig is the config of res.Profile for the machine r, whose
+// stored hardware is hw.
+func renderConfig(set *profiles.Set, res profiles.Result, r Request, hw *store.Hardware) (*profiles.Rendered, error) {
+	r.Hardware = hw
 	out, err := set.Config(res, r.query())
 	if err != nil {
 		return nil, fmt.Errorf("render config for profile %s: %w", res.Profile.Name, err)

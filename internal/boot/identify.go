@@ -49,13 +49,14 @@ func (d *Decider) Identify(ctx context.Context, ip netip.Addr) Identity {
 	if id.MAC == "" {
 		return id
 	}
+	var hw *store.Hardware
 	if m, err := d.store.Machine(ctx, id.MAC); err == nil {
-		id.UUID, id.Machine = m.UUID, m.Name
+		id.UUID, id.Machine, hw = m.UUID, m.Name, m.Hardware
 	}
 	// What Git says now wins, as for every request; the inventory keeps the
 	// name of machines matched by labels, which an address cannot present.
 	if set := d.live.Profiles(); set != nil {
-		if res, err := set.Match(profiles.Query{MAC: id.MAC, UUID: id.UUID}); err == nil && res.Machine != nil {
+		if res, err := set.Match(profiles.Query{MAC: id.MAC, UUID: id.UUID, Hardware: hw}); err == nil && res.Machine != nil {
 			id.Machine = res.Machine.Name
 		}
 	}

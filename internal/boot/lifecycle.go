@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -38,7 +39,8 @@ const (
 func EventTypes() []string {
 	return []string{EventReady, EventProvisioning, EventLocalBoot, EventConfigServed, EventInstalled,
 		EventReprovision, EventWipe, EventPower, EventBMC, EventConfigRefused, EventScriptRefused,
-		EventPhoneHomeDeny, EventProfilesLive, EventProfilesRejected, EventProfilesBehind}
+		EventPhoneHomeDeny, EventProfilesLive, EventProfilesRejected, EventProfilesBehind,
+		EventInspected, EventBootStep, EventAssetMissing, EventStalled}
 }
 
 // Refusal reasons for configs, also metric label values: keep the set small.
@@ -191,6 +193,10 @@ type configAsk struct {
 	// mint is the token a tokenless session's first fetch is given, made
 	// before the Change, which may run more than once.
 	mint string
+	// ip is the proven request's address. A UKI machine shows provisiond no
+	// address before this fetch (its DHCP has none yet, and nothing else
+	// comes over HTTP), so the fetch that mints records it.
+	ip string
 }
 
 // admission is admitConfig's verdict: refused is the refusal reason, ""
@@ -212,6 +218,7 @@ func admitConfig(ask configAsk, pol Policy, now time.Time, out *admission) store
 		}
 		if ask.token == "" && p.Tokenless {
 			p.TokenHash, out.token = hashToken(ask.mint), ask.mint
+			m.LastIP = cmp.Or(ask.ip, m.LastIP)
 		}
 		if p.ConfigServed.IsZero() {
 			p.ConfigServed = now

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 	"unicode"
@@ -12,19 +13,30 @@ import (
 // The Decider's inventory operations for the API and the dashboard, by id
 // (see resolver), and the phone-home that ends a machine's session.
 
-// Machines lists the inventory ordered by MAC.
+// Machines lists the inventory ordered by MAC: every machine seen, and every
+// Machine in the live profiles not seen yet, in state store.StateDeclared
+// (declared.go), those matched without a MAC last.
 func (d *Decider) Machines(ctx context.Context) ([]store.Machine, error) {
-	return d.store.Machines(ctx)
+	ms, err := d.store.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return listing(d.live.Profiles(), ms), nil
 }
 
-// Machine looks up one machine by id.
+// Machine looks up one machine by id, as Machines lists it: a declared
+// Machine never seen is found too.
 func (d *Decider) Machine(ctx context.Context, id string) (store.Machine, error) {
 	key, err := d.ids.key(ctx, id)
-	if err != nil {
+	if err == nil {
+		m, err := d.store.Machine(ctx, key)
+		if !errors.Is(err, store.ErrNotFound) {
+			return m, err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
 		return store.Machine{}, err
 	}
-	m, err := d.store.Machine(ctx, key)
-	return m, notFound(id, err)
+	return d.ids.declared(ctx, id)
 }
 
 // Provisioning returns machine id's current provisioning session.
@@ -43,29 +55,10 @@ func (d *Decider) Provisioning(ctx context.Context, id string) (store.Provisioni
 func (d *Decider) Installed(ctx context.Context, id, token, note, from string, viaAPI bool) (store.Machine, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeDeadline)
 	defer cancel()
-	key, err := d.ids.key(ctx, id)
+	// A read first: a storm of bad tokens costs no writes.
+	key, err := d.sessionKey(ctx, id, token, from, viaAPI)
 	if err != nil {
 		return store.Machine{}, err
-	}
-	if !viaAPI {
-		m, err := d.store.Machine(ctx, key)
-		if err != nil {
-			return m, notFound(id, err)
-		}
-		r := Request{MAC: m.MAC, IP: from}
-		if _, err := d.authenticate(ctx, r, "phone-home"); err != nil {
-			return store.Machine{}, err
-		}
-		// A read first: a storm of bad tokens costs no writes. A failed
-		// read is the store's failure, not a refusal of the token.
-		p, err := d.store.Provisioning(ctx, key)
-		if err != nil {
-			return store.Machine{}, notFound(id, err)
-		}
-		if !tokenMatches(token, p.TokenHash) {
-			return store.Machine{}, d.phoneHomeDenied(ctx, r, m)
-		}
-		key = m.MAC
 	}
 	var denied bool
 	m, _, err := d.store.Update(ctx, key, installed(token, oneLine(note, maxNote), viaAPI, time.Now().UTC(), &denied))
@@ -76,6 +69,7 @@ func (d *Decider) Installed(ctx context.Context, id, token, note, from string, v
 		return store.Machine{}, d.phoneHomeDenied(ctx, Request{MAC: m.MAC, IP: from}, m)
 	}
 	d.log.Info("phone-home: installed", append(machineID(m).Attrs(), "state", m.State)...)
+	d.step(m.MAC, Step{Name: StepPhoneHome, Outcome: string(m.State)}, false)
 	return m, nil
 }
 

@@ -32,7 +32,7 @@ func (d *Decider) NextBoot(ctx context.Context, id string) (NextBoot, error) {
 	if err != nil {
 		return NextBoot{}, notFound(id, err)
 	}
-	r := Request{MAC: m.MAC, UUID: m.UUID, Arch: m.Arch, Labels: m.Labels}
+	r := Request{MAC: m.MAC, UUID: m.UUID, Arch: m.Arch, Labels: m.Labels, Hardware: m.Hardware}
 	res, _, err := d.live.Match(r)
 	if err != nil {
 		return NextBoot{Match: res}, err

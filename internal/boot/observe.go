@@ -23,6 +23,8 @@ type Observer interface {
 	// LiveCommit reports the abbreviated hash of the commit whose profiles
 	// went live.
 	LiveCommit(short string)
+	// Stalled reports how many machines are stalled now (stalled.go).
+	Stalled(n int)
 }
 
 // noObserver is the Observer of a part configured without one.
@@ -34,3 +36,4 @@ func (noObserver) Refused(*RefusedError)                     {}
 func (noObserver) Pruned(int)                                {}
 func (noObserver) Synced(string)                             {}
 func (noObserver) LiveCommit(string)                         {}
+func (noObserver) Stalled(int)                               {}

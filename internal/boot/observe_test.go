@@ -26,6 +26,7 @@ type recordingObserver struct {
 	refused []string // "what reason"
 	synced  []string // results
 	live    []string // short commits
+	stalled []int    // counts
 }
 
 func (o *recordingObserver) Synced(result string) {
@@ -57,6 +58,12 @@ func (o *recordingObserver) BMCOperation(action string, _ time.Duration, err err
 }
 
 func (o *recordingObserver) Pruned(int) {}
+
+func (o *recordingObserver) Stalled(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stalled = append(o.stalled, n)
+}
 
 func (o *recordingObserver) Refused(e *RefusedError) {
 	o.mu.Lock()

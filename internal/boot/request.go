@@ -3,6 +3,7 @@ package boot
 import (
 	"github.com/provisiond/provisiond/internal/ident"
 	"github.com/provisiond/provisiond/internal/profiles"
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // Request identifies a machine asking for something. MAC and UUID are canonical
@@ -15,6 +16,9 @@ type Request struct {
 	IP     string            // the requester's address, when known
 	Labels map[string]string // extra selectors, e.g. from the query string
 	Token  string            // the session token a config request presents
+	// Hardware is the machine's stored inspection, which Machines may match
+	// on and templates see; nil: never inspected, or not looked up.
+	Hardware *store.Hardware
 	// HTTPBoot says a DHCP request comes from UEFI HTTP Boot firmware,
 	// which boots the file its answer names; see HTTPBootStage.
 	HTTPBoot HTTPBootStage
@@ -61,7 +65,7 @@ func machineUUID(uuid string) string {
 }
 
 func (r Request) query() profiles.Query {
-	return profiles.Query{MAC: r.MAC, UUID: r.UUID, Labels: r.Labels}
+	return profiles.Query{MAC: r.MAC, UUID: r.UUID, Labels: r.Labels, Hardware: r.Hardware}
 }
 
 // archName names the firmware and CPU a machine boots with, in one vocabulary for

@@ -102,7 +102,7 @@ func (r resolver) target(ctx context.Context, id string) (target, error) {
 	if set != nil {
 		// What the machine would match now, so a Machine edited in Git since
 		// its last boot takes effect.
-		res, err := set.Match(profiles.Query{MAC: t.mac, UUID: t.uuid, Labels: m.Labels})
+		res, err := set.Match(profiles.Query{MAC: t.mac, UUID: t.uuid, Labels: m.Labels, Hardware: m.Hardware})
 		if err == nil && res.Machine != nil {
 			t.git = res.Machine
 			// A machine named by UUID before it ever booted: Git may know its MAC.

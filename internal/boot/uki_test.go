@@ -150,6 +150,9 @@ func TestUKIHTTPBootLifecycle(t *testing.T) {
 	if !tokenMatches(tok, p.TokenHash) || p.ConfigFetches != 1 || !p.Tokenless {
 		t.Fatalf("session after the fetch: %+v; want the minted token's hash and 1 fetch", p)
 	}
+	if m, _ := db.Machine(ctx, u1); m.LastIP != u1IP {
+		t.Errorf("last address after the fetch: %q, want %s: a UKI machine shows none before", m.LastIP, u1IP)
+	}
 	if out.Kind == "" {
 		t.Errorf("served config has no kind: %+v", out)
 	}

@@ -33,8 +33,6 @@ type Addresses interface {
 	// Concurrent DISCOVERs from different MACs should not all be offered
 	// the same free address (remember recent offers in memory for a few
 	// seconds), or all but one of their REQUESTs are NAKed and start over.
-	// The server also calls Offer for a DHCPINFORM (requested = ciaddr) and
-	// uses only the network's options of the answer.
 	Offer(ctx context.Context, link netip.Addr, mac string, requested netip.Addr) (Assignment, error)
 	// Ack makes ip mac's lease on link's network, durably, before the ACK
 	// is sent. ErrRefused (answer NAK) when ip is not mac's to have there:
@@ -44,10 +42,16 @@ type Addresses interface {
 	// (a remembered address, maybe from another network: refuse it) and
 	// RENEWING/REBINDING (link and ip are the client's ciaddr unless relayed).
 	Ack(ctx context.Context, link netip.Addr, mac string, ip netip.Addr) (Assignment, error)
-	// Release frees ip if mac holds it (DHCPRELEASE).
+	// Network returns the options of link's network, with no IP: all a
+	// DHCPINFORM, from a host with an address of its own, is answered
+	// with. It picks and holds no address, so a full range still answers.
+	// ErrNoNetwork when link is in no Network.
+	Network(ctx context.Context, link netip.Addr) (Assignment, error)
+	// Release frees ip if mac holds it (DHCPRELEASE). ErrRefused when mac
+	// holds no lease of ip (a forged or late RELEASE): nothing changes.
 	Release(ctx context.Context, mac string, ip netip.Addr) error
 	// Decline marks ip, which mac held, as in use by someone else
-	// (DHCPDECLINE): no one gets it for a while.
+	// (DHCPDECLINE): no one gets it for a while. ErrRefused as Release.
 	Decline(ctx context.Context, mac string, ip netip.Addr) error
 }
 

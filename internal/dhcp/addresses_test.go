@@ -55,20 +55,33 @@ func newTestAddresses(networks ...testNetwork) *testAddresses {
 	}
 }
 
+// testNet is a testNetwork from its addresses in text.
+func testNet(name, subnet, first, last, router string, lease time.Duration, dns ...string) testNetwork {
+	n := testNetwork{
+		name:   name,
+		subnet: netip.MustParsePrefix(subnet),
+		first:  netip.MustParseAddr(first), last: netip.MustParseAddr(last),
+		router: netip.MustParseAddr(router),
+		lease:  lease,
+	}
+	for _, d := range dns {
+		n.dns = append(n.dns, netip.MustParseAddr(d))
+	}
+	return n
+}
+
 // provNetwork is the lab's provisioning network as a Network document would
 // give it.
 func provNetwork() testNetwork {
-	return testNetwork{
-		name:   "prov",
-		subnet: netip.MustParsePrefix("10.99.0.0/24"),
-		first:  netip.MustParseAddr("10.99.0.100"), last: netip.MustParseAddr("10.99.0.199"),
-		router: netip.MustParseAddr("10.99.0.1"),
-		dns:    []netip.Addr{netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.53")},
-		lease:  time.Hour,
-	}
+	return testNet("prov", "10.99.0.0/24", "10.99.0.100", "10.99.0.199", "10.99.0.1", time.Hour, "10.99.0.1", "10.99.0.53")
 }
 
+// network returns link's network, or the failure every call has. The
+// caller holds t.mu.
 func (t *testAddresses) network(link netip.Addr) (testNetwork, error) {
+	if t.fail != nil {
+		return testNetwork{}, t.fail
+	}
 	for _, n := range t.networks {
 		if n.subnet.Contains(link) {
 			return n, nil
@@ -99,9 +112,6 @@ func (t *testAddresses) freeFor(ip netip.Addr, mac string, now time.Time) bool {
 func (t *testAddresses) Offer(_ context.Context, link netip.Addr, mac string, requested netip.Addr) (Assignment, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.fail != nil {
-		return Assignment{}, t.fail
-	}
 	n, err := t.network(link)
 	if err != nil {
 		return Assignment{}, err
@@ -138,12 +148,19 @@ func (t *testAddresses) Offer(_ context.Context, link netip.Addr, mac string, re
 	}
 }
 
+func (t *testAddresses) Network(_ context.Context, link netip.Addr) (Assignment, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, err := t.network(link)
+	if err != nil {
+		return Assignment{}, err
+	}
+	return n.assign(netip.Addr{}), nil
+}
+
 func (t *testAddresses) Ack(_ context.Context, link netip.Addr, mac string, ip netip.Addr) (Assignment, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.fail != nil {
-		return Assignment{}, t.fail
-	}
 	n, err := t.network(link)
 	if err != nil {
 		return Assignment{}, err
@@ -160,31 +177,29 @@ func (t *testAddresses) Ack(_ context.Context, link netip.Addr, mac string, ip n
 }
 
 func (t *testAddresses) Release(_ context.Context, mac string, ip netip.Addr) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.fail != nil {
-		return t.fail
-	}
-	t.calls = append(t.calls, fmt.Sprintf("release %s %s", mac, ip))
-	if t.leases[ip] == mac {
-		delete(t.leases, ip)
-		delete(t.byMAC, mac)
-	}
-	return nil
+	return t.forget("release", mac, ip)
 }
 
 func (t *testAddresses) Decline(_ context.Context, mac string, ip netip.Addr) error {
+	return t.forget("decline", mac, ip)
+}
+
+// forget records a release or decline and ends mac's lease of ip, or
+// refuses it if mac does not hold ip; a declined address is given to no
+// one after.
+func (t *testAddresses) forget(what, mac string, ip netip.Addr) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.fail != nil {
 		return t.fail
 	}
-	t.calls = append(t.calls, fmt.Sprintf("decline %s %s", mac, ip))
-	if t.leases[ip] == mac {
-		delete(t.leases, ip)
-		delete(t.byMAC, mac)
-		t.declined[ip] = true
+	t.calls = append(t.calls, fmt.Sprintf("%s %s %s", what, mac, ip))
+	if t.leases[ip] != mac {
+		return fmt.Errorf("%s %v by %s: %w", what, ip, mac, ErrRefused)
 	}
+	delete(t.leases, ip)
+	delete(t.byMAC, mac)
+	t.declined[ip] = what == "decline"
 	return nil
 }
 

@@ -29,14 +29,7 @@ import (
 
 // labNetwork is the address plan of vsrv's link.
 func labNetwork() testNetwork {
-	return testNetwork{
-		name:   "lab",
-		subnet: netip.MustParsePrefix("10.231.0.0/24"),
-		first:  netip.MustParseAddr("10.231.0.100"), last: netip.MustParseAddr("10.231.0.199"),
-		router: netip.MustParseAddr("10.231.0.254"),
-		dns:    []netip.Addr{netip.MustParseAddr("10.231.0.53"), netip.MustParseAddr("10.231.0.54")},
-		lease:  time.Hour,
-	}
+	return testNet("lab", "10.231.0.0/24", "10.231.0.100", "10.231.0.199", "10.231.0.254", time.Hour, "10.231.0.53", "10.231.0.54")
 }
 
 // ackLog is a PacketConn that keeps, from every reply the server writes,
@@ -212,14 +205,7 @@ func TestNetnsUdhcpc(t *testing.T) {
 func TestNetnsPerfdhcpDORA(t *testing.T) {
 	srvNS, cliNS := vethNamespaces(t)
 	perfdhcp := lookTool(t, "perfdhcp")
-	rate := 1000
-	if v := os.Getenv("PROVISIOND_PERFDHCP_RATE"); v != "" {
-		r, err := strconv.Atoi(v)
-		if err != nil || r <= 0 {
-			t.Fatalf("PROVISIOND_PERFDHCP_RATE=%q: want a positive integer", v)
-		}
-		rate = r
-	}
+	rate := perfRate(t)
 	const period, clients = 10, 20000
 	big := labNetwork()
 	big.subnet = netip.MustParsePrefix("10.231.0.0/16")

@@ -22,13 +22,7 @@ var (
 
 // rackNetwork is a network behind a relay.
 func rackNetwork() testNetwork {
-	return testNetwork{
-		name:   "rack2",
-		subnet: netip.MustParsePrefix("10.98.0.0/24"),
-		first:  netip.MustParseAddr("10.98.0.100"), last: netip.MustParseAddr("10.98.0.199"),
-		router: netip.MustParseAddr("10.98.0.254"),
-		lease:  10 * time.Minute,
-	}
+	return testNet("rack2", "10.98.0.0/24", "10.98.0.100", "10.98.0.199", "10.98.0.254", 10*time.Minute)
 }
 
 // testBooter boots every client but declinedMAC (no boot options) and
@@ -107,6 +101,7 @@ func TestAuthoritative(t *testing.T) {
 		want     Handled
 		wantBind []string // addresses bound, mac=ip
 		wantCall string   // Release or Decline seen
+		wantHeld string   // the MAC that holds 10.99.0.150 after; "": not checked
 	}{
 		{
 			name:     "PXE DISCOVER: an address and the boot file",
@@ -225,6 +220,21 @@ func TestAuthoritative(t *testing.T) {
 			want: Handled{"", OutcomeDecline}, wantCall: "decline " + mac + " 10.99.0.150",
 		},
 		{
+			// Anyone can send a RELEASE or DECLINE naming any address.
+			name: "RELEASE of another machine's address: ignored, its lease stays", setup: hold(otherMAC, "10.99.0.150"),
+			pkt: func(t testing.TB) *dhcpv4.DHCPv4 {
+				return packet(t, msgType(dhcpv4.MessageTypeRelease), ours, dhcpv4.WithClientIP(held))
+			},
+			want: Handled{"", OutcomeIgnored}, wantCall: "release " + mac + " 10.99.0.150", wantHeld: otherMAC,
+		},
+		{
+			name: "DECLINE of another machine's address: ignored, its lease stays", setup: hold(otherMAC, "10.99.0.150"),
+			pkt: func(t testing.TB) *dhcpv4.DHCPv4 {
+				return packet(t, msgType(dhcpv4.MessageTypeDecline), ours, wants(held))
+			},
+			want: Handled{"", OutcomeIgnored}, wantCall: "decline " + mac + " 10.99.0.150", wantHeld: otherMAC,
+		},
+		{
 			name: "RELEASE in a store outage", setup: outage,
 			pkt: func(t testing.TB) *dhcpv4.DHCPv4 {
 				return packet(t, msgType(dhcpv4.MessageTypeRelease), ours, dhcpv4.WithClientIP(held))
@@ -233,6 +243,17 @@ func TestAuthoritative(t *testing.T) {
 		},
 		{
 			name: "INFORM: options, no address, unicast",
+			pkt: func(t testing.TB) *dhcpv4.DHCPv4 {
+				return packet(t, msgType(dhcpv4.MessageTypeInform), dhcpv4.WithClientIP(held))
+			},
+			wantType: dhcpv4.MessageTypeAck, wantYI: "0.0.0.0", wantDst: "10.99.0.150:68",
+			want: Handled{"", OutcomeInform},
+		},
+		{
+			// A host with its own address needs only the options: a full
+			// range must not silence it, nor may it hold a range address.
+			name:  "INFORM on a full network: options still",
+			setup: full,
 			pkt: func(t testing.TB) *dhcpv4.DHCPv4 {
 				return packet(t, msgType(dhcpv4.MessageTypeInform), dhcpv4.WithClientIP(held))
 			},
@@ -275,6 +296,9 @@ func TestAuthoritative(t *testing.T) {
 			}
 			if c := addrs.callLog(); tt.wantCall != "" && (len(c) != 1 || c[0] != tt.wantCall) {
 				t.Errorf("Addresses saw %v, want %q", c, tt.wantCall)
+			}
+			if ip, ok := addrs.held(tt.wantHeld); tt.wantHeld != "" && (!ok || ip.String() != "10.99.0.150") {
+				t.Errorf("%s holds %v, want 10.99.0.150", tt.wantHeld, ip)
 			}
 			if tt.wantType == 0 {
 				if len(conn.sent) != 0 {

@@ -120,8 +120,8 @@ func leaseReply(req *dhcpv4.DHCPv4, a Assignment, boot []dhcpv4.Modifier, server
 	if serverIP == nil {
 		return nil, errors.New("lease reply: server IP is not an IPv4 address")
 	}
-	if !a.IP.Is4() || !a.Subnet.Addr().Is4() || !a.Subnet.Contains(a.IP) {
-		return nil, fmt.Errorf("lease reply: address %v is not an IPv4 address in subnet %v", a.IP, a.Subnet)
+	if !a.Subnet.Addr().Is4() {
+		return nil, fmt.Errorf("lease reply: subnet %v is not IPv4", a.Subnet)
 	}
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
@@ -142,6 +142,9 @@ func leaseReply(req *dhcpv4.DHCPv4, a Assignment, boot []dhcpv4.Modifier, server
 		// RFC 2131 3.4: no yiaddr and no lease times; ciaddr is echoed.
 		mods = append(mods, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck), dhcpv4.WithClientIP(req.ClientIPAddr))
 	case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest:
+		if !a.IP.Is4() || !a.Subnet.Contains(a.IP) {
+			return nil, fmt.Errorf("lease reply: address %v is not an IPv4 address in subnet %v", a.IP, a.Subnet)
+		}
 		// DHCP carries whole seconds; a lease under one would read as "no lease".
 		secs := a.LeaseTime / time.Second
 		if secs < 1 || secs > 0xffffffff {

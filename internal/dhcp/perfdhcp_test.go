@@ -19,14 +19,7 @@ import (
 func TestPerfdhcpBootStorm(t *testing.T) {
 	srvNS, cliNS := vethNamespaces(t)
 	perfdhcp := lookTool(t, "perfdhcp")
-	rate := 1000
-	if v := os.Getenv("PROVISIOND_PERFDHCP_RATE"); v != "" {
-		r, err := strconv.Atoi(v)
-		if err != nil || r <= 0 {
-			t.Fatalf("PROVISIOND_PERFDHCP_RATE=%q: want a positive integer", v)
-		}
-		rate = r
-	}
+	rate := perfRate(t)
 	const period = 10 // seconds
 
 	watch := startNetnsServer(t, srvNS)
@@ -62,6 +55,20 @@ func TestPerfdhcpBootStorm(t *testing.T) {
 	if exit != nil {
 		t.Errorf("perfdhcp exited %d (3 means incomplete exchanges)", exit.ExitCode())
 	}
+}
+
+// perfRate is the rate perfdhcp sends at: 1,000/s, or PROVISIOND_PERFDHCP_RATE.
+func perfRate(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("PROVISIOND_PERFDHCP_RATE")
+	if v == "" {
+		return 1000
+	}
+	r, err := strconv.Atoi(v)
+	if err != nil || r <= 0 {
+		t.Fatalf("PROVISIOND_PERFDHCP_RATE=%q: want a positive integer", v)
+	}
+	return r
 }
 
 // perfCount reads the first "<label>: N" of perfdhcp's report: the DISCOVER-OFFER section.

@@ -275,10 +275,12 @@ func (s *Server) answerLease(ctx context.Context, conn net.PacketConn, req *dhcp
 	actx, cancel := context.WithTimeout(ctx, addressesTimeout)
 	defer cancel()
 	var a Assignment
-	if r.ask == askAck {
+	switch r.ask {
+	case askAck:
 		a, err = s.cfg.Addresses.Ack(actx, r.link, mac, r.ip)
-	} else {
-		// Offer writes nothing: for an INFORM it only names the network's options.
+	case askInform:
+		a, err = s.cfg.Addresses.Network(actx, r.link)
+	default:
 		a, err = s.cfg.Addresses.Offer(actx, r.link, mac, r.ip)
 	}
 	var reply *dhcpv4.DHCPv4
@@ -338,7 +340,14 @@ func (s *Server) forget(ctx context.Context, log *slog.Logger, r leaseRequest, m
 	if r.ask == askDecline {
 		what, out, call = "decline", OutcomeDecline, s.cfg.Addresses.Decline
 	}
-	if err := call(ctx, mac, r.ip); err != nil {
+	err := call(ctx, mac, r.ip)
+	switch {
+	case errors.Is(err, ErrRefused):
+		// Not the client's address (anyone can send a RELEASE naming
+		// any address): nothing changed, and nothing failed.
+		log.Info("dhcp "+what+" ignored", "reason", err.Error())
+		return Handled{Outcome: OutcomeIgnored}
+	case err != nil:
 		log.Error("dhcp "+what+" not recorded", "err", err)
 		return Handled{Outcome: OutcomeError}
 	}

@@ -15,14 +15,30 @@ import (
 // device. A plain `exit` counts as success: ipxe.efi's embedded script would
 // carry on with another DHCP and autoboot and end at its shell, never reaching
 // the disk.
+//
+// Any failure, of the fetch of the machine's script or of a command in it,
+// lands at the same retry. Its message says what failed: each script sets
+// StepSetting before each command that can fail (iPXE's settings outlive
+// the script that sets them), so a kernel the server lacks is not reported
+// as a missing script.
 func ChainScript(baseURL string) string {
 	return "#!ipxe\n" +
+		step("fetch the script for this machine") +
 		"chain --autofree " + baseURL + "/ipxe?mac=${mac:hexhyp}&uuid=${uuid}&arch=${buildarch}&platform=${platform} || goto failed\n" +
 		"exit 1\n" +
 		":failed\n" +
-		"echo provisiond: could not fetch the script for this machine, retrying in 10 s\n" +
+		"echo provisiond: could not ${" + StepSetting + "}, retrying in 10 s\n" +
 		"sleep 10\n" +
 		"chain --autofree " + baseURL + "/boot.ipxe\n"
+}
+
+// StepSetting is the iPXE setting that names what the boot is doing, for
+// ChainScript's retry message.
+const StepSetting = "provisiond-step"
+
+// step is the line that sets StepSetting to what, e.g. "fetch the kernel URL".
+func step(what string) string {
+	return "set " + StepSetting + " " + what + "\n"
 }
 
 // Boot is what one machine boots now.
@@ -41,6 +57,8 @@ type Boot struct {
 // loaded with --name and named again in initrd=<name> on the kernel command line:
 // a UEFI kernel booted through its EFI stub finds initrds only that way (without
 // it: "VFS: Unable to mount root fs"), and legacy BIOS boots ignore the argument.
+// Before each command it names the file at stake for ChainScript's retry
+// message: "could not fetch the kernel http://...".
 func BootScript(b Boot) string {
 	var s strings.Builder
 	s.WriteString("#!ipxe\n")
@@ -51,6 +69,7 @@ func BootScript(b Boot) string {
 		s.WriteString("set config-url " + b.ConfigURL + "\n")
 	}
 	names := initrdNames(b.Initrds)
+	s.WriteString(step("fetch the kernel " + b.Kernel))
 	s.WriteString("kernel " + b.Kernel)
 	for _, n := range names {
 		s.WriteString(" initrd=" + n)
@@ -60,8 +79,10 @@ func BootScript(b Boot) string {
 	}
 	s.WriteString("\n")
 	for i, u := range b.Initrds {
+		s.WriteString(step("fetch the initrd " + u))
 		fmt.Fprintf(&s, "initrd --name %s %s\n", names[i], u)
 	}
+	s.WriteString(step("boot the kernel " + b.Kernel))
 	s.WriteString("boot\n")
 	return s.String()
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +53,39 @@ func TestScripts(t *testing.T) {
 		{"local boot", "local.ipxe", LocalBootScript("machine node1 is installed")},
 	} {
 		t.Run(tc.name, func(t *testing.T) { golden(t, tc.file, tc.script) })
+	}
+}
+
+// The retry message says what failed: every command of a boot script that
+// can fail is preceded by the step naming its file, and the chain script
+// echoes that step, not a fixed "could not fetch the script".
+func TestRetryMessage(t *testing.T) {
+	chain := ChainScript("http://h:1")
+	if !strings.Contains(chain, "set "+StepSetting+" fetch the script for this machine\nchain ") ||
+		!strings.Contains(chain, "echo provisiond: could not ${"+StepSetting+"}, retrying in 10 s\n") {
+		t.Errorf("chain script does not report the step that failed:\n%s", chain)
+	}
+	script := BootScript(Boot{Kernel: "http://h:1/assets/k", Initrds: []string{"http://h:1/assets/i1", "http://h:1/assets/i2"}})
+	lines := strings.Split(script, "\n")
+	want := map[string]string{"kernel": "fetch the kernel http://h:1/assets/k", "boot": "boot the kernel http://h:1/assets/k"}
+	checked := 0
+	for i, l := range lines {
+		cmd, rest, _ := strings.Cut(l, " ")
+		var step string
+		switch cmd {
+		case "kernel", "boot":
+			step = want[cmd]
+		case "initrd":
+			step = "fetch the initrd " + rest[strings.LastIndex(rest, " ")+1:]
+		default:
+			continue
+		}
+		checked++
+		if i == 0 || lines[i-1] != "set "+StepSetting+" "+step {
+			t.Errorf("%q is not preceded by the step %q:\n%s", l, step, script)
+		}
+	}
+	if checked != 4 {
+		t.Errorf("checked %d commands; want kernel, 2 initrds and boot:\n%s", checked, script)
 	}
 }

@@ -143,16 +143,6 @@ func (x *index) freeFor(p *Plan, ip netip.Addr, mac string, now time.Time) bool 
 // found a recently expired one, for one never leased or long expired.
 const fallbackScan = 64
 
-// pick decides the address to offer mac on n at now: the one preferred
-// for mac, else the first free one scanned from cursor. It returns the
-// cursor for the next pick, and false if nothing is free.
-func (x *index) pick(p *Plan, n *network, mac string, requested netip.Addr, now time.Time, cursor uint32) (netip.Addr, uint32, bool) {
-	if ip, ok := x.preferred(p, n, mac, requested, now); ok {
-		return ip, cursor, true
-	}
-	return x.scan(p, n, mac, now, cursor)
-}
-
 // preferred returns, if free for mac at now, in this order: mac's
 // reservation on n (even outside the range); the address it holds or last
 // held in the range; requested if in the range; the one last offered to it.

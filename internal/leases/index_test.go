@@ -37,6 +37,16 @@ func taken(n int) []store.Lease {
 	return ls
 }
 
+// pick is what Allocator.pickLocked decides, less its memory of full
+// ranges: the address preferred for mac, else the first free one scanned
+// from cursor, with the cursor for the next pick; false if none is free.
+func (x *index) pick(p *Plan, n *network, mac string, requested netip.Addr, now time.Time, cursor uint32) (netip.Addr, uint32, bool) {
+	if ip, ok := x.preferred(p, n, mac, requested, now); ok {
+		return ip, cursor, true
+	}
+	return x.scan(p, n, mac, now, cursor)
+}
+
 func TestPick(t *testing.T) {
 	p, err := NewPlan([]Network{prov}, reserved)
 	if err != nil {

@@ -224,7 +224,7 @@ func (a *Allocator) Release(ctx context.Context, mac string, ip netip.Addr) erro
 		a.forget(ip, mac)
 	}
 	if err != nil {
-		return fmt.Errorf("release %s by %s: %w", ip, mac, err)
+		return fmt.Errorf("release %s by %s: %w", ip, mac, notHeld(err))
 	}
 	a.log.Info("lease released", "mac", mac, "ip", ip)
 	return nil
@@ -243,7 +243,7 @@ func (a *Allocator) Decline(ctx context.Context, mac string, ip netip.Addr) erro
 		a.forget(ip, mac)
 	}
 	if err != nil {
-		return fmt.Errorf("decline %s by %s: %w", ip, mac, err)
+		return fmt.Errorf("decline %s by %s: %w", ip, mac, notHeld(err))
 	}
 	a.mu.Lock()
 	network := a.idx.leases[ip].Network
@@ -252,6 +252,16 @@ func (a *Allocator) Decline(ctx context.Context, mac string, ip netip.Addr) erro
 	a.mu.Unlock()
 	a.log.Warn("address declined: in use by another host", "mac", mac, "ip", ip, "network", network, "until", until)
 	return nil
+}
+
+// notHeld is err, from a store's ReleaseLease or DeclineLease, as
+// dhcp.Addresses says it: ErrNotFound (mac holds no lease of the address)
+// is also dhcp.ErrRefused.
+func notHeld(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", dhcp.ErrRefused, err)
+	}
+	return err
 }
 
 // forget drops mac's lease of ip and its offer hold from the index, after
@@ -263,6 +273,16 @@ func (a *Allocator) forget(ip netip.Addr, mac string) {
 		a.idx.drop(ip)
 	}
 	a.idx.unhold(mac)
+}
+
+// Network implements dhcp.Addresses: the options of link's network in the
+// live plan. It needs no lease, so it reads neither the index nor the store.
+func (a *Allocator) Network(_ context.Context, link netip.Addr) (dhcp.Assignment, error) {
+	n := a.plan.Load().network(link.Unmap())
+	if n == nil {
+		return dhcp.Assignment{}, fmt.Errorf("link %s: %w", link, dhcp.ErrNoNetwork)
+	}
+	return assignment(n, netip.Addr{}), nil
 }
 
 // lookup canonicalises mac, finds link's network in the live plan and

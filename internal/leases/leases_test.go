@@ -247,6 +247,26 @@ func TestExhausted(t *testing.T) {
 	wantIP(t, "offer once the holds ended", offer(t, al, macB, ""), "10.99.0.105")
 }
 
+// TestNetwork checks what a DHCPINFORM gets: the network's options, even
+// from a full range, with no address picked or held.
+func TestNetwork(t *testing.T) {
+	ctx := context.Background()
+	al := newAllocator(memstore.New(store.Options{}), mustPlan(t, nil, prov), newClock())
+	for i := range 10 { // every address of the range offered
+		offer(t, al, fmt.Sprintf("52:54:00:00:01:%02x", i), "")
+	}
+	as, err := al.Network(ctx, a("10.99.0.7"))
+	if err != nil {
+		t.Fatalf("network of a full range: %v", err)
+	}
+	if as.IP.IsValid() || as.Network != "prov" || as.Subnet != prov.Subnet || as.Router != prov.Router || !slices.Equal(as.DNS, prov.DNS) {
+		t.Fatalf("network = %+v, want prov's options and no address", as)
+	}
+	if _, err := al.Network(ctx, a("10.1.0.7")); !errors.Is(err, dhcp.ErrNoNetwork) {
+		t.Fatalf("network of a link in no Network: %v, want ErrNoNetwork", err)
+	}
+}
+
 func TestConcurrentOffers(t *testing.T) {
 	al := newAllocator(memstore.New(store.Options{}), mustPlan(t, nil, lab), newClock())
 	// Every client asks for the same address; the range has exactly the
@@ -285,8 +305,8 @@ func TestReleaseThenAnother(t *testing.T) {
 	st := memstore.New(store.Options{})
 	al := newAllocator(st, mustPlan(t, nil, prov), newClock())
 	ack(t, al, macA, offer(t, al, macA, "10.99.0.104").String())
-	if err := al.Release(ctx, macB, a("10.99.0.104")); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("release by another MAC: %v, want ErrNotFound", err)
+	if err := al.Release(ctx, macB, a("10.99.0.104")); !errors.Is(err, store.ErrNotFound) || !errors.Is(err, dhcp.ErrRefused) {
+		t.Fatalf("release by another MAC: %v, want ErrNotFound and ErrRefused", err)
 	}
 	wantIP(t, "offer after another's release", offer(t, al, macB, "10.99.0.104"), "10.99.0.100")
 	if err := al.Release(ctx, macA, a("10.99.0.104")); err != nil {
@@ -308,8 +328,8 @@ func TestDeclineQuarantine(t *testing.T) {
 	c := newClock()
 	al := newAllocator(st, mustPlan(t, nil, prov), c)
 	ack(t, al, macA, offer(t, al, macA, "").String())
-	if err := al.Decline(ctx, macB, a("10.99.0.100")); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("decline by another MAC: %v, want ErrNotFound", err)
+	if err := al.Decline(ctx, macB, a("10.99.0.100")); !errors.Is(err, store.ErrNotFound) || !errors.Is(err, dhcp.ErrRefused) {
+		t.Fatalf("decline by another MAC: %v, want ErrNotFound and ErrRefused", err)
 	}
 	if err := al.Decline(ctx, macA, a("10.99.0.100")); err != nil {
 		t.Fatal(err)

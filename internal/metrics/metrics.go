@@ -85,6 +85,7 @@ type Metrics struct {
 	scriptsRefused *prometheus.CounterVec
 	phoneRefused   *prometheus.CounterVec
 	pruned         prometheus.Counter
+	stalled        prometheus.Gauge
 }
 
 // New returns Metrics registered with the Go and process collectors.
@@ -170,13 +171,17 @@ func New(cfg Config) *Metrics {
 			Name: "provisiond_discovered_pruned_total",
 			Help: "Only-discovered machines deleted, oldest first, because there were more than --max-discovered.",
 		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "provisiond_machines_stalled",
+			Help: "Machines in provisioning whose boot took no new step for --stall-after, as this instance saw their boots; updated every 30 s.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration,
 		m.httpRequests, m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit, m.gitLeader,
-		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.phoneRefused, m.pruned,
+		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.phoneRefused, m.pruned, m.stalled,
 	)
 	if cfg.Machines != nil {
 		m.reg.MustRegister(newMachineCollector(cfg.Machines))
@@ -373,6 +378,9 @@ func (m *Metrics) Refused(e *boot.RefusedError) {
 
 // Pruned implements boot.Observer.
 func (m *Metrics) Pruned(n int) { m.pruned.Add(float64(n)) }
+
+// Stalled implements boot.Observer.
+func (m *Metrics) Stalled(n int) { m.stalled.Set(float64(n)) }
 
 var _ boot.Observer = (*Metrics)(nil)
 

@@ -52,7 +52,7 @@ func TestLint(t *testing.T) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 	for _, c := range []prometheus.Collector{m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration, m.httpRequests,
-		m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit, m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused} {
+		m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit, m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.stalled} {
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil || len(problems) > 0 {
 			t.Errorf("CollectAndLint = %v, %v", problems, err)
@@ -71,6 +71,7 @@ func exercise(m *Metrics) {
 	m.BMCOperation("cycle", time.Second, nil)
 	m.Refused(&boot.RefusedError{What: "config", Reason: boot.ReasonNoToken})
 	m.Refused(&boot.RefusedError{What: "script", Reason: boot.ReasonNeighbor})
+	m.Stalled(1)
 }
 
 // Each New has a registry of its own: two never collide, and nothing lands
@@ -293,6 +294,21 @@ func TestRefused(t *testing.T) {
 		if got := testutil.ToFloat64(tc.c.WithLabelValues(tc.reason)); got != 1 {
 			t.Errorf("%s = %v; want 1", tc.reason, got)
 		}
+	}
+}
+
+// The stalled gauge is what the core last counted, not a sum of reports.
+func TestStalled(t *testing.T) {
+	m := New(Config{})
+	m.Stalled(3)
+	m.Stalled(2)
+	want := `
+# HELP provisiond_machines_stalled Machines in provisioning whose boot took no new step for --stall-after, as this instance saw their boots; updated every 30 s.
+# TYPE provisiond_machines_stalled gauge
+provisiond_machines_stalled 2
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "provisiond_machines_stalled"); err != nil {
+		t.Error(err)
 	}
 }
 

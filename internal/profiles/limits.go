@@ -213,6 +213,8 @@ func (x *execution) funcs() template.FuncMap {
 		"quote":    x.quote,
 		"join":     x.join,
 		"default":  pickDefault,
+		// Bounded by the report it reads (see hardware.go).
+		"installDisk": installDisk,
 	}
 }
 

@@ -59,8 +59,11 @@ func (r *Rendered) For(id, token string) []byte {
 type renderer struct {
 	base      string                     // LoadOptions.BaseURL
 	templates map[string]*configTemplate // by profile name
-	cache     *Cache
-	used      *sync.Map // cache keys Load relied on, for Cache.retain; nil after Load
+	// uninspected is .hardware of a machine never inspected, shared by
+	// every render of one (templates cannot change it).
+	uninspected map[string]any
+	cache       *Cache
+	used        *sync.Map // cache keys Load relied on, for Cache.retain; nil after Load
 }
 
 // sampleMAC stands in for the requester when a Default profile's template is
@@ -74,7 +77,7 @@ func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string
 	if cache == nil {
 		cache = NewCache()
 	}
-	r := &renderer{base: base, templates: map[string]*configTemplate{}, cache: cache, used: &sync.Map{}}
+	r := &renderer{base: base, templates: map[string]*configTemplate{}, uninspected: hardwareData(nil), cache: cache, used: &sync.Map{}}
 	set.render = r
 	set.configs = make(map[*Machine]*Rendered, len(set.Machines))
 	// Profiles whose template does not parse: their machines are reported,
@@ -127,7 +130,7 @@ func (l *loader) render(ctx context.Context, set *Set, cache *Cache, base string
 				if skip {
 					continue
 				}
-				out, err := r.config(ctx, set.Profiles[m.Profile], m, m.Match.MAC, m.Match.UUID)
+				out, err := r.config(ctx, set.Profiles[m.Profile], m, Query{MAC: m.Match.MAC, UUID: m.Match.UUID})
 				mu.Lock()
 				if err != nil {
 					l.renderFailed(r, m.Profile, m.Pos, who, err)
@@ -153,7 +156,7 @@ feed:
 		who := fmt.Sprintf("Default profile %q for a machine with no metadata", d.Profile)
 		if ce := unparsed[d.Profile]; ce != nil {
 			l.configFailed(d.Pos, who, ce)
-		} else if _, err := r.config(ctx, set.Profiles[d.Profile], nil, sampleMAC, ""); err != nil {
+		} else if _, err := r.config(ctx, set.Profiles[d.Profile], nil, Query{MAC: sampleMAC}); err != nil {
 			l.renderFailed(r, d.Profile, d.Pos, who, err)
 		}
 	}
@@ -196,27 +199,30 @@ func (l *loader) renderFailed(r *renderer, profile string, pos Pos, who string, 
 }
 
 // Config returns the config served to the machine of res and q, or nil when its
-// profile has none. Machines from Git were rendered at load time; Default machines
-// are rendered on first request, then cached by content.
+// profile has none. Machines from Git were rendered at load time, as never
+// inspected; Default machines, and machines whose inspection reported their
+// hardware (q.Hardware), are rendered on request, through the cache by
+// content: a template that does not read .hardware renders what was
+// translated at load, and one that does is translated once per hardware.
 func (s *Set) Config(res Result, q Query) (*Rendered, error) {
-	if res.Machine != nil && res.Machine.Profile == res.Profile.Name {
+	if res.Machine != nil && res.Machine.Profile == res.Profile.Name && q.Hardware == nil {
 		return s.configs[res.Machine], nil
 	}
-	// The Default profile, or another profile than the Machine's own (the
-	// wipe profile): rendered on demand, through the translation cache, within
-	// the render limits.
-	return s.render.config(context.Background(), res.Profile, res.Machine, q.MAC, q.UUID)
+	// The Default profile, another profile than the Machine's own (the
+	// wipe profile), or known hardware: rendered on demand within the
+	// render limits.
+	return s.render.config(context.Background(), res.Profile, res.Machine, q)
 }
 
-// config renders profile p's config for machine m (nil for a Default match).
-// It fails with a *configError.
-func (r *renderer) config(ctx context.Context, p *Profile, m *Machine, mac, uuid string) (*Rendered, error) {
+// config renders profile p's config for machine m (nil for a Default match),
+// which asked with q. It fails with a *configError.
+func (r *renderer) config(ctx context.Context, p *Profile, m *Machine, q Query) (*Rendered, error) {
 	kind, _ := p.Config.Source()
 	t := r.templates[p.Name]
 	if kind == ConfigNone || t == nil {
 		return nil, nil
 	}
-	data := r.templateData(p, m, mac, uuid)
+	data := r.templateData(p, m, q)
 	body, err := t.execute(ctx, data)
 	if err != nil {
 		return nil, templateError(t.t.Name(), err)
@@ -244,11 +250,16 @@ func (r *renderer) config(ctx context.Context, p *Profile, m *Machine, mac, uuid
 	return out, nil
 }
 
-// templateData is what config templates see: .metadata, .machine, .profile and
-// .provisiond (the server's URL, and this boot's session token and phone-home URL).
-func (r *renderer) templateData(p *Profile, m *Machine, mac, uuid string) map[string]any {
+// templateData is what config templates see: .metadata, .machine, .profile,
+// .hardware (see hardwareData) and .provisiond (the server's URL, and this
+// boot's session token and phone-home URL).
+func (r *renderer) templateData(p *Profile, m *Machine, q Query) map[string]any {
 	md := map[string]any{}
-	machine := map[string]any{"name": "", "mac": mac, "uuid": uuid, "labels": map[string]string{}}
+	machine := map[string]any{"name": "", "mac": q.MAC, "uuid": q.UUID, "labels": map[string]string{}}
+	hardware := r.uninspected
+	if q.Hardware != nil {
+		hardware = hardwareData(q.Hardware)
+	}
 	if m != nil {
 		if m.Metadata != nil {
 			md = m.Metadata
@@ -261,7 +272,8 @@ func (r *renderer) templateData(p *Profile, m *Machine, mac, uuid string) map[st
 	return map[string]any{
 		"metadata": md,
 		"machine":  machine,
-		"profile":  map[string]any{"name": p.Name, "once": p.Once},
+		"profile":  map[string]any{"name": p.Name, "once": p.Once, "inspect": p.Inspect},
+		"hardware": hardware,
 		"provisiond": map[string]any{
 			"url":           r.base,
 			"token":         tokenMarker,

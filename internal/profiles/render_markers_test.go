@@ -70,7 +70,7 @@ func renderButane(t *testing.T, text string) []byte {
 	r := &renderer{base: markersBase}
 	m := &Machine{Name: "n1", Metadata: map[string]any{"hostname": markersHost}}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, r.templateData(&Profile{Name: "worker"}, m, markersMAC, "")); err != nil {
+	if err := tmpl.Execute(&buf, r.templateData(&Profile{Name: "worker"}, m, Query{MAC: markersMAC})); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

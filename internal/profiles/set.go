@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/store"
 )
 
 // ErrNoMatch means no Machine matches a query and there is no Default.
@@ -27,7 +29,13 @@ type Set struct {
 	byName   map[string]*Machine
 	byMAC    map[string]*Machine // validation refuses two Machines claiming one MAC
 	byUUID   map[string]*Machine
-	labelled []*Machine // label-only machines, most labels first
+	bySerial map[string]*Machine
+	// labelled are the machines matched by labels and/or hardware facts
+	// rather than an identity, most criteria first.
+	labelled    []*Machine
+	hasLabelled bool // one of them has match.labels
+	// hardwareMatched: some Machine matches on serial or hardware facts.
+	hardwareMatched bool
 
 	networks     []*Network            // by name
 	reservations map[string]netip.Addr // canonical MAC -> Machine.IPAddr
@@ -42,6 +50,10 @@ type Query struct {
 	MAC    string
 	UUID   string
 	Labels map[string]string
+	// Hardware is what the machine's inspection last reported, from the
+	// inventory (never from the request); nil when it was never inspected.
+	// Machines match its serial and facts, and templates see it as .hardware.
+	Hardware *store.Hardware
 }
 
 // Result is the outcome of matching a Query.
@@ -51,18 +63,20 @@ type Result struct {
 	Reason  string // why this Machine or the Default was chosen, for humans
 }
 
-// Match finds the most specific Machine for q: one matched by MAC or UUID beats one
-// matched by labels alone, and more labels beat fewer. A Machine matches only if
-// every criterion it gives matches. Without a match, the Default profile applies;
-// without a Default, ErrNoMatch.
+// Match finds the most specific Machine for q: one matched by MAC, UUID or
+// serial beats one matched by labels and hardware facts alone, and more of
+// those beat fewer. A Machine matches only if every criterion it gives
+// matches. Without a match, the Default profile applies; without a Default,
+// ErrNoMatch.
 func (s *Set) Match(q Query) (Result, error) {
 	var best *Machine
 	bestScore := -1
+	hw := &hardwareFacts{h: q.Hardware}
 	consider := func(m *Machine) {
 		if m == nil {
 			return
 		}
-		if sc, ok := score(m, q); ok && (sc > bestScore || sc == bestScore && m.Name < best.Name) {
+		if sc, ok := score(m, q, hw); ok && (sc > bestScore || sc == bestScore && m.Name < best.Name) {
 			best, bestScore = m, sc
 		}
 	}
@@ -72,10 +86,13 @@ func (s *Set) Match(q Query) (Result, error) {
 	if q.UUID != "" {
 		consider(s.byUUID[q.UUID])
 	}
+	if serial := serialOf(q.Hardware); serial != "" {
+		consider(s.bySerial[serial])
+	}
 	if best == nil {
-		// Sorted most labels first: the first match is the most specific.
+		// Sorted most criteria first: the first match is the most specific.
 		for _, m := range s.labelled {
-			if _, ok := score(m, q); ok {
+			if _, ok := score(m, q, hw); ok {
 				best = m
 				break
 			}
@@ -120,13 +137,19 @@ func HasLabels(have, want map[string]string) bool {
 	return true
 }
 
-// HasLabelled reports whether some Machine is selected by labels alone, so a
-// request that brings no labels (a DHCP packet) cannot be ruled out.
-func (s *Set) HasLabelled() bool { return len(s.labelled) > 0 }
+// HasLabelled reports whether some Machine is selected by labels without an
+// identity, so a request that brings no labels (a DHCP packet) cannot be
+// ruled out.
+func (s *Set) HasLabelled() bool { return s.hasLabelled }
 
-// score reports whether m matches q and how specifically: an identity (MAC or
-// UUID) outweighs any number of labels.
-func score(m *Machine, q Query) (int, bool) {
+// MatchesHardware reports whether some Machine matches on a serial or
+// hardware facts, so that a Query needs the machine's stored hardware.
+func (s *Set) MatchesHardware() bool { return s.hardwareMatched }
+
+// score reports whether m matches q, whose hardware facts are hw, and how
+// specifically: an identity (MAC, UUID or serial) outweighs any number of
+// labels and facts.
+func score(m *Machine, q Query, hw *hardwareFacts) (int, bool) {
 	sc := 0
 	if m.Match.MAC != "" {
 		if m.Match.MAC != q.MAC {
@@ -140,8 +163,20 @@ func score(m *Machine, q Query) (int, bool) {
 		}
 		sc += 1000
 	}
+	if m.Match.Serial != "" {
+		if m.Match.Serial != serialOf(q.Hardware) {
+			return 0, false
+		}
+		sc += 1000
+	}
 	for k, v := range m.Match.Labels {
 		if q.Labels[k] != v {
+			return 0, false
+		}
+		sc++
+	}
+	for k, v := range m.Match.Hardware {
+		if got, ok := hw.get(k); !ok || got != v {
 			return 0, false
 		}
 		sc++
@@ -157,8 +192,14 @@ func describeMatch(m Match) string {
 	if m.UUID != "" {
 		parts = append(parts, "uuid "+m.UUID)
 	}
+	if m.Serial != "" {
+		parts = append(parts, "serial "+m.Serial)
+	}
 	if len(m.Labels) > 0 {
 		parts = append(parts, "labels "+labelKey(m.Labels))
+	}
+	if len(m.Hardware) > 0 {
+		parts = append(parts, "hardware "+labelKey(m.Hardware))
 	}
 	return strings.Join(parts, " and ")
 }
@@ -183,9 +224,10 @@ func labelKey(labels map[string]string) string {
 }
 
 func sortLabelled(ms []*Machine) {
+	criteria := func(m *Machine) int { return len(m.Match.Labels) + len(m.Match.Hardware) }
 	sort.Slice(ms, func(i, j int) bool {
-		if len(ms[i].Match.Labels) != len(ms[j].Match.Labels) {
-			return len(ms[i].Match.Labels) > len(ms[j].Match.Labels)
+		if criteria(ms[i]) != criteria(ms[j]) {
+			return criteria(ms[i]) > criteria(ms[j])
 		}
 		return ms[i].Name < ms[j].Name
 	})

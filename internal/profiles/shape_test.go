@@ -40,7 +40,7 @@ func TestShapeProblems(t *testing.T) {
 		{
 			name:    "match as one value",
 			machine: "kind: Machine\nname: n1\nmatch: 52:54:00:00:00:01\nprofile: p\n",
-			want:    []string{`machines.yaml:3: match must be a map with fields labels, mac, uuid, e.g. {mac: "52:54:00:00:00:01"}; got "52:54:00:00:00:01"`},
+			want:    []string{`machines.yaml:3: match must be a map with fields hardware, labels, mac, serial, uuid, e.g. {mac: "52:54:00:00:00:01"}; got "52:54:00:00:00:01"`},
 		},
 		{
 			name:    "two macs",

@@ -30,6 +30,10 @@ type Profile struct {
 	// Once makes the install boot-once: after the machine reports installed it boots
 	// from disk until it is reprovisioned.
 	Once bool `yaml:"once"`
+	// Inspect boots the machine with what the inspection agent (provisiond
+	// agent) needs to report its hardware: provisiond.url=, provisiond.mac=
+	// and provisiond.token= on the kernel command line.
+	Inspect bool `yaml:"inspect"`
 
 	Pos Pos `yaml:"-"`
 	// loaderLine is the line of boot.loader, where a mode problem is reported.
@@ -141,12 +145,24 @@ func (m *Machine) AllLabels() map[string]string {
 }
 
 // Match selects machines. Every given criterion must match. MAC and UUID are kept
-// in canonical form after Load.
+// in canonical form after Load, Serial trimmed (see MatchSerial).
 type Match struct {
-	MAC    string            `yaml:"mac" example:"\"52:54:00:00:00:01\""`
-	UUID   string            `yaml:"uuid" example:"4c4c4544-0042-3510-8057-b7c04f4e3732"`
+	MAC  string `yaml:"mac" example:"\"52:54:00:00:00:01\""`
+	UUID string `yaml:"uuid" example:"4c4c4544-0042-3510-8057-b7c04f4e3732"`
+	// Serial is the SMBIOS system serial the machine's inspection reported
+	// (hardware.system.serial): an identity like MAC and UUID, which a NIC
+	// swap does not change.
+	Serial string            `yaml:"serial" example:"\"CZ1234ABCD\""`
 	Labels map[string]string `yaml:"labels" example:"{rack: r1}"`
+	// Hardware selects by facts of the machine's inspection, keyed as
+	// hardwareKeys lists them ("system.product", "cpu.cores"), each compared
+	// exactly with the reported value.
+	Hardware map[string]string `yaml:"hardware" example:"{system.product: PowerEdge R640}"`
 }
+
+// identified reports whether the Match names one machine (by MAC, UUID or
+// serial) rather than selecting any that shows its labels or hardware.
+func (m Match) identified() bool { return m.MAC != "" || m.UUID != "" || m.Serial != "" }
 
 // BMC locates a machine's baseboard management controller. Credentials are a
 // reference (env:VAR or file:PATH), never the secret itself.

@@ -18,8 +18,9 @@ import (
 const AssetPrefix = "/assets/"
 
 // automaticArgs are kernel arguments provisiond adds itself; a profile setting them
-// would boot with two conflicting values.
-var automaticArgs = []string{"ignition.config.url=", "talos.config=", "initrd="}
+// would boot with two conflicting values. The provisiond.* ones are the
+// inspection agent's, added with inspect: true.
+var automaticArgs = []string{"ignition.config.url=", "talos.config=", "initrd=", "provisiond.url=", "provisiond.mac=", "provisiond.token="}
 
 func (l *loader) checkProfile(set *Set, p *Profile, n *yaml.Node) {
 	file := p.Pos.File
@@ -37,6 +38,10 @@ func (l *loader) checkProfile(set *Set, p *Profile, n *yaml.Node) {
 		return
 	}
 	l.checkLoader(p, boot)
+	if p.Inspect && p.Boot.Loader == LoaderUKI {
+		l.probs.add(file, keyLine(n, "inspect"), "inspect: true cannot apply with loader uki: the agent finds its server and session token on the kernel command line, "+
+			"and a signed UKI's command line is fixed when it is built; inspect with loader ipxe or shim")
+	}
 	if p.Boot.Kernel == "" {
 		if p.Boot.Loader != LoaderUKI {
 			l.probs.add(file, keyLine(boot, "kernel"), "boot.kernel is required")
@@ -90,10 +95,11 @@ func (l *loader) checkMachine(m *Machine, n *yaml.Node) {
 		l.probs.add(file, keyLine(n, "profile"), "machine %q needs a profile", m.Name)
 	}
 	match := mappingValue(n, "match")
-	if match == nil || m.Match.MAC == "" && m.Match.UUID == "" && len(m.Match.Labels) == 0 {
-		l.probs.add(file, keyLine(n, "match"), "machine %q needs a match with mac, uuid and/or labels", m.Name)
+	if match == nil || !m.Match.identified() && len(m.Match.Labels) == 0 && len(m.Match.Hardware) == 0 {
+		l.probs.add(file, keyLine(n, "match"), "machine %q needs a match with mac, uuid, serial, hardware and/or labels", m.Name)
 		return
 	}
+	l.checkHardwareMatch(m, match)
 	for _, k := range slices.Sorted(maps.Keys(m.Match.Labels)) {
 		if m.Match.Labels[k] == "" {
 			// A request without the label has it empty too, so the
@@ -126,6 +132,36 @@ func (l *loader) checkMachine(m *Machine, n *yaml.Node) {
 		if !(strings.HasPrefix(c, "env:") && len(c) > 4 || strings.HasPrefix(c, "file:") && len(c) > 5) {
 			// Never echo the value: it may be an inline password.
 			l.probs.add(file, keyLine(bmc, "credentials"), "bmc.credentials must be env:VAR or file:PATH (secrets never go in Git)")
+		}
+	}
+}
+
+// checkHardwareMatch checks match.serial and match.hardware of m, whose
+// match is the node match, and trims the serial.
+func (l *loader) checkHardwareMatch(m *Machine, match *yaml.Node) {
+	file := m.Pos.File
+	if m.Match.Serial != "" {
+		serial := MatchSerial(m.Match.Serial)
+		if serial == "" {
+			l.probs.add(file, keyLine(match, "serial"), "match.serial: %q is a placeholder that boards ship on every unit, so it tells no machine apart; match by mac or uuid", strings.TrimSpace(m.Match.Serial))
+		}
+		m.Match.Serial = serial
+	}
+	if len(m.Match.Hardware) == 0 {
+		return
+	}
+	keys := hardwareKeys()
+	hw := mappingValue(match, "hardware")
+	for _, k := range slices.Sorted(maps.Keys(m.Match.Hardware)) {
+		switch {
+		case k == "system.serial":
+			l.probs.add(file, keyLine(hw, k), "match.hardware.system.serial: write it as match.serial, which identifies the machine like a MAC")
+		case !slices.Contains(keys, k):
+			l.probs.add(file, keyLine(hw, k), "match.hardware: unknown fact %q%s (known: %s)", k, didYouMean(k, keys), strings.Join(keys, ", "))
+		case strings.TrimSpace(m.Match.Hardware[k]) == "":
+			l.probs.add(file, keyLine(hw, k), "match.hardware.%s has no value, which would match every machine that did not report it; give it one", k)
+		default:
+			m.Match.Hardware[k] = strings.TrimSpace(m.Match.Hardware[k])
 		}
 	}
 }
@@ -236,7 +272,9 @@ func (l *loader) index(set *Set) {
 	set.byName = map[string]*Machine{}
 	set.byMAC = map[string]*Machine{}
 	set.byUUID = map[string]*Machine{}
+	set.bySerial = map[string]*Machine{}
 	byLabels := map[string]*Machine{}
+	var byHardware []*Machine // matched by serial or hardware facts, not by mac or uuid
 	for _, m := range set.Machines {
 		if prev, dup := set.byName[m.Name]; dup {
 			l.probs.add(m.Pos.File, m.Pos.Line, "machine name %q is also used at %s", m.Name, prev.Pos)
@@ -257,14 +295,31 @@ func (l *loader) index(set *Set) {
 			}
 			set.byUUID[uuid] = m
 		}
-		if m.Match.MAC == "" && m.Match.UUID == "" {
+		if serial := m.Match.Serial; serial != "" {
+			if prev, dup := set.bySerial[serial]; dup {
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q claims serial %s, already claimed by machine %q at %s", m.Name, serial, prev.Name, prev.Pos)
+			}
+			set.bySerial[serial] = m
+		}
+		if m.Match.Serial != "" || len(m.Match.Hardware) > 0 {
+			set.hardwareMatched = true
+			if m.Match.MAC == "" && m.Match.UUID == "" {
+				byHardware = append(byHardware, m)
+			}
+		}
+		if !m.Match.identified() {
 			set.labelled = append(set.labelled, m)
-			key := labelKey(m.Match.Labels)
+			set.hasLabelled = set.hasLabelled || len(m.Match.Labels) > 0
+			key := labelKey(m.Match.Labels) + labelKey(m.Match.Hardware)
 			if prev, dup := byLabels[key]; dup {
-				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q has the same labels as machine %q at %s: which one wins would be a coin toss", m.Name, prev.Name, prev.Pos)
+				what := "labels"
+				if len(m.Match.Hardware) > 0 {
+					what = "labels and hardware facts"
+				}
+				l.probs.add(m.Pos.File, m.Pos.Line, "machine %q has the same %s as machine %q at %s: which one wins would be a coin toss", m.Name, what, prev.Name, prev.Pos)
 			}
 			byLabels[key] = m
-			if p := set.Profiles[m.Profile]; p != nil {
+			if p := set.Profiles[m.Profile]; p != nil && len(m.Match.Labels) > 0 {
 				if kind, _ := p.Config.Source(); kind != ConfigNone {
 					set.Warnings = append(set.Warnings, Problem{File: m.Pos.File, Line: m.Pos.Line, Msg: fmt.Sprintf(
 						"machine %q is matched by labels only, and labels never identify a machine for its config (anyone can send them): "+
@@ -276,6 +331,13 @@ func (l *loader) index(set *Set) {
 	if d := set.Default; d != nil {
 		if _, ok := set.Profiles[d.Profile]; !ok && d.Profile != "" && !l.broken[d.Profile] {
 			l.probs.add(d.Pos.File, d.Pos.Line, "Default uses unknown profile %q", d.Profile)
+		}
+	}
+	if d := set.Default; d == nil || set.Profiles[d.Profile] == nil || !set.Profiles[d.Profile].Inspect {
+		for _, m := range byHardware {
+			set.Warnings = append(set.Warnings, Problem{File: m.Pos.File, Line: m.Pos.Line, Msg: fmt.Sprintf(
+				"machine %q matches by serial or hardware only, which provisiond knows of a machine only once its inspection reported them (a DHCP request carries neither), "+
+					"and no Default profile with inspect: true boots unknown machines into one: add inspect: true to the Default's profile, or match by mac", m.Name)})
 		}
 	}
 	sortLabelled(set.labelled)

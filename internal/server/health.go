@@ -16,6 +16,16 @@ type healthReport struct {
 	Status   string        `json:"status"` // ok, degraded (last reload or Git fetch failed, older set serving; or the store does not answer), unavailable
 	Profiles profileHealth `json:"profiles"`
 	Store    *storeHealth  `json:"store,omitempty"`
+	// AssetsMissing lists the files the live profiles boot that are not
+	// in --assets: their machines get a 404 and loop. Absent without an
+	// assets directory or a live set.
+	AssetsMissing []missingAsset `json:"assets_missing,omitzero"`
+}
+
+// missingAsset is a file under --assets that profiles name but that is not there.
+type missingAsset struct {
+	Path     string   `json:"path"` // as the profiles write it: /assets/...
+	Profiles []string `json:"profiles"`
 }
 
 // StoreInfo is what /healthz tells of the store: which one, and a probe
@@ -115,6 +125,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		rep.Profiles.LiveLoadedAt = &t
 		rep.Profiles.Machines = len(set.Machines)
 		rep.Profiles.Profiles = len(set.Profiles)
+		rep.AssetsMissing = s.missingAssets(set)
 	} else {
 		rep.Status = "unavailable"
 		code = http.StatusServiceUnavailable
@@ -122,6 +133,26 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// missingAssets is what set boots that is not under --assets, a path
+// with every profile naming it; nil without an assets directory. It stats
+// the files at every call, so a download fixes the answer at once.
+func (s *Server) missingAssets(set *profiles.Set) []missingAsset {
+	if s.cfg.Assets == nil {
+		return nil
+	}
+	out := []missingAsset{}
+	for _, a := range boot.MissingAssets(set, s.cfg.Assets.FS()) {
+		if n := len(out); n > 0 && out[n-1].Path == a.Ref() {
+			if ps := out[n-1].Profiles; ps[len(ps)-1] != a.Profile {
+				out[n-1].Profiles = append(ps, a.Profile)
+			}
+			continue
+		}
+		out = append(out, missingAsset{Path: a.Ref(), Profiles: []string{a.Profile}})
+	}
+	return out
 }
 
 // storeHealth probes the store, or returns nil when no probe is configured.

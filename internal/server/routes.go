@@ -1,6 +1,6 @@
 // Package server assembles every HTTP route provisiond serves on its one listener:
-// the boot path machines use (/boot.ipxe, /ipxe, /ignition, /config, /assets, /nbp)
-// and the operator's (/healthz, /api/v1, and /metrics for Prometheus, which like
+// the boot path machines use (/boot.ipxe, /ipxe, /ignition, /config, /assets, /nbp,
+// /agent) and the operator's (/healthz, /api/v1, and /metrics for Prometheus, which like
 // /healthz needs no token). Handlers parse the request, ask the boot core and
 // render its answer; they decide nothing. Every request is counted by route.
 package server
@@ -42,6 +42,9 @@ type Booter interface {
 	// Identify puts an address to a machine for the log lines of requests
 	// that name none.
 	Identify(ctx context.Context, ip netip.Addr) boot.Identity
+	// AssetFetch queues a step of the boot timeline: the requester at ip
+	// fetched path from /assets with outcome. It must never block.
+	AssetFetch(ip netip.Addr, path, outcome string)
 	// Status, Profiles and Sync are what /healthz reports of the profiles.
 	Status() *boot.ReloadStatus
 	Profiles() *profiles.Set
@@ -54,6 +57,7 @@ type Config struct {
 	AdvertiseURL string       // base URL machines reach us at, no trailing slash
 	Assets       *os.Root     // --assets; nil serves no assets
 	Binaries     Files        // iPXE binaries for UEFI HTTP Boot at /nbp/; nil serves none
+	Agents       Agents       // inspection agent binaries at /agent/{arch}; the zero value serves none
 	API          http.Handler // mounted at /api/v1; nil serves no API
 	Metrics      Metrics      // counts requests and serves /metrics; nil: neither
 	// Dashboard registers the web UI's routes (/ and /ui/); nil serves none.
@@ -105,6 +109,7 @@ func New(cfg Config) *Server {
 	}
 	r.Get("/assets/*", s.assets)
 	r.Get("/nbp/{name}", s.binary)
+	r.Get("/agent/{arch}", s.agent)
 	r.Get("/healthz", s.health)
 	if cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())

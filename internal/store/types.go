@@ -21,6 +21,19 @@ const (
 	StateWiped        State = "wiped"
 )
 
+// StateDeclared is a listing state, never a stored one: a Machine declared
+// in Git that no request has shown yet, as the boot core lists it (package
+// boot, declared.go). It is not a lifecycle state, so Valid refuses it and
+// no backend ever writes it; ListedStates includes it.
+const StateDeclared State = "declared"
+
+// ListedStates lists the states a listing of machines can show:
+// StateDeclared, then the lifecycle states in lifecycle order.
+func ListedStates() []State { return append([]State{StateDeclared}, states[:]...) }
+
+// Listed reports whether s is one of ListedStates.
+func (s State) Listed() bool { return s == StateDeclared || s.Valid() }
+
 // states are the lifecycle states; States hands out copies.
 var states = [...]State{StateDiscovered, StateReady, StateProvisioning, StateInstalled, StateWiping, StateWiped}
 
@@ -44,6 +57,62 @@ type Machine struct {
 	LastSeen  time.Time         `json:"last_seen"`
 	Power     string            `json:"power,omitempty"`   // last state a BMC reported: on, off, unknown
 	PowerAt   time.Time         `json:"power_at,omitzero"` // when it reported it
+	// Hardware is what the inspection agent last reported from inside the
+	// machine (provisiond agent); nil until it has. Sightings never change it.
+	Hardware *Hardware `json:"hardware,omitempty"`
+}
+
+// Hardware is a machine's hardware as its inspection agent read it from
+// /sys and /proc. Sizes are bytes; "" and 0 mean the machine did not say.
+type Hardware struct {
+	ReportedAt time.Time `json:"reported_at"`
+	System     System    `json:"system"`
+	CPU        CPU       `json:"cpu"`
+	Memory     uint64    `json:"memory_bytes"`
+	Disks      []Disk    `json:"disks,omitempty"`
+	NICs       []NIC     `json:"nics,omitempty"`
+}
+
+// System is the SMBIOS identity of a machine (/sys/class/dmi/id).
+type System struct {
+	Vendor          string `json:"vendor,omitempty"`
+	Product         string `json:"product,omitempty"`
+	Serial          string `json:"serial,omitempty"`
+	BoardVendor     string `json:"board_vendor,omitempty"`
+	BoardProduct    string `json:"board_product,omitempty"`
+	BoardSerial     string `json:"board_serial,omitempty"`
+	BIOSVendor      string `json:"bios_vendor,omitempty"`
+	BIOSVersion     string `json:"bios_version,omitempty"`
+	ChassisAssetTag string `json:"chassis_asset_tag,omitempty"`
+}
+
+// CPU is a machine's processors.
+type CPU struct {
+	Model   string `json:"model,omitempty"`
+	Arch    string `json:"arch,omitempty"` // uname machine: x86_64, aarch64
+	Sockets int    `json:"sockets,omitempty"`
+	Cores   int    `json:"cores,omitempty"`   // physical cores, all sockets
+	Threads int    `json:"threads,omitempty"` // logical CPUs
+}
+
+// Disk is one block device that is a disk (not a partition, loop or ram).
+type Disk struct {
+	Name       string   `json:"name"` // kernel name: sda, nvme0n1, vda
+	Model      string   `json:"model,omitempty"`
+	Serial     string   `json:"serial,omitempty"`
+	WWN        string   `json:"wwn,omitempty"`
+	Size       uint64   `json:"size_bytes"`
+	Rotational bool     `json:"rotational"`
+	ByID       []string `json:"by_id,omitempty"` // stable /dev/disk/by-id paths
+}
+
+// NIC is one network interface with a hardware address.
+type NIC struct {
+	Name   string `json:"name"`
+	MAC    string `json:"mac"`
+	Driver string `json:"driver,omitempty"`
+	Speed  int    `json:"speed_mbps,omitempty"` // 0: unknown or no link
+	Link   bool   `json:"link"`
 }
 
 // Provisioning is a machine's current provisioning round: the session its

@@ -112,13 +112,26 @@ func TestBrowserReprovision(t *testing.T) {
 	waitText(t, ctx, `p.flash.bad`, "not the API token")
 	do(t, ctx, "sign in", chromedp.SendKeys(`#token`, testToken), chromedp.SendKeys(`#name`, "alice"),
 		chromedp.Submit(`#token`), chromedp.WaitVisible(`table.machines`))
-	waitText(t, ctx, `table.machines tbody`, "No machine has booted yet")
+	// node1 is declared in Git and never booted: listed as such, with Git's
+	// labels, and its page says why it cannot be reprovisioned yet.
+	waitText(t, ctx, `tr.declared[data-mac="`+node1MAC+`"]`, "declared")
+	waitText(t, ctx, `tr.declared[data-mac="`+node1MAC+`"]`, "never seen")
+	do(t, ctx, "open declared node1", chromedp.Click(`tr[data-mac="`+node1MAC+`"] a`), chromedp.WaitVisible(`#declared`))
+	waitText(t, ctx, `#machine-state`, "declared")
+	waitText(t, ctx, `#next-pending`, "never seen")
+	waitText(t, ctx, `ul.blocked`, "power it on first")
+	checkAccessible(t, ctx, "declared machine")
+	do(t, ctx, "back to the table", chromedp.Navigate(f.url+"/"), chromedp.WaitVisible(`table.machines`))
 
-	// A machine nobody listed PXE-boots, then node1 does: both appear live.
+	// A machine nobody listed PXE-boots, then node1 does: both appear live,
+	// node1's record in place of its declared row.
 	f.get(t, "/ipxe?mac="+strayMAC+"&arch=x86_64")
 	waitText(t, ctx, `tr[data-mac="`+strayMAC+`"]`, "discovered")
 	f.install(t, node1MAC)
 	waitText(t, ctx, `tr[data-mac="`+node1MAC+`"]`, "installed")
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.machines tbody tr.declared").length`)); n != 0 {
+		t.Fatalf("%d declared rows after node1 booted; want its record alone", n)
+	}
 	waitText(t, ctx, `tr[data-mac="`+node1MAC+`"]`, "node1")
 	checkAccessible(t, ctx, "machines")
 	shoot(t, ctx, "machines")
@@ -131,6 +144,18 @@ func TestBrowserReprovision(t *testing.T) {
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.machines tbody tr").length`)); n != 1 {
 		t.Fatalf("label filter rack=r1 shows %d rows; want 1", n)
 	}
+	// node1's agent reports its hardware: the table sums it up, and the
+	// hardware filter, typed in and submitted, finds it by its CPU model.
+	if _, err := f.core.ReportHardware(ctx, node1MAC, "", testHardware(), "", true); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, `tr[data-mac="`+node1MAC+`"] td.hw`, "1×2c, 1.5 GiB, 2 disks")
+	do(t, ctx, "filter by hardware", chromedp.Navigate(f.url+"/"), chromedp.WaitVisible(`#f-hw`),
+		chromedp.SendKeys(`#f-hw`, "epyc"), chromedp.Submit(`#f-hw`), chromedp.WaitVisible(`#f-hw[value="epyc"]`))
+	waitText(t, ctx, `p.summary`, "1 of 2 machines")
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.machines tbody tr[data-mac='`+node1MAC+`']").length`)); n != 1 {
+		t.Fatalf("hardware filter epyc shows %d rows of node1; want 1", n)
+	}
 
 	// node1's page: its state, events, and what it would boot: installed on
 	// a boot-once profile, its disk.
@@ -140,6 +165,8 @@ func TestBrowserReprovision(t *testing.T) {
 	waitText(t, ctx, `#next-boots`, "its disk")
 	waitText(t, ctx, `pre.script`, "exit")
 	waitText(t, ctx, `#explain`, "fleet.yaml")
+	waitText(t, ctx, `#hardware`, "SN-0001")
+	waitText(t, ctx, `#hardware table.disks`, "/dev/disk/by-id/virtio-disk-a")
 	checkAccessible(t, ctx, "machine")
 
 	// Reprovision, through its confirmation.
@@ -190,7 +217,9 @@ func TestBrowserReprovision(t *testing.T) {
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.events-log tbody tr:not(.event-power)").length`)); n != 0 {
 		t.Fatalf("the power filter shows %d other events", n)
 	}
-	do(t, ctx, "all events", chromedp.Navigate(f.url+"/ui/events"), chromedp.WaitVisible(`table.events-log`))
+	// The boot's timeline steps follow the script's event, so the live page
+	// is watched for that type alone.
+	do(t, ctx, "provisioning events", chromedp.Navigate(f.url+"/ui/events?type=provisioning"), chromedp.WaitVisible(`table.events-log`))
 	f.get(t, "/ipxe?mac="+strayMAC+"&arch=x86_64")
 	waitText(t, ctx, `table.events-log tbody tr:first-child`, "served the boot script of profile discovery")
 

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ type nextBoot struct {
 	Why     string // why that, for this machine's state
 	Script  string
 	Err     string
+	Pending string // a declared machine's: why there is no decision yet
 }
 
 type actionView struct {
@@ -107,6 +109,8 @@ func unavailable(name string, m store.Machine, bmc bmcState, wipeProfile string)
 		return "It has no BMC: give its Machine a bmc in Git, or set one with provisiond machines bmc."
 	case a.power && bmc.Err != "":
 		return "Its BMC cannot be used: " + bmc.Err + "."
+	case (name == "reprovision" || name == "wipe") && m.State == store.StateDeclared:
+		return "It was never seen, so it has no record to change yet: power it on first."
 	case name == "reprovision" && m.State == store.StateDiscovered:
 		return "No Machine in the profiles claims it: add one first."
 	case name == "wipe" && wipeProfile == "":
@@ -133,7 +137,9 @@ func (d *Dashboard) machineView(r *http.Request) (machineView, error) {
 		return machineView{}, err
 	}
 	v := machineView{M: m}
-	es, err := d.b.Events(ctx, store.EventQuery{MAC: m.MAC, Newest: true, Limit: maxEvents + 1})
+	// By id, not MAC: a declared Machine matched without one has none, and
+	// an empty MAC would select every machine's events.
+	es, err := d.b.Events(ctx, store.EventQuery{MAC: machineID(m), Newest: true, Limit: maxEvents + 1})
 	if err != nil {
 		return v, err
 	}
@@ -149,7 +155,7 @@ func (d *Dashboard) machinePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, wipe := r.Context(), d.b.WipeProfile()
-	v.BMC = d.bmcOf(ctx, v.M.MAC)
+	v.BMC = d.bmcOf(ctx, machineID(v.M))
 	v.Next = d.nextBoot(ctx, v.M, wipe)
 	for _, name := range actionOrder {
 		a := actions[name]
@@ -178,6 +184,9 @@ func (d *Dashboard) machineLive(w http.ResponseWriter, r *http.Request) {
 // by the decision /ipxe makes, with what the machine presented last time;
 // the session token stays a placeholder. wipe names the wipe profile.
 func (d *Dashboard) nextBoot(ctx context.Context, m store.Machine, wipe string) nextBoot {
+	if m.State == store.StateDeclared {
+		return nextBoot{Pending: fmt.Sprintf("It was never seen. Its first network boot that matches Machine %s boots profile %s; power it on to start.", m.Name, m.Profile)}
+	}
 	nb, err := d.b.NextBoot(ctx, m.MAC)
 	if err != nil {
 		return nextBoot{Err: err.Error()}
@@ -199,11 +208,15 @@ func (d *Dashboard) nextBoot(ctx context.Context, m store.Machine, wipe string) 
 }
 
 func machineTitle(m store.Machine) string {
-	if m.Name != "" {
+	if m.Name != "" && m.MAC != "" {
 		return m.Name + " (" + m.MAC + ")"
 	}
-	return m.MAC
+	return machineID(m)
 }
+
+// machineID is what the dashboard's URLs name m by: its MAC, or the name
+// of a declared Machine matched without one.
+func machineID(m store.Machine) string { return cmp.Or(m.MAC, m.Name) }
 
 // confirmPage serves /ui/machines/{id}/confirm?action=: the question before
 // anything happens, or why the action cannot be used on this machine.
@@ -220,7 +233,7 @@ func (d *Dashboard) confirmPage(w http.ResponseWriter, r *http.Request) {
 		d.failPage(w, r, err)
 		return
 	}
-	bmc, wipe := d.bmcOf(ctx, m.MAC), d.b.WipeProfile()
+	bmc, wipe := d.bmcOf(ctx, machineID(m)), d.b.WipeProfile()
 	v := confirmView{M: m, Action: name, Label: a.label, What: a.confirm, Danger: a.danger}
 	switch name {
 	case "wipe":

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/profiles"
 	"github.com/provisiond/provisiond/internal/store"
 )
@@ -17,13 +18,14 @@ import (
 // pageSize bounds one page of the machines table; past it the table pages.
 const pageSize = 1000
 
-// filter is the machines table's query: ?state=&label=k=v,k2=v2&profile=&q=&page=.
+// filter is the machines table's query: ?state=&label=k=v,k2=v2&profile=&q=&hw=&page=.
 type filter struct {
 	State   string
 	Label   string            // as typed, shown back in the form
 	labels  map[string]string // parsed Label
 	Profile string            // the profile of the machine's last boot
 	Q       string            // substring of name, MAC, UUID or IP
+	HW      string            // substring of the reported vendor, product, serial or CPU model
 	Page    int               // 1-based
 	Err     string            // why Label did not parse
 }
@@ -31,8 +33,8 @@ type filter struct {
 func parseFilter(r *http.Request) filter {
 	q := r.URL.Query()
 	f := filter{State: q.Get("state"), Label: strings.TrimSpace(q.Get("label")), Profile: q.Get("profile"),
-		Q: strings.TrimSpace(q.Get("q")), Page: 1}
-	if !store.State(f.State).Valid() {
+		Q: strings.TrimSpace(q.Get("q")), HW: strings.TrimSpace(q.Get("hw")), Page: 1}
+	if !store.State(f.State).Listed() {
 		f.State = ""
 	}
 	if p, err := strconv.Atoi(q.Get("page")); err == nil && p > 1 {
@@ -84,6 +86,9 @@ func (f filter) match(m store.Machine) bool {
 	if !profiles.HasLabels(m.Labels, f.labels) {
 		return false
 	}
+	if !(boot.HardwareQuery{Text: f.HW}).Match(m.Hardware) {
+		return false
+	}
 	if f.Q != "" {
 		q := strings.ToLower(f.Q)
 		if !strings.Contains(strings.ToLower(m.Name), q) && !strings.Contains(m.MAC, q) &&
@@ -100,11 +105,13 @@ func (f filter) query(page int) string {
 	if page > 1 {
 		n = strconv.Itoa(page)
 	}
-	return queryOf("state", f.State, "label", f.Label, "profile", f.Profile, "q", f.Q, "page", n)
+	return queryOf("state", f.State, "label", f.Label, "profile", f.Profile, "q", f.Q, "hw", f.HW, "page", n)
 }
 
 // active reports whether any filter is set, for the form's Clear link.
-func (f filter) active() bool { return f.State != "" || f.Label != "" || f.Profile != "" || f.Q != "" }
+func (f filter) active() bool {
+	return f.State != "" || f.Label != "" || f.Profile != "" || f.Q != "" || f.HW != ""
+}
 
 // table is the machines table's data.
 type table struct {
@@ -113,7 +120,7 @@ type table struct {
 	States   []store.State
 	Profiles []string        // the live set's, for the profile filter
 	Machines []store.Machine // this page's
-	Total    int             // in the inventory
+	Total    int             // in the inventory, declared machines included
 	Matching int             // passing the filter
 	Counts   []stateCount    // by state, over the whole inventory
 	Pager    pager
@@ -131,7 +138,7 @@ func (d *Dashboard) table(r *http.Request) (table, error) {
 		return table{}, err
 	}
 	f := parseFilter(r)
-	states := store.States()
+	states := store.ListedStates()
 	t := table{Filter: f, Active: f.active(), States: states, Total: len(ms), Query: f.query(f.Page)}
 	if set := d.b.Profiles(); set != nil {
 		t.Profiles = slices.Sorted(maps.Keys(set.Profiles))

@@ -89,6 +89,9 @@ func (d *Dashboard) profilesView(r *http.Request) (profilesView, error) {
 	booted := map[string]int{}        // by profile
 	state := map[string]store.State{} // by Machine name
 	for _, m := range ms {
+		if m.State == store.StateDeclared {
+			continue // not booted yet: the row says so
+		}
 		booted[m.Profile]++
 		if m.Name != "" {
 			state[m.Name] = m.State

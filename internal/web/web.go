@@ -49,6 +49,8 @@ type Backend interface {
 	Revision(ctx context.Context) (uint64, error)
 	CheckBMC(ctx context.Context, id string) (boot.BMCInfo, error)
 	WipeProfile() string
+	// Stalled reports a provisioning machine whose boot stopped progressing.
+	Stalled(mac string) (boot.Stall, bool)
 	Status() *boot.ReloadStatus
 	Sync() *boot.SyncStatus
 	Profiles() *profiles.Set
@@ -120,14 +122,26 @@ func New(cfg Config) (*Dashboard, error) {
 		return nil, fmt.Errorf("web: static files: %w", err)
 	}
 	d.tmpl, err = template.New("").Funcs(template.FuncMap{
-		"static":   d.staticURL,
-		"when":     when,
-		"stamp":    stamp,
-		"labels":   formatLabels,
-		"plural":   plural,
-		"lines":    lines,
-		"stateCSS": func(s store.State) string { return "state-" + string(s) },
-		"choice":   filterChoice,
+		"static":    d.staticURL,
+		"when":      when,
+		"stamp":     stamp,
+		"labels":    formatLabels,
+		"plural":    plural,
+		"lines":     lines,
+		"stateCSS":  func(s store.State) string { return "state-" + string(s) },
+		"declared":  func(m store.Machine) bool { return m.State == store.StateDeclared },
+		"machineID": machineID,
+		"choice":    filterChoice,
+		"hwsum":     boot.Summary,
+		"bytes":     boot.Bytes,
+		// stalled is the machine's stall, or nil: the badge of a boot that
+		// stopped progressing (serve --stall-after).
+		"stalled": func(mac string) *boot.Stall {
+			if st, ok := cfg.Backend.Stalled(mac); ok {
+				return &st
+			}
+			return nil
+		},
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)

@@ -103,4 +103,32 @@
 // through the survivor reinstalls it with a new session token; then, the
 // killed instance restarted, a reprovision with power asked of both at once
 // must power-cycle the VM exactly once. It needs what TestBMCLifecycle needs.
+//
+// The boot modes of issue 16 (each test's doc comment has the detail):
+//
+//   - TestAuthoritative: a BIOS and a UEFI VM on a VLAN whose only DHCP
+//     server is provisiond --dhcp-mode authoritative lease their addresses
+//     (one by its Machine's ip: reservation) and boot to their configs; the
+//     same VMs then boot with dnsmasq as the full DHCP server, the reference
+//     for the "figure:" lines.
+//   - TestAuthoritativePerfdhcp: perfdhcp's full DORA exchanges, relayed, at
+//     1,000/s for 10 s and as an avalanche of 1,000 new clients: no address
+//     ACKed twice, every ACKed address leased.
+//   - TestAuthoritativeLeaseCrash: SIGKILLs during DORA exchanges, on bbolt
+//     and on etcd: no ACKed lease is lost, and a returning MAC is offered its
+//     address again.
+//   - TestSecureBoot: OVMF's Secure Boot build (q35, SMM, Microsoft keys
+//     enrolled: OVMF_CODE_4M.secboot.fd + OVMF_VARS_4M.ms.fd) on provisiond
+//     --dhcp-mode authoritative --shim-dir, with Debian's signed shim and
+//     network GRUB: a loader: shim profile boots shim, GRUB, its per-MAC GRUB
+//     config and Debian's signed kernel over TFTP (the kernel prints "Secure
+//     boot enabled"), fetches its own config with its token and phones home;
+//     its next power-on gets GRUB's exit (boot-local). The same firmware
+//     offered the embedded unsigned ipxe.efi refuses it (Access Denied), with
+//     no script served. A dnsmasq DHCP+TFTP run of the same chain is the
+//     reference figure. GRUB 2.06 names its TFTP files with a leading "/"
+//     (/grub/machines/52:54:00:..:..:...cfg, from ${net_default_mac}), shim
+//     asks blksize 512 and GRUB 1024 without windowsize, and a missing
+//     per-MAC file leaves GRUB at its prompt. Needs shim-signed and
+//     grub-efi-amd64-signed; ~60 s on an idle host, ~150 s on a loaded one.
 package e2e

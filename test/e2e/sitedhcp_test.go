@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/provisiond/provisiond/internal/ipxe"
@@ -68,19 +67,7 @@ func TestSiteDHCP(t *testing.T) {
 	for i, v := range vms {
 		machines[i] = l.addMachine(v)
 	}
-	results := make([]bootResult, len(vms))
-	var wg sync.WaitGroup
-	for i, m := range machines {
-		wg.Go(func() {
-			p, err := m.powerOn(bootTimeout, ignitionEnd, phonedHome)
-			if err != nil {
-				results[i] = bootResult{Err: err}
-				return
-			}
-			results[i] = p.wait()
-		})
-	}
-	wg.Wait()
+	results := bootTogether(machines)
 
 	for i, v := range vms {
 		t.Run(v.Name, func(t *testing.T) {

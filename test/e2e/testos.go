@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,10 @@ var virtioModules = []string{
 	"virtio_pci", "failover", "net_failover", "virtio_net",
 }
 
+// diskModules drive QEMU's virtio-blk disks, for a test OS that must see its
+// disks (the inspection agent's); they load after virtioModules.
+var diskModules = []string{"virtio_blk"}
+
 // testOS is a kernel and an initramfs that, booted with ignition.config.url=,
 // prints the config it fetched on the serial console, phones home to the URL
 // the config names and reboots (see testdata/init.sh).
@@ -59,9 +64,16 @@ func findKernel() (path, release string, ok bool) {
 }
 
 // buildTestOS writes the test OS into a fresh directory: the host's cloud
-// kernel and an initramfs of busybox-static, the virtio modules of that kernel,
-// and testdata/init.sh.
-func buildTestOS(t *testing.T, kernel, release, busybox string) *testOS {
+// kernel and an initramfs of busybox-static, the virtio modules of that kernel
+// (and extraModules, loaded after them), and testdata/init.sh.
+func buildTestOS(t *testing.T, kernel, release, busybox string, extraModules ...string) *testOS {
+	t.Helper()
+	return buildTestOSFrom(t, kernel, filepath.Join("/lib/modules", release), busybox, slices.Concat(virtioModules, extraModules))
+}
+
+// buildTestOSFrom is buildTestOS for any kernel: modDir is its module tree
+// (of another architecture, an unpacked package's), modules what to load.
+func buildTestOSFrom(t *testing.T, kernel, modDir, busybox string, modules []string) *testOS {
 	t.Helper()
 	tos := &testOS{Dir: t.TempDir(), Kernel: "vmlinuz", Initrd: "initramfs.gz"}
 	// A copy rather than a symlink: a server may refuse to follow links out
@@ -69,18 +81,20 @@ func buildTestOS(t *testing.T, kernel, release, busybox string) *testOS {
 	if err := copyFile(kernel, filepath.Join(tos.Dir, tos.Kernel)); err != nil {
 		t.Fatalf("copy kernel: %v", err)
 	}
-	if err := writeInitramfs(filepath.Join(tos.Dir, tos.Initrd), release, busybox); err != nil {
+	if err := writeInitramfs(filepath.Join(tos.Dir, tos.Initrd), modDir, busybox, modules); err != nil {
 		t.Fatalf("build initramfs: %v", err)
 	}
 	return tos
 }
 
-func writeInitramfs(path, release, busybox string) error {
+// writeInitramfs writes the test OS's initramfs to path: busybox, init and
+// the named modules (in load order) of the kernel whose module tree is modDir.
+func writeInitramfs(path, modDir, busybox string, names []string) error {
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
 		return fmt.Errorf("read busybox: %w", err)
 	}
-	modules, err := loadModules(filepath.Join("/lib/modules", release), virtioModules)
+	modules, err := loadModules(modDir, names)
 	if err != nil {
 		return err
 	}

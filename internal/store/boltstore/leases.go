@@ -116,48 +116,28 @@ func heldBy(tx *bolt.Tx, ip, mac string) (store.Lease, error) {
 
 // Lease implements store.Leases.
 func (db *DB) Lease(ctx context.Context, ip string) (store.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Lease{}, err
-	}
-	key, err := store.LeaseIP(ip)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("store: lease: %w", err)
-	}
-	var l store.Lease
-	err = db.bdb.View(func(tx *bolt.Tx) error {
-		var err error
-		l, err = getLease(tx, key)
-		return err
+	return store.FindLease(ctx, "store", ip, func(ip string) (l store.Lease, err error) {
+		err = db.bdb.View(func(tx *bolt.Tx) error {
+			l, err = getLease(tx, ip)
+			return err
+		})
+		return l, err
 	})
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("store: lease %s: %w", key, err)
-	}
-	return l, nil
 }
 
 // MACLease implements store.Leases.
 func (db *DB) MACLease(ctx context.Context, mac string) (store.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Lease{}, err
-	}
-	m, err := store.CanonicalMAC(mac)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("store: lease of %q: %w", mac, err)
-	}
-	var l store.Lease
-	err = db.bdb.View(func(tx *bolt.Tx) error {
-		ip := bucket(tx, bucketLeaseMACs).Get([]byte(m))
-		if ip == nil {
-			return store.ErrNotFound
-		}
-		var err error
-		l, err = heldBy(tx, string(ip), m)
-		return err
+	return store.FindMACLease(ctx, "store", mac, func(mac string) (l store.Lease, err error) {
+		err = db.bdb.View(func(tx *bolt.Tx) error {
+			ip := bucket(tx, bucketLeaseMACs).Get([]byte(mac))
+			if ip == nil {
+				return store.ErrNotFound
+			}
+			l, err = heldBy(tx, string(ip), mac)
+			return err
+		})
+		return l, err
 	})
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("store: lease of %s: %w", m, err)
-	}
-	return l, nil
 }
 
 // AllLeases implements store.Leases.
@@ -165,17 +145,7 @@ func (db *DB) AllLeases(ctx context.Context) ([]store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var ls []store.Lease
-	err := db.bdb.View(func(tx *bolt.Tx) error {
-		return bucket(tx, bucketLeases).ForEach(func(k, v []byte) error {
-			var l store.Lease
-			if err := json.Unmarshal(v, &l); err != nil {
-				return fmt.Errorf("decode lease %s: %w", k, err)
-			}
-			ls = append(ls, l)
-			return nil
-		})
-	})
+	ls, err := decodeAll[store.Lease](db, bucketLeases, "lease")
 	if err != nil {
 		return nil, fmt.Errorf("store: leases: %w", err)
 	}

@@ -211,17 +211,7 @@ func (db *DB) Machines(ctx context.Context) ([]store.Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var ms []store.Machine
-	err := db.bdb.View(func(tx *bolt.Tx) error {
-		return bucket(tx, bucketMachines).ForEach(func(k, v []byte) error {
-			var m store.Machine
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode machine %s: %w", k, err)
-			}
-			ms = append(ms, m)
-			return nil
-		})
-	})
+	ms, err := decodeAll[store.Machine](db, bucketMachines, "machine")
 	if err != nil {
 		return nil, fmt.Errorf("store: machines: %w", err)
 	}

@@ -8,6 +8,7 @@ package boltstore
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -152,6 +153,23 @@ func prepareSchema(tx *bolt.Tx) error {
 // bucket returns one of the buckets prepareSchema guarantees.
 func bucket(tx *bolt.Tx, name string) *bolt.Bucket {
 	return tx.Bucket([]byte(name))
+}
+
+// decodeAll decodes every value of bucket name, in key order; what names
+// a value in errors.
+func decodeAll[T any](db *DB, name, what string) ([]T, error) {
+	var all []T
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		return bucket(tx, name).ForEach(func(k, v []byte) error {
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				return fmt.Errorf("decode %s %s: %w", what, k, err)
+			}
+			all = append(all, x)
+			return nil
+		})
+	})
+	return all, err
 }
 
 var _ store.Store = (*DB)(nil)

@@ -416,6 +416,20 @@ func getJSON(kvs []*mvccpb.KeyValue, v any) (int64, error) {
 	return kvs[0].ModRevision, nil
 }
 
+// allJSON decodes every value under dir, in key order.
+func allJSON[T any](ctx context.Context, s *Store, dir string) ([]T, error) {
+	var all []T
+	err := s.scanDir(ctx, dir, func(kv *mvccpb.KeyValue) (bool, error) {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return false, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		all = append(all, v)
+		return true, nil
+	})
+	return all, err
+}
+
 func putJSON(key string, v any) (clientv3.Op, error) {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -155,18 +155,7 @@ func (s *Store) changeLease(ctx context.Context, ip, mac string, fn func(cur sto
 
 // Lease implements store.Leases.
 func (s *Store) Lease(ctx context.Context, ip string) (store.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Lease{}, err
-	}
-	key, err := store.LeaseIP(ip)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("etcdstore: lease: %w", err)
-	}
-	l, err := s.lease(ctx, key)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("etcdstore: lease %s: %w", key, err)
-	}
-	return l, nil
+	return store.FindLease(ctx, "etcdstore", ip, func(ip string) (store.Lease, error) { return s.lease(ctx, ip) })
 }
 
 // lease reads the lease of ip (canonical). ErrNotFound.
@@ -190,18 +179,7 @@ func (s *Store) lease(ctx context.Context, ip string) (store.Lease, error) {
 // A writer between the two reads may have moved the lease: the MAC must
 // still hold it.
 func (s *Store) MACLease(ctx context.Context, mac string) (store.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Lease{}, err
-	}
-	m, err := store.CanonicalMAC(mac)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("etcdstore: lease of %q: %w", mac, err)
-	}
-	l, err := s.macLease(ctx, m)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("etcdstore: lease of %s: %w", m, err)
-	}
-	return l, nil
+	return store.FindMACLease(ctx, "etcdstore", mac, func(mac string) (store.Lease, error) { return s.macLease(ctx, mac) })
 }
 
 func (s *Store) macLease(ctx context.Context, mac string) (store.Lease, error) {
@@ -224,15 +202,7 @@ func (s *Store) AllLeases(ctx context.Context) ([]store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var ls []store.Lease
-	err := s.scanDir(ctx, s.dir("leases"), func(kv *mvccpb.KeyValue) (bool, error) {
-		var l store.Lease
-		if err := json.Unmarshal(kv.Value, &l); err != nil {
-			return false, fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		ls = append(ls, l)
-		return true, nil
-	})
+	ls, err := allJSON[store.Lease](ctx, s, s.dir("leases"))
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: leases: %w", err)
 	}

@@ -246,15 +246,7 @@ func (s *Store) Machines(ctx context.Context) ([]store.Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var ms []store.Machine
-	err := s.scanDir(ctx, s.dir("machines"), func(kv *mvccpb.KeyValue) (bool, error) {
-		var m store.Machine
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
-			return false, fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		ms = append(ms, m)
-		return true, nil
-	})
+	ms, err := allJSON[store.Machine](ctx, s, s.dir("machines"))
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: machines: %w", err)
 	}

@@ -81,38 +81,28 @@ func (s *Store) heldBy(ip, mac string) (store.Lease, error) {
 
 // Lease implements store.Leases.
 func (s *Store) Lease(ctx context.Context, ip string) (store.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Lease{}, err
-	}
-	key, err := store.LeaseIP(ip)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("memstore: lease: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l, ok := s.leases[key]
-	if !ok {
-		return store.Lease{}, fmt.Errorf("memstore: lease %s: %w", key, store.ErrNotFound)
-	}
-	return l, nil
+	return store.FindLease(ctx, "memstore", ip, func(ip string) (store.Lease, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		l, ok := s.leases[ip]
+		if !ok {
+			return store.Lease{}, store.ErrNotFound
+		}
+		return l, nil
+	})
 }
 
 // MACLease implements store.Leases.
 func (s *Store) MACLease(ctx context.Context, mac string) (store.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Lease{}, err
-	}
-	m, err := store.CanonicalMAC(mac)
-	if err != nil {
-		return store.Lease{}, fmt.Errorf("memstore: lease of %q: %w", mac, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ip, ok := s.leaseMACs[m]
-	if !ok {
-		return store.Lease{}, fmt.Errorf("memstore: lease of %s: %w", m, store.ErrNotFound)
-	}
-	return s.leases[ip], nil
+	return store.FindMACLease(ctx, "memstore", mac, func(mac string) (store.Lease, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ip, ok := s.leaseMACs[mac]
+		if !ok {
+			return store.Lease{}, store.ErrNotFound
+		}
+		return s.leases[ip], nil
+	})
 }
 
 // AllLeases implements store.Leases.

@@ -36,6 +36,30 @@ ip link set lo up
 ip link set eth0 up
 udhcpc -i eth0 -s /udhcpc.script -n -q -t 10 -T 3 || fail "no DHCP lease"
 
+# An inspection profile (inspect: true) names provisiond on the command line:
+# run the agent it serves (provisiond itself) with no flags, as a discovery
+# image does; then install as below if a config is named too, else power off.
+agent=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^provisiond\.url=//p')
+if [ -n "$agent" ]; then
+	case $(uname -m) in
+	x86_64) agent="$agent/agent/amd64" ;;
+	aarch64) agent="$agent/agent/arm64" ;;
+	*) fail "no agent for $(uname -m)" ;;
+	esac
+	wget -q -O /tmp/provisiond "$agent" || fail "fetch $agent"
+	chmod +x /tmp/provisiond
+	echo "PVD-AGENT-BYTES $(wc -c </tmp/provisiond)"
+	start=$(cut -d ' ' -f 1 /proc/uptime)
+	echo PVD-AGENT-BEGIN
+	/tmp/provisiond agent 2>&1
+	status=$?
+	echo PVD-AGENT-END
+	end=$(cut -d ' ' -f 1 /proc/uptime)
+	echo "PVD-AGENT-EXIT $status"
+	awk "BEGIN { printf \"PVD-AGENT-SECONDS %.2f\\n\", $end - $start }"
+	grep -q ignition.config.url= /proc/cmdline || { echo PVD-E2E-DONE; poweroff -f; }
+fi
+
 # The URL holds '?' and '&': no globbing while splitting the command line.
 set -f
 url=
@@ -46,6 +70,11 @@ for arg in $(cat /proc/cmdline); do
 done
 set +f
 [ -n "$url" ] || fail "no ignition.config.url on the kernel command line"
+# A signed UKI's command line is fixed when it is built: it names its machine
+# by ${mac}, which the OS fills in, as Talos does with talos.config.
+case "$url" in
+*'${mac}'*) url=$(echo "$url" | sed "s/[$]{mac}/$(cat /sys/class/net/eth0/address)/g") ;;
+esac
 echo "PVD-IGNITION-URL $url"
 wget -q -O /tmp/config.ign "$url" || fail "fetch $url"
 
