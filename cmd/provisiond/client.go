@@ -354,6 +354,19 @@ func decodeAnswer(b []byte, v any) error {
 
 // Rendering.
 
+// printListing prints a listing the API answered (raw, n entries) in the
+// output format asked for: the JSON as it came, or table's table, or "no
+// <what>" on stderr when there is nothing to tabulate.
+func printListing(c *cli, cf *clientFlags, raw []byte, n int, what string, table func(io.Writer) error) error {
+	return cf.out.print(c.stdout, json.RawMessage(raw), func(w io.Writer) error {
+		if n == 0 {
+			fmt.Fprintln(c.stderr, "no "+what)
+			return nil
+		}
+		return table(w)
+	})
+}
+
 func newTabWriter(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }

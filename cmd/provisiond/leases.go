@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -54,13 +53,7 @@ func runLeases(c *cli, cf *clientFlags, state string, pos []string) error {
 	if err != nil {
 		return fmt.Errorf("leases: %w", err)
 	}
-	return cf.out.print(c.stdout, json.RawMessage(b), func(w io.Writer) error {
-		if len(a.Leases) == 0 {
-			fmt.Fprintln(c.stderr, "no leases")
-			return nil
-		}
-		return leaseTable(w, a.Leases, time.Now())
-	})
+	return printListing(c, cf, b, len(a.Leases), "leases", func(w io.Writer) error { return leaseTable(w, a.Leases, time.Now()) })
 }
 
 // leaseTable prints leases as IP MAC NETWORK STATE EXPIRES.

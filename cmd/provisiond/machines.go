@@ -164,13 +164,7 @@ func machinesList(c *cli, cf *clientFlags, state string, labels labelFlags, hw h
 	if err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
-	return cf.out.print(c.stdout, json.RawMessage(b), func(w io.Writer) error {
-		if len(list.Machines) == 0 {
-			fmt.Fprintln(c.stderr, "no machines")
-			return nil
-		}
-		return machineTable(w, list.Machines, time.Now())
-	})
+	return printListing(c, cf, b, len(list.Machines), "machines", func(w io.Writer) error { return machineTable(w, list.Machines, time.Now()) })
 }
 
 func machinesShow(c *cli, cf *clientFlags, pos []string) error {

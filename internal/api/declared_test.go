@@ -46,3 +46,15 @@ func TestDeclaredMachines(t *testing.T) {
 		t.Fatalf("GET /machines/node1 after its boot = %+v; want its record and session", m)
 	}
 }
+
+// A machine Git declares but that never booted has no record to send back:
+// reprovision and wipe say so (409) and how to get one; an id nothing knows
+// stays 404.
+func TestDeclaredSendBack409(t *testing.T) {
+	f := newFixture(t)
+	body := f.mustCall(t, "POST", "/machines/node1/reprovision", `{}`, 409)
+	if !strings.Contains(body, "node1 was never seen") || !strings.Contains(body, "power it on first") {
+		t.Errorf("reprovision of a declared machine: %s", body)
+	}
+	f.mustCall(t, "POST", "/machines/ghost/reprovision", `{}`, 404)
+}

@@ -139,7 +139,7 @@ func (f *Fleet) sendBack(ctx context.Context, id, what string, change store.Chan
 	}
 	m, _, err := f.store.Update(ctx, key, change)
 	if err != nil {
-		return m, nil, notFound(id, err)
+		return m, nil, f.ids.missing(id, err)
 	}
 	f.log.Info(what+" requested", append(machineID(m).Attrs(), "actor", actor, "state", m.State)...)
 	if !power {

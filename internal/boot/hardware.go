@@ -100,14 +100,10 @@ func (d *Decider) sessionKey(ctx context.Context, id, token, from string, viaAPI
 // and changes nothing.
 func inspected(token string, viaAPI bool, hw store.Hardware, denied *bool) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
-		*denied = false
-		actor := "api"
-		if !viaAPI {
-			actor = "machine"
-			if !tokenMatches(token, p.TokenHash) {
-				*denied = true
-				return nil, nil
-			}
+		actor, ok := sessionActor(token, viaAPI, *p)
+		*denied = !ok
+		if !ok {
+			return nil, nil
 		}
 		stored := hw
 		m.Hardware = &stored

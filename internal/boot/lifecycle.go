@@ -269,20 +269,28 @@ func refusal(what, reason string) store.Event {
 	return store.Event{Type: typ, Message: what + " refused: " + reason, Actor: "system", Fields: map[string]string{"reason": reason}}
 }
 
+// sessionActor judges, inside a machine's transaction, a request its own
+// session must authorise (phone-home, hardware report): the actor it acts
+// as ("api" for the operator's token, else "machine"), and whether it may.
+// The machine must still present its session's token: a check made before
+// the transaction may have raced a new session.
+func sessionActor(token string, viaAPI bool, p store.Provisioning) (string, bool) {
+	if viaAPI {
+		return "api", true
+	}
+	return "machine", tokenMatches(token, p.TokenHash)
+}
+
 // installed closes the session on phone-home: provisioning becomes installed and
 // wiping becomes wiped. viaAPI is an operator with the API token; otherwise
 // the machine must present its session token. A bad token is reported in
 // *denied and changes nothing; the caller records it.
 func installed(token, note string, viaAPI bool, now time.Time, denied *bool) store.Change {
 	return func(m *store.Machine, p *store.Provisioning) ([]store.Event, error) {
-		*denied = false
-		actor := "api"
-		if !viaAPI {
-			actor = "machine"
-			if !tokenMatches(token, p.TokenHash) {
-				*denied = true
-				return nil, nil
-			}
+		actor, ok := sessionActor(token, viaAPI, *p)
+		*denied = !ok
+		if !ok {
+			return nil, nil
 		}
 		var to store.State
 		switch m.State {

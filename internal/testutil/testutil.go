@@ -137,7 +137,7 @@ var build struct {
 }
 
 // Binary builds ./cmd/provisiond of this module once per test binary and
-// returns its path. It is built WITHOUT -race on purpose, even when the
+// returns its path, statically linked. It is built WITHOUT -race on purpose, even when the
 // tests run under -race: the detector slows the daemon several times over,
 // and the figures tests report must be the daemon's. (A -race in GOFLAGS
 // would still reach it.) A package that calls it uses Main as its TestMain.
@@ -156,6 +156,10 @@ func Binary(tb testing.TB) string {
 		build.path = filepath.Join(build.dir, "provisiond")
 		cmd := exec.Command("go", "build", "-o", build.path, "./cmd/provisiond")
 		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+		// Static, as make build's: the daemon serves its own executable as
+		// the inspection agent (/agent/<arch>), which runs in machines that
+		// have no libc.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("go build ./cmd/provisiond: %v\n%s", err, out)
 		}

@@ -131,4 +131,31 @@
 //     asks blksize 512 and GRUB 1024 without windowsize, and a missing
 //     per-MAC file leaves GRUB at its prompt. Needs shim-signed and
 //     grub-efi-amd64-signed; ~60 s on an idle host, ~150 s on a loaded one.
+//   - TestUKIBoot: a UKI (the test OS with systemd-stub and a fixed command
+//     line, signed with OVMF's snakeoil key) over UEFI HTTP Boot with Secure
+//     Boot enforced and PXE off, in authoritative mode: the firmware gets the
+//     UKI's URL, the kernel reports Secure Boot, the test OS fetches its
+//     config without a token exactly once (another host and provisiond's own
+//     host are refused), phones home with the token minted then; installed,
+//     its next power-on gets no boot file; an unsigned copy is refused. Needs
+//     systemd-boot-efi, sbsigntool and openssl.
+//
+// Inspection and the boot timeline (issue 17):
+//
+//   - TestInspect: a VM with chosen hardware (-smp 2, -m 1536, two virtio
+//     disks with serials, an SMBIOS identity) boots an inspect: true
+//     profile; the test OS downloads /agent/amd64 and runs it with no flags;
+//     the inventory must then hold exactly those facts. A Machine matching
+//     the SMBIOS serial (not the MAC) is then added to Git, and the VM's next
+//     boot gets its profile, whose config names the disk by serial.
+//   - TestStalledAssetMissing: the same VM with its kernel missing from
+//     --assets: one asset-missing event, a stalled mark with "kernel" as the
+//     last step (API, event, metric), and no event per iPXE retry.
+//   - TestInspectArm64: the inspection on an arm64 UEFI VM (QEMU virt, EDK2,
+//     TCG), the agent served from --agent-dir. Needs qemu-system-arm,
+//     qemu-efi-aarch64 and PROVISIOND_ARM64_ROOT: a directory where Debian's
+//     arm64 cloud kernel and busybox-static are unpacked (see .ci/run).
+//
+// The daemon these tests run is built static (testutil.Binary): it serves
+// itself as the agent, which runs in the test OS without a libc.
 package e2e

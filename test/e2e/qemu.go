@@ -152,7 +152,11 @@ func (m *machine) powerOn(timeout time.Duration, marks ...string) (*power, error
 	if !m.UEFI {
 		args = append(args, "-boot", "n")
 	}
+	return m.powerOnArgs(args, timeout, marks...)
+}
 
+// powerOnArgs starts QEMU with args as m's next power-on.
+func (m *machine) powerOnArgs(args []string, timeout time.Duration, marks ...string) (*power, error) {
 	m.powerOns++
 	fmt.Fprintf(m.serial, "\n==== %s: power-on %d (%s) ====\n", m.Name, m.powerOns, time.Now().Format(time.TimeOnly))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
