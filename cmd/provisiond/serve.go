@@ -522,7 +522,7 @@ func runDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		BMC:           bmc.New(bmc.Options{Timeout: cfg.BMCTimeout, Parallel: cfg.BMCParallel, Logger: log}),
 		Secrets:       secrets,
 		WipeProfile:   cfg.WipeProfile,
-		Check:         withAssetCheck(servingCheck(cfg.DHCPMode, cfg.DHCPInterface != "", cfg.ShimDir != ""), assets.FS(), cfg.AssetsDir),
+		Check:         withAssetCheck(servingCheck(cfg.DHCPMode, cfg.DHCPInterface != "", cfg.ShimDir != ""), assets.FS(), log),
 		StallAfter:    cfg.StallAfter,
 		Locks:         locks,
 		Observer:      m,
@@ -661,12 +661,16 @@ func servingCheck(mode dhcp.Mode, proxy, shimDir bool) func(*profiles.Set) (prob
 	}
 }
 
-// withAssetCheck adds to check a warning for each profile asset missing
-// under the assets directory dir (assets): the set still loads, since the
-// file may arrive later, but the operator hears of it at every load.
-func withAssetCheck(check func(*profiles.Set) (profiles.Problems, profiles.Problems), assets fs.FS, dir string) func(*profiles.Set) (profiles.Problems, profiles.Problems) {
+// withAssetCheck is check, and a warning logged for each profile asset
+// missing under the assets directory (assets) at every load: the set still
+// loads, since the file may arrive later, and /healthz keeps listing it.
+// One line per file, not per profile, and outside the set's warnings,
+// which are the profiles' own.
+func withAssetCheck(check func(*profiles.Set) (profiles.Problems, profiles.Problems), assets fs.FS, log *slog.Logger) func(*profiles.Set) (profiles.Problems, profiles.Problems) {
 	return func(set *profiles.Set) (profiles.Problems, profiles.Problems) {
-		probs, warns := check(set)
-		return probs, append(warns, boot.AssetProblems(set, assets, dir)...)
+		for _, f := range boot.MissingFiles(set, assets) {
+			log.Warn("profile asset missing: machines booting it get 404 and retry", "path", f.Path, "profiles", strings.Join(f.Profiles, ","))
+		}
+		return check(set)
 	}
 }

@@ -3,6 +3,7 @@ package boot
 import (
 	"fmt"
 	"io/fs"
+	"slices"
 
 	"github.com/provisiond/provisiond/internal/profiles"
 )
@@ -27,9 +28,8 @@ func MissingAssets(set *profiles.Set, assets fs.FS) []profiles.AssetRef {
 	return missing
 }
 
-// AssetProblems is MissingAssets as problems at each profile, which serve
-// logs as warnings at every load and validate --assets reports; dir names
-// the assets directory in the message.
+// AssetProblems is MissingAssets as problems at each profile, as validate
+// --assets reports them; dir names the assets directory in the message.
 func AssetProblems(set *profiles.Set, assets fs.FS, dir string) profiles.Problems {
 	var probs profiles.Problems
 	for _, a := range MissingAssets(set, assets) {
@@ -37,4 +37,30 @@ func AssetProblems(set *profiles.Set, assets fs.FS, dir string) profiles.Problem
 			Msg: fmt.Sprintf("profile %s: boot.%s %s: no such file in the assets directory %s", a.Profile, a.Kind, a.Ref(), dir)})
 	}
 	return probs
+}
+
+// MissingFile is a file under the assets directory that profiles boot but
+// that is not there.
+type MissingFile struct {
+	Path     string   `json:"path"`     // as the profiles write it: /assets/...
+	Profiles []string `json:"profiles"` // the profiles that boot it, each once
+}
+
+// MissingFiles is MissingAssets by file: each missing path once, in the
+// order first met, with the profiles that name it.
+func MissingFiles(set *profiles.Set, assets fs.FS) []MissingFile {
+	out := []MissingFile{}
+	at := map[string]int{}
+	for _, a := range MissingAssets(set, assets) {
+		i, ok := at[a.Ref()]
+		if !ok {
+			i = len(out)
+			at[a.Ref()] = i
+			out = append(out, MissingFile{Path: a.Ref()})
+		}
+		if !slices.Contains(out[i].Profiles, a.Profile) {
+			out[i].Profiles = append(out[i].Profiles, a.Profile)
+		}
+	}
+	return out
 }

@@ -106,7 +106,8 @@ func (d *Decider) BootPXE(ctx context.Context, r Request) (PXEAnswer, error) {
 		d.step(r.MAC, Step{Name: StepDHCP, Outcome: "offered"}, false)
 	}
 	switch {
-	case err == nil && r.HTTPBoot != NotHTTPBoot && r.MAC != "" && res.Profile.Boot.Loader == profiles.LoaderUKI:
+	case err == nil && r.HTTPBoot != NotHTTPBoot && r.Arch == "efi-x86_64" && r.MAC != "" && res.Profile.Boot.Loader == profiles.LoaderUKI:
+		// The DHCP server offers UKIs to x86-64 HTTP Boot firmware only.
 		return d.bootUKI(ctx, r, res)
 	case err == nil:
 		a := PXEAnswer{Boot: true, Loader: res.Profile.Boot.Loader}
@@ -169,11 +170,19 @@ func (d *Decider) serveBoot(ctx context.Context, r Request, l loader) (string, e
 		d.log.Warn(l.what+" refused", append(machineAttrs(r, res), "ip", r.IP, "error", err)...)
 		return "", err
 	}
-	if res.Profile.Boot.Loader == profiles.LoaderUKI && !ukiRuns(r.Arch) {
-		// Nothing it can boot: no session, and an answer that says why.
-		d.seen.record(ctx, d.sightingOf(r, res))
-		d.log.Warn(l.what+": a UKI cannot boot on this firmware", append(machineAttrs(r, res), "arch", r.Arch)...)
-		return ukiScript(describe(res), "", r.Arch), nil
+	if res.Profile.Boot.Loader == profiles.LoaderUKI {
+		// Only HTTP Boot firmware gets the UKI (uki.go): no session here,
+		// and an answer that says why; unless the machine boots another
+		// profile now (the wipe profile), which goes on as any other.
+		uki, err := d.bootsUKI(ctx, r, res)
+		if err != nil {
+			return "", err
+		}
+		if uki {
+			d.seen.record(ctx, d.sightingOf(r, res))
+			d.log.Warn(l.what+": a UKI boots over UEFI HTTP Boot only", append(machineAttrs(r, res), "arch", r.Arch)...)
+			return ukiScript(describe(res)), nil
+		}
 	}
 	now := time.Now().UTC()
 	if token, plan, m, ok := d.reuse(ctx, r, res, now); ok {

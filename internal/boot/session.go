@@ -56,10 +56,10 @@ func (d *Decider) openToken(mac, sealed string) (string, error) {
 // the stored machine, when /ipxe may hand the session out again: see
 // reusable. ok is false on any doubt, including a failed read, so that the
 // caller takes the writing path, whose errors are the ones to report. A
-// tokenless session (uki.go) has no token to hand out, nor needs one: its
-// script carries none, so it is reused without a sealer, token "".
+// tokenless session (uki.go) is never handed out here: it has no sealed
+// token (see reusable).
 func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now time.Time) (token string, plan bootPlan, m store.Machine, ok bool) {
-	if d.secrets == nil && res.Profile.Boot.Loader != profiles.LoaderUKI {
+	if d.secrets == nil {
 		return "", bootPlan{}, store.Machine{}, false
 	}
 	m, err := d.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
@@ -73,16 +73,6 @@ func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now
 	s := d.sightingOf(r, res)
 	s.MAC = m.MAC
 	if s, err = s.Sighting(); err != nil {
-		return "", bootPlan{}, store.Machine{}, false
-	}
-	if p.Tokenless {
-		plan, state := peek(m, p, res, d.live.wipeProfile())
-		if !tokenlessReusable(m, p, s, plan, state, now) {
-			return "", bootPlan{}, store.Machine{}, false
-		}
-		return "", plan, m, true
-	}
-	if d.secrets == nil {
 		return "", bootPlan{}, store.Machine{}, false
 	}
 	plan, ok = reusable(m, p, s, res, d.live.wipeProfile(), now)

@@ -1,6 +1,7 @@
 package boot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -72,6 +73,19 @@ func (d *Decider) bootUKI(ctx context.Context, r Request, res profiles.Result) (
 	return d.ukiAnswer(res, plan), nil
 }
 
+// bootsUKI reports whether machine r, matched to the loader uki profile
+// res.Profile, boots that UKI now, as /ipxe would decide (planBoot on the
+// stored machine): not when installed on a boot-once profile, nor while it
+// is being wiped.
+func (d *Decider) bootsUKI(ctx context.Context, r Request, res profiles.Result) (bool, error) {
+	m, p, err := d.storedSession(ctx, cmp.Or(r.MAC, r.UUID))
+	if err != nil {
+		return false, err
+	}
+	plan, _ := peek(m, p, res, d.live.wipeProfile())
+	return !plan.local && plan.profile.Boot.Loader == profiles.LoaderUKI, nil
+}
+
 // storedSession reads machine mac and its session; an unknown machine is
 // the zero Machine with no session.
 func (d *Decider) storedSession(ctx context.Context, mac string) (store.Machine, store.Provisioning, error) {
@@ -115,32 +129,20 @@ func tokenlessReusable(m store.Machine, p store.Provisioning, s store.Machine, p
 }
 
 // ukiBoot is the iPXE script of res.Profile, a loader uki profile, for the
-// machine r.
+// machine r: it says why iPXE does not boot it, and exits so that the
+// firmware goes on to its next boot option.
 func (d *Decider) ukiBoot(res profiles.Result, r Request) string {
-	return ukiScript(describe(res), d.assetURL(res.Profile.Boot.UKI), r.Arch)
+	return ukiScript(describe(res))
 }
 
-// ukiScript is the iPXE script that boots plan's UKI, an EFI image: iPXE
-// chains it with no arguments, so that its own command line applies. (With
-// Secure Boot off, systemd-stub takes the load options iPXE passes, the
-// image's name, for the whole command line unless the stub ignores a bare
-// image name; a fleet whose stub does not should boot the UKI over HTTP
-// Boot, or the kernel and initrd with loader ipxe.) A BIOS machine cannot
-// run it: its script says so and exits, so that the firmware goes on to
-// its next boot device.
-func ukiScript(comment, uki, arch string) string {
+// ukiScript is what iPXE is told of a loader uki profile. The UKI is offered
+// to UEFI HTTP Boot firmware only, which verifies it itself (Secure Boot):
+// chained from iPXE, systemd-stub may take iPXE's load options (the image's
+// name) for its whole command line, and a BIOS cannot run it at all.
+func ukiScript(comment string) string {
 	comment = strings.ReplaceAll(comment, "\n", " ")
-	if !ukiRuns(arch) {
-		return "#!ipxe\n# provisiond: " + comment + "\n" +
-			"echo provisiond: this machine's profile boots a UKI, an EFI image that " + arch + " firmware cannot run: boot it in UEFI mode, or give its profile loader ipxe\n" +
-			"sleep 10\n" +
-			"exit\n"
-	}
-	return "#!ipxe\n# provisiond: " + comment + ", boots the UKI, whose command line names its config\nchain " + uki + "\n"
-}
-
-// ukiRuns reports whether firmware of arch (Request.Arch) can run a UKI:
-// UEFI, or not known (Explain, a machine never seen).
-func ukiRuns(arch string) bool {
-	return arch == "" || strings.HasPrefix(arch, "efi-")
+	return "#!ipxe\n# provisiond: " + comment + "\n" +
+		"echo provisiond: this machine's profile boots a signed UKI, which provisiond offers over x86-64 UEFI HTTP Boot only: enable HTTP Boot in its firmware, or give its profile loader ipxe\n" +
+		"sleep 10\n" +
+		"exit\n"
 }

@@ -311,45 +311,35 @@ func TestAdmitTokenless(t *testing.T) {
 	}
 }
 
-// The iPXE path of a loader uki profile: UEFI chains the UKI under a
-// tokenless session, which a repeated /ipxe finds again; BIOS is told why
-// it cannot boot and opens nothing. NextBoot and Explain show the same.
+// iPXE never boots a UKI: every machine of a loader uki profile that asks
+// /ipxe (UEFI PXE or BIOS) is told to use HTTP Boot, opens no session and
+// exits to its next boot option; NextBoot and Explain say the same. A machine
+// of such a profile being wiped boots the wipe profile through iPXE as any.
 func TestUKIScript(t *testing.T) {
 	c, db := ukiCore(t, Config{})
 	ctx := context.Background()
-	efi := Request{MAC: u1, IP: u1IP, Arch: "efi-x86_64"}
-
-	bios := efi
-	bios.Arch = "bios"
-	s, err := c.Script(ctx, bios)
-	if err != nil || !strings.Contains(s, "cannot run") || !strings.HasSuffix(s, "exit\n") || strings.Contains(s, "chain") || strings.Contains(s, "kernel") {
-		t.Fatalf("BIOS script: %v\n%s", err, s)
-	}
-	if _, err := db.Provisioning(ctx, u1); err == nil {
-		if p, _ := db.Provisioning(ctx, u1); p.TokenHash != "" {
-			t.Fatalf("BIOS script opened a session: %+v", p)
+	for _, arch := range []string{"bios", "efi-x86_64"} {
+		s, err := c.Script(ctx, Request{MAC: u1, IP: u1IP, Arch: arch})
+		if err != nil || !strings.Contains(s, "UEFI HTTP Boot only") || !strings.HasSuffix(s, "exit\n") || strings.Contains(s, "chain") || strings.Contains(s, "kernel") {
+			t.Fatalf("%s script: %v\n%s", arch, err, s)
+		}
+		if p, err := db.Provisioning(ctx, u1); err == nil && p.TokenHash != "" {
+			t.Fatalf("the %s script opened a session: %+v", arch, p)
 		}
 	}
-
-	s, err = c.Script(ctx, efi)
-	want := "chain " + ukiURL + "\n"
-	if err != nil || !strings.HasSuffix(s, want) || strings.Contains(s, "token") {
-		t.Fatalf("UEFI script: %v\n%s\nwant it to end with %q and carry no token", err, s, want)
-	}
-	p, _ := db.Provisioning(ctx, u1)
-	if !p.Tokenless || p.TokenHash == "" || state(t, db, u1) != store.StateProvisioning {
-		t.Fatalf("session after the UEFI script: %+v", p)
-	}
-	rev := revision(t, db)
-	if again, err := c.Script(ctx, efi); err != nil || again != s || revision(t, db) != rev {
-		t.Fatalf("repeated /ipxe: %v, revision %d -> %d\n%s", err, rev, revision(t, db), again)
-	}
-
-	nb, err := c.NextBoot(ctx, u1)
-	if err != nil || !strings.HasSuffix(nb.Script, want) || !strings.Contains(nb.Why, "without a token") {
-		t.Errorf("NextBoot: %v %+v", err, nb)
-	}
-	if _, script, err := c.Explain(Request{MAC: u1}); err != nil || !strings.HasSuffix(script, want) {
+	if _, script, err := c.Explain(Request{MAC: u1}); err != nil || !strings.Contains(script, "UEFI HTTP Boot only") {
 		t.Errorf("Explain: %v\n%s", err, script)
+	}
+
+	wiping, db := ukiCore(t, Config{WipeProfile: "plain"})
+	if _, _, err := db.Seen(ctx, store.Machine{MAC: u1, State: store.StateWiping}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := wiping.Script(ctx, Request{MAC: u1, IP: u1IP, Arch: "efi-x86_64"})
+	if err != nil || !strings.Contains(s, "kernel http://h:1/assets/k") {
+		t.Fatalf("script of a UKI machine being wiped: %v\n%s", err, s)
+	}
+	if nb, err := wiping.NextBoot(ctx, u1); err != nil || nb.Profile == nil || nb.Profile.Name != "plain" {
+		t.Errorf("NextBoot of a UKI machine being wiped: %v %+v", err, nb)
 	}
 }

@@ -294,7 +294,7 @@ func TestBootFileLoader(t *testing.T) {
 		{name: "shim: HTTP Boot keeps the ipxe.efi URL", mods: []dhcpv4.Modifier{vendor(vcHTTPBoot), arch(iana.EFI_X86_64_HTTP)}, v: shim, want: "http://10.99.0.2:8080/nbp/ipxe.efi"},
 		{name: "shim: iPXE keeps the script", mods: []dhcpv4.Modifier{vendor(vcEDK2x64), arch(iana.EFI_X86_64), rawUserClass("iPXE")}, v: shim, want: "http://10.99.0.2:8080/boot.ipxe"},
 		{name: "uki: HTTP Boot x86-64 gets the UKI", mods: []dhcpv4.Modifier{vendor(vcHTTPBoot), arch(iana.EFI_X86_64_HTTP)}, v: uki, want: "http://10.99.0.2:8080/assets/talos/uki.efi"},
-		{name: "uki: HTTP Boot arm64 gets the UKI", mods: []dhcpv4.Modifier{vendor("HTTPClient:Arch:00019:UNDI:003000"), arch(iana.EFI_ARM64_HTTP)}, v: uki, want: "http://10.99.0.2:8080/assets/talos/uki.efi"},
+		{name: "uki: HTTP Boot arm64 keeps the snp.efi URL", mods: []dhcpv4.Modifier{vendor("HTTPClient:Arch:00019:UNDI:003000"), arch(iana.EFI_ARM64_HTTP)}, v: uki, want: "http://10.99.0.2:8080/nbp/snp.efi"},
 		{name: "uki: PXE keeps ipxe.efi", mods: []dhcpv4.Modifier{vendor(vcEDK2x64), arch(iana.EFI_X86_64)}, v: uki, want: "ipxe.efi"},
 		{name: "uki: iPXE keeps the script", mods: []dhcpv4.Modifier{vendor(vcHTTPBoot), arch(iana.EFI_X86_64_HTTP), rawUserClass("iPXE")}, v: uki, want: "http://10.99.0.2:8080/boot.ipxe"},
 	}

@@ -47,8 +47,8 @@ const ShimNBP = "shimx64.efi"
 // bootFile is what goes in the reply's file field for c, booted by v: the chain script
 // URL for iPXE, the NBP's URL for UEFI HTTP Boot, the NBP's TFTP name for PXE firmware.
 // v.Loader replaces iPXE for the clients it can boot: LoaderShim for UEFI x86-64 PXE
-// firmware (the only firmware Secure Boot shims are built for here), LoaderUKI for UEFI
-// HTTP Boot firmware, which loads the UKI straight from its URL. Every other client of
+// firmware (the only firmware Secure Boot shims are built for here), LoaderUKI for x86-64
+// UEFI HTTP Boot firmware, which loads the UKI straight from its URL. Every other client of
 // such a profile gets what it gets without a loader.
 func bootFile(c Client, v Verdict, advertiseURL string) (string, error) {
 	base := strings.TrimSuffix(advertiseURL, "/")
@@ -62,7 +62,8 @@ func bootFile(c Client, v Verdict, advertiseURL string) (string, error) {
 			return ShimNBP, nil
 		}
 	case LoaderUKI:
-		if c.HTTP {
+		// x86-64 only: the arm64 path has no VM test.
+		if c.HTTP && c.Arch == iana.EFI_X86_64_HTTP {
 			if !strings.HasPrefix(v.UKI, "http://") && !strings.HasPrefix(v.UKI, "https://") {
 				return "", fmt.Errorf("loader uki: UKI %q is not an http(s) URL", v.UKI)
 			}

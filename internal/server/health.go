@@ -19,13 +19,7 @@ type healthReport struct {
 	// AssetsMissing lists the files the live profiles boot that are not
 	// in --assets: their machines get a 404 and loop. Absent without an
 	// assets directory or a live set.
-	AssetsMissing []missingAsset `json:"assets_missing,omitzero"`
-}
-
-// missingAsset is a file under --assets that profiles name but that is not there.
-type missingAsset struct {
-	Path     string   `json:"path"` // as the profiles write it: /assets/...
-	Profiles []string `json:"profiles"`
+	AssetsMissing []boot.MissingFile `json:"assets_missing,omitzero"`
 }
 
 // StoreInfo is what /healthz tells of the store: which one, and a probe
@@ -138,21 +132,11 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // missingAssets is what set boots that is not under --assets, a path
 // with every profile naming it; nil without an assets directory. It stats
 // the files at every call, so a download fixes the answer at once.
-func (s *Server) missingAssets(set *profiles.Set) []missingAsset {
+func (s *Server) missingAssets(set *profiles.Set) []boot.MissingFile {
 	if s.cfg.Assets == nil {
 		return nil
 	}
-	out := []missingAsset{}
-	for _, a := range boot.MissingAssets(set, s.cfg.Assets.FS()) {
-		if n := len(out); n > 0 && out[n-1].Path == a.Ref() {
-			if ps := out[n-1].Profiles; ps[len(ps)-1] != a.Profile {
-				out[n-1].Profiles = append(ps, a.Profile)
-			}
-			continue
-		}
-		out = append(out, missingAsset{Path: a.Ref(), Profiles: []string{a.Profile}})
-	}
-	return out
+	return boot.MissingFiles(set, s.cfg.Assets.FS())
 }
 
 // storeHealth probes the store, or returns nil when no probe is configured.

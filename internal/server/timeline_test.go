@@ -144,19 +144,19 @@ func BenchmarkAssetHook(b *testing.B) {
 // profiles naming it, and an empty list once they are there.
 func TestHealthAssetsMissing(t *testing.T) {
 	ts, _, _, assets := timelineServer(t)
-	check := func() []missingAsset {
+	check := func() []boot.MissingFile {
 		t.Helper()
 		code, body, _ := get(t, ts, "/healthz")
 		var h struct {
 			Status        string
-			AssetsMissing *[]missingAsset `json:"assets_missing"`
+			AssetsMissing *[]boot.MissingFile `json:"assets_missing"`
 		}
 		if err := json.Unmarshal([]byte(body), &h); err != nil || code != 200 || h.Status != "ok" || h.AssetsMissing == nil {
 			t.Fatalf("/healthz = %d %v\n%s", code, err, body)
 		}
 		return *h.AssetsMissing
 	}
-	want := []missingAsset{{Path: "/assets/os/vmlinuz", Profiles: []string{"p", "q"}}}
+	want := []boot.MissingFile{{Path: "/assets/os/vmlinuz", Profiles: []string{"p", "q"}}}
 	if got := check(); !reflect.DeepEqual(got, want) {
 		t.Errorf("assets_missing = %+v; want %+v", got, want)
 	}
