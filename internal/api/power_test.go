@@ -560,7 +560,7 @@ func TestBulkReprovision(t *testing.T) {
 	res := decode[BulkResult](t, f.mustCall(t, "POST", "/power", `{"action":"reprovision","selector":{"rack":"r1"},"reason":"rack refresh"}`, 200))
 	// n2 never booted: it cannot be reprovisioned.
 	if len(res.Results) != 2 || res.OK != 1 || res.Failed != 1 || !res.Results[0].OK || res.Results[0].Action != "reprovision" ||
-		!strings.Contains(res.Results[1].Error, "no such machine") {
+		!strings.Contains(res.Results[1].Error, "n2 was never seen") {
 		t.Fatalf("bulk reprovision = %+v", res)
 	}
 	if got := fc.takeCalls(); !slices.Equal(got, []string{"10.0.0.1 admin:" + n1Secret + " pxe=true efi=false cycle"}) {

@@ -48,7 +48,7 @@ var (
 // RefusedError is a script, config or phone-home request that failed a
 // secrecy check (HTTP 403).
 type RefusedError struct {
-	What   string // "script", "config" or "phone-home"
+	What   string // "script", "config", "phone-home" or "hardware-report"
 	Reason string // one of the Reason constants
 }
 

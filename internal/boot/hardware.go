@@ -46,7 +46,7 @@ func (d *Decider) ReportHardware(ctx context.Context, id, token string, hw store
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeDeadline)
 	defer cancel()
-	key, err := d.sessionKey(ctx, id, token, from, viaAPI)
+	key, err := d.sessionKey(ctx, whatReport, id, token, from, viaAPI)
 	if err != nil {
 		return store.Machine{}, err
 	}
@@ -57,7 +57,7 @@ func (d *Decider) ReportHardware(ctx context.Context, id, token string, hw store
 		return m, notFound(id, err)
 	}
 	if denied {
-		return store.Machine{}, d.phoneHomeDenied(ctx, Request{MAC: m.MAC, IP: from}, m)
+		return store.Machine{}, d.sessionDenied(ctx, whatReport, Request{MAC: m.MAC, IP: from}, m)
 	}
 	d.log.Info("hardware reported", append(machineID(m).Attrs(), "summary", Summary(m.Hardware))...)
 	d.step(m.MAC, Step{Name: StepAgent, Outcome: "reported"}, false)
@@ -70,7 +70,7 @@ func (d *Decider) ReportHardware(ctx context.Context, id, token string, hw store
 // never writes, so a storm of bad tokens costs no writes; refusals are
 // recorded as phone-home ones. The caller's Change checks the token again,
 // since the session may change before it runs.
-func (d *Decider) sessionKey(ctx context.Context, id, token, from string, viaAPI bool) (string, error) {
+func (d *Decider) sessionKey(ctx context.Context, what, id, token, from string, viaAPI bool) (string, error) {
 	key, err := d.ids.key(ctx, id)
 	if err != nil || viaAPI {
 		return key, err
@@ -80,7 +80,7 @@ func (d *Decider) sessionKey(ctx context.Context, id, token, from string, viaAPI
 		return "", notFound(id, err)
 	}
 	r := Request{MAC: m.MAC, IP: from}
-	if _, err := d.authenticate(ctx, r, "phone-home"); err != nil {
+	if _, err := d.authenticate(ctx, r, what); err != nil {
 		return "", err
 	}
 	// A failed read is the store's failure, not a refusal of the token.
@@ -89,7 +89,7 @@ func (d *Decider) sessionKey(ctx context.Context, id, token, from string, viaAPI
 		return "", notFound(id, err)
 	}
 	if !tokenMatches(token, p.TokenHash) {
-		return "", d.phoneHomeDenied(ctx, r, m)
+		return "", d.sessionDenied(ctx, what, r, m)
 	}
 	return m.MAC, nil
 }

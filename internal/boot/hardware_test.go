@@ -127,6 +127,10 @@ func TestReportHardwareRefused(t *testing.T) {
 			if got := refusedFor(err); got != tc.reason || (tc.reason == "" && !errors.Is(err, ErrUnauthorized)) {
 				t.Errorf("report = %v; want refusal %q", err, tc.reason)
 			}
+			// Refused as what it is: a hardware report, not a phone-home.
+			if re := (*RefusedError)(nil); errors.As(err, &re) && re.What != whatReport {
+				t.Errorf("refused as a %q", re.What)
+			}
 			for _, mac := range []string{n1, n2} {
 				if m, _ := db.Machine(ctx, mac); m.Hardware != nil {
 					t.Errorf("%s: hardware stored by a refused report: %+v", mac, m.Hardware)

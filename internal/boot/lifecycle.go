@@ -28,10 +28,11 @@ const (
 	EventScriptRefused = "script-refused" // an /ipxe request failed the neighbour check
 	EventInstalled     = "installed"      // phone-home closed the session
 	EventPhoneHomeDeny = "phone-home-refused"
-	EventReprovision   = "reprovision" // an operator sent the machine back to provisioning
-	EventWipe          = "wipe"        // an operator sent the machine to the wipe profile
-	EventPower         = "power"       // a BMC power or boot-device operation, with its outcome
-	EventBMC           = "bmc"         // an operator set or removed the machine's BMC credentials
+	EventReportRefused = "hardware-refused" // a hardware report failed its session's checks
+	EventReprovision   = "reprovision"      // an operator sent the machine back to provisioning
+	EventWipe          = "wipe"             // an operator sent the machine to the wipe profile
+	EventPower         = "power"            // a BMC power or boot-device operation, with its outcome
+	EventBMC           = "bmc"              // an operator set or removed the machine's BMC credentials
 )
 
 // EventTypes lists every event type the core writes, a machine's lifecycle
@@ -40,7 +41,7 @@ func EventTypes() []string {
 	return []string{EventReady, EventProvisioning, EventLocalBoot, EventConfigServed, EventInstalled,
 		EventReprovision, EventWipe, EventPower, EventBMC, EventConfigRefused, EventScriptRefused,
 		EventPhoneHomeDeny, EventProfilesLive, EventProfilesRejected, EventProfilesBehind,
-		EventInspected, EventBootStep, EventAssetMissing, EventStalled}
+		EventInspected, EventReportRefused, EventBootStep, EventAssetMissing, EventStalled}
 }
 
 // Refusal reasons for configs, also metric label values: keep the set small.
@@ -257,14 +258,24 @@ func admit(p store.Provisioning, ask configAsk, pol Policy) string {
 	return ""
 }
 
-// refusal is the event for a refused script, config or phone-home request.
+// What a refusal refuses, besides "script" and "config": the requests a
+// machine's own session authorises.
+const (
+	whatPhoneHome = "phone-home"
+	whatReport    = "hardware-report"
+)
+
+// refusal is the event for a refused script, config, phone-home or
+// hardware report.
 func refusal(what, reason string) store.Event {
 	typ := EventConfigRefused
 	switch what {
 	case "script":
 		typ = EventScriptRefused
-	case "phone-home":
+	case whatPhoneHome:
 		typ = EventPhoneHomeDeny
+	case whatReport:
+		typ = EventReportRefused
 	}
 	return store.Event{Type: typ, Message: what + " refused: " + reason, Actor: "system", Fields: map[string]string{"reason": reason}}
 }

@@ -56,7 +56,7 @@ func (d *Decider) Installed(ctx context.Context, id, token, note, from string, v
 	ctx, cancel := context.WithTimeout(ctx, storeDeadline)
 	defer cancel()
 	// A read first: a storm of bad tokens costs no writes.
-	key, err := d.sessionKey(ctx, id, token, from, viaAPI)
+	key, err := d.sessionKey(ctx, whatPhoneHome, id, token, from, viaAPI)
 	if err != nil {
 		return store.Machine{}, err
 	}
@@ -66,17 +66,18 @@ func (d *Decider) Installed(ctx context.Context, id, token, note, from string, v
 		return m, notFound(id, err)
 	}
 	if denied {
-		return store.Machine{}, d.phoneHomeDenied(ctx, Request{MAC: m.MAC, IP: from}, m)
+		return store.Machine{}, d.sessionDenied(ctx, whatPhoneHome, Request{MAC: m.MAC, IP: from}, m)
 	}
 	d.log.Info("phone-home: installed", append(machineID(m).Attrs(), "state", m.State)...)
 	d.step(m.MAC, Step{Name: StepPhoneHome, Outcome: string(m.State)}, false)
 	return m, nil
 }
 
-// phoneHomeDenied records a phone-home of machine m without its current
-// token and returns ErrUnauthorized.
-func (d *Decider) phoneHomeDenied(ctx context.Context, r Request, m store.Machine) error {
-	_ = d.refuseOn(ctx, r, m, &RefusedError{What: "phone-home", Reason: ReasonBadToken})
+// sessionDenied records a request of machine m that its session must
+// authorise (what: a phone-home or a hardware report) made without the
+// session's current token, and returns the error to answer.
+func (d *Decider) sessionDenied(ctx context.Context, what string, r Request, m store.Machine) error {
+	_ = d.refuseOn(ctx, r, m, &RefusedError{What: what, Reason: ReasonBadToken})
 	return ErrUnauthorized
 }
 

@@ -84,6 +84,7 @@ type Metrics struct {
 	configsRefused *prometheus.CounterVec
 	scriptsRefused *prometheus.CounterVec
 	phoneRefused   *prometheus.CounterVec
+	reportRefused  *prometheus.CounterVec
 	pruned         prometheus.Counter
 	stalled        prometheus.Gauge
 }
@@ -167,6 +168,10 @@ func New(cfg Config) *Metrics {
 			Name: "provisiond_phone_homes_refused_total",
 			Help: "Phone-homes (POST /api/v1/machines/{id}/installed with a session token) refused, by reason.",
 		}, []string{"reason"}),
+		reportRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisiond_hardware_reports_refused_total",
+			Help: "Hardware reports (POST /api/v1/machines/{id}/hardware with a session token) refused, by reason.",
+		}, []string{"reason"}),
 		pruned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "provisiond_discovered_pruned_total",
 			Help: "Only-discovered machines deleted, oldest first, because there were more than --max-discovered.",
@@ -181,7 +186,7 @@ func New(cfg Config) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.dhcpPackets, m.tftpTransfers, m.tftpBytes, m.tftpDuration,
 		m.httpRequests, m.httpDuration, m.reloads, m.lastReload, m.syncs, m.liveCommit, m.gitLeader,
-		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.phoneRefused, m.pruned, m.stalled,
+		m.bmcOps, m.bmcDuration, m.configsRefused, m.scriptsRefused, m.phoneRefused, m.reportRefused, m.pruned, m.stalled,
 	)
 	if cfg.Machines != nil {
 		m.reg.MustRegister(newMachineCollector(cfg.Machines))
@@ -371,6 +376,8 @@ func (m *Metrics) Refused(e *boot.RefusedError) {
 		m.scriptsRefused.WithLabelValues(reason).Inc()
 	case "phone-home":
 		m.phoneRefused.WithLabelValues(reason).Inc()
+	case "hardware-report":
+		m.reportRefused.WithLabelValues(reason).Inc()
 	default:
 		m.configsRefused.WithLabelValues(reason).Inc()
 	}
