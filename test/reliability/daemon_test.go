@@ -156,7 +156,9 @@ type apiMachine struct {
 	Profile string `json:"profile"`
 }
 
-// listMachines returns GET /api/v1/machines by MAC.
+// listMachines returns the machines GET /api/v1/machines lists with a record
+// in the store, by MAC: not those Git declares that were never seen (state
+// declared), which the store does not hold.
 func listMachines(c *http.Client, base, token string) (map[string]apiMachine, error) {
 	code, body, err := call(c, http.MethodGet, base+"/api/v1/machines", token)
 	if err != nil {
@@ -171,6 +173,9 @@ func listMachines(c *http.Client, base, token string) (map[string]apiMachine, er
 	}
 	out := make(map[string]apiMachine, len(list.Machines))
 	for _, m := range list.Machines {
+		if m.State == "declared" {
+			continue
+		}
 		if _, dup := out[m.MAC]; dup {
 			return nil, fmt.Errorf("GET /api/v1/machines lists %s twice", m.MAC)
 		}
