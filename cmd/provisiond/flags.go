@@ -210,8 +210,9 @@ func closest(s string, candidates []string) (string, bool) {
 }
 
 // otherEnvNames are PROVISIOND_ variables that are no flag but belong to the
-// project: the test suite's switches (.ci/run exports the first).
-var otherEnvNames = []string{"PROVISIOND_REQUIRE_LAB", "PROVISIOND_PERFDHCP_RATE", "PROVISIOND_CLUSTER_ROUNDS"}
+// project: the test suite's switches and inputs (.ci/run exports all but
+// the perfdhcp rate).
+var otherEnvNames = []string{"PROVISIOND_REQUIRE_LAB", "PROVISIOND_PERFDHCP_RATE", "PROVISIOND_CLUSTER_ROUNDS", "PROVISIOND_ARM64_ROOT"}
 
 // envWarnings returns a warning for each PROVISIOND_ variable in environ
 // that no command reads, naming the closest one that some command does: a

@@ -97,8 +97,17 @@ func TestTwoClients(t *testing.T) {
 	if es, err := a.Events(ctx, store.EventQuery{}); err != nil || len(es) != 1 || es[0].Seq != e.Seq {
 		t.Fatalf("a.Events = %+v, %v; want b's event", es, err)
 	}
-	ra, errA := a.Revision(ctx)
-	rb, errB := b.Revision(ctx)
+	// Each serves Revision from its watch, which sees the other's write a
+	// moment later: they agree once both watches caught up.
+	var ra, rb uint64
+	var errA, errB error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ra, errA = a.Revision(ctx)
+		rb, errB = b.Revision(ctx)
+		if errA == nil && errB == nil && ra == rb && ra != 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if errA != nil || errB != nil || ra != rb || ra == 0 {
 		t.Fatalf("Revision: a %d %v, b %d %v; want one non-zero revision", ra, errA, rb, errB)
 	}
