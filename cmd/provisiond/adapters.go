@@ -18,13 +18,10 @@ import (
 
 // dhcpBooter adapts the boot core to the proxyDHCP's Booter, so internal/dhcp
 // never learns about profiles or the store.
-type dhcpBooter struct {
-	core *boot.Core
-	mode dhcp.Mode
-}
+type dhcpBooter struct{ core *boot.Core }
 
 func (b dhcpBooter) BootPXE(ctx context.Context, c dhcp.Client) (dhcp.Verdict, error) {
-	a, err := b.core.BootPXE(ctx, dhcpRequest(c, b.mode))
+	a, err := b.core.BootPXE(ctx, dhcpRequest(c))
 	return dhcp.Verdict{Boot: a.Boot, Machine: a.Machine, Loader: dhcpLoader(a.Loader), UKI: a.UKI}, err
 }
 
@@ -46,16 +43,15 @@ func (b dhcpBooter) Bind(_ context.Context, d dhcp.Binding) {
 
 // dhcpRequest is what a DHCP client tells the boot core about itself. For
 // UEFI HTTP Boot firmware it also says whether the client is committing to
-// this server's answer, where a loader: uki session opens: its REQUEST when
-// this server hands out the address; behind the proxy the REQUEST goes to
-// the site's server, so the proxy's DISCOVER answer is all it sees.
-func dhcpRequest(c dhcp.Client, mode dhcp.Mode) boot.Request {
+// this server's answer (its REQUEST), where a loader: uki session opens;
+// such profiles load only where this server hands out the addresses.
+func dhcpRequest(c dhcp.Client) boot.Request {
 	platform, cpu := dhcpPlatform(c.Arch)
 	// net.HardwareAddr prints the canonical lower-case colon form.
 	r := boot.NewRequest(c.MAC.String(), c.UUID, platform, cpu)
 	if c.HTTP && !c.IPXE {
 		r.HTTPBoot = boot.HTTPBootDiscover
-		if c.MessageType == dhcpv4.MessageTypeRequest || mode != dhcp.ModeAuthoritative {
+		if c.MessageType == dhcpv4.MessageTypeRequest {
 			r.HTTPBoot = boot.HTTPBootRequest
 		}
 	}

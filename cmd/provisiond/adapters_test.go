@@ -37,32 +37,29 @@ func TestDHCPRequest(t *testing.T) {
 			boot.Request{MAC: "52:54:00:00:00:01", Arch: "efi-x86_64"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := dhcpRequest(tc.in, dhcp.ModeProxy); got.MAC != tc.want.MAC || got.UUID != tc.want.UUID || got.Arch != tc.want.Arch {
+			if got := dhcpRequest(tc.in); got.MAC != tc.want.MAC || got.UUID != tc.want.UUID || got.Arch != tc.want.Arch {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
 	}
 }
 
-// UEFI HTTP Boot firmware commits to this server with its REQUEST when this
-// server hands out the address, and with the proxy's DISCOVER answer behind
-// a proxy (its REQUEST goes to the site's server); PXE clients never do.
+// UEFI HTTP Boot firmware commits to this server with its REQUEST; a
+// DISCOVER may still take another offer, and PXE clients never do.
 func TestDHCPRequestHTTPBoot(t *testing.T) {
 	mac := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}
 	for _, tc := range []struct {
 		name string
 		in   dhcp.Client
-		mode dhcp.Mode
 		want boot.HTTPBootStage
 	}{
-		{"authoritative DISCOVER", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, MessageType: dhcpv4.MessageTypeDiscover}, dhcp.ModeAuthoritative, boot.HTTPBootDiscover},
-		{"authoritative REQUEST", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, MessageType: dhcpv4.MessageTypeRequest}, dhcp.ModeAuthoritative, boot.HTTPBootRequest},
-		{"proxy DISCOVER", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, MessageType: dhcpv4.MessageTypeDiscover}, dhcp.ModeProxy, boot.HTTPBootRequest},
-		{"iPXE over HTTP", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, IPXE: true, MessageType: dhcpv4.MessageTypeRequest}, dhcp.ModeAuthoritative, boot.NotHTTPBoot},
-		{"PXE", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64, MessageType: dhcpv4.MessageTypeRequest}, dhcp.ModeAuthoritative, boot.NotHTTPBoot},
+		{"authoritative DISCOVER", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, MessageType: dhcpv4.MessageTypeDiscover}, boot.HTTPBootDiscover},
+		{"authoritative REQUEST", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, MessageType: dhcpv4.MessageTypeRequest}, boot.HTTPBootRequest},
+		{"iPXE over HTTP", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64_HTTP, HTTP: true, IPXE: true, MessageType: dhcpv4.MessageTypeRequest}, boot.NotHTTPBoot},
+		{"PXE", dhcp.Client{MAC: mac, Arch: iana.EFI_X86_64, MessageType: dhcpv4.MessageTypeRequest}, boot.NotHTTPBoot},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := dhcpRequest(tc.in, tc.mode).HTTPBoot; got != tc.want {
+			if got := dhcpRequest(tc.in).HTTPBoot; got != tc.want {
 				t.Errorf("HTTPBoot = %v, want %v", got, tc.want)
 			}
 		})

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,7 +17,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
+	"github.com/provisiond/provisiond/internal/boot"
 )
 
 // `provisiond assets fetch flatcar|fcos|talos --version V --dest DIR`:
@@ -225,7 +227,7 @@ func (l lineObserver) Done(f assets.File) {
 	if f.Present {
 		status = "already present, verified"
 	}
-	fmt.Fprintf(l.w, "%s  %s  %s  %s: %s\n", f.Name, humanBytes(f.Size), f.Hash, status, f.Verified)
+	fmt.Fprintf(l.w, "%s  %s  %s  %s: %s\n", f.Name, boot.Bytes(uint64(f.Size)), f.Hash, status, f.Verified)
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -261,36 +263,17 @@ func (b barWriter) Close() error {
 	return b.Exit()
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // byteSize is a flag value: bytes, or a number with KiB, MiB, GiB or TiB
 // (K, KB, M, MB... read the same: powers of 1024).
 type byteSize int64
 
-func (b *byteSize) String() string { return humanBytes(int64(*b)) }
+func (b *byteSize) String() string { return boot.Bytes(uint64(*b)) }
 
 func (b *byteSize) Set(s string) error {
-	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	mult := 1.0
-	if i := strings.Index("KMGT", num[max(len(num)-1, 0):]); num != "" && i >= 0 {
-		mult = float64(int64(1) << (10 * (i + 1)))
-		num = num[:len(num)-1]
-	}
-	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil || v < 1 {
+	n, err := api.ParseBytes(s)
+	if err != nil || n < 1 || n > math.MaxInt64 {
 		return fmt.Errorf("size %q: want a positive number of bytes, or with KiB, MiB or GiB", s)
 	}
-	*b = byteSize(v * mult)
+	*b = byteSize(n)
 	return nil
 }

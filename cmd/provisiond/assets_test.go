@@ -179,6 +179,7 @@ func TestByteSize(t *testing.T) {
 		{"", 0, false},
 		{"GiB", 0, false},
 		{"lots", 0, false},
+		{"1e30", 0, false}, // past int64: no wrap to a negative limit
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

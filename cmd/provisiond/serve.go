@@ -322,8 +322,8 @@ func newDHCP(cfg serveConfig, core *boot.Core, db store.Leases, m *metrics.Metri
 		Mode:         cfg.DHCPMode,
 		ServerIP:     ip,
 		AdvertiseURL: cfg.AdvertiseURL,
-		Booter:       dhcpBooter{core, cfg.DHCPMode},
-		Binder:       dhcpBooter{core, cfg.DHCPMode},
+		Booter:       dhcpBooter{core},
+		Binder:       dhcpBooter{core},
 		Logger:       log,
 		OnPacket:     m.DHCPPacket,
 	}
@@ -638,18 +638,24 @@ func checkShimDir(dir string) error {
 }
 
 // servingCheck judges a profile set against how serve runs: its DHCP mode
-// and whether the proxyDHCP runs (a loader: shim profile cannot boot behind
-// it), whether there is a --shim-dir for such profiles, and whether the
+// and whether the proxyDHCP runs (neither a loader: shim nor a loader: uki
+// profile boots behind it), whether there is a --shim-dir for such profiles, and whether the
 // allocator takes the set's address plan.
 func servingCheck(mode dhcp.Mode, proxy, shimDir bool) func(*profiles.Set) (problems, warnings profiles.Problems) {
 	return func(set *profiles.Set) (profiles.Problems, profiles.Problems) {
 		probs, warns := set.CheckDHCP(string(mode), proxy)
-		if !shimDir {
-			for _, name := range slices.Sorted(maps.Keys(set.Profiles)) {
-				if p := set.Profiles[name]; p.Boot.Loader == profiles.LoaderShim {
-					probs = append(probs, profiles.Problem{File: p.Pos.File, Line: p.Pos.Line,
-						Msg: fmt.Sprintf("profile %s boots with loader: shim, but serve has no --shim-dir holding the signed shimx64.efi and grubx64.efi", name)})
-				}
+		for _, name := range slices.Sorted(maps.Keys(set.Profiles)) {
+			p := set.Profiles[name]
+			switch {
+			case p.Boot.Loader == profiles.LoaderShim && !shimDir:
+				probs = append(probs, profiles.Problem{File: p.Pos.File, Line: p.Pos.Line,
+					Msg: fmt.Sprintf("profile %s boots with loader: shim, but serve has no --shim-dir holding the signed shimx64.efi and grubx64.efi", name)})
+			case p.Boot.Loader == profiles.LoaderUKI && mode != dhcp.ModeAuthoritative:
+				// Its tokenless session opens on the firmware's REQUEST to
+				// this server; behind a proxy or a site DHCP server naming
+				// us, that REQUEST goes elsewhere and the config is refused.
+				probs = append(probs, profiles.Problem{File: p.Pos.File, Line: p.Pos.Line,
+					Msg: fmt.Sprintf("profile %s boots with loader: uki, which provisiond offers with --dhcp-mode authoritative only", name)})
 			}
 		}
 		if mode == dhcp.ModeAuthoritative {

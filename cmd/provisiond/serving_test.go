@@ -47,6 +47,15 @@ func TestServingCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ukiDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ukiDir, "all.yaml"), []byte("kind: Network\nname: prov\nsubnet: 10.99.0.0/24\nrange: [10.99.0.100, 10.99.0.199]\n---\n"+
+		"kind: Profile\nname: talos\nboot: {loader: uki, uki: /assets/talos.efi}\n---\nkind: Default\nprofile: talos\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uki, err := profiles.Load(ukiDir, profiles.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		set     *profiles.Set
@@ -62,6 +71,9 @@ func TestServingCheck(t *testing.T) {
 		{"shim without a shim dir", set, dhcp.ModeAuthoritative, true, false, []string{"profile secure boots with loader: shim, but serve has no --shim-dir"}, 0},
 		{"authoritative without a Network", plain, dhcp.ModeAuthoritative, true, true, []string{"kind: Network"}, 0},
 		{"proxy without a Network", plain, dhcp.ModeProxy, true, false, nil, 0},
+		{"uki behind the proxy", uki, dhcp.ModeProxy, true, true, []string{"profile talos boots with loader: uki, which provisiond offers with --dhcp-mode authoritative only"}, 0},
+		{"uki, site DHCP names provisiond", uki, dhcp.ModeProxy, false, true, []string{"--dhcp-mode authoritative only"}, 0},
+		{"uki, authoritative", uki, dhcp.ModeAuthoritative, true, true, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			probs, warns := servingCheck(tc.mode, tc.proxy, tc.shimDir)(tc.set)

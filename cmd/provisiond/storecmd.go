@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/store"
 )
 
@@ -125,7 +126,7 @@ func storeBackupFlags(fs *flagSet, c *cli) func([]string) error {
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
-		return res.print(c.stdout, *cf.out, fmt.Sprintf("wrote %s (%s)", *out, humanBytes(res.Bytes)))
+		return res.print(c.stdout, *cf.out, fmt.Sprintf("wrote %s (%s)", *out, boot.Bytes(uint64(res.Bytes))))
 	}
 }
 

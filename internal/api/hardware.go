@@ -36,7 +36,7 @@ func (a *api) reportHardware(w http.ResponseWriter, r *http.Request) {
 func hardwareQuery(q url.Values) (boot.HardwareQuery, error) {
 	hq := boot.HardwareQuery{Serial: q.Get("serial"), Vendor: q.Get("vendor"), Product: q.Get("product")}
 	if s := q.Get("min_memory"); s != "" {
-		n, err := parseBytes(s)
+		n, err := ParseBytes(s)
 		if err != nil {
 			return hq, fmt.Errorf("%w: min_memory: %v", httperr.ErrBadRequest, err)
 		}
@@ -52,24 +52,24 @@ func hardwareQuery(q url.Values) (boot.HardwareQuery, error) {
 	return hq, nil
 }
 
-// parseBytes reads a size: bytes, or a number with a binary unit (KiB,
-// MiB, GiB, TiB; K, KB, G, GB... read the same), e.g. 16GiB or 1.5G.
-func parseBytes(s string) (uint64, error) {
-	num := strings.TrimSpace(s)
+// ParseBytes reads a size: bytes, or a number with a binary unit (KiB,
+// MiB, GiB, TiB; K, KB, G, GB... read the same), e.g. 16GiB or 1.5G. The
+// CLI's size flags read the same syntax through it.
+func ParseBytes(s string) (uint64, error) {
+	num := strings.ToUpper(strings.TrimSpace(s))
 	mult := 1.0
-	upper := strings.ToUpper(num)
+units:
 	for i, unit := range []string{"K", "M", "G", "T"} {
 		for _, suffix := range []string{unit + "IB", unit + "B", unit} {
-			if strings.HasSuffix(upper, suffix) {
-				num, mult = strings.TrimSpace(num[:len(num)-len(suffix)]), math.Exp2(float64(10*(i+1)))
-				break
+			if n, ok := strings.CutSuffix(num, suffix); ok {
+				num, mult = strings.TrimSpace(n), math.Exp2(float64(10*(i+1)))
+				break units
 			}
 		}
-		if mult != 1 {
-			break
-		}
 	}
-	num = strings.TrimSuffix(num, "B") // "512B"
+	if mult == 1 {
+		num = strings.TrimSuffix(num, "B") // "512B"
+	}
 	v, err := strconv.ParseFloat(num, 64)
 	if err != nil || !(v >= 0) || v*mult >= math.MaxUint64 { // !(v >= 0): NaN too
 		return 0, fmt.Errorf("%q: want bytes, or a number with KiB, MiB, GiB or TiB", s)

@@ -111,3 +111,31 @@ func TestReportHardwareIdentityAPI(t *testing.T) {
 		})
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"1000", 1000, true},
+		{"16GiB", 16 << 30, true},
+		{"16 gib", 16 << 30, true},
+		{"1.5G", 3 << 29, true},
+		{"2 MB", 2 << 20, true},
+		{"512b", 512, true}, // lower case without a unit, as with one
+		{"1TiB", 1 << 40, true},
+		{"", 0, false},
+		{"GiB", 0, false},
+		{"-1", 0, false},
+		{"NaN", 0, false},
+		{"1e30", 0, false}, // past uint64
+		{"lots", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseBytes(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

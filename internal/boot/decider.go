@@ -166,26 +166,26 @@ func (d *Decider) serveBoot(ctx context.Context, r Request, l loader) (string, e
 		d.log.Info(l.what+" refused: no profile for this machine", append(machineAttrs(known(r, m), res), "error", err)...)
 		return "", err
 	}
-	if err := l.accept(res, r); err != nil {
+	// What the machine boots now, as the write below will decide: its
+	// profile, its disk, or the wipe profile while it is being wiped.
+	stored, session, err := d.storedSession(ctx, cmp.Or(r.MAC, r.UUID))
+	if err != nil {
+		return "", err
+	}
+	now := time.Now().UTC()
+	peeked, _ := peek(stored, session, res, d.live.wipeProfile())
+	if err := l.accept(res, peeked, r); err != nil {
 		d.log.Warn(l.what+" refused", append(machineAttrs(r, res), "ip", r.IP, "error", err)...)
 		return "", err
 	}
-	if res.Profile.Boot.Loader == profiles.LoaderUKI {
+	if !peeked.local && peeked.profile.Boot.Loader == profiles.LoaderUKI {
 		// Only HTTP Boot firmware gets the UKI (uki.go): no session here,
-		// and an answer that says why; unless the machine boots another
-		// profile now (the wipe profile), which goes on as any other.
-		uki, err := d.bootsUKI(ctx, r, res)
-		if err != nil {
-			return "", err
-		}
-		if uki {
-			d.seen.record(ctx, d.sightingOf(r, res))
-			d.log.Warn(l.what+": a UKI boots over UEFI HTTP Boot only", append(machineAttrs(r, res), "arch", r.Arch)...)
-			return ukiScript(describe(res)), nil
-		}
+		// and an answer that says why.
+		d.seen.record(ctx, d.sightingOf(r, res))
+		d.log.Warn(l.what+": a UKI boots over UEFI HTTP Boot only", append(machineAttrs(r, res), "arch", r.Arch)...)
+		return ukiScript(describe(res)), nil
 	}
-	now := time.Now().UTC()
-	if token, plan, m, ok := d.reuse(ctx, r, res, now); ok {
+	if token, plan, m, ok := d.reuse(r, res, stored, session, now); ok {
 		d.seen.record(ctx, d.sightingOf(known(r, m), res)) // LastSeen, behind the request
 		d.step(m.MAC, scriptStep(plan), false)
 		d.log.Debug(l.what+": open session handed out again", append(machineAttrs(known(r, m), res), "boots", plan.profile.Name)...)
@@ -261,16 +261,8 @@ func (d *Decider) Explain(r Request) (profiles.Result, string, error) {
 	if err != nil {
 		return res, "", err
 	}
-	return res, d.ipxeScript(res, r, "TOKEN"), nil
-}
-
-// ipxeScript is iPXE's boot of res.Profile for the machine r with the
-// session token: its kernel and initrds, or its UKI (uki.go).
-func (d *Decider) ipxeScript(res profiles.Result, r Request, token string) string {
-	if res.Profile.Boot.Loader == profiles.LoaderUKI {
-		return d.ukiBoot(res, r)
-	}
-	return ipxe.BootScript(d.bootFor(res, r, token, d.assetURL))
+	script, err := d.render(d.ipxeLoader(), res, bootPlan{profile: res.Profile}, r, "TOKEN")
+	return res, script, err
 }
 
 // bootFor assembles kernel, initrds and args, adding the config URL the

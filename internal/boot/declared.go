@@ -65,7 +65,7 @@ func listing(set *profiles.Set, ms []store.Machine) []store.Machine {
 	if len(ds) == 0 {
 		return ms
 	}
-	out := append(ms, ds...)
+	out := slices.Concat(ms, ds) // not append: ms is the caller's, and is sorted in place below
 	slices.SortStableFunc(out, func(a, b store.Machine) int {
 		switch {
 		case (a.MAC == "") != (b.MAC == ""):

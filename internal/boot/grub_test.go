@@ -190,3 +190,27 @@ func TestBootPXELoader(t *testing.T) {
 		}
 	}
 }
+
+// A shim machine being wiped boots the wipe profile: one GRUB cannot boot
+// (a kernel URL) is refused before a session is opened, as the machine's own
+// profile would be.
+func TestGrubConfigWipeProfileRefusedFirst(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "p.yaml", grubProfiles+"---\nkind: Profile\nname: wipeurl\nboot: {kernel: \"https://x/k\"}\nconfig: {butane: install.bu}\n")
+	write(t, dir, "install.bu", lifecycleButane)
+	c, db := newCore(t, dir, Config{WipeProfile: "wipeurl"})
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := db.Seen(ctx, store.Machine{MAC: s1, State: store.StateWiping}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := db.Provisioning(ctx, s1)
+	if cfg, err := c.GrubConfig(ctx, Request{MAC: s1, IP: "10.0.0.5"}); err == nil || !strings.Contains(err.Error(), "profile wipeurl") {
+		t.Fatalf("grub config of a machine wiped by a URL kernel = %v\n%s", err, cfg)
+	}
+	if after, _ := db.Provisioning(ctx, s1); after != before {
+		t.Fatalf("the refused config opened a session: %+v -> %+v", before, after)
+	}
+}

@@ -207,7 +207,7 @@ func Summary(hw *store.Hardware) string {
 	}
 	var parts []string
 	switch c := hw.CPU; {
-	case c.Sockets > 0 && c.Cores > 0:
+	case c.Sockets > 0 && c.Cores >= c.Sockets: // fewer cores than sockets is no per-socket count
 		parts = append(parts, fmt.Sprintf("%d×%dc", c.Sockets, c.Cores/c.Sockets))
 	case cpus(c) > 0:
 		parts = append(parts, fmt.Sprintf("%d CPUs", cpus(c)))

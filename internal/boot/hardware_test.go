@@ -234,6 +234,7 @@ func TestHardwareSummary(t *testing.T) {
 		{&hw, "1×2c, 1.5 GiB, 2 disks"},
 		{&big, "2×16c, 128 GiB, 4 disks"},
 		{&threads, "4 CPUs, 512 MiB, 1 disk"},
+		{&store.Hardware{CPU: store.CPU{Sockets: 4, Cores: 2, Threads: 2}}, "2 CPUs, 0 disks"}, // not "4×0c"
 	} {
 		if got := Summary(tc.hw); got != tc.want {
 			t.Errorf("Summary = %q, want %q", got, tc.want)

@@ -13,11 +13,12 @@ import (
 // The decision, session and token are the same for both (serveBoot).
 type loader struct {
 	what string // the request in log lines: "script", "grub config"
-	// uki boots a profile with boot.loader uki; nil: this loader cannot.
-	uki func(res profiles.Result, r Request) string
-	// accept refuses a machine matched to res whose profile this loader
-	// cannot boot; it runs before anything is recorded.
-	accept func(res profiles.Result, r Request) error
+	// uki is what the loader is told of a profile with boot.loader uki
+	// (ukiScript); nil: this loader cannot boot one.
+	uki func(res profiles.Result) string
+	// accept refuses a machine matched to res, which boots plan now, when
+	// this loader cannot boot it; it runs before anything is recorded.
+	accept func(res profiles.Result, plan bootPlan, r Request) error
 	// asset names a profile's kernel or initrd as the loader fetches it.
 	asset func(ref string) string
 	boot  func(b ipxe.Boot) (string, error) // the boot of a profile
@@ -26,15 +27,16 @@ type loader struct {
 
 // ipxeLoader boots every profile: BIOS machines, and UEFI machines of
 // profiles with boot.loader ipxe, chain iPXE, which fetches over HTTP; the
-// script of a boot.loader uki profile chains its UKI (uki.go).
+// script of a boot.loader uki profile says to use HTTP Boot, and exits
+// (ukiScript).
 func (d *Decider) ipxeLoader() loader {
 	return loader{
 		what:   "script",
-		accept: func(profiles.Result, Request) error { return nil },
+		accept: func(profiles.Result, bootPlan, Request) error { return nil },
 		asset:  d.assetURL,
 		boot:   func(b ipxe.Boot) (string, error) { return ipxe.BootScript(b), nil },
 		local:  ipxe.LocalBootScript,
-		uki:    d.ukiBoot,
+		uki:    func(res profiles.Result) string { return ukiScript(describe(res)) },
 	}
 }
 
@@ -48,15 +50,16 @@ func (d *Decider) grubLoader() loader {
 		boot:  func(b ipxe.Boot) (string, error) { return grub.Config(grub.Boot(b)) },
 		local: grub.LocalConfig,
 	}
-	l.accept = func(res profiles.Result, r Request) error {
+	l.accept = func(res profiles.Result, plan bootPlan, r Request) error {
 		p := res.Profile
 		if p.Boot.Loader != profiles.LoaderShim {
 			return fmt.Errorf("profile %s boots with loader %q, not %q: %w", p.Name, p.Boot.Loader, profiles.LoaderShim, ErrLoader)
 		}
 		// Refused now, not after a session was opened for a config
-		// that cannot be written.
-		if _, err := l.boot(d.bootFor(res, r, "", l.asset)); err != nil {
-			return fmt.Errorf("profile %s: %w", p.Name, err)
+		// that cannot be written: that of the profile it boots now,
+		// the wipe profile while it is being wiped.
+		if _, err := d.render(l, res, plan, r, ""); err != nil {
+			return fmt.Errorf("profile %s: %w", plan.profile.Name, err)
 		}
 		return nil
 	}
@@ -75,7 +78,7 @@ func (d *Decider) render(l loader, res profiles.Result, plan bootPlan, r Request
 		if l.uki == nil {
 			return "", fmt.Errorf("profile %s boots a UKI, which the %s cannot: %w", res.Profile.Name, l.what, ErrLoader)
 		}
-		return l.uki(res, r), nil
+		return l.uki(res), nil
 	}
 	return l.boot(d.bootFor(res, r, token, l.asset))
 }

@@ -1,8 +1,6 @@
 package boot
 
 import (
-	"cmp"
-	"context"
 	"encoding/base64"
 	"reflect"
 	"time"
@@ -52,27 +50,21 @@ func (d *Decider) openToken(mac, sealed string) (string, error) {
 	return string(raw), err
 }
 
-// reuse returns the token of the machine's open session, with the plan and
-// the stored machine, when /ipxe may hand the session out again: see
-// reusable. ok is false on any doubt, including a failed read, so that the
-// caller takes the writing path, whose errors are the ones to report. A
+// reuse returns the token of the open session p of m, the stored machine
+// (storedSession; zero when unknown), with the plan and m, when /ipxe may
+// hand the session out again: see reusable. ok is false on any doubt, so
+// that the caller takes the writing path, whose errors are the ones to
+// report. A
 // tokenless session (uki.go) is never handed out here: it has no sealed
 // token (see reusable).
-func (d *Decider) reuse(ctx context.Context, r Request, res profiles.Result, now time.Time) (token string, plan bootPlan, m store.Machine, ok bool) {
-	if d.secrets == nil {
-		return "", bootPlan{}, store.Machine{}, false
-	}
-	m, err := d.store.Machine(ctx, cmp.Or(r.MAC, r.UUID))
-	if err != nil {
-		return "", bootPlan{}, store.Machine{}, false
-	}
-	p, err := d.store.Provisioning(ctx, m.MAC)
-	if err != nil {
+func (d *Decider) reuse(r Request, res profiles.Result, m store.Machine, p store.Provisioning, now time.Time) (token string, plan bootPlan, _ store.Machine, ok bool) {
+	if d.secrets == nil || m.MAC == "" {
 		return "", bootPlan{}, store.Machine{}, false
 	}
 	s := d.sightingOf(r, res)
 	s.MAC = m.MAC
-	if s, err = s.Sighting(); err != nil {
+	s, err := s.Sighting()
+	if err != nil {
 		return "", bootPlan{}, store.Machine{}, false
 	}
 	plan, ok = reusable(m, p, s, res, d.live.wipeProfile(), now)

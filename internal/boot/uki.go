@@ -1,7 +1,6 @@
 package boot
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -25,11 +24,11 @@ import (
 // That fetch mints the session's token, which the config carries as
 // .provisiond.token for the phone-home. See admit.
 //
-// The session opens when the machine commits to booting the UKI:
-//   - UEFI HTTP Boot firmware gets the UKI's URL from DHCP (BootPXE) and
-//     boots it at once, so its DHCP REQUEST opens the session (bootUKI);
-//   - UEFI PXE firmware gets iPXE first, whose /ipxe opens it as for any
-//     profile and answers a script that chains the UKI (ukiScript).
+// The session opens when the machine commits to booting the UKI: UEFI HTTP
+// Boot firmware gets the UKI's URL from DHCP (BootPXE) and boots it at once,
+// so its DHCP REQUEST opens the session (bootUKI). iPXE (UEFI PXE, BIOS)
+// never boots it: its /ipxe opens no session and answers a script that says
+// why and exits (ukiScript).
 //
 // An installed machine of a boot-once profile must boot its disk. HTTP Boot
 // firmware runs whatever file its DHCP answer names, so that answer names
@@ -58,9 +57,9 @@ func (d *Decider) bootUKI(ctx context.Context, r Request, res profiles.Result) (
 		// iPXE, whose /ipxe opens the session.
 		return d.ukiAnswer(res, plan), nil
 	}
-	s := d.sightingOf(r, res)
-	if s, err = s.Sighting(); err == nil && m.MAC != "" && tokenlessReusable(m, p, s, plan, state, now) {
-		d.seen.record(ctx, d.sightingOf(r, res)) // LastSeen, behind the request
+	sighted := d.sightingOf(r, res)
+	if s, err := sighted.Sighting(); err == nil && m.MAC != "" && tokenlessReusable(m, p, s, plan, state, now) {
+		d.seen.record(ctx, sighted) // LastSeen, behind the request
 		d.log.Debug("http boot: open uki session handed out again", append(machineAttrs(r, res), "boots", plan.profile.Name)...)
 		return d.ukiAnswer(res, plan), nil
 	}
@@ -71,19 +70,6 @@ func (d *Decider) bootUKI(ctx context.Context, r Request, res profiles.Result) (
 	}
 	d.log.Info("http boot: uki session opened", append(machineAttrs(r, res), "state", m.State, "boots", plan.profile.Name, "local", plan.local)...)
 	return d.ukiAnswer(res, plan), nil
-}
-
-// bootsUKI reports whether machine r, matched to the loader uki profile
-// res.Profile, boots that UKI now, as /ipxe would decide (planBoot on the
-// stored machine): not when installed on a boot-once profile, nor while it
-// is being wiped.
-func (d *Decider) bootsUKI(ctx context.Context, r Request, res profiles.Result) (bool, error) {
-	m, p, err := d.storedSession(ctx, cmp.Or(r.MAC, r.UUID))
-	if err != nil {
-		return false, err
-	}
-	plan, _ := peek(m, p, res, d.live.wipeProfile())
-	return !plan.local && plan.profile.Boot.Loader == profiles.LoaderUKI, nil
 }
 
 // storedSession reads machine mac and its session; an unknown machine is
@@ -126,13 +112,6 @@ func (d *Decider) ukiAnswer(res profiles.Result, plan bootPlan) PXEAnswer {
 func tokenlessReusable(m store.Machine, p store.Provisioning, s store.Machine, plan bootPlan, state store.State, now time.Time) bool {
 	return p.Tokenless && p.ConfigFetches == 0 && sessionFresh(m, p, s, now) &&
 		plan.profile.Name == p.Profile && state == m.State
-}
-
-// ukiBoot is the iPXE script of res.Profile, a loader uki profile, for the
-// machine r: it says why iPXE does not boot it, and exits so that the
-// firmware goes on to its next boot option.
-func (d *Decider) ukiBoot(res profiles.Result, r Request) string {
-	return ukiScript(describe(res))
 }
 
 // ukiScript is what iPXE is told of a loader uki profile. The UKI is offered

@@ -319,6 +319,10 @@ func TestAuthoritative(t *testing.T) {
 			if conn.dsts[0].String() != tt.wantDst {
 				t.Errorf("reply sent to %s, want %s", conn.dsts[0], tt.wantDst)
 			}
+			// A NAK goes to anyone asking: it must not say who holds the address.
+			if reply.MessageType() == dhcpv4.MessageTypeNak && reply.Message() != ErrRefused.Error() {
+				t.Errorf("NAK message %q, want only %q", reply.Message(), ErrRefused.Error())
+			}
 		})
 	}
 }

@@ -239,9 +239,8 @@ func (s *Server) answerLease(ctx context.Context, conn net.PacketConn, req *dhcp
 		}
 		return h.with(OutcomeIgnored)
 	}
-	mac := req.ClientHWAddr.String()
-	log := s.log.With("service", serviceDHCP.String(), "xid", req.TransactionID.String(), "mac", mac,
-		"uuid", clientUUID(req.GetOneOption(dhcpv4.OptionClientMachineIdentifier)))
+	mac, uuid := req.ClientHWAddr.String(), clientUUID(req.GetOneOption(dhcpv4.OptionClientMachineIdentifier))
+	log := s.log.With("service", serviceDHCP.String(), "xid", req.TransactionID.String(), "mac", mac, "uuid", uuid)
 	if r.ip.IsValid() {
 		log = log.With("ip", r.ip.String())
 	}
@@ -288,7 +287,10 @@ func (s *Server) answerLease(ctx context.Context, conn net.PacketConn, req *dhcp
 	case err == nil:
 		reply, err = leaseReply(req, a, boot, s.cfg.ServerIP)
 	case r.ask == askAck && errors.Is(err, ErrRefused):
-		reply, err = nakReply(req, s.cfg.ServerIP, err.Error())
+		// The client learns only that it was refused: the full reason may
+		// name the address's holder, which is for the log alone.
+		log.Info("dhcp request refused", "state", r.state, "link", r.link.String(), "err", err)
+		reply, err = nakReply(req, s.cfg.ServerIP, ErrRefused.Error())
 	case errors.Is(err, ErrNoNetwork):
 		log.Debug("dhcp ignored", "reason", err.Error(), "link", r.link.String())
 		return h.with(OutcomeIgnored)
@@ -306,7 +308,7 @@ func (s *Server) answerLease(ctx context.Context, conn net.PacketConn, req *dhcp
 	}
 	if reply.MessageType() == dhcpv4.MessageTypeAck && r.ask == askAck && s.cfg.Binder != nil {
 		// The ACK is the strongest binding there is: the address is now the client's.
-		s.cfg.Binder.Bind(ctx, Binding{MAC: req.ClientHWAddr, UUID: clientUUID(req.GetOneOption(dhcpv4.OptionClientMachineIdentifier)), IP: a.IP})
+		s.cfg.Binder.Bind(ctx, Binding{MAC: req.ClientHWAddr, UUID: uuid, IP: a.IP})
 	}
 	dst, err := leaseReplyAddr(req, reply, peer, s.ports)
 	if err != nil {
